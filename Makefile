@@ -1,0 +1,49 @@
+# tapbeat build, test and demo entry points. See README.md.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
+
+# Fuzz targets run briefly by `make test`: package:FuzzName
+FUZZ_TARGETS ?=
+FUZZ_TIME    ?= 10s
+
+.PHONY: all build test fuzz-short bench demo clean vet FORCE
+
+all: build
+
+build: bin/tapbeat bin/tapbeat-agent
+
+bin/%: FORCE
+	@mkdir -p bin
+	$(GOBUILD) -o $@ ./cmd/$*
+
+vet:
+	$(GO) vet ./...
+
+# Every test, privileged ones included (run as root), then the short fuzz
+# runs, then one summary line.
+test: build vet
+	@mkdir -p build
+	@rc=0; \
+	$(GO) tool gotestsum --format testname --jsonfile build/test.json -- \
+		-count=1 -timeout 18m ./... || rc=$$?; \
+	$(MAKE) --no-print-directory fuzz-short || rc=1; \
+	.ci/summary build/test.json || rc=1; \
+	exit $$rc
+
+fuzz-short:
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name in $$pkg for $(FUZZ_TIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZ_TIME) $$pkg || exit 1; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./sensor/
+
+clean:
+	rm -rf bin build
+
+FORCE:

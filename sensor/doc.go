@@ -1,0 +1,13 @@
+// Package sensor owns tapbeat's correlation: the rules that turn heartbeats,
+// observed traffic, flow starts and capture health into endpoint states and
+// events.
+//
+// The Correlator is pure logic: it does no I/O, reads time only from an
+// injected Clock, and given the same inputs in the same order it produces the
+// same events with the same sequence numbers. It is not safe for concurrent
+// use; Engine wraps it for the daemon, serialising inputs and publishing the
+// events it emits.
+//
+// The event schema (Event) defined here is the one JSON shape used
+// everywhere: history, syslog bodies, the local API and the CLI.
+package sensor

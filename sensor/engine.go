@@ -1,0 +1,159 @@
+package sensor
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// Publisher receives the events the correlator emits, in sequence order. It
+// is called with the engine's lock held, so it must not block for long nor
+// call back into the engine: hand the events to a queue.
+type Publisher func([]Event)
+
+// Engine makes a Correlator safe for concurrent inputs (LAN-zone
+// connections, capture workers, the ticker) and publishes its events.
+type Engine struct {
+	mu      sync.Mutex
+	c       *Correlator
+	publish Publisher
+}
+
+// NewEngine wraps c; publish may be nil.
+func NewEngine(c *Correlator, publish Publisher) *Engine {
+	if publish == nil {
+		publish = func([]Event) {}
+	}
+	return &Engine{c: c, publish: publish}
+}
+
+func (e *Engine) out(evs []Event) {
+	if len(evs) > 0 {
+		e.publish(evs)
+	}
+}
+
+// Hello passes an endpoint's hello to the correlator.
+func (e *Engine) Hello(h Hello) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	evs, err := e.c.Hello(h)
+	e.out(evs)
+	return err
+}
+
+// Heartbeat passes a heartbeat to the correlator.
+func (e *Engine) Heartbeat(hb Heartbeat) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	evs, err := e.c.Heartbeat(hb)
+	e.out(evs)
+	return err
+}
+
+// Disconnect records that an endpoint's connection closed.
+func (e *Engine) Disconnect(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.out(e.c.Disconnect(id))
+}
+
+// Remove forgets a revoked endpoint.
+func (e *Engine) Remove(id string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.out(e.c.Remove(id))
+}
+
+// Traffic passes a batch of per-MAC summaries to the correlator.
+func (e *Engine) Traffic(batch []TrafficSummary) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.out(e.c.Traffic(batch))
+}
+
+// FlowStarts passes flow starts to the correlator.
+func (e *Engine) FlowStarts(flows []Flow) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, f := range flows {
+		e.out(e.c.FlowStart(f))
+	}
+}
+
+// CaptureHealth passes a capture interface's report to the correlator.
+func (e *Engine) CaptureHealth(h CaptureHealth) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.out(e.c.CaptureHealth(h))
+}
+
+// Record numbers and publishes an event raised outside the correlator.
+func (e *Engine) Record(ev Event) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.out(e.c.Record(ev))
+}
+
+// Tick applies the time-driven rules once.
+func (e *Engine) Tick() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.out(e.c.Tick())
+}
+
+// Run ticks every period until ctx ends.
+func (e *Engine) Run(ctx context.Context, period time.Duration) error {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			e.Tick()
+		}
+	}
+}
+
+// Reconfigure replaces the correlation rules without losing state.
+func (e *Engine) Reconfigure(cfg Config) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c.Reconfigure(cfg)
+}
+
+// AtRisk returns the current at-risk list.
+func (e *Engine) AtRisk() AtRiskList {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c.AtRisk()
+}
+
+// Endpoints returns every endpoint's state.
+func (e *Engine) Endpoints() []EndpointState {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c.Endpoints()
+}
+
+// Unmanaged returns the unmanaged inventory.
+func (e *Engine) Unmanaged() []Station {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c.Unmanaged()
+}
+
+// Snapshot returns the state worth keeping across a restart.
+func (e *Engine) Snapshot() Snapshot {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c.Snapshot()
+}
+
+// Config returns the rules in force.
+func (e *Engine) Config() Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c.Config()
+}

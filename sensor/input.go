@@ -1,0 +1,91 @@
+package sensor
+
+import (
+	"net/netip"
+	"time"
+)
+
+// Clock tells the correlator what time it is. The daemon passes the wall
+// clock; tests and offline replay pass a clock they advance themselves.
+type Clock interface {
+	Now() time.Time
+}
+
+// WallClock is the real clock.
+type WallClock struct{}
+
+// Now returns time.Now().
+func (WallClock) Now() time.Time { return time.Now() }
+
+// ManualClock is a Clock that only moves when told to. The zero value starts
+// at the zero time; it is not safe for concurrent use.
+type ManualClock struct{ T time.Time }
+
+// Now returns the clock's current time.
+func (c *ManualClock) Now() time.Time { return c.T }
+
+// Advance moves the clock forward by d.
+func (c *ManualClock) Advance(d time.Duration) { c.T = c.T.Add(d) }
+
+// Set moves the clock to t.
+func (c *ManualClock) Set(t time.Time) { c.T = t }
+
+// Interface is one network interface an endpoint declares.
+type Interface struct {
+	Name string       `json:"name"`
+	MAC  MAC          `json:"mac"`
+	IPs  []netip.Addr `json:"ips,omitempty"`
+}
+
+// Hello is what an endpoint declares when it connects, and again whenever
+// its interfaces or users change.
+type Hello struct {
+	EndpointID string      `json:"endpoint_id"` // certificate CN: stable identity
+	Name       string      `json:"name"`        // host name from the certificate
+	Org        string      `json:"org"`         // organisation from the certificate
+	Health     Health      `json:"health"`
+	Reasons    []string    `json:"reasons,omitempty"`
+	Interfaces []Interface `json:"interfaces,omitempty"`
+	Users      []string    `json:"users,omitempty"`
+	// Remote is the address the LAN-zone connection came from, if known.
+	Remote netip.AddrPort `json:"remote,omitzero"`
+}
+
+// Heartbeat is an endpoint's periodic proof of life.
+type Heartbeat struct {
+	EndpointID string   `json:"endpoint_id"`
+	Health     Health   `json:"health"`
+	Reasons    []string `json:"reasons,omitempty"`
+}
+
+// TrafficSummary is what capture saw one MAC send during a reporting period.
+type TrafficSummary struct {
+	MAC       MAC
+	IPs       []netip.Addr // source addresses this MAC used, if any
+	Packets   uint64
+	Bytes     uint64 // wire length
+	FirstSeen time.Time
+	LastSeen  time.Time
+}
+
+// Flow is the start of a conversation seen on the mirror port: a TCP SYN, or
+// the first UDP datagram of a 5-tuple after an idle period.
+type Flow struct {
+	SrcMAC  MAC
+	DstMAC  MAC
+	SrcIP   netip.Addr
+	DstIP   netip.Addr
+	Proto   uint8 // IP protocol number: 6 TCP, 17 UDP
+	DstPort uint16
+	Time    time.Time
+}
+
+// CaptureHealth is one capture interface's report for a period.
+type CaptureHealth struct {
+	Interface string
+	Up        bool   // the link is up and the socket reads
+	Packets   uint64 // frames the kernel handled in the period, drops included
+	Drops     uint64 // frames the kernel dropped in the period
+	Reason    string // why the interface is down, when it is
+	Time      time.Time
+}
