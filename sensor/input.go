@@ -89,3 +89,15 @@ type CaptureHealth struct {
 	Reason    string // why the interface is down, when it is
 	Time      time.Time
 }
+
+// Binding is evidence that a MAC used an IP address at a time: from ARP
+// (including gratuitous), DHCP, IPv6 neighbour discovery, an endpoint's hello
+// or observed traffic. History keeps bindings with validity intervals so the
+// forensic CLI can say who had an address when.
+type Binding struct {
+	MAC      MAC        `json:"mac"`
+	IP       netip.Addr `json:"ip"`
+	Hostname string     `json:"hostname,omitempty"` // DHCP option 12, when seen
+	Source   string     `json:"source"`             // "arp", "dhcp", "ndp", "hello", "traffic"
+	Time     time.Time  `json:"time"`
+}
