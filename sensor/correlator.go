@@ -315,7 +315,7 @@ func (c *Correlator) Heartbeat(hb Heartbeat) ([]Event, error) {
 func (c *Correlator) heartbeat(out []Event, e *endpoint, h Health, reasons []string, now int64) []Event {
 	prevStatus := e.status
 	prevHealth := e.health
-	silentSince := e.lastHB
+	silentSince, missingSince := e.lastHB, e.statusSince
 	e.lastHB = now
 	c.lastHBAt = now
 	e.connected = true
@@ -332,9 +332,15 @@ func (c *Correlator) heartbeat(out []Event, e *endpoint, h Health, reasons []str
 	var ev Event
 	if prevStatus == StatusMissing {
 		ev = c.endpointEvent(e, EventHeartbeatRestored, SeverityNotice)
-		missingFor := time.Duration(now - silentSince)
-		ev.Reason = fmt.Sprintf("heartbeat restored after %s without one", missingFor.Round(time.Second))
-		ev.Details = map[string]any{"missing_for_seconds": missingFor.Seconds(), "health": h.String()}
+		missingFor := time.Duration(now - missingSince)
+		silentFor := time.Duration(now - silentSince)
+		ev.Reason = fmt.Sprintf("heartbeat restored after %s missing (%s since the previous heartbeat)",
+			missingFor.Round(time.Second), silentFor.Round(time.Second))
+		ev.Details = map[string]any{
+			"missing_for_seconds": missingFor.Seconds(),
+			"silent_for_seconds":  silentFor.Seconds(),
+			"health":              h.String(),
+		}
 	} else {
 		sev := SeverityInfo
 		switch {
@@ -509,10 +515,10 @@ func (c *Correlator) blindReason(now int64) string {
 		}
 	}
 	quiet := int64(c.cfg.QuietAfter)
-	if len(why) == 0 && c.lastHBAt > 0 && now-c.lastHBAt < int64(c.cfg.HeartbeatInterval) &&
+	if len(why) == 0 && c.lastHBAt > 0 && now-c.lastHBAt < int64(c.cfg.deadline) &&
 		now-c.startedAt >= quiet && now-c.lastFrameAt >= quiet {
-		why = append(why, fmt.Sprintf("capture saw no frame for %s while endpoints heartbeat: check the mirror port",
-			time.Duration(now-max(c.lastFrameAt, c.startedAt)).Round(time.Second)))
+		why = append(why, fmt.Sprintf("capture saw no frame for %s or more while endpoints heartbeat: check the mirror port and its cabling",
+			c.cfg.QuietAfter))
 	}
 	return strings.Join(why, "; ")
 }

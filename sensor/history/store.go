@@ -1,0 +1,621 @@
+package history
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// Options tunes a Store. Zero fields take the defaults noted.
+type Options struct {
+	// Retention is how long history is kept, in whole UTC days (default 90 days).
+	Retention time.Duration
+	// MinFreeBytes: when the file system holding the database has less free
+	// space than this, the oldest days are dropped and OnStorageLow is called
+	// (default 512 MiB).
+	MinFreeBytes uint64
+	// MinFreeFraction is the same threshold as a fraction of the file
+	// system's size; the larger of the two applies (default 0.05).
+	MinFreeFraction float64
+	// IndexCacheSize bounds the memory Badger spends on table indexes and
+	// bloom filters (default 16 MiB; Badger's own default is unbounded).
+	IndexCacheSize int64
+	// BlockCacheSize bounds Badger's block cache (default 32 MiB).
+	BlockCacheSize int64
+	// MemTableSize is the size of each of Badger's memtables (default 16 MiB,
+	// three of them).
+	MemTableSize int64
+	// Logger receives the store's and Badger's messages (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the clock used for retention (default time.Now).
+	Now func() time.Time
+	// OnStorageLow is called with a storage_low event (not yet numbered)
+	// whenever days are dropped to keep disk free; the daemon records it
+	// through sensor.Engine.Record so it becomes an alert.
+	OnStorageLow func(sensor.Event)
+}
+
+func (o Options) withDefaults() Options {
+	if o.Retention <= 0 {
+		o.Retention = 90 * dayLen
+	}
+	if o.MinFreeBytes == 0 {
+		o.MinFreeBytes = 512 << 20
+	}
+	if o.MinFreeFraction <= 0 {
+		o.MinFreeFraction = 0.05
+	}
+	if o.IndexCacheSize <= 0 {
+		o.IndexCacheSize = 16 << 20
+	}
+	if o.BlockCacheSize <= 0 {
+		o.BlockCacheSize = 32 << 20
+	}
+	if o.MemTableSize <= 0 {
+		o.MemTableSize = 16 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// ErrLocked is returned by Open when another process (normally the running
+// daemon) holds the database.
+var ErrLocked = errors.New("history database is in use by another process (is the tapbeat daemon running?)")
+
+// ErrClosed is returned by a Store used after Close.
+var ErrClosed = errors.New("history store is closed")
+
+// Registration is an endpoint registry snapshot: what an endpoint declared
+// in a hello (or what the sensor knew of it at a daily checkpoint).
+type Registration struct {
+	EndpointID string             `json:"endpoint_id"`
+	Name       string             `json:"name"`
+	Org        string             `json:"org,omitempty"`
+	Interfaces []sensor.Interface `json:"interfaces,omitempty"`
+	Users      []string           `json:"users,omitempty"`
+	Time       time.Time          `json:"time"`
+	Seq        uint64             `json:"seq,omitempty"` // the hello's event, 0 for a checkpoint
+}
+
+// Store is tapbeat's history database. Its methods are safe for concurrent
+// use; writes are serialised.
+type Store struct {
+	db   *badger.DB
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	closed  bool
+	nextSeq uint64
+	states  map[string]*sensor.EndpointState
+	// alerted: MACs reported as no_heartbeat; true while still unmanaged,
+	// false once an endpoint claimed them.
+	alerted    map[sensor.MAC]bool
+	checkpoint map[string]uint32 // last day a registry checkpoint was written, per endpoint
+	bindings   map[netip.Addr]*openBinding
+	traffic    rollup
+	stations   map[stationKey]*Station
+}
+
+// Open opens (creating if needed) the history database in dir. If the
+// previous process was killed, Badger replays its write-ahead log. Opening a
+// database another process holds fails with ErrLocked.
+func Open(dir string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("history: create %s: %w", dir, err)
+	}
+	bo := badger.DefaultOptions(dir).
+		WithLogger(badgerLogger{opts.Logger}).
+		WithCompression(options.ZSTD).
+		WithZSTDCompressionLevel(1).
+		WithIndexCacheSize(opts.IndexCacheSize).
+		WithBlockCacheSize(opts.BlockCacheSize).
+		WithMemTableSize(opts.MemTableSize).
+		WithNumMemtables(3).
+		WithNumLevelZeroTables(3).
+		WithNumLevelZeroTablesStall(8).
+		WithValueLogFileSize(64 << 20).
+		WithNumCompactors(2).
+		WithSyncWrites(false).
+		WithDetectConflicts(false)
+	db, err := badger.Open(bo)
+	if err != nil {
+		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return nil, fmt.Errorf("open history %s: %w", dir, ErrLocked)
+		}
+		return nil, fmt.Errorf("open history %s: %w", dir, err)
+	}
+	s := &Store{
+		db: db, opts: opts, log: opts.Logger, nextSeq: 1,
+		states:     map[string]*sensor.EndpointState{},
+		alerted:    map[sensor.MAC]bool{},
+		checkpoint: map[string]uint32{},
+		bindings:   map[netip.Addr]*openBinding{},
+		traffic:    newRollup(),
+		stations:   map[stationKey]*Station{},
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open history %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// load reads the undated records into memory.
+func (s *Store) load() error {
+	return s.db.View(func(txn *badger.Txn) error {
+		if item, err := txn.Get([]byte(keyNextSeq)); err == nil {
+			if err := item.Value(func(v []byte) error {
+				if len(v) == 8 {
+					s.nextSeq = binary.BigEndian.Uint64(v)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return fmt.Errorf("read next sequence: %w", err)
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte("s/"), PrefetchValues: false})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			k := string(item.Key())
+			switch {
+			case strings.HasPrefix(k, prefixState):
+				var st sensor.EndpointState
+				if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &st) }); err != nil {
+					return fmt.Errorf("decode %s: %w", k, err)
+				}
+				s.states[st.ID] = &st
+			case strings.HasPrefix(k, prefixAlerted):
+				m, err := sensor.ParseMAC(k[len(prefixAlerted):])
+				if err != nil {
+					continue
+				}
+				var still bool
+				_ = item.Value(func(v []byte) error { still = len(v) == 0 || v[0] == 'u'; return nil })
+				s.alerted[m] = still
+			}
+		}
+		return nil
+	})
+}
+
+// DB returns the underlying database, for the alert outbox (keys under
+// AlertPrefix only).
+func (s *Store) DB() *badger.DB { return s.db }
+
+// Close flushes the traffic minutes and binding intervals still in memory
+// and closes the database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	ferr := s.flushLocked(true)
+	s.closed = true
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close history: %w", err)
+	}
+	return ferr
+}
+
+// NextSeq returns the sequence number after the highest event stored.
+func (s *Store) NextSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nextSeq
+}
+
+// Append writes events, the records derived from them (indexes, state
+// transitions, registry snapshots from hellos, latest state) and whatever
+// stage adds, in one write batch, then syncs the database to disk. When
+// Append returns nil the events survive a crash. Events must carry the
+// sequence numbers the correlator gave them.
+func (s *Store) Append(evs []sensor.Event, stage func(*badger.WriteBatch) error) error {
+	for i := range evs {
+		if evs[i].Seq == 0 {
+			return fmt.Errorf("append: event %d of %d (%s) has no sequence number: record it through the engine first", i+1, len(evs), evs[i].Type)
+		}
+		if evs[i].Time.IsZero() {
+			return fmt.Errorf("append: event seq %d (%s) has no time", evs[i].Seq, evs[i].Type)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	dirty := map[string]bool{}
+	maxSeq := uint64(0)
+	for i := range evs {
+		if err := s.stageEvent(wb, &evs[i], dirty); err != nil {
+			return fmt.Errorf("append seq %d: %w", evs[i].Seq, err)
+		}
+		maxSeq = max(maxSeq, evs[i].Seq)
+	}
+	if err := s.stageStates(wb, dirty); err != nil {
+		return err
+	}
+	next := max(s.nextSeq, maxSeq+1)
+	if err := wb.Set([]byte(keyNextSeq), binary.BigEndian.AppendUint64(nil, next)); err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	if stage != nil {
+		if err := stage(wb); err != nil {
+			return fmt.Errorf("append: stage: %w", err)
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("append: write: %w", err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("append: sync: %w", err)
+	}
+	s.nextSeq = next
+	return nil
+}
+
+func (s *Store) stageStates(wb *badger.WriteBatch, dirty map[string]bool) error {
+	for id, present := range dirty {
+		k := []byte(prefixState + id)
+		if !present {
+			if err := wb.Delete(k); err != nil {
+				return fmt.Errorf("append: %w", err)
+			}
+			continue
+		}
+		b, err := json.Marshal(s.states[id])
+		if err != nil {
+			return fmt.Errorf("append: encode state of %s: %w", id, err)
+		}
+		if err := wb.Set(k, b); err != nil {
+			return fmt.Errorf("append: %w", err)
+		}
+	}
+	return nil
+}
+
+// isTransition reports whether ev changes an endpoint's status.
+func isTransition(ev *sensor.Event) bool {
+	switch ev.Type {
+	case sensor.EventStatusChanged, sensor.EventHeartbeatRestored, sensor.EventEndpointRemoved:
+		return true
+	case sensor.EventHeartbeatMissing:
+		return ev.PreviousStatus != sensor.StatusMissing
+	}
+	return false
+}
+
+func healthOf(st sensor.Status) sensor.Health {
+	switch st {
+	case sensor.StatusGreen:
+		return sensor.HealthGreen
+	case sensor.StatusYellow:
+		return sensor.HealthYellow
+	case sensor.StatusRed:
+		return sensor.HealthRed
+	}
+	return 0
+}
+
+func (s *Store) state(id string, dirty map[string]bool) *sensor.EndpointState {
+	st := s.states[id]
+	if st == nil {
+		st = &sensor.EndpointState{ID: id}
+		s.states[id] = st
+	}
+	dirty[id] = true
+	return st
+}
+
+func (s *Store) stageEvent(wb *badger.WriteBatch, ev *sensor.Event, dirty map[string]bool) error {
+	day := dayOf(ev.Time)
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	if err := wb.Set(eventKey(day, ev.Seq), b); err != nil {
+		return err
+	}
+	if ev.EndpointID != "" {
+		if err := wb.Set(indexKey(idPrefix(day, kindEndpoint, ev.EndpointID), ev.Time, ev.Seq), nil); err != nil {
+			return err
+		}
+	}
+	var macs []sensor.MAC
+	for _, ms := range ev.MACs {
+		m, err := sensor.ParseMAC(ms)
+		if err != nil {
+			continue
+		}
+		macs = append(macs, m)
+		if err := wb.Set(indexKey(macPrefix(day, kindMAC, m), ev.Time, ev.Seq), nil); err != nil {
+			return err
+		}
+	}
+	if ev.IsAlert() {
+		if err := wb.Set(indexKey(idPrefix(day, kindAlert, string(ev.Type)), ev.Time, ev.Seq), nil); err != nil {
+			return err
+		}
+	}
+	if ev.EndpointID != "" && isTransition(ev) {
+		if err := wb.Set(indexKey(idPrefix(day, kindStatus, ev.EndpointID), ev.Time, ev.Seq), nil); err != nil {
+			return err
+		}
+		if ev.Type == sensor.EventEndpointRemoved {
+			delete(s.states, ev.EndpointID)
+			dirty[ev.EndpointID] = false
+			for _, m := range macs {
+				if err := wb.Set(put64(macPrefix(day, kindOwner, m), nanos(ev.Time)), nil); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		st := s.state(ev.EndpointID, dirty)
+		st.Name, st.Org = ev.EndpointName, ev.Org
+		st.Status, st.StatusSince = ev.Status, ev.Time.UTC()
+		if h := healthOf(ev.Status); h != 0 {
+			st.Health = h
+			st.LastHeartbeat = ev.Time.UTC()
+			st.Connected = true
+		}
+	}
+	switch ev.Type {
+	case sensor.EventEndpointHello:
+		return s.stageHello(wb, ev, day, dirty)
+	case sensor.EventEndpointDisconnected:
+		if ev.EndpointID != "" {
+			s.state(ev.EndpointID, dirty).Connected = false
+		}
+	case sensor.EventNoHeartbeat:
+		for _, m := range macs {
+			s.alerted[m] = true
+			if err := wb.Set([]byte(prefixAlerted+m.String()), []byte{'u'}); err != nil {
+				return err
+			}
+			st := s.station(day, m)
+			st.observe(ev.Time)
+			if fs, ok := ev.Details["first_seen"].(string); ok {
+				if t, err := time.Parse(time.RFC3339Nano, fs); err == nil && (st.FirstSeen.IsZero() || t.Before(st.FirstSeen)) {
+					st.FirstSeen = t.UTC()
+				}
+			}
+			for _, ip := range ev.IPs {
+				if a, err := netip.ParseAddr(ip); err == nil {
+					st.addIP(a)
+				}
+			}
+			if err := s.writeStation(wb, day, st); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// helloDetails decodes the interfaces and users of an endpoint_hello event,
+// whether Details holds Go values (in-process) or decoded JSON.
+func helloDetails(ev *sensor.Event) (ifaces []sensor.Interface, users []string) {
+	if v, ok := ev.Details["interfaces"]; ok {
+		if b, err := json.Marshal(v); err == nil {
+			_ = json.Unmarshal(b, &ifaces)
+		}
+	}
+	if v, ok := ev.Details["users"]; ok {
+		if b, err := json.Marshal(v); err == nil {
+			_ = json.Unmarshal(b, &users)
+		}
+	}
+	return ifaces, users
+}
+
+func (s *Store) stageHello(wb *badger.WriteBatch, ev *sensor.Event, day uint32, dirty map[string]bool) error {
+	if ev.EndpointID == "" {
+		return nil
+	}
+	ifaces, users := helloDetails(ev)
+	reg := Registration{EndpointID: ev.EndpointID, Name: ev.EndpointName, Org: ev.Org,
+		Interfaces: ifaces, Users: users, Time: ev.Time.UTC(), Seq: ev.Seq}
+	if err := s.writeRegistration(wb, day, &reg); err != nil {
+		return err
+	}
+	st := s.state(ev.EndpointID, dirty)
+	if st.Name != "" && st.Name != ev.EndpointName {
+		if err := wb.Delete([]byte(prefixName + strings.ToLower(st.Name) + "\x00" + ev.EndpointID)); err != nil {
+			return err
+		}
+	}
+	st.Name, st.Org = ev.EndpointName, ev.Org
+	st.Interfaces, st.Users = ifaces, users
+	st.Connected = true
+	if ev.Time.After(st.LastHeartbeat) {
+		st.LastHeartbeat = ev.Time.UTC()
+	}
+	if ev.EndpointName != "" {
+		if err := wb.Set([]byte(prefixName+strings.ToLower(ev.EndpointName)+"\x00"+ev.EndpointID), nil); err != nil {
+			return err
+		}
+	}
+	for _, itf := range ifaces {
+		if still, ok := s.alerted[itf.MAC]; ok && still {
+			s.alerted[itf.MAC] = false
+			if err := wb.Set([]byte(prefixAlerted+itf.MAC.String()), []byte{'c'}); err != nil {
+				return err
+			}
+		}
+		for _, ip := range itf.IPs {
+			if err := s.observeBinding(wb, sensor.Binding{MAC: itf.MAC, IP: ip, Source: "hello", Time: ev.Time}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeRegistration stages a registry snapshot and the MAC owner records.
+func (s *Store) writeRegistration(wb *badger.WriteBatch, day uint32, reg *Registration) error {
+	b, err := json.Marshal(reg)
+	if err != nil {
+		return fmt.Errorf("encode registration: %w", err)
+	}
+	k := put64(idPrefix(day, kindRegistry, reg.EndpointID), nanos(reg.Time))
+	if err := wb.Set(k, b); err != nil {
+		return err
+	}
+	for _, itf := range reg.Interfaces {
+		if itf.MAC.IsZero() {
+			continue
+		}
+		if err := wb.Set(put64(macPrefix(day, kindOwner, itf.MAC), nanos(reg.Time)), []byte(reg.EndpointID)); err != nil {
+			return err
+		}
+	}
+	s.checkpoint[reg.EndpointID] = day
+	return nil
+}
+
+// SaveSnapshot persists the correlator's state: the latest state of every
+// endpoint (last heartbeat times included) and the next sequence number. The
+// daemon calls it periodically, not per heartbeat. The first snapshot of each
+// UTC day also writes a registry checkpoint per endpoint, so that forensic
+// lookups find who owned what within a day of any instant.
+func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	now := s.opts.Now()
+	day := dayOf(now)
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	keep := map[string]bool{}
+	for i := range snap.Endpoints {
+		st := snap.Endpoints[i]
+		keep[st.ID] = true
+		b, err := json.Marshal(&st)
+		if err != nil {
+			return fmt.Errorf("save snapshot: encode %s: %w", st.ID, err)
+		}
+		if err := wb.Set([]byte(prefixState+st.ID), b); err != nil {
+			return fmt.Errorf("save snapshot: %w", err)
+		}
+		s.states[st.ID] = &st
+		if s.checkpoint[st.ID] != day {
+			reg := Registration{EndpointID: st.ID, Name: st.Name, Org: st.Org, Interfaces: st.Interfaces, Users: st.Users, Time: now.UTC()}
+			if err := s.writeRegistration(wb, day, &reg); err != nil {
+				return fmt.Errorf("save snapshot: %w", err)
+			}
+		}
+	}
+	for id := range s.states {
+		if !keep[id] {
+			delete(s.states, id)
+			if err := wb.Delete([]byte(prefixState + id)); err != nil {
+				return fmt.Errorf("save snapshot: %w", err)
+			}
+		}
+	}
+	for _, m := range snap.Alerted {
+		if _, ok := s.alerted[m]; !ok {
+			s.alerted[m] = true
+			if err := wb.Set([]byte(prefixAlerted+m.String()), []byte{'u'}); err != nil {
+				return fmt.Errorf("save snapshot: %w", err)
+			}
+		}
+	}
+	if snap.NextSeq > s.nextSeq {
+		s.nextSeq = snap.NextSeq
+	}
+	if err := wb.Set([]byte(keyNextSeq), binary.BigEndian.AppendUint64(nil, s.nextSeq)); err != nil {
+		return fmt.Errorf("save snapshot: %w", err)
+	}
+	ts, _ := now.UTC().MarshalText()
+	if err := wb.Set([]byte(keySnapshotTime), ts); err != nil {
+		return fmt.Errorf("save snapshot: %w", err)
+	}
+	if err := wb.Flush(); err != nil {
+		return fmt.Errorf("save snapshot: %w", err)
+	}
+	if err := s.db.Sync(); err != nil {
+		return fmt.Errorf("save snapshot: sync: %w", err)
+	}
+	return nil
+}
+
+// LoadSnapshot returns the state to restore the correlator with: every
+// endpoint's latest state, the next sequence number (past every event ever
+// appended) and the MACs already reported without heartbeat.
+func (s *Store) LoadSnapshot() (sensor.Snapshot, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return sensor.Snapshot{}, ErrClosed
+	}
+	snap := sensor.Snapshot{NextSeq: s.nextSeq}
+	for _, st := range s.states {
+		c := *st
+		c.Interfaces = slices.Clone(st.Interfaces)
+		c.Users = slices.Clone(st.Users)
+		c.Reasons = slices.Clone(st.Reasons)
+		snap.Endpoints = append(snap.Endpoints, c)
+	}
+	slices.SortFunc(snap.Endpoints, func(a, b sensor.EndpointState) int { return strings.Compare(a.ID, b.ID) })
+	for m := range s.alerted {
+		snap.Alerted = append(snap.Alerted, m)
+	}
+	slices.SortFunc(snap.Alerted, func(a, b sensor.MAC) int { return cmpU64(a.Uint64(), b.Uint64()) })
+	return snap, nil
+}
+
+func cmpU64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// badgerLogger sends Badger's messages to slog; its chatty info level goes
+// to debug.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}
+func (b badgerLogger) Debugf(f string, a ...any) {
+	b.l.Debug(strings.TrimSpace(fmt.Sprintf(f, a...)), "component", "badger")
+}

@@ -1,0 +1,28 @@
+// Package lab owns tapbeat's network-namespace lab: a switch with a mirror
+// (SPAN) port built from Linux network namespaces, veth pairs, a bridge and
+// tc mirred, so the sensor, its capture and the endpoint agents can be run
+// and tested against real frames on one machine.
+//
+// A lab named NAME is made of these namespaces:
+//
+//   - NAME-switch: the bridge br0 (the switch). Every host port on it has an
+//     ingress qdisc with a u32 filter whose mirred action copies each frame
+//     entering the switch to the port "span", one end of a veth pair, as a
+//     real switch's SPAN port does. IPv6 is disabled there, so the switch
+//     itself never sends a frame.
+//   - NAME-sensor: the sensor. lan0 is its LAN port on the bridge (the
+//     address the LAN-zone listener uses); mirror0 is the capture side of
+//     the mirror veth: up, promiscuous, no address, ARP off and IPv6
+//     disabled, so the sensor never transmits on it.
+//   - NAME-ep1 ... NAME-epN: the endpoints, each with eth0 (and eth1 when
+//     multi-homed) on its own bridge port, an IPv4 address in the lab's
+//     private subnet and an EUI-64 IPv6 link-local address.
+//
+// Up creates a lab and writes a state file describing everything it made;
+// Teardown and (*Lab).Down remove it again, from the state file or, when
+// that is gone, from the name prefix alone. Every operation needs root and
+// the ip and tc programs (iproute2); ping (iputils) is used for pings.
+//
+// Lab names contain no '-', so "NAME-" is a prefix no other lab's
+// namespaces share.
+package lab

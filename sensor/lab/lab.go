@@ -1,0 +1,395 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// netnsDir is where iproute2 keeps named network namespaces.
+const netnsDir = "/run/netns"
+
+// Lab is a running lab. Its State says what it is made of; its methods run
+// commands, traffic and long-lived processes inside it. A Lab is safe for
+// concurrent use.
+type Lab struct {
+	// State describes the lab; it is embedded so l.Addr("ep1") and
+	// l.Namespace("sensor") work directly.
+	State
+
+	mu    sync.Mutex
+	procs map[*Process]struct{}
+}
+
+// Up creates the lab cfg describes: its namespaces, the switch with its
+// mirror port, the sensor and the endpoints, and writes its state file. It
+// fails if a lab of that name already exists. When creation fails half way
+// everything already created is removed again.
+func Up(ctx context.Context, cfg Config) (*Lab, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	for _, prog := range []string{"ip", "tc"} {
+		if _, err := exec.LookPath(prog); err != nil {
+			return nil, fmt.Errorf("lab needs %s (iproute2) on PATH: %w", prog, err)
+		}
+	}
+	path := StatePath(cfg.StateDir, cfg.Name)
+	if _, err := os.Stat(path); err == nil {
+		return nil, fmt.Errorf("lab %s is already up (state file %s): take it down first (tapbeat lab down --name %s)", cfg.Name, path, cfg.Name)
+	}
+	left, err := prefixNamespaces(cfg.Name)
+	if err != nil {
+		return nil, err
+	}
+	if len(left) > 0 {
+		return nil, fmt.Errorf("lab %s: namespaces %s are left from an earlier lab of that name: take it down first (tapbeat lab down --name %s)", cfg.Name, strings.Join(left, ", "), cfg.Name)
+	}
+	st := cfg.plan(time.Now())
+	// The state file comes first so a crash part-way is still recoverable.
+	if err := st.save(); err != nil {
+		return nil, err
+	}
+	l := &Lab{State: st}
+	if err := l.build(ctx); err != nil {
+		derr := Teardown(context.WithoutCancel(ctx), cfg.StateDir, cfg.Name)
+		return nil, fmt.Errorf("bring lab %s up: %w", cfg.Name, errors.Join(err, derr))
+	}
+	slog.Debug("lab up", "lab", st.Name, "endpoints", len(st.Endpoints), "state", path)
+	return l, nil
+}
+
+// Load returns the lab named name from its state file in DefaultStateDir.
+func Load(name string) (*Lab, error) { return LoadFrom(DefaultStateDir, name) }
+
+// LoadFrom returns the lab named name from its state file in dir, after
+// checking that its namespaces still exist.
+func LoadFrom(dir, name string) (*Lab, error) {
+	st, err := ReadState(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, ns := range st.Namespaces() {
+		if !namespaceExists(ns) {
+			missing = append(missing, ns)
+		}
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("lab %s is broken: namespaces %s are missing; take it down and up again", name, strings.Join(missing, ", "))
+	}
+	return &Lab{State: *st}, nil
+}
+
+// Down stops the processes the lab started and removes everything it
+// created, as Teardown does. It is idempotent.
+func (l *Lab) Down(ctx context.Context) error {
+	l.mu.Lock()
+	procs := make([]*Process, 0, len(l.procs))
+	for p := range l.procs {
+		procs = append(procs, p)
+	}
+	l.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() { _ = p.Stop() })
+	}
+	wg.Wait()
+	return Teardown(ctx, l.StateDir, l.Name)
+}
+
+// Teardown removes lab name: every namespace its state file in dir lists
+// and every namespace whose name starts with "name-", after stopping the
+// processes running in them, then the state file. It works from the name
+// alone when the state file is gone (after a crash), and does nothing when
+// there is nothing left, so it is idempotent.
+func Teardown(ctx context.Context, dir, name string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	var errs []error
+	var nss []string
+	st, err := ReadState(dir, name)
+	switch {
+	case err == nil:
+		nss = st.Namespaces()
+	case !errors.Is(err, ErrNoState):
+		// A corrupt state file: carry on from the prefix, then remove it.
+		slog.Warn("lab state unreadable, removing the lab by its name prefix", "lab", name, "err", err)
+	}
+	left, err := prefixNamespaces(name)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ns := range left {
+		if !slices.Contains(nss, ns) {
+			nss = append(nss, ns)
+		}
+	}
+	for _, ns := range nss {
+		if !namespaceExists(ns) {
+			continue
+		}
+		if err := stopNamespaceProcesses(ctx, ns); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := run(ctx, "ip", "netns", "del", ns); err != nil && namespaceExists(ns) {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.Remove(StatePath(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove lab state: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("take lab %s down: %w", name, err)
+	}
+	return nil
+}
+
+// build creates everything State describes.
+func (l *Lab) build(ctx context.Context) error {
+	sw, sens := l.Switch.Namespace, l.Sensor.Namespace
+	for _, ns := range l.Namespaces() {
+		if _, err := run(ctx, "ip", "netns", "add", ns); err != nil {
+			return err
+		}
+		if _, err := run(ctx, "ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
+			return err
+		}
+	}
+	// The switch never sends a frame of its own: no IPv6 (router
+	// solicitations, MLD) and no addresses.
+	if err := sysctls(sw, map[string]string{
+		"net/ipv6/conf/all/disable_ipv6":     "1",
+		"net/ipv6/conf/default/disable_ipv6": "1",
+	}); err != nil {
+		return err
+	}
+	// Duplicate address detection only delays the link-local addresses:
+	// every MAC in the lab is distinct. arp_ignore/arp_announce keep each
+	// address of a multi-homed endpoint on its own interface's MAC.
+	hostSysctls := map[string]string{
+		"net/ipv6/conf/all/accept_dad":     "0",
+		"net/ipv6/conf/default/accept_dad": "0",
+		"net/ipv4/conf/all/arp_ignore":     "1",
+		"net/ipv4/conf/all/arp_announce":   "2",
+	}
+	for _, ns := range l.Namespaces()[1:] {
+		if err := sysctls(ns, hostSysctls); err != nil {
+			return err
+		}
+	}
+	steps := [][]string{
+		{"ip", "-n", sw, "link", "add", BridgeName, "type", "bridge", "stp_state", "0", "mcast_snooping", "0"},
+		{"ip", "-n", sw, "link", "set", BridgeName, "up"},
+		{"ip", "-n", sw, "link", "add", SpanPort, "type", "veth", "peer", "name", MirrorInterface, "netns", sens},
+	}
+	if err := runAll(ctx, steps); err != nil {
+		return err
+	}
+	// The capture side never transmits: no IPv6, no ARP, no address.
+	if err := sysctls(sens, map[string]string{
+		"net/ipv6/conf/" + MirrorInterface + "/disable_ipv6": "1",
+	}); err != nil {
+		return err
+	}
+	steps = [][]string{
+		{"ip", "-n", sens, "link", "set", MirrorInterface, "arp", "off", "promisc", "on", "up"},
+		{"ip", "-n", sw, "link", "set", SpanPort, "up"},
+	}
+	if err := runAll(ctx, steps); err != nil {
+		return err
+	}
+	if err := l.plug(ctx, sens, l.Sensor.LAN); err != nil {
+		return err
+	}
+	for _, e := range l.Endpoints {
+		for _, ifc := range e.Interfaces {
+			if err := l.plug(ctx, e.Namespace, ifc); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// plug creates a host interface and its bridge port, mirrored to the span
+// port before any frame can cross it.
+func (l *Lab) plug(ctx context.Context, hostNS string, ifc Interface) error {
+	sw := l.Switch.Namespace
+	return runAll(ctx, [][]string{
+		{"ip", "-n", sw, "link", "add", ifc.Port, "type", "veth", "peer", "name", ifc.Name, "address", ifc.MAC, "netns", hostNS},
+		{"ip", "-n", sw, "link", "set", ifc.Port, "master", BridgeName},
+		{"tc", "-n", sw, "qdisc", "add", "dev", ifc.Port, "ingress"},
+		{"tc", "-n", sw, "filter", "add", "dev", ifc.Port, "parent", "ffff:", "protocol", "all",
+			"u32", "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", SpanPort},
+		{"ip", "-n", sw, "link", "set", ifc.Port, "up"},
+		{"ip", "-n", hostNS, "addr", "add", ifc.Addr.String(), "dev", ifc.Name},
+		{"ip", "-n", hostNS, "link", "set", ifc.Name, "up"},
+	})
+}
+
+// SetMirrorLink takes the switch's span port down or up. The sensor's
+// mirror interface stays administratively up and loses or regains its
+// carrier, as when the mirror cable is pulled and plugged back in.
+func (l *Lab) SetMirrorLink(ctx context.Context, up bool) error {
+	_, err := run(ctx, "ip", "-n", l.Switch.Namespace, "link", "set", SpanPort, upDown(up))
+	return err
+}
+
+// SetPortLink takes the bridge port of a host's interface (iface counts
+// from 0) down or up: the host's interface loses or regains its carrier.
+func (l *Lab) SetPortLink(ctx context.Context, host string, iface int, up bool) error {
+	ifs, err := l.Interfaces(host)
+	if err != nil {
+		return err
+	}
+	if iface < 0 || iface >= len(ifs) {
+		return fmt.Errorf("lab %s: host %s has %d interfaces, no interface %d", l.Name, host, len(ifs), iface)
+	}
+	_, err = run(ctx, "ip", "-n", l.Switch.Namespace, "link", "set", ifs[iface].Port, upDown(up))
+	return err
+}
+
+func upDown(up bool) string {
+	if up {
+		return "up"
+	}
+	return "down"
+}
+
+// prefixNamespaces lists the existing namespaces belonging to lab name.
+func prefixNamespaces(name string) ([]string, error) {
+	entries, err := os.ReadDir(netnsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list network namespaces: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), name+"-") {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+func namespaceExists(ns string) bool {
+	_, err := os.Stat(filepath.Join(netnsDir, ns))
+	return err == nil
+}
+
+// stopNamespaceProcesses stops the processes running in namespace ns
+// (other than this one): SIGTERM, then SIGKILL for those still there after
+// a grace period.
+func stopNamespaceProcesses(ctx context.Context, ns string) error {
+	const grace = 3 * time.Second
+	deadline := time.Now().Add(grace)
+	signalled := false
+	for {
+		pids, err := namespacePIDs(ctx, ns)
+		if err != nil || len(pids) == 0 {
+			return err
+		}
+		sig := syscall.SIGTERM
+		if time.Now().After(deadline) {
+			sig = syscall.SIGKILL
+		} else if signalled {
+			sig = 0
+		}
+		for _, pid := range pids {
+			if sig != 0 {
+				slog.Debug("stopping lab process", "namespace", ns, "pid", pid, "signal", sig)
+				_ = syscall.Kill(pid, sig)
+			}
+		}
+		signalled = true
+		if sig == syscall.SIGKILL {
+			time.Sleep(100 * time.Millisecond)
+			pids, err := namespacePIDs(ctx, ns)
+			if err != nil {
+				return err
+			}
+			if len(pids) > 0 {
+				return fmt.Errorf("processes %v in namespace %s survived SIGKILL", pids, ns)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// namespacePIDs lists the processes whose network namespace is ns,
+// excluding this process.
+func namespacePIDs(ctx context.Context, ns string) ([]int, error) {
+	out, err := run(ctx, "ip", "netns", "pids", ns)
+	if err != nil {
+		if !namespaceExists(ns) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(out) {
+		pid, err := strconv.Atoi(f)
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		pids = append(pids, pid)
+	}
+	return pids, nil
+}
+
+// sysctls writes network sysctls (keys relative to /proc/sys, with '/')
+// inside namespace ns.
+func sysctls(ns string, kv map[string]string) error {
+	return do(ns, func() error {
+		for k, v := range kv {
+			if err := os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0); err != nil {
+				return fmt.Errorf("set sysctl %s=%s in namespace %s: %w", strings.ReplaceAll(k, "/", "."), v, ns, err)
+			}
+		}
+		return nil
+	})
+}
+
+func runAll(ctx context.Context, cmds [][]string) error {
+	for _, c := range cmds {
+		if _, err := run(ctx, c[0], c[1:]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// run runs a program and returns its trimmed output; the error carries
+// the command line and its output.
+func run(ctx context.Context, name string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return strings.TrimSpace(out.String()), nil
+}

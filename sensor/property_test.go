@@ -1,0 +1,177 @@
+package sensor
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+)
+
+// action is one step of a random scenario.
+type action struct {
+	Kind    int // 0 advance+tick, 1 heartbeat, 2 traffic, 3 capture report
+	Advance time.Duration
+	Who     int
+	Health  Health
+	Up      bool
+	Drops   uint64
+}
+
+var propMACs = [][]MAC{
+	{MustParseMAC("02:00:00:00:00:01")},
+	{MustParseMAC("02:00:00:00:00:02"), MustParseMAC("02:00:00:00:00:12")},
+	{MustParseMAC("02:00:00:00:00:03")},
+}
+
+const disciplined = 0 // endpoint 0 always heartbeats within 1.5 intervals
+
+func genActions(t *rapid.T) []action {
+	n := rapid.IntRange(50, 400).Draw(t, "steps")
+	// Some endpoints never send in a scenario, so silence past the deadline
+	// is common enough to be tested.
+	quiet := rapid.SliceOfN(rapid.Bool(), 3, 3).Draw(t, "quiet")
+	out := make([]action, 0, n)
+	for i := 0; i < n; i++ {
+		a := action{Kind: rapid.IntRange(0, 3).Draw(t, "kind")}
+		switch a.Kind {
+		case 0:
+			a.Advance = time.Duration(rapid.IntRange(0, 8).Draw(t, "s"))*time.Second + time.Duration(rapid.IntRange(0, 999).Draw(t, "ms"))*time.Millisecond
+		case 1:
+			a.Who = rapid.IntRange(0, 2).Draw(t, "who")
+			a.Health = Health(rapid.IntRange(1, 3).Draw(t, "health"))
+		case 2:
+			a.Who = rapid.IntRange(0, 3).Draw(t, "mac") // 3: a stranger
+			if a.Who < 3 && quiet[a.Who] {
+				a.Who = 3
+			}
+		case 3:
+			a.Up = rapid.IntRange(0, 5).Draw(t, "up") > 0
+			a.Drops = uint64(rapid.IntRange(0, 30).Draw(t, "drops"))
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// scenario runs actions on a fresh correlator and checks the invariants as it
+// goes. It returns every event and the final snapshot.
+// fataler is the part of testing.TB and *rapid.T the checks use.
+type fataler interface {
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
+func scenario(t fataler, acts []action) ([]Event, Snapshot) {
+	clock := &ManualClock{T: sensorStart}
+	c, err := NewCorrelator(Config{}, clock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := c.Config()
+	var events []Event
+	lastHB := map[int]time.Time{}
+	lastSent := map[MAC]time.Time{}
+	health := map[int]Health{}
+	add := func(evs []Event) {
+		for _, ev := range evs {
+			if n := len(events); n > 0 && ev.Seq <= events[n-1].Seq {
+				t.Fatalf("sequence %d after %d", ev.Seq, events[n-1].Seq)
+			}
+			events = append(events, ev)
+			if ev.Type == EventHeartbeatMissing && ev.PreviousStatus != StatusMissing {
+				checkMissingEntry(t, ev, cfg, clock.T, lastHB, lastSent)
+			}
+		}
+	}
+	for i := range propMACs {
+		itfs := []Interface{}
+		for _, m := range propMACs[i] {
+			itfs = append(itfs, Interface{MAC: m})
+		}
+		evs, err := c.Hello(Hello{EndpointID: idOf(i), Name: idOf(i), Health: HealthGreen, Interfaces: itfs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(evs)
+		lastHB[i], health[i] = clock.T, HealthGreen
+	}
+	heartbeat := func(who int, h Health) {
+		evs, err := c.Heartbeat(Heartbeat{EndpointID: idOf(who), Health: h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		add(evs)
+		lastHB[who], health[who] = clock.T, h
+		if st, _ := c.Endpoint(idOf(who)); st.Status != statusOf(h) {
+			t.Fatalf("after a heartbeat %s is %s, want %s", idOf(who), st.Status, statusOf(h))
+		}
+	}
+	for _, a := range acts {
+		switch a.Kind {
+		case 0:
+			target := clock.T.Add(a.Advance)
+			// The disciplined endpoint heartbeats whenever 1.5 intervals would pass.
+			for limit := lastHB[disciplined].Add(cfg.HeartbeatInterval * 3 / 2); !limit.After(target); limit = lastHB[disciplined].Add(cfg.HeartbeatInterval * 3 / 2) {
+				clock.Set(limit)
+				add(c.Tick())
+				heartbeat(disciplined, health[disciplined])
+			}
+			clock.Set(target)
+			add(c.Tick())
+		case 1:
+			heartbeat(a.Who, a.Health)
+		case 2:
+			m := MustParseMAC("02:00:00:00:00:99")
+			if a.Who < len(propMACs) {
+				ms := propMACs[a.Who]
+				m = ms[int(clock.T.UnixNano()/int64(time.Millisecond))%len(ms)]
+			}
+			add(c.Traffic([]TrafficSummary{{MAC: m, Packets: 1, Bytes: 64, FirstSeen: clock.T, LastSeen: clock.T}}))
+			lastSent[m] = clock.T
+		case 3:
+			add(c.CaptureHealth(CaptureHealth{Interface: "cap0", Up: a.Up, Packets: 100, Drops: a.Drops, Time: clock.T}))
+		}
+		if st, _ := c.Endpoint(idOf(disciplined)); st.Status == StatusMissing {
+			t.Fatalf("%s is missing although it heartbeats within 1.5 intervals", idOf(disciplined))
+		}
+	}
+	return events, c.Snapshot()
+}
+
+func idOf(i int) string { return string(rune('a' + i)) }
+
+// checkMissingEntry: an endpoint only becomes missing past its deadline and
+// when one of its MACs sent during the last interval.
+func checkMissingEntry(t fataler, ev Event, cfg Config, now time.Time, lastHB map[int]time.Time, lastSent map[MAC]time.Time) {
+	who := int(ev.EndpointID[0] - 'a')
+	if silent := now.Sub(lastHB[who]); silent < cfg.MissingDeadline() {
+		t.Fatalf("%s missing after only %s without a heartbeat", ev.EndpointID, silent)
+	}
+	for _, m := range propMACs[who] {
+		if s, ok := lastSent[m]; ok && now.Sub(s) < cfg.HeartbeatInterval {
+			return
+		}
+	}
+	t.Fatalf("%s missing at %s without traffic in the last interval", ev.EndpointID, now)
+}
+
+func TestPropertyRules(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		scenario(t, genActions(t))
+	})
+}
+
+func TestPropertyDeterministicReplay(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		acts := genActions(t)
+		ev1, snap1 := scenario(t, acts)
+		ev2, snap2 := scenario(t, acts)
+		if !reflect.DeepEqual(ev1, ev2) {
+			t.Fatalf("the same inputs gave different events")
+		}
+		if !reflect.DeepEqual(snap1, snap2) {
+			t.Fatalf("the same inputs gave different state:\n%+v\n%+v", snap1, snap2)
+		}
+	})
+}
