@@ -621,9 +621,9 @@ func TestLateralMovement(t *testing.T) {
 			DstMAC: MustParseMAC(dst), DstIP: netip.MustParseAddr(dstIP), Proto: 6, DstPort: 445}))
 	}
 	h.at(1)
-	flow(red, "10.1.0.1", green, "10.1.0.2") // outbound from red
-	flow(green, "10.1.0.2", red, "10.1.0.1") // same pair, inbound: de-duplicated
-	flow(red, "10.1.0.1", peer, "10.1.0.3")  // another peer
+	flow(red, "10.1.0.1", green, "10.1.0.2")  // outbound from red
+	flow(green, "10.1.0.2", red, "10.1.0.1")  // same pair, inbound: de-duplicated
+	flow(red, "10.1.0.1", peer, "10.1.0.3")   // another peer
 	flow(green, "10.1.0.2", peer, "10.1.0.3") // green to unknown: nothing
 	flow(red, "10.1.0.1", "ff:ff:ff:ff:ff:ff", "10.1.0.255")
 	lm := h.ofType(EventLateralMovement)
