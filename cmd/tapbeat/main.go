@@ -25,6 +25,7 @@ func newApp() *cli.App {
 		EnableBashCompletion: false,
 		Commands: []*cli.Command{
 			versionCommand(),
+			replayCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}

@@ -1,0 +1,146 @@
+package capture
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// MACReport is what a replay saw of one MAC: frames it sent (by source
+// MAC) and frames addressed to it, counted at wire length.
+type MACReport struct {
+	MAC       sensor.MAC   `json:"mac"`
+	Packets   uint64       `json:"packets"`
+	Bytes     uint64       `json:"bytes"`
+	RxPackets uint64       `json:"rx_packets"`
+	RxBytes   uint64       `json:"rx_bytes"`
+	IPs       []netip.Addr `json:"ips"`
+	// IPsNotListed counts source addresses beyond the 16 kept per MAC.
+	IPsNotListed uint64 `json:"ips_not_listed,omitempty"`
+	// FirstSeen and LastSeen span every frame from or to the MAC.
+	FirstSeen time.Time `json:"first_seen"`
+	LastSeen  time.Time `json:"last_seen"`
+	Hostnames []string  `json:"hostnames"`
+}
+
+// Report is the result of a replay.
+type Report struct {
+	MACs    []MACReport // sorted by MAC
+	Records uint64      // records read
+	Packets uint64      // frames accounted (records less runts)
+	Bytes   uint64      // their wire length
+	Runts   uint64      // records shorter than an Ethernet header
+	Flows   uint64      // flow starts seen
+}
+
+// Replay runs src through the capture pipeline with packet timestamps as the
+// clock. When sink is not nil it gets what live capture would report, every
+// opts.Period of packet time. The report covers every record read, even
+// when src ends with an error, which Replay then returns alongside.
+func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, error) {
+	w := newWorker(opts)
+	w.fold = sink == nil
+	var rep *reporter
+	if sink != nil {
+		rep = newReporter(sink, true)
+	}
+	period := int64(w.opts.Period)
+	var next int64
+	var pkt Packet
+	var records, n uint64
+	var err error
+	for {
+		if n++; n&4095 == 0 {
+			if err = ctx.Err(); err != nil {
+				break
+			}
+		}
+		if err = src.Read(&pkt); err != nil {
+			break
+		}
+		records++
+		if rep != nil {
+			if next == 0 {
+				next = pkt.Time + period
+			}
+			if pkt.Time >= next {
+				rep.add(w.take(nil))
+				rep.emit()
+				next = pkt.Time + period
+			}
+		}
+		w.packet(pkt.Data, pkt.WireLen, pkt.Time)
+	}
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	var final *macTable
+	r := &Report{Records: records}
+	if rep != nil {
+		rep.add(w.take(nil))
+		rep.emit()
+		final = rep.total
+		r.Packets, r.Bytes, r.Runts, r.Flows = rep.packets, rep.bytes, rep.runts, rep.flows
+	} else {
+		final = w.cur.macs
+		r.Packets, r.Bytes, r.Runts, r.Flows = w.cur.packets, w.cur.bytes, w.cur.runts, uint64(len(w.cur.flows))+w.cur.flowsDropped
+	}
+	r.MACs = macReports(final)
+	if err != nil {
+		return r, fmt.Errorf("replay: %w", err)
+	}
+	return r, nil
+}
+
+func macReports(t *macTable) []MACReport {
+	out := make([]MACReport, 0, len(t.entries))
+	for i := range t.entries {
+		e := &t.entries[i]
+		if e.txPackets == 0 && e.rxPackets == 0 {
+			continue
+		}
+		m := MACReport{
+			MAC:     sensor.MACFromUint64(e.mac()),
+			Packets: e.txPackets, Bytes: e.txBytes,
+			RxPackets: e.rxPackets, RxBytes: e.rxBytes,
+			IPs:          slices.Clone(e.ips),
+			IPsNotListed: e.ipOverflow,
+			Hostnames:    slices.Clone(e.hostnames),
+		}
+		if m.IPs == nil {
+			m.IPs = []netip.Addr{}
+		}
+		if m.Hostnames == nil {
+			m.Hostnames = []string{}
+		}
+		slices.SortFunc(m.IPs, func(a, b netip.Addr) int { return a.Compare(b) })
+		first, last := e.txFirst, e.txLast
+		if e.txPackets == 0 {
+			first, last = e.rxFirst, e.rxLast
+		} else if e.rxPackets > 0 {
+			first, last = min(first, e.rxFirst), max(last, e.rxLast)
+		}
+		m.FirstSeen, m.LastSeen = time.Unix(0, first).UTC(), time.Unix(0, last).UTC()
+		out = append(out, m)
+	}
+	slices.SortFunc(out, func(a, b MACReport) int {
+		return cmpUint64(a.MAC.Uint64(), b.MAC.Uint64())
+	})
+	return out
+}
+
+func cmpUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,142 @@
+package capture
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// Sink receives what capture learns. sensor.Engine provides the first three
+// methods; the daemon's fan-out adds Bindings for the history. Live capture
+// calls Traffic, FlowStarts and Bindings from one goroutine and
+// CaptureHealth from one goroutine per interface, so a Sink must be safe
+// for concurrent use. Slices passed in are the Sink's to keep.
+type Sink interface {
+	// Traffic gets per-MAC summaries, at most every 250 ms, merged from
+	// all workers. LastSeen comes from packet timestamps.
+	Traffic([]sensor.TrafficSummary)
+	// FlowStarts gets TCP SYNs, first UDP datagrams of a 5-tuple after an
+	// idle period, and the first packet seen of every TCP connection to
+	// the LAN-zone port.
+	FlowStarts([]sensor.Flow)
+	// CaptureHealth gets each interface's report every tick.
+	CaptureHealth(sensor.CaptureHealth)
+	// Bindings gets IP<->MAC evidence from ARP, DHCP, NDP and traffic.
+	Bindings([]sensor.Binding)
+}
+
+// trafficRefresh is how often a MAC's use of a source address is reported
+// again as a "traffic" binding while it goes on.
+const trafficRefresh = 5 * time.Minute
+
+// maxKnownBindings bounds the traffic bindings remembered for refresh; past
+// it the memory is dropped and bindings are reported afresh.
+const maxKnownBindings = 1 << 16
+
+type bindKey struct {
+	mac uint64
+	ip  netip.Addr
+}
+
+// reporter merges worker periods and hands the result to a Sink.
+type reporter struct {
+	sink  Sink
+	agg   *period
+	known map[bindKey]int64
+	// total, when set, accumulates every period for a final report.
+	total *macTable
+	// Counters over the reporter's life.
+	packets, bytes, runts, flows, flowsDropped uint64
+}
+
+func newReporter(sink Sink, keepTotal bool) *reporter {
+	r := &reporter{sink: sink, agg: newPeriod(), known: make(map[bindKey]int64)}
+	if keepTotal {
+		r.total = newMACTable(1024)
+	}
+	return r
+}
+
+// add merges a worker's period into the pending report.
+func (r *reporter) add(p *period) {
+	a := r.agg
+	a.macs.mergeTable(p.macs)
+	a.flows = append(a.flows, p.flows...)
+	a.evidence = append(a.evidence, p.evidence...)
+	if p.packets > 0 {
+		if a.packets == 0 || p.first < a.first {
+			a.first = p.first
+		}
+		a.last = max(a.last, p.last)
+	}
+	a.packets += p.packets
+	a.bytes += p.bytes
+	a.runts += p.runts
+	a.flowsDropped += p.flowsDropped
+	if r.total != nil {
+		r.total.mergeTable(p.macs)
+	}
+	r.packets += p.packets
+	r.bytes += p.bytes
+	r.runts += p.runts
+	r.flows += uint64(len(p.flows))
+	r.flowsDropped += p.flowsDropped
+}
+
+// emit hands the pending report to the sink and starts a new one.
+func (r *reporter) emit() {
+	a := r.agg
+	defer a.reset()
+	if r.sink == nil {
+		return
+	}
+	var traffic []sensor.TrafficSummary
+	var binds []sensor.Binding
+	for i := range a.macs.entries {
+		e := &a.macs.entries[i]
+		mac := e.mac()
+		if e.txPackets == 0 || mac&(1<<40) != 0 {
+			continue
+		}
+		ts := sensor.TrafficSummary{
+			MAC:       sensor.MACFromUint64(mac),
+			IPs:       slices.Clone(e.ips),
+			Packets:   e.txPackets,
+			Bytes:     e.txBytes,
+			FirstSeen: time.Unix(0, e.txFirst).UTC(),
+			LastSeen:  time.Unix(0, e.txLast).UTC(),
+		}
+		traffic = append(traffic, ts)
+		for _, ip := range e.ips {
+			k := bindKey{mac, ip}
+			if prev, ok := r.known[k]; ok && e.txLast-prev < int64(trafficRefresh) {
+				continue
+			}
+			if len(r.known) >= maxKnownBindings {
+				clear(r.known)
+			}
+			r.known[k] = e.txLast
+			binds = append(binds, sensor.Binding{MAC: ts.MAC, IP: ip, Source: SourceTraffic, Time: ts.LastSeen})
+		}
+	}
+	for _, ev := range a.evidence {
+		if !ev.IP.IsValid() {
+			continue
+		}
+		binds = append(binds, sensor.Binding{
+			MAC: sensor.MACFromUint64(ev.MAC), IP: ev.IP, Hostname: ev.Hostname,
+			Source: ev.Source, Time: time.Unix(0, ev.Time).UTC(),
+		})
+	}
+	if len(traffic) > 0 {
+		r.sink.Traffic(traffic)
+	}
+	if len(a.flows) > 0 {
+		r.sink.FlowStarts(slices.Clone(a.flows))
+	}
+	if len(binds) > 0 {
+		r.sink.Bindings(binds)
+	}
+}

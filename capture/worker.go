@@ -1,0 +1,240 @@
+package capture
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// DefaultLANPort is the TCP port of the sensor's LAN zone, where agents
+// keep their heartbeat connections.
+const DefaultLANPort = 8347
+
+// Options tune the per-packet work. The zero value means the defaults.
+type Options struct {
+	// LANPort is the sensor's own LAN-zone TCP port. Every TCP connection
+	// to it is reported as a flow start the first time it is seen (not only
+	// on its SYN), so the correlator learns which MAC carries each
+	// endpoint's heartbeat connection even when capture started after the
+	// connection did. 0 means DefaultLANPort; -1 turns this off.
+	LANPort int
+	// FlowTableSize bounds the UDP / heartbeat-channel 5-tuples remembered
+	// per worker (default 65536).
+	FlowTableSize int
+	// FlowIdle is how long a 5-tuple must be silent before its next packet
+	// starts a new flow (default 2 minutes).
+	FlowIdle time.Duration
+	// MaxFlowsPerPeriod bounds the flow starts one worker reports per
+	// period (default 16384); the excess is counted, not reported.
+	MaxFlowsPerPeriod int
+	// Period is how often summaries go to the sink (default 250 ms, which
+	// is also the shortest allowed).
+	Period time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.LANPort == 0 {
+		o.LANPort = DefaultLANPort
+	}
+	if o.FlowTableSize <= 0 {
+		o.FlowTableSize = 65536
+	}
+	if o.FlowIdle <= 0 {
+		o.FlowIdle = 2 * time.Minute
+	}
+	if o.MaxFlowsPerPeriod <= 0 {
+		o.MaxFlowsPerPeriod = 16384
+	}
+	if o.Period < 250*time.Millisecond {
+		o.Period = 250 * time.Millisecond
+	}
+	return o
+}
+
+// period is one worker's accounting between two reporting ticks.
+type period struct {
+	macs         *macTable
+	flows        []sensor.Flow
+	evidence     []timedEvidence
+	packets      uint64 // frames handled
+	bytes        uint64 // their wire length
+	runts        uint64 // frames too short for an Ethernet header
+	flowsDropped uint64 // flow starts over MaxFlowsPerPeriod
+	first, last  int64  // packet time span, Unix nanoseconds
+}
+
+type timedEvidence struct {
+	Evidence
+	Time int64
+}
+
+func newPeriod() *period { return &period{macs: newMACTable(256)} }
+
+func (p *period) reset() {
+	p.macs.reset()
+	p.flows = p.flows[:0]
+	p.evidence = p.evidence[:0]
+	p.packets, p.bytes, p.runts, p.flowsDropped, p.first, p.last = 0, 0, 0, 0, 0, 0
+}
+
+// worker accounts frames from one source. Everything it touches per packet
+// is its own: no locks, no channels.
+type worker struct {
+	opts      Options
+	lanPort   uint16
+	h         Header
+	key       flowKey
+	cur       *period
+	flows     *flowTable
+	ctl       *ControlDecoder
+	ev        []Evidence
+	nextSweep int64
+	// fold puts control-plane evidence straight into the MAC table instead
+	// of queueing it for a sink (offline replay without one).
+	fold bool
+}
+
+func newWorker(o Options) *worker {
+	o = o.withDefaults()
+	w := &worker{
+		opts:  o,
+		cur:   newPeriod(),
+		flows: newFlowTable(o.FlowTableSize, o.FlowIdle),
+		ctl:   NewControlDecoder(),
+	}
+	if o.LANPort > 0 && o.LANPort < 65536 {
+		w.lanPort = uint16(o.LANPort)
+	}
+	return w
+}
+
+// packet accounts one frame: data as captured (possibly cut at the snap
+// length), wireLen its length on the wire, ts its time in Unix nanoseconds.
+func (w *worker) packet(data []byte, wireLen int, ts int64) {
+	p := w.cur
+	h := &w.h
+	if !ParseHeader(data, h) {
+		p.runts++
+		return
+	}
+	if p.packets == 0 || ts < p.first {
+		p.first = ts
+	}
+	if ts > p.last {
+		p.last = ts
+	}
+	p.packets++
+	p.bytes += uint64(wireLen)
+
+	t := p.macs
+	si := t.index(h.Src)
+	di := t.index(h.Dst)
+	s := &t.entries[si]
+	if s.txPackets == 0 || ts < s.txFirst {
+		s.txFirst = ts
+	}
+	if ts > s.txLast {
+		s.txLast = ts
+	}
+	s.txPackets++
+	s.txBytes += uint64(wireLen)
+	d := &t.entries[di]
+	if d.rxPackets == 0 || ts < d.rxFirst {
+		d.rxFirst = ts
+	}
+	if ts > d.rxLast {
+		d.rxLast = ts
+	}
+	d.rxPackets++
+	d.rxBytes += uint64(wireLen)
+
+	if h.Src&(1<<40) == 0 { // a unicast sender: note its source address
+		switch h.IPVersion {
+		case 4:
+			if h.Src4 != 0 && (!s.hasIP4 || s.lastIP4 != h.Src4) {
+				s.hasIP4, s.lastIP4 = true, h.Src4
+				s.addIP(addrOf4(h.Src4))
+			}
+		case 6:
+			if (!s.hasIP6 || s.lastIP6 != h.Src6) && h.Src6 != ([16]byte{}) {
+				s.hasIP6, s.lastIP6 = true, h.Src6
+				s.addIP(netip.AddrFrom16(h.Src6))
+			}
+		}
+	}
+
+	if h.HasPorts {
+		w.flow(h, ts)
+	}
+	if isControl(h) {
+		w.control(data, ts)
+	}
+}
+
+func (w *worker) flow(h *Header, ts int64) {
+	start := false
+	switch h.Proto {
+	case ProtoTCP:
+		syn := h.TCPFlags&(tcpFlagSYN|tcpFlagACK) == tcpFlagSYN
+		if w.lanPort != 0 && h.DstPort == w.lanPort {
+			start = w.track(h, ts) || syn
+		} else {
+			start = syn
+		}
+	case ProtoUDP:
+		start = w.track(h, ts)
+	}
+	if !start {
+		return
+	}
+	if len(w.cur.flows) >= w.opts.MaxFlowsPerPeriod {
+		w.cur.flowsDropped++
+		return
+	}
+	w.cur.flows = append(w.cur.flows, flowOf(h, ts))
+}
+
+func (w *worker) track(h *Header, ts int64) bool {
+	k := &w.key
+	if h.IPVersion == 4 {
+		v4mapped(&k.src, h.Src4)
+		v4mapped(&k.dst, h.Dst4)
+	} else {
+		k.src, k.dst = h.Src6, h.Dst6
+	}
+	k.srcPort, k.dstPort, k.proto = h.SrcPort, h.DstPort, h.Proto
+	if ts >= w.nextSweep {
+		w.flows.expire(ts)
+		w.nextSweep = ts + int64(w.opts.FlowIdle)/4
+	}
+	return w.flows.seen(k, ts)
+}
+
+// control runs the control-plane decoder on a frame the parser flagged.
+func (w *worker) control(data []byte, ts int64) {
+	w.ev = w.ctl.Decode(data, w.ev[:0])
+	for _, e := range w.ev {
+		if !w.fold {
+			w.cur.evidence = append(w.cur.evidence, timedEvidence{Evidence: e, Time: ts})
+		}
+		if e.Hostname != "" || (w.fold && e.IP.IsValid()) {
+			m := &w.cur.macs.entries[w.cur.macs.index(e.MAC)]
+			m.addHostname(e.Hostname)
+			if w.fold && e.IP.IsValid() {
+				m.addIP(e.IP)
+			}
+		}
+	}
+}
+
+// take hands over the current period and starts a fresh one, recycled from
+// spare when it has one.
+func (w *worker) take(spare *period) *period {
+	p := w.cur
+	if spare == nil {
+		spare = newPeriod()
+	}
+	w.cur = spare
+	return p
+}
