@@ -180,12 +180,16 @@ func (l *Lab) build(ctx context.Context) error {
 	}
 	// Duplicate address detection only delays the link-local addresses:
 	// every MAC in the lab is distinct. arp_ignore/arp_announce keep each
-	// address of a multi-homed endpoint on its own interface's MAC.
+	// address of a multi-homed endpoint on its own interface's MAC, and
+	// ignore_routes_with_linkdown moves its traffic to the interface that
+	// still has a link when one port goes down.
 	hostSysctls := map[string]string{
-		"net/ipv6/conf/all/accept_dad":     "0",
-		"net/ipv6/conf/default/accept_dad": "0",
-		"net/ipv4/conf/all/arp_ignore":     "1",
-		"net/ipv4/conf/all/arp_announce":   "2",
+		"net/ipv6/conf/all/accept_dad":                      "0",
+		"net/ipv6/conf/default/accept_dad":                  "0",
+		"net/ipv4/conf/all/arp_ignore":                      "1",
+		"net/ipv4/conf/all/arp_announce":                    "2",
+		"net/ipv4/conf/all/ignore_routes_with_linkdown":     "1",
+		"net/ipv4/conf/default/ignore_routes_with_linkdown": "1",
 	}
 	for _, ns := range l.Namespaces()[1:] {
 		if err := sysctls(ns, hostSysctls); err != nil {
