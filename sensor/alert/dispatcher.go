@@ -1,0 +1,459 @@
+package alert
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/pb"
+
+	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/alert/syslog"
+)
+
+// DispatcherOptions configures a Dispatcher.
+type DispatcherOptions struct {
+	// OnLoss receives a sensor.EventAlertsLost event (without a sequence
+	// number) each time a destination loses alerts to the outbox limit; the
+	// daemon wires it to Engine.Record. It is called from the dispatcher's
+	// housekeeping goroutine with no dispatcher lock held.
+	OnLoss func(sensor.Event)
+	// Logger receives delivery logs (slog.Default when nil).
+	Logger *slog.Logger
+	// Version is the product version written in CEF headers.
+	Version string
+	// MaxBackoff caps the wait between reconnection attempts (default 10s).
+	MaxBackoff time.Duration
+	// Housekeeping is how often delivered entries are deleted and the
+	// outbox limit enforced (default 1s).
+	Housekeeping time.Duration
+	// Poll is how often an idle destination looks for new entries even
+	// without a commit notification (default 1s).
+	Poll time.Duration
+}
+
+// Dispatcher delivers the outbox to every destination, one goroutine each.
+type Dispatcher struct {
+	ob    *Outbox
+	opts  DispatcherOptions
+	log   *slog.Logger
+	dests []*destState
+}
+
+// DestinationStats describes one destination's delivery state.
+type DestinationStats struct {
+	Name      string
+	Cursor    uint64 // every alert up to this sequence number is delivered or skipped
+	Delivered uint64 // alerts delivered since the dispatcher started
+	Lost      uint64 // alerts lost to the outbox limit, over the outbox's life
+	Connected bool
+	LastError string // the last connection or delivery error, if any
+}
+
+type pend struct {
+	seq uint64    // everything up to seq has been written
+	n   uint64    // alerts written in this step
+	at  time.Time // when
+}
+
+type destState struct {
+	d    Destination
+	wake chan struct{}
+
+	mu        sync.Mutex
+	cursor    uint64
+	persisted uint64
+	savedLost uint64
+	floor     uint64 // entries up to here were dropped by the outbox limit
+	lost      uint64
+	delivered uint64
+	connected bool
+	lastErr   string
+}
+
+// NewDispatcher prepares delivery of ob's entries; Run starts it.
+func NewDispatcher(ob *Outbox, opts DispatcherOptions) (*Dispatcher, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = 10 * time.Second
+	}
+	if opts.Housekeeping <= 0 {
+		opts.Housekeeping = time.Second
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	dp := &Dispatcher{ob: ob, opts: opts, log: opts.Logger}
+	for _, d := range ob.dests {
+		s := &destState{d: d, wake: make(chan struct{}, 1)}
+		var err error
+		if s.cursor, err = loadU64(ob.db, append(bytes.Clone(cursorPrefix), d.Name...)); err != nil {
+			return nil, fmt.Errorf("alert destination %s: load cursor: %w", d.Name, err)
+		}
+		if s.lost, err = loadU64(ob.db, append(bytes.Clone(lostPrefix), d.Name...)); err != nil {
+			return nil, fmt.Errorf("alert destination %s: load loss counter: %w", d.Name, err)
+		}
+		s.persisted, s.savedLost = s.cursor, s.lost
+		dp.dests = append(dp.dests, s)
+	}
+	return dp, nil
+}
+
+// Stats returns each destination's delivery state.
+func (dp *Dispatcher) Stats() []DestinationStats {
+	out := make([]DestinationStats, 0, len(dp.dests))
+	for _, s := range dp.dests {
+		s.mu.Lock()
+		out = append(out, DestinationStats{Name: s.d.Name, Cursor: s.cursor, Delivered: s.delivered,
+			Lost: s.lost, Connected: s.connected, LastError: s.lastErr})
+		s.mu.Unlock()
+	}
+	return out
+}
+
+// Run delivers until ctx ends, then persists every cursor and returns. It
+// must return before the database is closed.
+func (dp *Dispatcher) Run(ctx context.Context) error {
+	if len(dp.dests) == 0 {
+		<-ctx.Done()
+		return nil
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		err := dp.ob.db.Subscribe(ctx, func(*badger.KVList) error {
+			dp.wakeAll()
+			return nil
+		}, []pb.Match{{Prefix: outboxPrefix}})
+		if err != nil && ctx.Err() == nil {
+			dp.log.Error("alert outbox: commit notifications stopped; polling instead", "err", err)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		dp.housekeep(ctx)
+	}()
+	for _, s := range dp.dests {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			dp.deliver(ctx, s)
+		}()
+	}
+	wg.Wait()
+	var err error
+	for _, s := range dp.dests {
+		if e := dp.persist(s); e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+func (dp *Dispatcher) wakeAll() {
+	for _, s := range dp.dests {
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// deliver runs one destination: connect, send from the cursor, confirm,
+// and on any failure reconnect and resend from the cursor.
+func (dp *Dispatcher) deliver(ctx context.Context, s *destState) {
+	log := dp.log.With("destination", s.d.Name)
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		cn, err := dial(ctx, &s.d)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.setErr(err)
+			log.Warn("alert destination unreachable; alerts wait in the outbox", "err", err, "retry_in", backoff)
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, dp.opts.MaxBackoff)
+			continue
+		}
+		s.mu.Lock()
+		s.connected = true
+		s.mu.Unlock()
+		delivered, err := dp.session(ctx, s, cn)
+		cn.close()
+		s.mu.Lock()
+		s.connected = false
+		s.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		if delivered {
+			backoff = 100 * time.Millisecond
+		}
+		s.setErr(err)
+		log.Warn("alert destination connection ended; unconfirmed alerts will be sent again", "err", err, "retry_in", backoff)
+		sleep(ctx, backoff)
+		backoff = min(2*backoff, dp.opts.MaxBackoff)
+	}
+}
+
+func (s *destState) setErr(err error) {
+	s.mu.Lock()
+	s.lastErr = err.Error()
+	s.mu.Unlock()
+}
+
+// session sends over one connection until it fails or ctx ends. It reports
+// whether any alert was confirmed.
+func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool, error) {
+	f := Formatter{Format: s.d.Format, Facility: s.d.Facility, Hostname: s.d.Hostname,
+		ProcID: strconv.Itoa(os.Getpid()), Version: dp.opts.Version}
+	confirm := s.d.Confirm
+	if !cn.stream {
+		confirm = 0
+	}
+	s.mu.Lock()
+	next := s.cursor
+	s.mu.Unlock()
+	var (
+		pending   []pend
+		buf, msg  []byte
+		confirmed bool
+		poll      = time.NewTicker(dp.opts.Poll)
+		timer     = time.NewTimer(time.Hour)
+	)
+	defer poll.Stop()
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		next = max(next, s.floor)
+		s.mu.Unlock()
+		ents, last, err := dp.ob.read(next, s.d.Batch, s.d.Filter)
+		if err != nil {
+			return confirmed, err
+		}
+		s.mu.Lock()
+		floor := s.floor
+		s.mu.Unlock()
+		buf = buf[:0]
+		var n uint64
+		for i := range ents {
+			if ents[i].seq <= floor {
+				continue
+			}
+			if msg, err = f.Append(msg[:0], &ents[i].ev); err != nil {
+				dp.log.Error("alert cannot be formatted; skipped", "destination", s.d.Name, "seq", ents[i].seq, "err", err)
+				continue
+			}
+			n++
+			if cn.stream {
+				buf = syslog.AppendOctetCounted(buf, msg)
+			} else if err := cn.write(msg, s.d.Timeout); err != nil {
+				return confirmed, fmt.Errorf("send: %w", err)
+			}
+		}
+		if len(buf) > 0 {
+			if err := cn.write(buf, s.d.Timeout); err != nil {
+				return confirmed, fmt.Errorf("send: %w", err)
+			}
+		}
+		progressed := last > next
+		if progressed {
+			next = last
+			pending = append(pending, pend{seq: last, n: n, at: time.Now()})
+		}
+		if len(pending) > 0 {
+			var err error
+			var c bool
+			if pending, c, err = dp.confirm(s, cn, pending, confirm); err != nil {
+				return confirmed, err
+			}
+			confirmed = confirmed || c
+		}
+		if progressed {
+			continue
+		}
+		var tc <-chan time.Time
+		if len(pending) > 0 {
+			timer.Reset(time.Until(pending[0].at.Add(confirm)))
+			tc = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return confirmed, ctx.Err()
+		case <-cn.dead:
+			return confirmed, cn.deadErr()
+		case <-s.wake:
+		case <-poll.C:
+		case <-tc:
+		}
+	}
+}
+
+// confirm advances the cursor over the pending writes that the connection
+// has outlived by the confirm delay, and persists it.
+func (dp *Dispatcher) confirm(s *destState, cn *conn, pending []pend, confirm time.Duration) ([]pend, bool, error) {
+	if !cn.alive() {
+		return pending, false, nil
+	}
+	cut := time.Now().Add(-confirm)
+	i := 0
+	var n uint64
+	for i < len(pending) && !pending[i].at.After(cut) {
+		n += pending[i].n
+		i++
+	}
+	if i == 0 {
+		return pending, false, nil
+	}
+	seq := pending[i-1].seq
+	s.mu.Lock()
+	if seq > s.cursor {
+		s.cursor = seq
+	}
+	s.delivered += n
+	s.mu.Unlock()
+	if err := dp.persist(s); err != nil {
+		return pending, false, err
+	}
+	return append(pending[:0], pending[i:]...), true, nil
+}
+
+func (dp *Dispatcher) persist(s *destState) error {
+	s.mu.Lock()
+	cur, lost, done := s.cursor, s.lost, s.cursor == s.persisted && s.lost == s.savedLost
+	s.mu.Unlock()
+	if done {
+		return nil
+	}
+	err := dp.ob.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(append(bytes.Clone(cursorPrefix), s.d.Name...), u64(cur)); err != nil {
+			return err
+		}
+		return txn.Set(append(bytes.Clone(lostPrefix), s.d.Name...), u64(lost))
+	})
+	if err != nil {
+		return fmt.Errorf("alert destination %s: persist cursor %d: %w", s.d.Name, cur, err)
+	}
+	s.mu.Lock()
+	s.persisted = max(s.persisted, cur)
+	s.savedLost = max(s.savedLost, lost)
+	s.mu.Unlock()
+	return nil
+}
+
+// housekeep deletes entries every destination has passed and enforces the
+// outbox limit.
+func (dp *Dispatcher) housekeep(ctx context.Context) {
+	t := time.NewTicker(dp.opts.Housekeeping)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-dp.ob.full:
+		}
+		if err := dp.trim(); err != nil {
+			dp.log.Error("alert outbox: enforcing the limit failed", "err", err)
+		}
+		if err := dp.collect(); err != nil {
+			dp.log.Error("alert outbox: deleting delivered alerts failed", "err", err)
+		}
+	}
+}
+
+// collect deletes the entries every destination has passed.
+func (dp *Dispatcher) collect() error {
+	low := uint64(1<<64 - 1)
+	for _, s := range dp.dests {
+		s.mu.Lock()
+		low = min(low, s.cursor)
+		s.mu.Unlock()
+	}
+	_, err := dp.ob.deleteThrough(low)
+	return err
+}
+
+// trim drops the oldest entries beyond the limit, counting for each
+// destination the alerts it wanted and had not confirmed.
+func (dp *Dispatcher) trim() error {
+	if dp.ob.Len() <= dp.ob.max {
+		return nil
+	}
+	if err := dp.ob.recount(); err != nil {
+		return err
+	}
+	excess := dp.ob.Len() - dp.ob.max
+	if excess <= 0 {
+		return nil
+	}
+	ents, err := dp.ob.oldest(excess)
+	if err != nil || len(ents) == 0 {
+		return err
+	}
+	through := ents[len(ents)-1].seq
+	var events []sensor.Event
+	for _, s := range dp.dests {
+		var n, first, last uint64
+		s.mu.Lock()
+		for i := range ents {
+			if ents[i].seq > s.cursor && s.d.Filter.Match(&ents[i].ev) {
+				if n == 0 {
+					first = ents[i].seq
+				}
+				last = ents[i].seq
+				n++
+			}
+		}
+		s.cursor = max(s.cursor, through)
+		s.floor = max(s.floor, through)
+		s.lost += n
+		total := s.lost
+		s.mu.Unlock()
+		if err := dp.persist(s); err != nil {
+			return err
+		}
+		if n == 0 {
+			continue
+		}
+		dp.log.Error("alert outbox full: oldest undelivered alerts dropped", "destination", s.d.Name,
+			"lost", n, "first_seq", first, "last_seq", last, "lost_total", total, "max_entries", dp.ob.max)
+		events = append(events, sensor.Event{
+			Time:     time.Now(),
+			Type:     sensor.EventAlertsLost,
+			Severity: sensor.SeverityError,
+			Reason: fmt.Sprintf("alert destination %s lost %d undelivered alerts (sequence %d to %d): the outbox reached its limit of %d entries while the collector was unreachable or slow",
+				s.d.Name, n, first, last, dp.ob.max),
+			Details: map[string]any{"destination": s.d.Name, "lost": n, "first_seq": first, "last_seq": last, "lost_total": total},
+		})
+	}
+	if _, err := dp.ob.deleteThrough(through); err != nil {
+		return err
+	}
+	if dp.opts.OnLoss != nil {
+		for _, ev := range events {
+			dp.opts.OnLoss(ev)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,315 @@
+package alert
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// Badger keys owned by this package, all under KeyPrefix:
+//
+//	x/alert/o/SEQ   outbox entry: the event's JSON (SEQ is 8 bytes big-endian)
+//	x/alert/c/NAME  destination cursor: every entry up to this SEQ is delivered or skipped
+//	x/alert/l/NAME  alerts the destination lost to the outbox limit (uint64)
+const KeyPrefix = "x/alert/"
+
+var (
+	outboxPrefix = []byte(KeyPrefix + "o/")
+	cursorPrefix = []byte(KeyPrefix + "c/")
+	lostPrefix   = []byte(KeyPrefix + "l/")
+)
+
+func outboxKey(seq uint64) []byte {
+	k := make([]byte, len(outboxPrefix)+8)
+	copy(k, outboxPrefix)
+	binary.BigEndian.PutUint64(k[len(outboxPrefix):], seq)
+	return k
+}
+
+func outboxSeq(key []byte) uint64 {
+	return binary.BigEndian.Uint64(key[len(outboxPrefix):])
+}
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// DefaultMaxEntries is the default outbox limit.
+const DefaultMaxEntries = 1_000_000
+
+// OutboxOptions configures an Outbox.
+type OutboxOptions struct {
+	// Destinations are the configured collectors. An event is staged when
+	// at least one destination's filter accepts it; each destination keeps
+	// its own cursor under its Name.
+	Destinations []Destination
+	// MaxEntries bounds the outbox (DefaultMaxEntries when 0). Past it, the
+	// oldest undelivered entries are dropped and counted as lost.
+	MaxEntries int
+	// Logger receives the outbox's logs (slog.Default when nil).
+	Logger *slog.Logger
+}
+
+// Outbox is the durable queue of alerts waiting for delivery, kept in Badger
+// beside the history. Stage is safe for concurrent use.
+type Outbox struct {
+	db    *badger.DB
+	dests []Destination
+	max   int
+	log   *slog.Logger
+	count atomic.Int64 // entries staged and not yet deleted (approximate until committed)
+	full  chan struct{}
+}
+
+// NewOutbox opens the outbox kept in db. A destination seen for the first
+// time starts after the newest entry already in the outbox (it receives
+// alerts raised from now on); the cursors of destinations no longer
+// configured are deleted, so they no longer hold entries back.
+func NewOutbox(db *badger.DB, opts OutboxOptions) (*Outbox, error) {
+	o := &Outbox{db: db, dests: opts.Destinations, max: opts.MaxEntries, log: opts.Logger, full: make(chan struct{}, 1)}
+	if o.max <= 0 {
+		o.max = DefaultMaxEntries
+	}
+	if o.log == nil {
+		o.log = slog.Default()
+	}
+	names := map[string]bool{}
+	for _, d := range o.dests {
+		if names[d.Name] {
+			return nil, fmt.Errorf("alert outbox: two destinations are named %q: give one a distinct name= option", d.Name)
+		}
+		names[d.Name] = true
+	}
+	var n int64
+	var last uint64
+	cursors := map[string]bool{}
+	err := db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+			last = outboxSeq(it.Item().Key())
+		}
+		it2 := txn.NewIterator(badger.IteratorOptions{Prefix: cursorPrefix})
+		defer it2.Close()
+		for it2.Rewind(); it2.Valid(); it2.Next() {
+			cursors[string(it2.Item().Key()[len(cursorPrefix):])] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alert outbox: read: %w", err)
+	}
+	o.count.Store(n)
+	err = db.Update(func(txn *badger.Txn) error {
+		for _, d := range o.dests {
+			if !cursors[d.Name] {
+				if err := txn.Set(append(bytes.Clone(cursorPrefix), d.Name...), u64(last)); err != nil {
+					return err
+				}
+			}
+		}
+		for name := range cursors {
+			if !names[name] {
+				o.log.Warn("alert destination no longer configured: its cursor is deleted and its undelivered alerts will not be sent", "destination", name)
+				if err := txn.Delete(append(bytes.Clone(cursorPrefix), name...)); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alert outbox: initialise cursors: %w", err)
+	}
+	return o, nil
+}
+
+// Stage adds to wb every event in evs that some destination wants, so the
+// alerts are written in the same batch as the events themselves. The batch
+// must be flushed in sequence order (one writer), since a destination never
+// goes back before its cursor.
+func (o *Outbox) Stage(wb *badger.WriteBatch, evs []sensor.Event) error {
+	var staged int64
+	for i := range evs {
+		ev := &evs[i]
+		if !o.wanted(ev) {
+			continue
+		}
+		v, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("alert outbox: encode event %d: %w", ev.Seq, err)
+		}
+		if err := wb.Set(outboxKey(ev.Seq), v); err != nil {
+			return fmt.Errorf("alert outbox: stage event %d: %w", ev.Seq, err)
+		}
+		staged++
+	}
+	if staged > 0 && o.count.Add(staged) > int64(o.max) {
+		select {
+		case o.full <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+func (o *Outbox) wanted(ev *sensor.Event) bool {
+	for i := range o.dests {
+		if o.dests[i].Filter.Match(ev) {
+			return true
+		}
+	}
+	return false
+}
+
+// Len returns the number of entries in the outbox.
+func (o *Outbox) Len() int { return int(o.count.Load()) }
+
+// Destinations returns the configured destinations.
+func (o *Outbox) Destinations() []Destination { return o.dests }
+
+// entry is an outbox entry read back.
+type entry struct {
+	seq uint64
+	ev  sensor.Event
+}
+
+func decodeEvent(v []byte, ev *sensor.Event) error {
+	d := json.NewDecoder(bytes.NewReader(v))
+	d.UseNumber()
+	return d.Decode(ev)
+}
+
+// read returns up to n entries after seq that f accepts, and the last
+// sequence number it examined (entries f rejected up to there are skipped).
+func (o *Outbox) read(after uint64, n int, f Filter) ([]entry, uint64, error) {
+	var out []entry
+	last := after
+	err := o.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix, PrefetchValues: true, PrefetchSize: min(n, 256)})
+		defer it.Close()
+		scanned := 0
+		for it.Seek(outboxKey(after + 1)); it.Valid() && len(out) < n && scanned < 8*n; it.Next() {
+			scanned++
+			item := it.Item()
+			seq := outboxSeq(item.Key())
+			var e entry
+			if err := item.Value(func(v []byte) error { return decodeEvent(v, &e.ev) }); err != nil {
+				o.log.Error("alert outbox: undecodable entry skipped", "seq", seq, "err", err)
+				last = seq
+				continue
+			}
+			last = seq
+			if f.Match(&e.ev) {
+				e.seq = seq
+				out = append(out, e)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, after, fmt.Errorf("alert outbox: read after %d: %w", after, err)
+	}
+	return out, last, nil
+}
+
+// deleteThrough deletes every entry up to and including seq, and returns
+// how many it deleted.
+func (o *Outbox) deleteThrough(seq uint64) (int, error) {
+	var keys [][]byte
+	err := o.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			if outboxSeq(k) > seq {
+				break
+			}
+			keys = append(keys, bytes.Clone(k))
+		}
+		return nil
+	})
+	if err != nil || len(keys) == 0 {
+		return 0, err
+	}
+	wb := o.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, k := range keys {
+		if err := wb.Delete(k); err != nil {
+			return 0, err
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, err
+	}
+	o.count.Add(-int64(len(keys)))
+	return len(keys), nil
+}
+
+// oldest returns the sequence number of the k-th oldest entry (1-based)
+// and the entries up to it, decoded only enough to filter.
+func (o *Outbox) oldest(k int) ([]entry, error) {
+	var out []entry
+	err := o.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(out) < k; it.Next() {
+			var e entry
+			e.seq = outboxSeq(it.Item().Key())
+			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &struct {
+				Type     *sensor.EventType `json:"type"`
+				Severity *sensor.Severity  `json:"severity"`
+			}{&e.ev.Type, &e.ev.Severity}) }); err != nil {
+				e.ev.Severity = sensor.SeverityEmergency // count it as lost for everyone
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// recount sets the entry count from the database.
+func (o *Outbox) recount() error {
+	var n int64
+	err := o.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			n++
+		}
+		return nil
+	})
+	if err == nil {
+		o.count.Store(n)
+	}
+	return err
+}
+
+func loadU64(db *badger.DB, key []byte) (uint64, error) {
+	var v uint64
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(key)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return item.Value(func(b []byte) error {
+			if len(b) != 8 {
+				return fmt.Errorf("key %q: want 8 bytes, found %d", key, len(b))
+			}
+			v = binary.BigEndian.Uint64(b)
+			return nil
+		})
+	})
+	return v, err
+}

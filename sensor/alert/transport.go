@@ -1,0 +1,124 @@
+package alert
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+)
+
+// conn is one connection to a collector.
+type conn struct {
+	c      net.Conn
+	stream bool          // tcp or tls: octet-counting framing
+	dead   chan struct{} // closed when the collector closes or the read fails
+	err    error         // why, once dead is closed
+}
+
+// dial connects to d. For tls it completes the handshake, so a certificate
+// the client cannot verify fails here with the reason.
+func dial(ctx context.Context, d *Destination) (*conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
+	defer cancel()
+	var nd net.Dialer
+	switch d.Scheme {
+	case "udp":
+		c, err := nd.DialContext(ctx, "udp", d.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", d.Name, err)
+		}
+		return &conn{c: c, dead: make(chan struct{})}, nil
+	case "tcp":
+		c, err := nd.DialContext(ctx, "tcp", d.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w (is the collector listening?)", d.Name, err)
+		}
+		return watch(c), nil
+	case "tls":
+		raw, err := nd.DialContext(ctx, "tcp", d.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w (is the collector listening?)", d.Name, err)
+		}
+		tc := tls.Client(raw, d.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("%s: TLS handshake with the collector failed: %w (%s)", d.Name, err, tlsHint(err))
+		}
+		return watch(tc), nil
+	}
+	return nil, fmt.Errorf("%s: unsupported scheme %q", d.Name, d.Scheme)
+}
+
+func tlsHint(err error) string {
+	var cv *tls.CertificateVerificationError
+	var op *net.OpError
+	switch {
+	case errors.As(err, &cv):
+		return "the collector's certificate was not accepted: check ca= names the CA that signed it and that it is valid for the host or server_name="
+	case errors.As(err, &op) && op.Op == "remote error":
+		return "the collector refused the connection: check cert= and key= name a client certificate it trusts, and its TLS versions and ciphers"
+	case errors.Is(err, io.EOF):
+		return "the collector closed the connection: does it speak TLS on this port, and does it require a client certificate (cert=, key=)?"
+	default:
+		return "check the collector's TLS settings, ca=, cert=, key= and server_name="
+	}
+}
+
+// watch starts the goroutine that notices a collector closing the
+// connection or refusing it (a mutual-TLS collector that rejected the client
+// certificate sends an alert and closes). Syslog collectors never send data,
+// so any read result ends the connection.
+func watch(c net.Conn) *conn {
+	cn := &conn{c: c, stream: true, dead: make(chan struct{})}
+	go func() {
+		var b [512]byte
+		n, err := c.Read(b[:])
+		switch {
+		case err == nil || n > 0:
+			cn.err = fmt.Errorf("collector sent %d unexpected bytes; closing", n)
+		case errors.Is(err, io.EOF):
+			cn.err = errors.New("collector closed the connection")
+		default:
+			cn.err = fmt.Errorf("connection lost: %w", err)
+		}
+		close(cn.dead)
+	}()
+	return cn
+}
+
+// alive reports whether the collector has not closed the connection.
+func (cn *conn) alive() bool {
+	select {
+	case <-cn.dead:
+		return false
+	default:
+		return true
+	}
+}
+
+// deadErr returns why the connection died.
+func (cn *conn) deadErr() error {
+	<-cn.dead
+	return cn.err
+}
+
+func (cn *conn) write(b []byte, timeout time.Duration) error {
+	if !cn.alive() {
+		return cn.deadErr()
+	}
+	if err := cn.c.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	_, err := cn.c.Write(b)
+	return err
+}
+
+func (cn *conn) close() {
+	cn.c.Close()
+	if cn.stream {
+		<-cn.dead
+	}
+}
