@@ -410,6 +410,17 @@ func (s *Store) stageEvent(wb *badger.WriteBatch, ev *sensor.Event, dirty map[st
 					st.addIP(a)
 				}
 			}
+			st.Packets += detailUint(ev.Details["packets"])
+			st.Bytes += detailUint(ev.Details["bytes"])
+			// Addresses and DHCP host names seen before the verdict.
+			for _, o := range s.bindings {
+				if o.rec.MAC == m {
+					st.addIP(o.rec.IP)
+					if h := o.rec.Hostname; h != "" && !slices.Contains(st.Hostnames, h) {
+						st.Hostnames = append(st.Hostnames, h)
+					}
+				}
+			}
 			if err := s.writeStation(wb, day, st); err != nil {
 				return err
 			}
@@ -591,6 +602,19 @@ func (s *Store) LoadSnapshot() (sensor.Snapshot, error) {
 	}
 	slices.SortFunc(snap.Alerted, func(a, b sensor.MAC) int { return cmpU64(a.Uint64(), b.Uint64()) })
 	return snap, nil
+}
+
+// detailUint reads a counter from event details, as Go or decoded JSON.
+func detailUint(v any) uint64 {
+	switch n := v.(type) {
+	case uint64:
+		return n
+	case int:
+		return uint64(max(n, 0))
+	case float64:
+		return uint64(max(n, 0))
+	}
+	return 0
 }
 
 func cmpU64(a, b uint64) int {

@@ -1,0 +1,554 @@
+package history
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// Range is a time window; a zero Since means from the oldest record, a zero
+// Until means now.
+type Range struct {
+	Since time.Time `json:"since,omitzero"`
+	Until time.Time `json:"until,omitzero"`
+}
+
+// DefaultLimit bounds the events a query returns when it sets no limit.
+const DefaultLimit = 10000
+
+// HistoryQuery selects the events of one endpoint (by name or id) or of one
+// MAC.
+type HistoryQuery struct {
+	Range
+	Endpoint string     // endpoint name or id
+	MAC      sensor.MAC // used when Endpoint is empty
+	Types    []sensor.EventType
+	Limit    int // the most recent Limit events are kept (default DefaultLimit)
+}
+
+// AlertQuery selects alerts (events of severity notice or worse).
+type AlertQuery struct {
+	Range
+	Types    []sensor.EventType
+	Endpoint string // endpoint name or id, optional
+	Limit    int
+}
+
+// TrafficQuery selects one MAC's per-minute traffic.
+type TrafficQuery struct {
+	Range
+	MAC sensor.MAC
+}
+
+// TrafficMinute is one MAC's traffic during one minute.
+type TrafficMinute struct {
+	MAC     sensor.MAC `json:"mac"`
+	Minute  time.Time  `json:"minute"`
+	Packets uint64     `json:"packets"`
+	Bytes   uint64     `json:"bytes"`
+}
+
+// Confidence values of a WhoAnswer.
+const (
+	// ConfidenceObserved: the MAC was seen using the IP over an interval
+	// that contains the instant.
+	ConfidenceObserved = "observed"
+	// ConfidenceBetween: the same MAC was seen with the IP before and after.
+	ConfidenceBetween = "between_sightings"
+	// ConfidenceLastSeen: the MAC was the last seen with the IP before the
+	// instant and no other MAC was seen with it since.
+	ConfidenceLastSeen = "last_seen"
+	// ConfidenceContested: the MAC was the last seen with the IP before the
+	// instant, but another MAC was seen with it later.
+	ConfidenceContested = "contested"
+	// ConfidenceNone: no binding of the IP before the instant.
+	ConfidenceNone = "none"
+)
+
+// WhoAnswer says which MAC and endpoint had an IP at an instant, the
+// endpoint's health then and who was signed in then.
+type WhoAnswer struct {
+	IP         netip.Addr       `json:"ip"`
+	At         time.Time        `json:"at"`
+	Confidence string           `json:"confidence"`
+	MAC        *sensor.MAC      `json:"mac,omitempty"`
+	Binding    *BindingInterval `json:"binding,omitempty"` // the latest interval starting at or before At
+	Next       *BindingInterval `json:"next,omitempty"`    // the first interval starting after At
+	Endpoint   *Registration    `json:"endpoint,omitempty"`
+	// Status is the endpoint's last status transition at or before At.
+	Status    *sensor.Event `json:"status,omitempty"`
+	Users     []string      `json:"users,omitempty"`
+	Unmanaged *Station      `json:"unmanaged,omitempty"` // the MAC's inventory record that day, if it had no heartbeat
+}
+
+// lookback bounds how many days a reverse seek walks back.
+func (s *Store) lookbackDays() uint32 { return uint32(s.opts.Retention/dayLen) + 1 }
+
+func (s *Store) view(fn func(txn *badger.Txn) error) error {
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+// Endpoints returns the latest persisted state of every endpoint, by id.
+func (s *Store) Endpoints() ([]sensor.EndpointState, error) {
+	snap, err := s.LoadSnapshot()
+	if err != nil {
+		return nil, err
+	}
+	if snap.Endpoints == nil {
+		return []sensor.EndpointState{}, nil
+	}
+	return snap.Endpoints, nil
+}
+
+// bounds clamps a range to the days present. ok is false when no day
+// overlaps.
+func (s *Store) bounds(txn *badger.Txn, r Range) (since, until time.Time, first, last uint32, ok bool) {
+	until = r.Until
+	if until.IsZero() {
+		until = s.opts.Now()
+	}
+	since = r.Since
+	oldest, newest, any := edgeDays(txn)
+	if !any || since.After(until) {
+		return since, until, 0, 0, false
+	}
+	first, last = max(dayOf(since), oldest), min(dayOf(until), newest)
+	return since, until, first, last, first <= last
+}
+
+func edgeDays(txn *badger.Txn) (oldest, newest uint32, ok bool) {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}})
+	d, ok := firstDay(it, dayPrefix(0))
+	it.Close()
+	if !ok {
+		return 0, 0, false
+	}
+	rit := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}, Reverse: true})
+	defer rit.Close()
+	n, _ := firstDay(rit, []byte{prefixDay, 0xff, 0xff, 0xff, 0xff, 0xff})
+	return d, n, true
+}
+
+func firstDay(it *badger.Iterator, seek []byte) (uint32, bool) {
+	it.Seek(seek)
+	if !it.Valid() {
+		return 0, false
+	}
+	return keyDay(it.Item().Key())
+}
+
+// scanIndex calls fn for each index entry (prefix time8 seq8) in the range,
+// oldest first, day by day.
+func scanIndex(txn *badger.Txn, since, until time.Time, first, last uint32, prefixOf func(uint32) []byte, fn func(t, seq uint64, day uint32) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}})
+	defer it.Close()
+	lo, hi := nanos(since), nanos(until)
+	for d := first; d <= last; d++ {
+		p := prefixOf(d)
+		for it.Seek(put64(bytes.Clone(p), lo)); it.ValidForPrefix(p); it.Next() {
+			k := it.Item().Key()
+			if len(k) != len(p)+16 {
+				continue
+			}
+			t, seq := indexTail(k)
+			if t > hi {
+				break
+			}
+			if err := fn(t, seq, d); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func getEvent(txn *badger.Txn, day uint32, seq uint64) (sensor.Event, error) {
+	var ev sensor.Event
+	item, err := txn.Get(eventKey(day, seq))
+	if err != nil {
+		return ev, fmt.Errorf("read event %d: %w", seq, err)
+	}
+	err = item.Value(func(v []byte) error { return json.Unmarshal(v, &ev) })
+	if err != nil {
+		return ev, fmt.Errorf("decode event %d: %w", seq, err)
+	}
+	return ev, nil
+}
+
+// resolveEndpoint returns the ids an endpoint name or id designates.
+func resolveEndpoint(txn *badger.Txn, nameOrID string) []string {
+	ids := []string{nameOrID}
+	p := []byte(prefixName + strings.ToLower(nameOrID) + "\x00")
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		id := string(it.Item().Key()[len(p):])
+		if !slices.Contains(ids, id) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func keepTypes(types []sensor.EventType, ev *sensor.Event) bool {
+	return len(types) == 0 || slices.Contains(types, ev.Type)
+}
+
+func sortEvents(evs []sensor.Event) {
+	slices.SortFunc(evs, func(a, b sensor.Event) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return cmpU64(a.Seq, b.Seq)
+	})
+	evs = slices.CompactFunc(evs, func(a, b sensor.Event) bool { return a.Seq == b.Seq })
+}
+
+func lastN(evs []sensor.Event, n int) []sensor.Event {
+	if n <= 0 {
+		n = DefaultLimit
+	}
+	if len(evs) > n {
+		return evs[len(evs)-n:]
+	}
+	return evs
+}
+
+// History returns the events of an endpoint (all its ids if a name matches
+// several) or of a MAC, oldest first.
+func (s *Store) History(q HistoryQuery) ([]sensor.Event, error) {
+	if q.Endpoint == "" && q.MAC.IsZero() {
+		return nil, errors.New("history: name an endpoint or a MAC")
+	}
+	out := []sensor.Event{}
+	err := s.view(func(txn *badger.Txn) error {
+		since, until, first, last, ok := s.bounds(txn, q.Range)
+		if !ok {
+			return nil
+		}
+		var prefixes []func(uint32) []byte
+		if q.Endpoint != "" {
+			for _, id := range resolveEndpoint(txn, q.Endpoint) {
+				prefixes = append(prefixes, func(d uint32) []byte { return idPrefix(d, kindEndpoint, id) })
+			}
+		} else {
+			prefixes = append(prefixes, func(d uint32) []byte { return macPrefix(d, kindMAC, q.MAC) })
+		}
+		for _, p := range prefixes {
+			err := scanIndex(txn, since, until, first, last, p, func(_, seq uint64, day uint32) error {
+				ev, err := getEvent(txn, day, seq)
+				if err != nil {
+					return err
+				}
+				if keepTypes(q.Types, &ev) {
+					out = append(out, ev)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("history query: %w", err)
+	}
+	if len(q.Endpoint) > 0 && len(out) > 0 {
+		sortEvents(out)
+	}
+	return lastN(out, q.Limit), nil
+}
+
+// Alerts returns alerts in the range, oldest first, optionally of given
+// types and of one endpoint.
+func (s *Store) Alerts(q AlertQuery) ([]sensor.Event, error) {
+	out := []sensor.Event{}
+	err := s.view(func(txn *badger.Txn) error {
+		since, until, first, last, ok := s.bounds(txn, q.Range)
+		if !ok {
+			return nil
+		}
+		collect := func(_, seq uint64, day uint32) error {
+			ev, err := getEvent(txn, day, seq)
+			if err != nil {
+				return err
+			}
+			if ev.IsAlert() && keepTypes(q.Types, &ev) {
+				out = append(out, ev)
+			}
+			return nil
+		}
+		switch {
+		case q.Endpoint != "":
+			for _, id := range resolveEndpoint(txn, q.Endpoint) {
+				if err := scanIndex(txn, since, until, first, last, func(d uint32) []byte { return idPrefix(d, kindEndpoint, id) }, collect); err != nil {
+					return err
+				}
+			}
+		case len(q.Types) > 0:
+			for _, t := range q.Types {
+				if err := scanIndex(txn, since, until, first, last, func(d uint32) []byte { return idPrefix(d, kindAlert, string(t)) }, collect); err != nil {
+					return err
+				}
+			}
+		default:
+			// Every alert type: walk the whole alert index of each day.
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}})
+			defer it.Close()
+			lo, hi := nanos(since), nanos(until)
+			for d := first; d <= last; d++ {
+				p := kindPrefix(d, kindAlert)
+				for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+					t, seq := indexTail(it.Item().Key())
+					if t < lo || t > hi {
+						continue
+					}
+					if err := collect(t, seq, d); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("alerts query: %w", err)
+	}
+	sortEvents(out)
+	return lastN(out, q.Limit), nil
+}
+
+// seekBack finds, walking back at most days days from at's day, the last
+// entry under prefixOf(day) whose 8 bytes after the prefix (a time) are at
+// or before at. It returns the key and a copy of the value.
+func seekBack(it *badger.Iterator, at time.Time, days uint32, prefixOf func(uint32) []byte) (key, val []byte, ok bool) {
+	d0 := dayOf(at)
+	for i := uint32(0); i <= days && i <= d0; i++ {
+		d := d0 - i
+		p := prefixOf(d)
+		seek := upper(p)
+		if i == 0 {
+			seek = upper(put64(bytes.Clone(p), nanos(at)))
+		}
+		it.Seek(seek)
+		if it.ValidForPrefix(p) {
+			item := it.Item()
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return nil, nil, false
+			}
+			return item.KeyCopy(nil), v, true
+		}
+	}
+	return nil, nil, false
+}
+
+// Who answers which MAC and endpoint had ip at the instant at, how healthy
+// the endpoint was then and who was signed in. Every step is an index seek.
+func (s *Store) Who(ip netip.Addr, at time.Time) (WhoAnswer, error) {
+	ip = ip.Unmap()
+	ans := WhoAnswer{IP: ip, At: at, Confidence: ConfidenceNone}
+	if !ip.IsValid() {
+		return ans, errors.New("who: no IP address given")
+	}
+	back := s.lookbackDays()
+	err := s.view(func(txn *badger.Txn) error {
+		rit := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}, Reverse: true})
+		defer rit.Close()
+		if _, v, ok := seekBack(rit, at, back, func(d uint32) []byte { return bindingPrefix(d, ip) }); ok {
+			var b BindingInterval
+			if err := json.Unmarshal(v, &b); err != nil {
+				return fmt.Errorf("decode binding: %w", err)
+			}
+			ans.Binding = &b
+		}
+		// The first interval after the instant, within a week.
+		fit := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}})
+		for d := dayOf(at); d <= dayOf(at)+7; d++ {
+			p := bindingPrefix(d, ip)
+			seek := p
+			if d == dayOf(at) {
+				seek = put64(bytes.Clone(p), nanos(at)+1)
+			}
+			fit.Seek(seek)
+			if fit.ValidForPrefix(p) {
+				var b BindingInterval
+				if err := fit.Item().Value(func(v []byte) error { return json.Unmarshal(v, &b) }); err == nil {
+					ans.Next = &b
+				}
+				break
+			}
+		}
+		fit.Close()
+		if ans.Binding == nil {
+			return nil
+		}
+		b := ans.Binding
+		m := b.MAC
+		ans.MAC = &m
+		switch {
+		case !at.After(b.End):
+			ans.Confidence = ConfidenceObserved
+		case ans.Next != nil && ans.Next.MAC == b.MAC:
+			ans.Confidence = ConfidenceBetween
+		case ans.Next != nil:
+			ans.Confidence = ConfidenceContested
+		default:
+			ans.Confidence = ConfidenceLastSeen
+		}
+		// The endpoint that owned the MAC then.
+		_, v, ok := seekBack(rit, at, back, func(d uint32) []byte { return macPrefix(d, kindOwner, m) })
+		if ok && len(v) > 0 {
+			id := string(v)
+			if _, rv, ok := seekBack(rit, at, back, func(d uint32) []byte { return idPrefix(d, kindRegistry, id) }); ok {
+				var reg Registration
+				if err := json.Unmarshal(rv, &reg); err != nil {
+					return fmt.Errorf("decode registration: %w", err)
+				}
+				ans.Endpoint = &reg
+				ans.Users = reg.Users
+			} else {
+				ans.Endpoint = &Registration{EndpointID: id}
+			}
+			if k, _, ok := seekBack(rit, at, back, func(d uint32) []byte { return idPrefix(d, kindStatus, id) }); ok {
+				day, _ := keyDay(k)
+				_, seq := indexTail(k)
+				ev, err := getEvent(txn, day, seq)
+				if err != nil {
+					return err
+				}
+				ans.Status = &ev
+			}
+		}
+		if _, known := s.alertedState(m); known {
+			item, err := txn.Get(stationKeyBytes(dayOf(at), m))
+			if err == nil {
+				var st Station
+				if item.Value(func(v []byte) error { return json.Unmarshal(v, &st) }) == nil {
+					ans.Unmanaged = &st
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return ans, fmt.Errorf("who %s at %s: %w", ip, at.Format(time.RFC3339), err)
+	}
+	return ans, nil
+}
+
+func (s *Store) alertedState(m sensor.MAC) (still, known bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	still, known = s.alerted[m]
+	return still, known
+}
+
+// Traffic returns one MAC's per-minute traffic in the range, oldest first.
+// Minutes still in memory (not yet closed) are not included.
+func (s *Store) Traffic(q TrafficQuery) ([]TrafficMinute, error) {
+	out := []TrafficMinute{}
+	err := s.view(func(txn *badger.Txn) error {
+		since, until, first, last, ok := s.bounds(txn, q.Range)
+		if !ok {
+			return nil
+		}
+		lo, hi := uint32(max(since.Unix(), 0)/60), uint32(until.Unix()/60)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}})
+		defer it.Close()
+		for d := first; d <= last; d++ {
+			p := macPrefix(d, kindTraffic, q.MAC)
+			seek := append(bytes.Clone(p), byte(lo>>24), byte(lo>>16), byte(lo>>8), byte(lo))
+			for it.Seek(seek); it.ValidForPrefix(p); it.Next() {
+				k := it.Item().Key()
+				if len(k) != len(p)+4 {
+					continue
+				}
+				minute := uint32(k[len(p)])<<24 | uint32(k[len(p)+1])<<16 | uint32(k[len(p)+2])<<8 | uint32(k[len(p)+3])
+				if minute > hi {
+					break
+				}
+				tm := TrafficMinute{MAC: q.MAC, Minute: time.Unix(int64(minute)*60, 0).UTC()}
+				err := it.Item().Value(func(v []byte) error {
+					if len(v) == 16 {
+						tm.Packets = beUint64(v)
+						tm.Bytes = beUint64(v[8:])
+					}
+					return nil
+				})
+				if err != nil {
+					return err
+				}
+				out = append(out, tm)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("traffic query: %w", err)
+	}
+	return out, nil
+}
+
+func beUint64(b []byte) uint64 {
+	return uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+}
+
+// Unmanaged returns the stations that sent traffic without heartbeat in the
+// range (whole UTC days), merged over the days, by MAC.
+func (s *Store) Unmanaged(r Range) ([]Station, error) {
+	byMAC := map[sensor.MAC]*Station{}
+	err := s.view(func(txn *badger.Txn) error {
+		since, until, first, last, ok := s.bounds(txn, r)
+		if !ok {
+			return nil
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}})
+		defer it.Close()
+		for d := first; d <= last; d++ {
+			p := kindPrefix(d, kindUnmanaged)
+			for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+				var st Station
+				if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &st) }); err != nil {
+					return fmt.Errorf("decode station: %w", err)
+				}
+				if st.LastSeen.Before(since) || st.FirstSeen.After(until) {
+					continue
+				}
+				if cur := byMAC[st.MAC]; cur != nil {
+					cur.merge(&st)
+				} else {
+					byMAC[st.MAC] = &st
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unmanaged query: %w", err)
+	}
+	out := make([]Station, 0, len(byMAC))
+	for _, st := range byMAC {
+		st.dirty = false
+		out = append(out, *st)
+	}
+	slices.SortFunc(out, func(a, b Station) int { return cmpU64(a.MAC.Uint64(), b.MAC.Uint64()) })
+	return out, nil
+}
