@@ -393,7 +393,14 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		err = fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+		if msg := strings.TrimSpace(out.String()); msg != "" {
+			err = fmt.Errorf("%w: %s", err, msg)
+		}
+		return "", err
 	}
 	return strings.TrimSpace(out.String()), nil
 }

@@ -3,10 +3,14 @@ package lab_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tapbeat/tapbeat/sensor/lab"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
@@ -164,4 +168,239 @@ func contains(s []string, x string) bool {
 		}
 	}
 	return false
+}
+
+func TestMultiHomedEndpointFailsOverWhenAPortGoesDown(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Config{Endpoints: []lab.EndpointSpec{{Interfaces: 2}, {Unmanaged: true}}})
+	ctx := t.Context()
+	ep1 := l.Endpoints[0]
+	if len(ep1.Interfaces) != 2 || !ep1.Managed || l.Endpoints[1].Managed {
+		t.Fatalf("endpoints %+v: want ep1 managed with two interfaces, ep2 unmanaged", l.Endpoints)
+	}
+	eth0, eth1 := ep1.Interfaces[0].Addr.Addr(), ep1.Interfaces[1].Addr.Addr()
+	for _, a := range []netip.Addr{eth0, eth1} {
+		if err := l.Ping(ctx, "ep2", a, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Each address answers ARP with its own interface's MAC.
+	out, err := l.Run(ctx, "ep2", "ip", "-j", "neigh", "show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ifc := range ep1.Interfaces {
+		if !strings.Contains(out, `"dst":"`+ifc.Addr.Addr().String()+`","dev":"eth0","lladdr":"`+ifc.MAC+`"`) {
+			t.Errorf("ep2's neighbour table %s: want %s at %s", out, ifc.Addr.Addr(), ifc.MAC)
+		}
+	}
+
+	if err := l.SetPortLink(ctx, "ep1", 0, false); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, l, "ep1", "eth0", false)
+	if err := l.Ping(ctx, "ep2", eth0, 1); err == nil {
+		t.Error("ep1's eth0 answered with its port down")
+	}
+	if err := l.Ping(ctx, "ep2", eth1, 2); err != nil {
+		t.Errorf("ep1's eth1 with eth0's port down: %v", err)
+	}
+	if err := l.SetPortLink(ctx, "ep1", 0, true); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, l, "ep1", "eth0", true)
+	if err := l.Ping(ctx, "ep2", eth0, 1); err != nil {
+		t.Errorf("ep1's eth0 after its port came back: %v", err)
+	}
+	if err := l.SetPortLink(ctx, "ep1", 2, false); err == nil {
+		t.Error("SetPortLink accepted interface 2 of a two-interface endpoint")
+	}
+}
+
+// waitRunning waits until host's interface has (or has lost) its carrier.
+func waitRunning(t *testing.T, l *lab.Lab, host, ifname string, want bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var running bool
+		err := l.Do(host, func() error {
+			ifi, err := net.InterfaceByName(ifname)
+			if err != nil {
+				return err
+			}
+			running = ifi.Flags&net.FlagRunning != 0
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if running == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s: carrier still %v after 5 s", host, ifname, running)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestMirrorLinkDownAndUp(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Config{Endpoints: lab.Endpoints(2)})
+	ctx := t.Context()
+	if err := l.SetMirrorLink(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, l, "sensor", lab.MirrorInterface, false)
+	// The endpoints still talk, but nothing reaches the sensor.
+	rep, err := l.VerifyMirror(ctx, "ep1", "ep2", 2)
+	if err == nil || rep.Mirrored != 0 || rep.Sent == 0 {
+		t.Errorf("with the mirror link down: report %+v, error %v; want frames sent, none mirrored and an error", rep, err)
+	}
+	if err := l.SetMirrorLink(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	waitRunning(t, l, "sensor", lab.MirrorInterface, true)
+	if _, err := l.VerifyMirror(ctx, "ep1", "ep2", 2); err != nil {
+		t.Errorf("after the mirror link came back: %v", err)
+	}
+}
+
+func TestProcessesRunInTheirNamespaceAndStopOnDown(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Config{Endpoints: lab.Endpoints(1)})
+	ctx := t.Context()
+	p, err := l.Start(ctx, "sensor", "sh", "-c", "ip -br addr show dev lan0; echo ready; exec sleep 600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitOutput(t, p, "ready")
+	if !strings.Contains(p.Output(), l.Sensor.LAN.Addr.String()) {
+		t.Errorf("process output %q lacks the sensor's address %s", p.Output(), l.Sensor.LAN.Addr)
+	}
+	if err := p.Stop(); err != nil {
+		t.Errorf("stop: %v", err)
+	}
+	// A process left running is stopped by Down.
+	q, err := l.Start(ctx, "ep1", "sleep", "600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-q.Done():
+	default:
+		t.Error("Down returned with the endpoint's process still running")
+	}
+	if _, err := l.Start(ctx, "ep9", "true"); err == nil {
+		t.Error("Start on an unknown host succeeded")
+	}
+}
+
+func waitOutput(t *testing.T, p *lab.Process, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(p.Output(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("output %q never showed %q", p.Output(), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestDownAfterCrashWorksFromTheNamePrefix(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "ip", "tc", "ping")
+	ctx := t.Context()
+	dir := t.TempDir()
+	name := testenv.UniqueName("tbl")
+	l, err := lab.Up(ctx, lab.Config{Name: name, StateDir: dir, Endpoints: lab.Endpoints(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lab.Teardown(context.Background(), dir, name) })
+	// A process the crashed run left behind, which Down must stop: it
+	// would otherwise keep the namespace alive.
+	cmd, err := l.Command(ctx, "ep2", "sleep", "600")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	if _, err := lab.Up(ctx, lab.Config{Name: name, StateDir: dir}); err == nil {
+		t.Fatal("a second lab of the same name came up")
+	}
+	if err := os.Remove(lab.StatePath(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.Up(ctx, lab.Config{Name: name, StateDir: dir}); err == nil || !strings.Contains(err.Error(), "left from an earlier lab") {
+		t.Fatalf("up over a crashed lab's namespaces: %v, want a clear refusal", err)
+	}
+	if _, err := lab.LoadFrom(dir, name); !errors.Is(err, lab.ErrNoState) {
+		t.Errorf("load without a state file: %v, want ErrNoState", err)
+	}
+	for range 2 { // idempotent
+		if err := lab.Teardown(ctx, dir, name); err != nil {
+			t.Fatal(err)
+		}
+		assertGone(t, name)
+	}
+	select {
+	case <-exited:
+	case <-time.After(5 * time.Second):
+		t.Error("the process in the crashed lab survived teardown")
+	}
+	// The name is free again.
+	l2, err := lab.Up(ctx, lab.Config{Name: name, StateDir: dir, Endpoints: lab.Endpoints(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lab.LoadFrom(dir, name); err != nil {
+		t.Error(err)
+	}
+	if err := l2.Down(ctx); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, name)
+	if _, err := os.Stat(lab.StatePath(dir, name)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file after down: %v", err)
+	}
+}
+
+func TestUpInterruptedHalfWayLeavesNothing(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "ip", "tc")
+	dir := t.TempDir()
+	failed := 0
+	// Cancel Up at different points of its work; whenever it fails it must
+	// have removed everything it created, state file included.
+	for _, after := range []time.Duration{time.Millisecond, 10 * time.Millisecond, 40 * time.Millisecond, 100 * time.Millisecond} {
+		name := testenv.UniqueName("tbl")
+		ctx, cancel := context.WithTimeout(t.Context(), after)
+		l, err := lab.Up(ctx, lab.Config{Name: name, StateDir: dir})
+		cancel()
+		if err == nil {
+			if err := l.Down(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			failed++
+			t.Logf("cancelled after %s: %v", after, err)
+		}
+		assertGone(t, name)
+		if _, err := os.Stat(lab.StatePath(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("state file after a failed up: %v", err)
+		}
+	}
+	if failed == 0 {
+		t.Error("no interrupted Up failed: the test checked nothing")
+	}
 }
