@@ -1,0 +1,547 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"log/syslog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tapbeat/tapbeat/appliance/config"
+	"github.com/tapbeat/tapbeat/appliance/disk"
+	"github.com/tapbeat/tapbeat/appliance/kmod"
+	"github.com/tapbeat/tapbeat/appliance/netsetup"
+	"github.com/tapbeat/tapbeat/appliance/power"
+	"github.com/tapbeat/tapbeat/appliance/status"
+	"github.com/tapbeat/tapbeat/appliance/supervise"
+)
+
+// Paths inside the initramfs and the running appliance.
+const (
+	dataDir     = "/data"
+	tapbeatBin  = "/bin/tapbeat"
+	modulesDir  = "/lib/modules"
+	modulesList = "/lib/modules/load.list"
+	statusTTY   = "/dev/tty1"
+)
+
+// appliance is the init's state.
+type appliance struct {
+	log     *slog.Logger
+	console *lockedWriter
+	start   time.Time
+
+	mu      sync.Mutex
+	notices []string
+	nics    []status.NIC
+	mgmt    string
+	cfg     config.Config
+}
+
+// lockedWriter serialises writes from the init and the child's output.
+type lockedWriter struct {
+	mu sync.Mutex
+	ws []io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, w := range l.ws {
+		_, _ = w.Write(p)
+	}
+	return len(p), nil
+}
+
+func (l *lockedWriter) add(w io.Writer) {
+	l.mu.Lock()
+	l.ws = append(l.ws, w)
+	l.mu.Unlock()
+}
+
+func (a *appliance) notice(s string) {
+	a.mu.Lock()
+	a.notices = append(a.notices, s)
+	a.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		fmt.Fprintln(a.console, "tapbeat-init: "+line)
+	}
+}
+
+func run() error {
+	a := &appliance{start: time.Now(), console: &lockedWriter{ws: []io.Writer{os.Stdout}}}
+	a.log = slog.New(slog.NewTextHandler(a.console, &slog.HandlerOptions{Level: slog.LevelInfo})).With("src", "init")
+	if os.Getpid() != 1 {
+		return errors.New("must run as PID 1 (it mounts filesystems, loads modules and powers the machine off)")
+	}
+	if err := mountKernelFS(); err != nil {
+		a.log.Error("mounting kernel filesystems", "err", err)
+	}
+	reopenConsole(a)
+	a.log.Info("tapbeat appliance starting", "version", version)
+	// Ctrl-Alt-Del sends SIGINT to init instead of rebooting at once.
+	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
+
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGPWR, syscall.SIGUSR1)
+	go reapOrphans(ctx)
+
+	if err := netsetup.DisableIPv6Default(); err != nil {
+		a.log.Warn("IPv6 default not disabled", "err", err)
+	}
+	if n, err := kmod.LoadAll(a.log, modulesDir, modulesList); err != nil {
+		a.log.Warn("some modules did not load", "loaded", n, "err", err)
+	} else {
+		a.log.Info("modules loaded", "count", n)
+	}
+	if err := netsetup.LoopbackUp(); err != nil {
+		a.log.Warn("loopback", "err", err)
+	}
+	cmdlineText, _ := os.ReadFile("/proc/cmdline")
+	kargs, err := config.ParseCmdline(string(cmdlineText))
+	if err != nil {
+		a.notice(fmt.Sprintf("Kernel parameters: %v", err))
+	}
+	base, err := kargs.Apply(config.Config{})
+	if err != nil {
+		a.notice(fmt.Sprintf("Kernel parameters: %v", err))
+	}
+
+	powerPressed := power.Watch(ctx, a.log)
+	mounted := a.mountData(ctx, base.Defaults().DataLabel, base.Format)
+
+	cfg := base
+	haveConfig := false
+	if mounted {
+		fileCfg, found, err := config.Load(filepath.Join(dataDir, "tapbeat.toml"))
+		switch {
+		case err != nil:
+			a.notice(fmt.Sprintf("%v\nUsing the kernel parameters and defaults for the appliance settings until the file is fixed.", err))
+		case found:
+			haveConfig = true
+			if cfg, err = kargs.Apply(fileCfg); err != nil {
+				a.notice(fmt.Sprintf("Kernel parameters: %v", err))
+			}
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		a.notice(fmt.Sprintf("%v\nFalling back to the kernel parameters and defaults.", err))
+		cfg = base
+		if err := cfg.Validate(); err != nil {
+			a.notice(fmt.Sprintf("%v\nFalling back to defaults.", err))
+			cfg = config.Config{}
+		}
+	}
+	cfg = cfg.Defaults()
+	a.cfg = cfg
+	if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+		a.log.Warn("hostname", "err", err)
+	}
+	if cfg.LogSyslog != "" {
+		network, addr, _ := config.SplitURL(cfg.LogSyslog)
+		if w, err := syslog.Dial(network, addr, syslog.LOG_DAEMON|syslog.LOG_INFO, "tapbeat"); err != nil {
+			a.log.Warn("log syslog not reachable; logging to the console only", "url", cfg.LogSyslog, "err", err)
+		} else {
+			a.console.add(w)
+		}
+	}
+
+	plan := a.setupNetwork(ctx, cfg)
+
+	var sup *supervise.Supervisor
+	var supDone chan struct{}
+	switch {
+	case !mounted:
+		// mountData already explained what is missing.
+	case !haveConfig && kargs.Empty():
+		a.notice(firstBootMessage(cfg.DataLabel, false))
+	case !haveConfig:
+		a.notice(firstBootMessage(cfg.DataLabel, true))
+	default:
+		sup = &supervise.Supervisor{
+			Path: tapbeatBin,
+			Args: cfg.RunArgs(dataDir, plan.CaptureNames()),
+			Env:  []string{"PATH=/bin:/sbin", "HOME=" + dataDir, "TZ=UTC"},
+			Log:  a.log,
+			Output: func(line string) {
+				fmt.Fprintln(a.console, "tapbeat: "+line)
+			},
+		}
+		supDone = make(chan struct{})
+		go func() {
+			defer close(supDone)
+			if err := sup.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				a.notice(fmt.Sprintf("tapbeat run cannot be started: %v", err))
+			}
+		}()
+	}
+
+	go a.statusLoop(ctx, sup)
+
+	var action int
+	select {
+	case <-powerPressed:
+		a.log.Info("power button pressed: shutting down")
+		action = unix.LINUX_REBOOT_CMD_POWER_OFF
+	case s := <-sigs:
+		a.log.Info("signal received: shutting down", "signal", s.String())
+		action = unix.LINUX_REBOOT_CMD_POWER_OFF
+		if s == syscall.SIGINT || s == syscall.SIGUSR1 {
+			action = unix.LINUX_REBOOT_CMD_RESTART
+		}
+	}
+	stop()
+	if supDone != nil {
+		<-supDone
+	}
+	if mounted {
+		if err := disk.Unmount(dataDir); err != nil {
+			a.log.Error("data disk not unmounted cleanly", "err", err)
+			unix.Sync()
+		} else {
+			a.log.Info("data disk unmounted")
+		}
+	}
+	a.log.Info("halting", "poweroff", action == unix.LINUX_REBOOT_CMD_POWER_OFF)
+	unix.Sync()
+	if err := unix.Reboot(action); err != nil {
+		return fmt.Errorf("reboot: %w", err)
+	}
+	return nil
+}
+
+func firstBootMessage(label string, kernelParams bool) string {
+	var b strings.Builder
+	b.WriteString("No sensor configuration: the data disk has no tapbeat.toml.\n")
+	b.WriteString("The appliance keeps its configuration, PKI and history on the data disk, so\n")
+	b.WriteString("provide one of these and reboot:\n")
+	b.WriteString("  1. On a workstation: tapbeat init --dir DIR --org ORG --lan HOST:8347, then\n")
+	b.WriteString("     tapbeat enroll --dir DIR --admin, add an [appliance] table to\n")
+	fmt.Fprintf(&b, "     DIR/tapbeat.toml (see ISO.md) and write DIR to a disk labelled %s:\n", label)
+	fmt.Fprintf(&b, "       mke2fs -t ext4 -L %s -d DIR /dev/sdX\n", label)
+	b.WriteString("  2. Kernel parameters at the boot menu ('e' in GRUB): tapbeat.mgmt=MAC\n")
+	b.WriteString("     tapbeat.ip=ADDR/PREFIX,GATEWAY (or dhcp) tapbeat.capture=MAC, and\n")
+	b.WriteString("     tapbeat.format=1 to format the one empty disk as the data disk.\n")
+	if kernelParams {
+		b.WriteString("Kernel parameters were given, but the sensor directory itself (tapbeat init)\n")
+		b.WriteString("must be on the data disk before tapbeat run can start.\n")
+	}
+	b.WriteString("Press the power button to shut down.")
+	return b.String()
+}
+
+// mountKernelFS mounts /proc, /sys, /dev (devtmpfs), /dev/pts, /run and /tmp.
+func mountKernelFS() error {
+	mounts := []struct {
+		src, dst, fstype string
+		flags            uintptr
+		data             string
+	}{
+		{"proc", "/proc", "proc", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"sysfs", "/sys", "sysfs", unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC, ""},
+		{"devtmpfs", "/dev", "devtmpfs", unix.MS_NOSUID, "mode=0755"},
+		{"devpts", "/dev/pts", "devpts", unix.MS_NOSUID | unix.MS_NOEXEC, "mode=0620,ptmxmode=0666"},
+		{"tmpfs", "/run", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=0755"},
+		{"tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID | unix.MS_NODEV, "mode=1777"},
+	}
+	var errs []error
+	for _, m := range mounts {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := unix.Mount(m.src, m.dst, m.fstype, m.flags, m.data); err != nil && !errors.Is(err, unix.EBUSY) {
+			errs = append(errs, fmt.Errorf("mount %s on %s: %w", m.fstype, m.dst, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reopenConsole points stdio at /dev/console when the kernel could not
+// open it before devtmpfs was mounted.
+func reopenConsole(a *appliance) {
+	if _, err := unix.FcntlInt(1, unix.F_GETFD, 0); err == nil {
+		return
+	}
+	f, err := os.OpenFile("/dev/console", os.O_RDWR, 0)
+	if err != nil {
+		return
+	}
+	for _, fd := range []int{0, 1, 2} {
+		_ = unix.Dup2(int(f.Fd()), fd)
+	}
+	a.log.Info("console reopened")
+}
+
+// mountData finds the data disk by label, waiting for slow devices, and
+// formats the one empty disk when allowed.
+func (a *appliance) mountData(ctx context.Context, label string, format bool) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	told := false
+	for {
+		devs, err := disk.List("/sys/class/block", "/dev")
+		if err != nil {
+			a.log.Warn("listing disks", "err", err)
+		}
+		d, found, err := disk.FindLabel(devs, label)
+		if err != nil {
+			a.log.Debug("some disks not readable", "err", err)
+		}
+		if found {
+			if err := disk.Mount(d, dataDir); err != nil {
+				a.notice(fmt.Sprintf("Data disk %s (label %s) found but not mounted: %v\nCheck it on another machine with e2fsck -f %s.", d.Path, label, err, d.Path))
+				return false
+			}
+			a.log.Info("data disk mounted", "dev", d.Path, "label", label, "dir", dataDir)
+			return true
+		}
+		if time.Now().After(deadline) {
+			if format {
+				empty, err := disk.EmptyDisks(devs)
+				if err != nil {
+					a.log.Warn("checking disks for emptiness", "err", err)
+				}
+				switch len(empty) {
+				case 1:
+					a.log.Info("formatting the empty disk as the data disk", "dev", empty[0].Path, "label", label)
+					if err := disk.Format(ctx, empty[0], label); err != nil {
+						a.notice(fmt.Sprintf("Formatting %s failed: %v", empty[0].Path, err))
+						return false
+					}
+					format = false
+					continue
+				case 0:
+					if !told {
+						a.notice(fmt.Sprintf("tapbeat.format=1 was given but no empty disk was found (a disk counts as empty when it has no partitions and its first MiB is zero).\nWaiting for a disk labelled %s or an empty disk.", label))
+						told = true
+					}
+				default:
+					var names []string
+					for _, d := range empty {
+						names = append(names, d.Path)
+					}
+					a.notice(fmt.Sprintf("tapbeat.format=1 was given but several disks are empty (%s); formatting none.\nLabel the one to use: mke2fs -t ext4 -L %s /dev/DISK", strings.Join(names, ", "), label))
+					return false
+				}
+			} else if !told {
+				a.notice(fmt.Sprintf("No data disk: no filesystem labelled %s.\n%s\nWaiting for one to appear (a USB disk can be plugged in now).", label, firstBootMessage(label, false)))
+				told = true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// setupNetwork configures the capture NICs first, then the management NIC
+// (DHCP in the background).
+func (a *appliance) setupNetwork(ctx context.Context, cfg config.Config) netsetup.Plan {
+	var nics []netsetup.NIC
+	for i := 0; i < 20; i++ {
+		var err error
+		if nics, err = netsetup.PhysicalNICs("/sys/class/net"); err != nil {
+			a.log.Warn("listing NICs", "err", err)
+		}
+		if len(nics) > len(cfg.Capture) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	plan, err := netsetup.MakePlan(nics, cfg.Mgmt.MAC, cfg.Capture)
+	if err != nil {
+		a.notice(fmt.Sprintf("Network: %v\nFix [appliance] mgmt/capture in tapbeat.toml or the tapbeat.mgmt/tapbeat.capture kernel parameters.", err))
+		if plan.Mgmt.Name == "" {
+			return plan
+		}
+	}
+	var shown []status.NIC
+	for _, n := range plan.Capture {
+		if err := netsetup.SetupCapture(n.Name); err != nil {
+			a.notice(fmt.Sprintf("Capture NIC: %v", err))
+			continue
+		}
+		a.log.Info("capture NIC up (promiscuous, no address, ARP and IPv6 off)", "nic", n.Name, "mac", n.MAC.String())
+		shown = append(shown, status.NIC{Role: "capture", Name: n.Name, MAC: n.MAC.String()})
+	}
+	a.mu.Lock()
+	a.mgmt = plan.Mgmt.Name
+	a.nics = append([]status.NIC{{Role: "mgmt", Name: plan.Mgmt.Name, MAC: plan.Mgmt.MAC.String()}}, shown...)
+	a.mu.Unlock()
+	setAddr := func(l netsetup.Lease) {
+		a.mu.Lock()
+		a.nics[0].Address = l.Address.String()
+		if l.Gateway.IsValid() {
+			a.nics[0].Address += " via " + l.Gateway.String()
+		}
+		a.mu.Unlock()
+		if len(l.DNS) > 0 {
+			if err := netsetup.WriteResolvConf("/etc/resolv.conf", l.DNS); err != nil {
+				a.log.Warn("resolv.conf", "err", err)
+			}
+		}
+		a.log.Info("management address", "nic", plan.Mgmt.Name, "address", l.Address.String(), "gateway", l.Gateway.String())
+	}
+	if !cfg.Mgmt.DHCP() {
+		p, gw, _ := cfg.Mgmt.Static()
+		l := netsetup.Lease{Address: p, Gateway: gw}
+		for _, d := range cfg.Mgmt.DNS {
+			if ad, err := netip.ParseAddr(d); err == nil {
+				l.DNS = append(l.DNS, ad)
+			}
+		}
+		if err := netsetup.SetupStatic(plan.Mgmt.Name, l); err != nil {
+			a.notice(fmt.Sprintf("Management NIC: %v", err))
+		} else {
+			setAddr(l)
+		}
+		return plan
+	}
+	go func() {
+		for attempt := 1; ctx.Err() == nil; attempt++ {
+			_, err := netsetup.DHCP(ctx, a.log, plan.Mgmt.Name, cfg.Hostname, 20*time.Second, setAddr)
+			if err == nil {
+				return
+			}
+			a.log.Warn("no DHCP lease yet, retrying", "nic", plan.Mgmt.Name, "attempt", attempt, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(supervise.Backoff(attempt, 5*time.Second, time.Minute)):
+			}
+		}
+	}()
+	return plan
+}
+
+// statusLoop redraws the status screen on tty1 every 5 s and logs the
+// sensor's state on the console when it changes.
+func (a *appliance) statusLoop(ctx context.Context, sup *supervise.Supervisor) {
+	var rates status.Rates
+	alerts := status.AlertWindow{Window: time.Hour}
+	lastLine := ""
+	metricsURL := "http://" + a.cfg.Metrics + "/metrics"
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		now := time.Now()
+		a.mu.Lock()
+		snap := status.Snapshot{
+			Time: now, Hostname: a.cfg.Hostname, Version: version, Uptime: now.Sub(a.start),
+			Notices: append([]string(nil), a.notices...),
+			NICs:    append([]status.NIC(nil), a.nics...),
+		}
+		a.mu.Unlock()
+		for i := range snap.NICs {
+			if err := status.NICCounters("/sys/class/net", &snap.NICs[i]); err == nil {
+				rates.Update(now, &snap.NICs[i])
+			}
+		}
+		if sup != nil {
+			snap.Daemon = sup.State()
+			if snap.Daemon.Ready && a.cfg.Metrics != "" {
+				if s, total, err := status.Scrape(ctx, metricsURL); err == nil {
+					s.Alerts1h = alerts.Add(now, total)
+					snap.Sensor = &s
+				}
+			}
+		}
+		if f, err := os.OpenFile(statusTTY, os.O_WRONLY, 0); err == nil {
+			_, _ = io.WriteString(f, "\x1b[H\x1b[2J")
+			_ = status.Render(f, snap)
+			f.Close()
+		}
+		line := summary(snap)
+		if line != lastLine {
+			fmt.Fprintln(a.console, "tapbeat-init: status: "+line)
+			lastLine = line
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// summary is the one-line status logged on the serial console when it
+// changes (rates are left out so it does not change every tick).
+func summary(s status.Snapshot) string {
+	var parts []string
+	for _, n := range s.NICs {
+		if n.Role == "mgmt" {
+			parts = append(parts, fmt.Sprintf("mgmt %s %s", n.Name, n.Address))
+		} else {
+			parts = append(parts, fmt.Sprintf("capture %s tx=%d", n.Name, n.TxPackets))
+		}
+	}
+	d := s.Daemon
+	switch {
+	case d.Ready:
+		parts = append(parts, "sensor ready")
+	case d.Running:
+		parts = append(parts, "sensor starting")
+	case d.Starts > 0:
+		parts = append(parts, "sensor down")
+	}
+	if s.Sensor != nil {
+		parts = append(parts, fmt.Sprintf("endpoints %v unmanaged %d alerts/1h %d", s.Sensor.Endpoints, s.Sensor.Unmanaged, s.Sensor.Alerts1h))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// reapOrphans collects zombie processes re-parented to PID 1. It only reaps
+// PIDs it finds in /proc as zombies, so it never steals the exit status of
+// the supervised child (which the supervisor waits for itself) before the
+// supervisor sees it: the supervisor's child has the supervisor's wait
+// pending and is reaped by it first in practice; to be safe, zombies are
+// reaped only after they have been seen twice, 10 s apart.
+func reapOrphans(ctx context.Context) {
+	seen := map[int]bool{}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(10 * time.Second):
+		}
+		ents, _ := os.ReadDir("/proc")
+		now := map[int]bool{}
+		for _, e := range ents {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == 1 {
+				continue
+			}
+			st, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			// pid (comm) S ppid ...
+			i := strings.LastIndexByte(string(st), ')')
+			if i < 0 || i+2 >= len(st) || st[i+2] != 'Z' {
+				continue
+			}
+			if seen[pid] {
+				var ws unix.WaitStatus
+				_, _ = unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+				continue
+			}
+			now[pid] = true
+		}
+		seen = now
+	}
+}
