@@ -263,10 +263,12 @@ func (o *Outbox) oldest(k int) ([]entry, error) {
 		for it.Rewind(); it.Valid() && len(out) < k; it.Next() {
 			var e entry
 			e.seq = outboxSeq(it.Item().Key())
-			if err := it.Item().Value(func(v []byte) error { return json.Unmarshal(v, &struct {
-				Type     *sensor.EventType `json:"type"`
-				Severity *sensor.Severity  `json:"severity"`
-			}{&e.ev.Type, &e.ev.Severity}) }); err != nil {
+			if err := it.Item().Value(func(v []byte) error {
+				return json.Unmarshal(v, &struct {
+					Type     *sensor.EventType `json:"type"`
+					Severity *sensor.Severity  `json:"severity"`
+				}{&e.ev.Type, &e.ev.Severity})
+			}); err != nil {
 				e.ev.Severity = sensor.SeverityEmergency // count it as lost for everyone
 			}
 			out = append(out, e)
