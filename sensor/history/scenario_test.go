@@ -21,7 +21,9 @@ var (
 	ipMac2 = netip.MustParseAddr("10.1.2.99")
 )
 
-func at(h, m int) time.Time { return day0.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+func at(h, m int) time.Time {
+	return day0.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
+}
 
 // scenario drives a real correlator through the script and stores what it
 // emits, as the daemon would.

@@ -130,6 +130,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithIndexCacheSize(opts.IndexCacheSize).
 		WithBlockCacheSize(opts.BlockCacheSize).
 		WithMemTableSize(opts.MemTableSize).
+		WithValueThreshold(min(1<<20, opts.MemTableSize/10)).
 		WithNumMemtables(3).
 		WithNumLevelZeroTables(3).
 		WithNumLevelZeroTablesStall(8).

@@ -1,0 +1,137 @@
+package history
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+const crashChildEnv = "TAPBEAT_HISTORY_CRASH_DIR"
+
+// crashChild ingests until killed, printing each acknowledged batch's last
+// sequence number after Append returns.
+func crashChild(dir string) {
+	s, err := Open(dir, Options{})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	w := bufio.NewWriter(os.Stdout)
+	seq := s.NextSeq()
+	start := time.Date(2026, 11, 17, 8, 0, 0, 0, time.UTC)
+	for batch := 0; ; batch++ {
+		evs := make([]sensor.Event, 200)
+		for i := range evs {
+			id := fmt.Sprintf("ep-%d", int(seq)%500)
+			evs[i] = sensor.Event{
+				Seq: seq, Time: start.Add(time.Duration(seq) * time.Millisecond), Type: sensor.EventStatusChanged,
+				Severity: sensor.SeverityWarning, EndpointID: id, EndpointName: "host-" + id,
+				MACs: []string{sensor.MACFromUint64(0x020000000000 + seq%500).String()}, Status: sensor.StatusYellow,
+				PreviousStatus: sensor.StatusGreen, Reason: "reported health yellow",
+			}
+			seq++
+		}
+		last := seq - 1
+		err := s.Append(evs, func(wb *badger.WriteBatch) error {
+			return wb.Set([]byte(AlertPrefix+"outbox/"+strconv.FormatUint(last, 10)), binary.BigEndian.AppendUint64(nil, last))
+		})
+		if err != nil {
+			fmt.Fprintln(w, "error", err)
+			w.Flush()
+			os.Exit(2)
+		}
+		fmt.Fprintln(w, "ack", last)
+		w.Flush()
+	}
+}
+
+func TestMain(m *testing.M) {
+	if dir := os.Getenv(crashChildEnv); dir != "" {
+		crashChild(dir)
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestKill9MidIngestLosesNothingAcknowledged kills a writer process with
+// SIGKILL in the middle of heavy ingest, twice, and checks after reopening
+// that every event and outbox entry it acknowledged is there and that the
+// next sequence number is past them.
+func TestKill9MidIngestLosesNothingAcknowledged(t *testing.T) {
+	dir := t.TempDir()
+	var acked []uint64
+	for round := 0; round < 2; round++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), crashChildEnv+"="+dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		killed := false
+		deadline := time.Now().Add(20 * time.Second)
+		before := len(acked)
+		for sc.Scan() {
+			line := sc.Text()
+			if v, ok := strings.CutPrefix(line, "ack "); ok {
+				n, _ := strconv.ParseUint(v, 10, 64)
+				acked = append(acked, n)
+			} else {
+				t.Fatalf("child: %s", line)
+			}
+			if !killed && (len(acked)-before >= 40 || time.Now().After(deadline)) {
+				cmd.Process.Kill() // SIGKILL, mid-batch
+				killed = true
+			}
+		}
+		cmd.Wait()
+		if len(acked)-before < 40 {
+			t.Fatalf("round %d: only %d batches acknowledged", round, len(acked)-before)
+		}
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("reopen after kill -9: %v", err)
+	}
+	defer s.Close()
+	last := acked[len(acked)-1]
+	if s.NextSeq() <= last {
+		t.Fatalf("next seq %d, but %d was acknowledged", s.NextSeq(), last)
+	}
+	missing := 0
+	err = s.DB().View(func(txn *badger.Txn) error {
+		for seq := uint64(1); seq <= last; seq++ {
+			ts := time.Date(2026, 11, 17, 8, 0, 0, 0, time.UTC).Add(time.Duration(seq) * time.Millisecond)
+			if _, err := txn.Get(eventKey(dayOf(ts), seq)); err != nil {
+				missing++
+			}
+		}
+		for _, a := range acked {
+			if _, err := txn.Get([]byte(AlertPrefix + "outbox/" + strconv.FormatUint(a, 10))); err != nil {
+				missing++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if missing > 0 {
+		t.Fatalf("%d acknowledged records lost (last acknowledged seq %d)", missing, last)
+	}
+	t.Logf("%d batches, %d events acknowledged and recovered", len(acked), last)
+}
