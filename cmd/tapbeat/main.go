@@ -26,6 +26,7 @@ func newApp() *cli.App {
 		Commands: []*cli.Command{
 			versionCommand(),
 			replayCommand(),
+			labCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}

@@ -82,13 +82,7 @@ func LoadFrom(dir, name string) (*Lab, error) {
 	if err != nil {
 		return nil, err
 	}
-	var missing []string
-	for _, ns := range st.Namespaces() {
-		if !namespaceExists(ns) {
-			missing = append(missing, ns)
-		}
-	}
-	if len(missing) > 0 {
+	if missing := st.MissingNamespaces(); len(missing) > 0 {
 		return nil, fmt.Errorf("lab %s is broken: namespaces %s are missing; take it down and up again", name, strings.Join(missing, ", "))
 	}
 	return &Lab{State: *st}, nil
