@@ -236,7 +236,10 @@ func (l *Lab) plug(ctx context.Context, hostNS string, ifc Interface) error {
 			"u32", "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", SpanPort},
 		{"ip", "-n", sw, "link", "set", ifc.Port, "up"},
 		{"ip", "-n", hostNS, "addr", "add", ifc.Addr.String(), "dev", ifc.Name},
-		{"ip", "-n", hostNS, "link", "set", ifc.Name, "up"},
+		// One segment per GSO packet: the host sends wire-sized frames, so
+		// the mirror never shows the 64 KiB TSO super-frames a veth would
+		// otherwise carry and no real switch port ever sees.
+		{"ip", "-n", hostNS, "link", "set", ifc.Name, "gso_max_segs", "1", "up"},
 	})
 }
 
