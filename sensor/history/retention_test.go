@@ -41,6 +41,7 @@ func fillDays(t *testing.T, s *Store, last time.Time, days, per, pad int) {
 	}
 }
 
+// dirSize returns the disk space the files under dir occupy.
 func dirSize(t *testing.T, dir string) int64 {
 	t.Helper()
 	var n int64
