@@ -1,0 +1,306 @@
+package lanzone
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tapbeat/tapbeat/lanzone/pki"
+	"github.com/tapbeat/tapbeat/lanzone/wire"
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// conn is one authenticated agent connection.
+type conn struct {
+	l      *Listener
+	nc     net.Conn
+	remote netip.AddrPort
+	id     string
+	name   string
+	org    string
+	fp     pki.Fingerprint
+
+	wmu    sync.Mutex
+	closed atomic.Bool
+}
+
+// write sends frames with the write timeout.
+func (c *conn) write(frames ...[]byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.l.opts.WriteTimeout))
+	for _, f := range frames {
+		if _, err := c.nc.Write(f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// closeWith sends an error message (best effort, briefly) and closes.
+func (c *conn) closeWith(code, msg string) {
+	if c.closed.Swap(true) {
+		return
+	}
+	if f, err := wire.Marshal(wire.TypeError, wire.Error{Code: code, Message: msg}); err == nil {
+		if c.wmu.TryLock() {
+			_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
+			_, _ = c.nc.Write(f)
+			c.wmu.Unlock()
+		}
+	}
+	c.nc.Close()
+}
+
+func (c *conn) interval() time.Duration { return time.Duration(c.l.interval.Load()) }
+
+// preHello handles a failure before the hello: the peer authenticated but
+// does not speak the protocol, which is refused like any other peer.
+func (c *conn) preHello(err error) {
+	var ve *wire.VersionError
+	reason := ""
+	code := wire.CodeProtocol
+	switch {
+	case errors.As(err, &ve):
+		reason = fmt.Sprintf("protocol version %d.%d not supported", ve.Major, ve.Minor)
+		code = wire.CodeUnsupportedVersion
+	case errors.Is(err, net.ErrClosed) || c.closed.Load():
+		return
+	case isTimeout(err):
+		reason = "no hello within the hello timeout"
+	case errors.Is(err, io.EOF):
+		reason = "closed the connection before its hello"
+	default:
+		reason = "invalid first message: " + err.Error()
+	}
+	c.closeWith(code, reason)
+	c.l.refuse(c.nc, c.remote, reason, &pki.RefusedError{Reason: reason, ID: c.id, Name: c.name})
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (c *conn) serve(ctx context.Context) {
+	_ = c.nc.SetReadDeadline(time.Now().Add(c.l.opts.HelloTimeout))
+	f, err := wire.ReadFrame(c.nc)
+	if err == nil && f.Type != wire.TypeHello {
+		err = fmt.Errorf("%s before hello", f.Type)
+	}
+	var h wire.Hello
+	if err == nil {
+		h, err = wire.DecodeHello(f.Payload)
+	}
+	if err != nil {
+		c.preHello(err)
+		return
+	}
+	if ctx.Err() != nil {
+		c.nc.Close()
+		return
+	}
+	c.l.register(c)
+	defer func() {
+		c.nc.Close()
+		if c.l.unregister(c) && ctx.Err() == nil {
+			c.l.corr.Disconnect(c.id)
+		}
+	}()
+	if err := c.l.corr.Hello(c.sensorHello(h)); err != nil {
+		c.l.log.Warn("LAN zone: hello refused by the correlator", "id", c.id, "err", err)
+		c.closeWith(wire.CodeProtocol, err.Error())
+		return
+	}
+	c.l.stats.hellos.Add(1)
+	frames := append([][]byte{*c.l.cfgFrame.Load()}, c.l.atRiskFrames(time.Second)...)
+	if err := c.write(frames...); err != nil {
+		return
+	}
+	beats := 0
+	for {
+		_ = c.nc.SetReadDeadline(time.Now().Add(3 * c.interval()))
+		f, err := wire.ReadFrame(c.nc)
+		if err != nil {
+			var ve *wire.VersionError
+			switch {
+			case errors.As(err, &ve):
+				c.closeWith(wire.CodeUnsupportedVersion, ve.Error())
+			case isTimeout(err):
+				c.l.stats.idleClosed.Add(1)
+				c.closeWith(wire.CodeProtocol, "idle for 3 heartbeat intervals")
+			case errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrShortFrame):
+				c.closeWith(wire.CodeLimit, err.Error())
+			}
+			return
+		}
+		switch f.Type {
+		case wire.TypeHeartbeat:
+			hb, err := wire.DecodeHeartbeat(f.Payload)
+			if err != nil {
+				c.closeWith(wire.CodeProtocol, err.Error())
+				return
+			}
+			if err := c.l.corr.Heartbeat(sensor.Heartbeat{EndpointID: c.id, Health: hb.Health, Reasons: hb.Reasons}); err != nil {
+				c.closeWith(wire.CodeProtocol, err.Error())
+				return
+			}
+			c.l.stats.heartbeats.Add(1)
+			if hb.SentAt > 0 {
+				c.l.stats.latency.observe(time.Duration(time.Now().UnixNano() - hb.SentAt))
+			}
+			beats++
+			if beats%2 == 0 {
+				if err := c.write(c.l.atRiskFrames(time.Second)...); err != nil {
+					return
+				}
+			}
+		case wire.TypeHello:
+			h, err := wire.DecodeHello(f.Payload)
+			if err != nil {
+				c.closeWith(wire.CodeLimit, err.Error())
+				return
+			}
+			if err := c.l.corr.Hello(c.sensorHello(h)); err != nil {
+				c.closeWith(wire.CodeProtocol, err.Error())
+				return
+			}
+			c.l.stats.hellos.Add(1)
+		case wire.TypeError:
+			e, _ := wire.DecodeError(f.Payload)
+			c.l.log.Info("LAN zone: agent reported an error", "id", c.id, "code", e.Code, "message", e.Message)
+			return
+		default:
+			// Unknown or sensor-to-agent types are ignored, so later minor
+			// versions can add messages.
+		}
+	}
+}
+
+func (c *conn) sensorHello(h wire.Hello) sensor.Hello {
+	out := sensor.Hello{
+		EndpointID: c.id, Name: c.name, Org: c.org,
+		Health: h.Health, Reasons: h.Reasons, Users: h.Users, Remote: c.remote,
+	}
+	for _, itf := range h.Interfaces {
+		out.Interfaces = append(out.Interfaces, sensor.Interface{Name: itf.Name, MAC: itf.MAC, IPs: itf.IPs})
+	}
+	return out
+}
+
+// counters are the listener's running totals.
+type counters struct {
+	handshakes, resumed, refused, refusedCap atomic.Uint64
+	hellos, heartbeats, pushes, idleClosed   atomic.Uint64
+	latency                                  histogram
+}
+
+// Stats is a snapshot of the listener's counters.
+type Stats struct {
+	Connected  int    `json:"connected"`
+	Handshakes uint64 `json:"handshakes"`
+	Resumed    uint64 `json:"resumed"`
+	Refused    uint64 `json:"refused"`
+	RefusedCap uint64 `json:"refused_connection_cap"`
+	Hellos     uint64 `json:"hellos"`
+	Heartbeats uint64 `json:"heartbeats"`
+	Pushes     uint64 `json:"at_risk_pushes"`
+	IdleClosed uint64 `json:"idle_closed"`
+	// Latency percentiles from an agent's sent_at to the correlator's
+	// return, over heartbeats that carried sent_at (same clock only).
+	LatencyP50 time.Duration `json:"latency_p50"`
+	LatencyP99 time.Duration `json:"latency_p99"`
+	LatencyMax time.Duration `json:"latency_max"`
+	LatencyN   uint64        `json:"latency_samples"`
+}
+
+// Stats returns the listener's counters.
+func (l *Listener) Stats() Stats {
+	s := Stats{
+		Connected:  l.Connected(),
+		Handshakes: l.stats.handshakes.Load(),
+		Resumed:    l.stats.resumed.Load(),
+		Refused:    l.stats.refused.Load(),
+		RefusedCap: l.stats.refusedCap.Load(),
+		Hellos:     l.stats.hellos.Load(),
+		Heartbeats: l.stats.heartbeats.Load(),
+		Pushes:     l.stats.pushes.Load(),
+		IdleClosed: l.stats.idleClosed.Load(),
+	}
+	s.LatencyP50, s.LatencyP99, s.LatencyMax, s.LatencyN = l.stats.latency.summary()
+	return s
+}
+
+// ResetLatency clears the latency histogram (benchmarks measure a steady
+// state after warm-up).
+func (l *Listener) ResetLatency() { l.stats.latency.reset() }
+
+// histogram counts durations in buckets growing by 10 % from 10 µs.
+type histogram struct {
+	buckets [160]atomic.Uint64
+	max     atomic.Int64
+}
+
+func bucketOf(d time.Duration) int {
+	if d < 10*time.Microsecond {
+		return 0
+	}
+	i := int(math.Log(float64(d)/float64(10*time.Microsecond))/math.Log(1.1)) + 1
+	return min(i, 159)
+}
+
+func bucketUpper(i int) time.Duration {
+	return time.Duration(float64(10*time.Microsecond) * math.Pow(1.1, float64(i)))
+}
+
+func (h *histogram) observe(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	h.buckets[bucketOf(d)].Add(1)
+	for {
+		m := h.max.Load()
+		if int64(d) <= m || h.max.CompareAndSwap(m, int64(d)) {
+			return
+		}
+	}
+}
+
+func (h *histogram) reset() {
+	for i := range h.buckets {
+		h.buckets[i].Store(0)
+	}
+	h.max.Store(0)
+}
+
+func (h *histogram) summary() (p50, p99, max time.Duration, n uint64) {
+	var counts [160]uint64
+	for i := range h.buckets {
+		counts[i] = h.buckets[i].Load()
+		n += counts[i]
+	}
+	if n == 0 {
+		return 0, 0, 0, 0
+	}
+	q := func(p float64) time.Duration {
+		target := uint64(math.Ceil(p * float64(n)))
+		var acc uint64
+		idx := sort.Search(len(counts), func(i int) bool {
+			acc = 0
+			for _, c := range counts[:i+1] {
+				acc += c
+			}
+			return acc >= target
+		})
+		return bucketUpper(idx)
+	}
+	return q(0.50), q(0.99), time.Duration(h.max.Load()), n
+}

@@ -1,0 +1,611 @@
+// Package lanzone owns the sensor's LAN-zone listener: the mutual-TLS
+// endpoint agents heartbeat to. It admits only certificates the trust store
+// holds, feeds hellos, heartbeats and disconnects to the correlator, pushes
+// the sensor's configuration and the at-risk list to agents, closes revoked
+// endpoints' connections, and turns every refused peer into a rate-limited
+// auth_failed event. Subpackages hold the enrollment authority (pki), the
+// wire protocol (wire) and the [lanzone] configuration table (config).
+package lanzone
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/tapbeat/tapbeat/lanzone/config"
+	"github.com/tapbeat/tapbeat/lanzone/pki"
+	"github.com/tapbeat/tapbeat/lanzone/wire"
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// Correlator is what the listener feeds; *sensor.Engine satisfies it.
+type Correlator interface {
+	Hello(sensor.Hello) error
+	Heartbeat(sensor.Heartbeat) error
+	Disconnect(id string)
+	Remove(id string)
+	Record(sensor.Event)
+	AtRisk() sensor.AtRiskList
+}
+
+// Options configure a Listener. Zero fields take the defaults noted.
+type Options struct {
+	// Dir is the sensor directory (trust store, server certificate, config).
+	Dir string
+	// Listen lists host:port addresses to bind; default every LAN-zone
+	// address of the configuration at its port.
+	Listen []string
+	// Correlator receives the endpoints' inputs. Required.
+	Correlator Correlator
+	// Logger for operational messages (default slog.Default()).
+	Logger *slog.Logger
+
+	MaxConns         int           // connections, handshaking ones included (default 100000)
+	MaxHandshakes    int           // concurrent TLS handshakes (default 64)
+	HandshakeTimeout time.Duration // default 10s
+	HelloTimeout     time.Duration // after the handshake (default 10s)
+	HandshakeRate    float64       // handshakes per second per source address (default 2)
+	HandshakeBurst   int           // default 20
+	PollInterval     time.Duration // trust store and config re-read (default 1s)
+	AuthEventWindow  time.Duration // one auth_failed per source and reason per window (default 1m)
+	AuthEventsPerSec int           // auth_failed events per second in total (default 10)
+	WriteTimeout     time.Duration // per message to an agent (default 5s)
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = 100000
+	}
+	if o.MaxHandshakes <= 0 {
+		o.MaxHandshakes = 64
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 10 * time.Second
+	}
+	if o.HelloTimeout <= 0 {
+		o.HelloTimeout = 10 * time.Second
+	}
+	if o.HandshakeRate <= 0 {
+		o.HandshakeRate = 2
+	}
+	if o.HandshakeBurst <= 0 {
+		o.HandshakeBurst = 20
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.AuthEventWindow <= 0 {
+		o.AuthEventWindow = time.Minute
+	}
+	if o.AuthEventsPerSec <= 0 {
+		o.AuthEventsPerSec = 10
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = 5 * time.Second
+	}
+}
+
+// Listener is the LAN-zone server.
+type Listener struct {
+	opts  Options
+	log   *slog.Logger
+	corr  Correlator
+	trust *pki.TrustStore
+	cert  *pki.ServerCert
+	tls   *tls.Config
+
+	cfgMu    sync.Mutex
+	lan      config.LANZone
+	cfgMtime time.Time
+	cfgFrame atomic.Pointer[[]byte]
+	interval atomic.Int64 // nanoseconds
+
+	lnMu sync.Mutex
+	lns  []net.Listener
+
+	handshakes chan struct{}
+	nConns     atomic.Int64
+	srcLimit   *sourceLimiter
+	authLimit  *eventLimiter
+
+	mu    sync.Mutex
+	conns map[string]*conn // endpoint id -> its current connection
+
+	riskMu    sync.Mutex
+	riskDirty atomic.Bool
+	riskGen   uint64
+	riskAt    time.Time
+	riskFrame [][]byte
+	pushc     chan struct{}
+
+	stats counters
+	wg    sync.WaitGroup
+}
+
+// New loads the trust store, the server certificate and the configuration
+// from opts.Dir. It does not bind: call Bind, or Serve.
+func New(opts Options) (*Listener, error) {
+	opts.defaults()
+	if opts.Correlator == nil {
+		return nil, errors.New("lanzone: no correlator")
+	}
+	a, err := pki.Open(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("lanzone: %w", err)
+	}
+	trust, err := pki.OpenTrustStore(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("lanzone: %w", err)
+	}
+	cert, err := pki.LoadServerCert(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("lanzone: %w", err)
+	}
+	l := &Listener{
+		opts:       opts,
+		log:        opts.Logger,
+		corr:       opts.Correlator,
+		trust:      trust,
+		cert:       cert,
+		handshakes: make(chan struct{}, opts.MaxHandshakes),
+		srcLimit:   newSourceLimiter(opts.HandshakeRate, opts.HandshakeBurst),
+		authLimit:  newEventLimiter(opts.AuthEventWindow, opts.AuthEventsPerSec),
+		conns:      map[string]*conn{},
+		pushc:      make(chan struct{}, 1),
+	}
+	l.tls = pki.ServerConfig(cert, pki.NewVerifier(a.CACertificate(), trust, false))
+	if _, err := l.reloadConfig(true); err != nil {
+		return nil, fmt.Errorf("lanzone: %w", err)
+	}
+	return l, nil
+}
+
+// reloadConfig re-reads the [lanzone] table if the file changed and
+// reports whether anything agents see changed.
+func (l *Listener) reloadConfig(force bool) (bool, error) {
+	st, err := os.Stat(config.Path(l.opts.Dir))
+	if err != nil {
+		return false, fmt.Errorf("config: %w", err)
+	}
+	l.cfgMu.Lock()
+	defer l.cfgMu.Unlock()
+	if !force && st.ModTime().Equal(l.cfgMtime) {
+		return false, nil
+	}
+	z, err := config.Load(l.opts.Dir)
+	if err != nil {
+		return false, err
+	}
+	l.cfgMtime = st.ModTime()
+	changed := force || z.HeartbeatInterval != l.lan.HeartbeatInterval || strings.Join(z.AddrPorts(), ",") != strings.Join(l.lan.AddrPorts(), ",")
+	l.lan = z
+	l.interval.Store(int64(z.HeartbeatInterval))
+	f, err := wire.Marshal(wire.TypeConfig, wire.Config{HeartbeatIntervalMS: z.HeartbeatInterval.Milliseconds(), Addresses: z.AddrPorts()})
+	if err != nil {
+		return false, err
+	}
+	l.cfgFrame.Store(&f)
+	return changed, nil
+}
+
+// Bind opens every listening socket. Serve calls it if needed.
+func (l *Listener) Bind() error {
+	l.lnMu.Lock()
+	defer l.lnMu.Unlock()
+	if l.lns != nil {
+		return nil
+	}
+	addrs := l.opts.Listen
+	if len(addrs) == 0 {
+		l.cfgMu.Lock()
+		addrs = l.lan.AddrPorts()
+		l.cfgMu.Unlock()
+	}
+	if len(addrs) == 0 {
+		return errors.New("lanzone: no address to listen on: set lanzone.addresses or pass --listen")
+	}
+	var lns []net.Listener
+	for _, a := range addrs {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			for _, x := range lns {
+				x.Close()
+			}
+			return fmt.Errorf("lanzone: listen on %s: %w (is it one of this machine's addresses, and is the port free?)", a, err)
+		}
+		lns = append(lns, ln)
+	}
+	l.lns = lns
+	return nil
+}
+
+// Addrs returns the bound addresses.
+func (l *Listener) Addrs() []net.Addr {
+	l.lnMu.Lock()
+	defer l.lnMu.Unlock()
+	out := make([]net.Addr, len(l.lns))
+	for i, ln := range l.lns {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+// Serve accepts agents until ctx ends, then closes every connection and
+// returns.
+func (l *Listener) Serve(ctx context.Context) error {
+	if err := l.Bind(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	l.lnMu.Lock()
+	lns := l.lns
+	l.lnMu.Unlock()
+	for _, ln := range lns {
+		l.log.Info("LAN zone listening", "addr", ln.Addr().String())
+	}
+	errc := make(chan error, len(lns))
+	var loops sync.WaitGroup
+	for _, ln := range lns {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			errc <- l.acceptLoop(ctx, ln)
+		}()
+	}
+	loops.Add(2)
+	go func() { defer loops.Done(); l.pollLoop(ctx) }()
+	go func() { defer loops.Done(); l.pushLoop(ctx) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	cancel()
+	for _, ln := range lns {
+		ln.Close()
+	}
+	l.mu.Lock()
+	for _, c := range l.conns {
+		c.nc.Close()
+	}
+	l.mu.Unlock()
+	loops.Wait()
+	l.wg.Wait()
+	return err
+}
+
+func (l *Listener) acceptLoop(ctx context.Context, ln net.Listener) error {
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+				// Out of descriptors or similar: back off instead of spinning.
+				if delay == 0 {
+					delay = 5 * time.Millisecond
+				} else if delay < time.Second {
+					delay *= 2
+				}
+				l.log.Warn("LAN zone accept failed; retrying", "err", err, "delay", delay)
+				time.Sleep(delay)
+				continue
+			}
+			return fmt.Errorf("lanzone: accept on %s: %w", ln.Addr(), err)
+		}
+		delay = 0
+		if l.nConns.Add(1) > int64(l.opts.MaxConns) {
+			l.nConns.Add(-1)
+			l.stats.refusedCap.Add(1)
+			nc.Close()
+			continue
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer l.nConns.Add(-1)
+			l.handle(ctx, nc)
+		}()
+	}
+}
+
+func remoteAddr(nc net.Conn) netip.AddrPort {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	return netip.AddrPort{}
+}
+
+// refuse records an auth_failed event (rate-limited) and closes nc.
+func (l *Listener) refuse(nc net.Conn, remote netip.AddrPort, reason string, cert *pki.RefusedError) {
+	nc.Close()
+	l.stats.refused.Add(1)
+	ok, heldKey, heldAll := l.authLimit.admit(remote.Addr(), reason, time.Now())
+	if !ok {
+		return
+	}
+	details := map[string]any{"peer": remote.String(), "reason": reason}
+	msg := fmt.Sprintf("LAN-zone peer %s refused: %s", remote, reason)
+	ev := sensor.Event{Type: sensor.EventAuthFailed, Severity: sensor.SeverityWarning, IPs: []string{remote.Addr().String()}}
+	if cert != nil && cert.ID != "" {
+		details["certificate_id"] = cert.ID
+		details["certificate_name"] = cert.Name
+		msg += fmt.Sprintf(" (certificate %s, %s)", cert.ID, cert.Name)
+	}
+	if heldKey > 0 {
+		details["suppressed_same_peer"] = heldKey
+		msg += fmt.Sprintf("; %d more from this peer for the same reason not reported", heldKey)
+	}
+	if heldAll > 0 {
+		details["suppressed_total"] = heldAll
+	}
+	ev.Reason = msg
+	ev.Details = details
+	l.corr.Record(ev)
+}
+
+// classify turns a handshake error into a refusal reason.
+func classify(err error) (string, *pki.RefusedError) {
+	var re *pki.RefusedError
+	if errors.As(err, &re) {
+		return re.Reason, re
+	}
+	var ne net.Error
+	msg := err.Error()
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded):
+		return "TLS handshake not completed in time (slow or silent peer)", nil
+	case strings.Contains(msg, "unsupported versions") || strings.Contains(msg, "protocol version not supported"):
+		return "TLS version older than 1.3", nil
+	case strings.Contains(msg, "does not look like a TLS handshake") || strings.Contains(msg, "oversized record") || strings.Contains(msg, "unexpected message"):
+		return "not a TLS client (plaintext or garbage)", nil
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(msg, "connection reset"):
+		return "closed the connection during the TLS handshake", nil
+	case strings.Contains(msg, "remote error"):
+		return "peer aborted the TLS handshake: " + strings.TrimPrefix(msg, "remote error: "), nil
+	}
+	return "TLS handshake failed: " + msg, nil
+}
+
+func (l *Listener) handle(ctx context.Context, nc net.Conn) {
+	remote := remoteAddr(nc)
+	start := time.Now()
+	if !l.srcLimit.allow(remote.Addr(), start) {
+		l.refuse(nc, remote, "too many handshakes from this address", nil)
+		return
+	}
+	deadline := start.Add(l.opts.HandshakeTimeout)
+	select {
+	case l.handshakes <- struct{}{}:
+	case <-time.After(time.Until(deadline)):
+		l.refuse(nc, remote, "TLS handshake not completed in time (sensor busy)", nil)
+		return
+	case <-ctx.Done():
+		nc.Close()
+		return
+	}
+	tc := tls.Server(nc, l.tls)
+	_ = nc.SetDeadline(deadline)
+	hctx, cancel := context.WithDeadline(ctx, deadline)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	<-l.handshakes
+	if err != nil {
+		reason, re := classify(err)
+		l.refuse(nc, remote, reason, re)
+		return
+	}
+	l.stats.handshakes.Add(1)
+	cs := tc.ConnectionState()
+	if cs.DidResume {
+		l.stats.resumed.Add(1)
+	}
+	leaf := cs.PeerCertificates[0]
+	c := &conn{l: l, nc: tc, remote: remote, id: leaf.Subject.CommonName}
+	if len(leaf.DNSNames) > 0 {
+		c.name = leaf.DNSNames[0]
+	}
+	if len(leaf.Subject.Organization) > 0 {
+		c.org = leaf.Subject.Organization[0]
+	}
+	c.fp = pki.FingerprintOf(leaf.Raw)
+	_ = nc.SetDeadline(time.Time{})
+	c.serve(ctx)
+}
+
+// Notify is the daemon's event hook: it never blocks. When an endpoint
+// turns red or missing (or leaves those states, or is removed), the at-risk
+// list is pushed to every agent at once.
+func (l *Listener) Notify(evs []sensor.Event) {
+	for i := range evs {
+		ev := &evs[i]
+		if ev.EndpointID == "" {
+			continue
+		}
+		switch ev.Type {
+		case sensor.EventStatusChanged, sensor.EventHeartbeatMissing, sensor.EventHeartbeatRestored,
+			sensor.EventEndpointRemoved, sensor.EventEndpointHello:
+			// The cached list is stale: the next periodic push rebuilds it.
+			l.riskDirty.Store(true)
+		}
+		if risky(ev.Status) || risky(ev.PreviousStatus) || ev.Type == sensor.EventEndpointRemoved {
+			select {
+			case l.pushc <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
+}
+
+func risky(s sensor.Status) bool { return s == sensor.StatusRed || s == sensor.StatusMissing }
+
+// atRiskFrames returns the encoded at-risk list, rebuilt if older than
+// maxAge.
+func (l *Listener) atRiskFrames(maxAge time.Duration) [][]byte {
+	l.riskMu.Lock()
+	defer l.riskMu.Unlock()
+	if l.riskFrame != nil && time.Since(l.riskAt) < maxAge && !l.riskDirty.Load() {
+		return l.riskFrame
+	}
+	l.riskDirty.Store(false)
+	list := l.corr.AtRisk()
+	l.riskGen++
+	frames, err := wire.EncodeAtRisk(list, l.riskGen)
+	if err != nil {
+		l.log.Error("encode at-risk list", "err", err)
+		return l.riskFrame
+	}
+	l.riskFrame, l.riskAt = frames, time.Now()
+	return frames
+}
+
+func (l *Listener) snapshotConns() []*conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*conn, 0, len(l.conns))
+	for _, c := range l.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
+// broadcast writes frames to every connected agent with a few workers.
+func (l *Listener) broadcast(frames [][]byte) {
+	conns := l.snapshotConns()
+	work := make(chan *conn)
+	var wg sync.WaitGroup
+	for range min(32, len(conns)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range work {
+				if err := c.write(frames...); err != nil {
+					c.nc.Close()
+				}
+			}
+		}()
+	}
+	for _, c := range conns {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+}
+
+func (l *Listener) pushLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.pushc:
+		}
+		// Coalesce a burst of transitions into one push.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		l.stats.pushes.Add(1)
+		l.broadcast(l.atRiskFrames(0))
+	}
+}
+
+// pollLoop applies revocations, configuration and certificate changes made
+// by other processes (tapbeat revoke, tapbeat config set).
+func (l *Listener) pollLoop(ctx context.Context) {
+	t := time.NewTicker(l.opts.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.poll()
+	}
+}
+
+func (l *Listener) poll() {
+	revoked, err := l.trust.Refresh()
+	if err != nil {
+		l.log.Error("LAN zone: reading the trust store failed; enrolled endpoints stay as they were", "err", err)
+	}
+	for _, e := range revoked {
+		l.mu.Lock()
+		c := l.conns[e.ID]
+		if c != nil && c.fp == e.Fingerprint {
+			delete(l.conns, e.ID)
+		} else {
+			c = nil
+		}
+		l.mu.Unlock()
+		if c != nil {
+			c.closeWith(wire.CodeRevoked, "this endpoint's certificate was revoked")
+		}
+		l.corr.Remove(e.ID)
+		l.log.Info("LAN zone: endpoint revoked", "id", e.ID, "name", e.Name, "connected", c != nil)
+	}
+	if err := l.cert.Reload(); err != nil {
+		l.log.Error("LAN zone: server certificate reload failed; keeping the current one", "err", err)
+	}
+	changed, err := l.reloadConfig(false)
+	if err != nil {
+		l.log.Error("LAN zone: configuration reload failed; keeping the current one", "err", err)
+		return
+	}
+	if changed {
+		l.log.Info("LAN zone: configuration changed; telling connected agents")
+		l.broadcast([][]byte{*l.cfgFrame.Load()})
+	}
+}
+
+// register makes c its endpoint's current connection, replacing an older
+// one.
+func (l *Listener) register(c *conn) {
+	l.mu.Lock()
+	old := l.conns[c.id]
+	l.conns[c.id] = c
+	l.mu.Unlock()
+	if old != nil {
+		old.closeWith(wire.CodeReplaced, "a newer connection of this endpoint took over")
+	}
+}
+
+// unregister removes c if it is still its endpoint's connection and reports
+// whether it was.
+func (l *Listener) unregister(c *conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.conns[c.id] == c {
+		delete(l.conns, c.id)
+		return true
+	}
+	return false
+}
+
+// Connected returns how many endpoints are connected.
+func (l *Listener) Connected() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
