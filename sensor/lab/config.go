@@ -109,9 +109,15 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// firstHost is the host number of the first endpoint address; the sensor
-// gets host number 1.
-const firstHost = 11
+// Host numbers in the lab's subnet: the sensor gets 1, endpoint
+// interfaces firstHost up to lastStatic, and a DHCP server (StartDHCPServer)
+// leases dhcpFirst to dhcpLast.
+const (
+	firstHost  = 11
+	lastStatic = 199
+	dhcpFirst  = 200
+	dhcpLast   = 250
+)
 
 // Validate reports the first problem with the configuration, after
 // defaults are applied.
@@ -136,7 +142,7 @@ func (c Config) Validate() error {
 		}
 		total += e.Interfaces
 	}
-	if max := 254 - firstHost; total > max {
+	if max := lastStatic - firstHost + 1; total > max {
 		return fmt.Errorf("lab needs %d endpoint addresses but %s leaves room for %d: use fewer endpoints", total, c.Subnet, max)
 	}
 	return nil
@@ -158,12 +164,7 @@ func (c Config) plan(now time.Time) State {
 		},
 	}
 	base := macBase(c.Name)
-	addr := func(n int) netip.Prefix {
-		a := c.Subnet.Addr().As4()
-		v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
-		v += uint32(n)
-		return netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), c.Subnet.Bits())
-	}
+	addr := func(n int) netip.Prefix { return netip.PrefixFrom(hostAddr(c.Subnet, n), c.Subnet.Bits()) }
 	sensorMAC := makeMAC(base, 0, 0)
 	st.Sensor = Sensor{
 		Namespace: namespace(c.Name, HostSensor),
@@ -226,4 +227,12 @@ func linkLocal(mac net.HardwareAddr) netip.Addr {
 	b[11], b[12] = 0xff, 0xfe
 	b[13], b[14], b[15] = mac[3], mac[4], mac[5]
 	return netip.AddrFrom16(b)
+}
+
+// hostAddr returns host number n of subnet.
+func hostAddr(subnet netip.Prefix, n int) netip.Addr {
+	a := subnet.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v += uint32(n)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

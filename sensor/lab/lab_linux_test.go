@@ -404,3 +404,38 @@ func TestUpInterruptedHalfWayLeavesNothing(t *testing.T) {
 		t.Error("no interrupted Up failed: the test checked nothing")
 	}
 }
+
+func TestDHCPLease(t *testing.T) {
+	t.Parallel()
+	testenv.RequireCommands(t, "dnsmasq", "busybox")
+	l := newLab(t, lab.Config{Endpoints: []lab.EndpointSpec{{Interfaces: 2}, {}}})
+	ctx := t.Context()
+	srv, err := l.StartDHCPServer(ctx, "ep2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, last := l.DHCPRange()
+	seen := map[netip.Addr]bool{}
+	for i, ifc := range l.Endpoints[0].Interfaces {
+		a, err := l.AcquireLease(ctx, "ep1", i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Less(first) || last.Less(a) || seen[a] {
+			t.Errorf("lease %s for %s: want a fresh address in %s-%s", a, ifc.Name, first, last)
+		}
+		seen[a] = true
+		// dnsmasq logs each acknowledgement with the client's MAC.
+		want := "DHCPACK(eth0) " + a.String() + " " + ifc.MAC + " ep1"
+		deadline := time.Now().Add(2 * time.Second)
+		for !strings.Contains(srv.Output(), want) && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !strings.Contains(srv.Output(), want) {
+			t.Errorf("server output lacks %q:\n%s", want, srv.Output())
+		}
+	}
+	if err := srv.Stop(); err != nil {
+		t.Errorf("stop dhcp server: %v", err)
+	}
+}
