@@ -27,6 +27,12 @@ func newApp() *cli.App {
 			versionCommand(),
 			replayCommand(),
 			labCommand(),
+			configCommand(),
+			endpointsCommand(),
+			enrollCommand(),
+			initCommand(),
+			revokeCommand(),
+			runCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}
