@@ -134,6 +134,9 @@ func TestInterfacesMatchState(t *testing.T) {
 			}
 		}
 	}
+	if got := l.ListenAddr(8347).String(); got != "10.83.47.1:8347" {
+		t.Errorf("ListenAddr(8347) = %s", got)
+	}
 	mirror := links(t, l, "sensor", "addr", "show")[lab.MirrorInterface]
 	if len(mirror.AddrInfo) != 0 {
 		t.Errorf("mirror interface has addresses %+v", mirror.AddrInfo)

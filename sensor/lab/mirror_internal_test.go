@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"net"
 	"testing"
 
 	"github.com/tapbeat/tapbeat/sensor/testenv"
@@ -26,8 +27,18 @@ func TestMirrorCarriesWireSizedFramesOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	frames := c.stop()
+	// Only the hosts ever send: the switch and the mirror port are silent.
+	hosts := map[string]bool{l.Sensor.LAN.MAC: true}
+	for _, e := range l.Endpoints {
+		for _, i := range e.Interfaces {
+			hosts[i.MAC] = true
+		}
+	}
 	var payloadBytes, biggest int
 	for _, f := range frames {
+		if src := net.HardwareAddr(f[6:12]).String(); !hosts[src] {
+			t.Errorf("mirror carried a frame from %s, which is no lab host: %s", src, describeFrame(f))
+		}
 		biggest = max(biggest, len(f))
 		if len(f) > 1514 {
 			t.Errorf("mirror carried a %d-byte frame: %s", len(f), describeFrame(f))

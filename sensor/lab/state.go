@@ -159,6 +159,12 @@ func (s *State) Addr(host string) (netip.Addr, error) {
 	return ifs[0].Addr.Addr(), nil
 }
 
+// ListenAddr returns the sensor's LAN address with port: where the
+// LAN-zone listener binds and where agents connect.
+func (s *State) ListenAddr(port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(s.Sensor.LAN.Addr.Addr(), port)
+}
+
 // StatePath returns the path of the state file of lab name in dir.
 func StatePath(dir, name string) string {
 	if dir == "" {
