@@ -48,8 +48,13 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		}
 	}
 	path := StatePath(cfg.StateDir, cfg.Name)
-	if _, err := os.Stat(path); err == nil {
+	switch old, err := ReadState(cfg.StateDir, cfg.Name); {
+	case err == nil && len(old.MissingNamespaces()) == len(old.Namespaces()):
+		return nil, fmt.Errorf("lab %s: state file %s is left from a lab whose namespaces are gone: clear it first (tapbeat lab down --name %s)", cfg.Name, path, cfg.Name)
+	case err == nil:
 		return nil, fmt.Errorf("lab %s is already up (state file %s): take it down first (tapbeat lab down --name %s)", cfg.Name, path, cfg.Name)
+	case !errors.Is(err, ErrNoState):
+		return nil, err
 	}
 	left, err := prefixNamespaces(cfg.Name)
 	if err != nil {

@@ -108,7 +108,18 @@ func TestMirrorCopiesEveryFrameOnce(t *testing.T) {
 
 func TestInterfacesMatchState(t *testing.T) {
 	t.Parallel()
+	hostArpIgnore, err := os.ReadFile("/proc/sys/net/ipv4/conf/all/arp_ignore")
+	if err != nil {
+		t.Fatal(err)
+	}
 	l := newLab(t, lab.Config{Endpoints: []lab.EndpointSpec{{}, {Interfaces: 2}}})
+	// Sysctls are set inside the lab's namespaces, never on the machine.
+	if got, err := l.Run(t.Context(), "ep1", "sysctl", "-n", "net.ipv4.conf.all.arp_ignore"); err != nil || got != "1" {
+		t.Errorf("arp_ignore in ep1 = %q, %v; want 1", got, err)
+	}
+	if got, _ := os.ReadFile("/proc/sys/net/ipv4/conf/all/arp_ignore"); string(got) != string(hostArpIgnore) {
+		t.Errorf("the machine's arp_ignore changed from %q to %q", hostArpIgnore, got)
+	}
 	for _, host := range []string{"sensor", "ep1", "ep2"} {
 		ifs, err := l.Interfaces(host)
 		if err != nil {
