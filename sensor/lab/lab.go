@@ -69,9 +69,16 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, err
 	}
 	l := &Lab{State: st}
-	if err := l.build(ctx); err != nil {
-		derr := Teardown(context.WithoutCancel(ctx), cfg.StateDir, cfg.Name)
-		return nil, fmt.Errorf("bring lab %s up: %w", cfg.Name, errors.Join(err, derr))
+	var created []string
+	if err := l.build(ctx, &created); err != nil {
+		// Remove only what this call created: a namespace of the same name
+		// made meanwhile by someone else is not ours to delete.
+		errs := []error{err}
+		errs = append(errs, removeNamespaces(context.WithoutCancel(ctx), created)...)
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove lab state: %w", rerr))
+		}
+		return nil, fmt.Errorf("bring lab %s up: %w", cfg.Name, errors.Join(errs...))
 	}
 	slog.Debug("lab up", "lab", st.Name, "endpoints", len(st.Endpoints), "state", path)
 	return l, nil
@@ -138,6 +145,20 @@ func Teardown(ctx context.Context, dir, name string) error {
 			nss = append(nss, ns)
 		}
 	}
+	errs = append(errs, removeNamespaces(ctx, nss)...)
+	if err := os.Remove(StatePath(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove lab state: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("take lab %s down: %w", name, err)
+	}
+	return nil
+}
+
+// removeNamespaces stops the processes in each existing namespace of nss
+// and deletes it (with the interfaces in it).
+func removeNamespaces(ctx context.Context, nss []string) []error {
+	var errs []error
 	for _, ns := range nss {
 		if !namespaceExists(ns) {
 			continue
@@ -149,19 +170,18 @@ func Teardown(ctx context.Context, dir, name string) error {
 			errs = append(errs, err)
 		}
 	}
-	if err := os.Remove(StatePath(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		errs = append(errs, fmt.Errorf("remove lab state: %w", err))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("take lab %s down: %w", name, err)
-	}
-	return nil
+	return errs
 }
 
-// build creates everything State describes.
-func (l *Lab) build(ctx context.Context) error {
+// build creates everything State describes, appending each namespace to
+// created before creating it.
+func (l *Lab) build(ctx context.Context, created *[]string) error {
 	sw, sens := l.Switch.Namespace, l.Sensor.Namespace
 	for _, ns := range l.Namespaces() {
+		if namespaceExists(ns) {
+			return fmt.Errorf("network namespace %s already exists: another lab of the same name is being made", ns)
+		}
+		*created = append(*created, ns)
 		if _, err := run(ctx, "ip", "netns", "add", ns); err != nil {
 			return err
 		}

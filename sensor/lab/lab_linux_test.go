@@ -357,6 +357,11 @@ func TestDownAfterCrashWorksFromTheNamePrefix(t *testing.T) {
 	if _, err := lab.Up(ctx, lab.Config{Name: name, StateDir: dir}); err == nil || !strings.Contains(err.Error(), "left from an earlier lab") {
 		t.Fatalf("up over a crashed lab's namespaces: %v, want a clear refusal", err)
 	}
+	for _, ns := range l.Namespaces() {
+		if _, err := os.Stat("/run/netns/" + ns); err != nil {
+			t.Errorf("a refused up removed namespace %s it did not create: %v", ns, err)
+		}
+	}
 	if _, err := lab.LoadFrom(dir, name); !errors.Is(err, lab.ErrNoState) {
 		t.Errorf("load without a state file: %v, want ErrNoState", err)
 	}
