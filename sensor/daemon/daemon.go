@@ -1,0 +1,433 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tapbeat/tapbeat/lanzone"
+	"github.com/tapbeat/tapbeat/lanzone/pki"
+	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/alert"
+	"github.com/tapbeat/tapbeat/sensor/api"
+	"github.com/tapbeat/tapbeat/sensor/history"
+)
+
+// Options start a sensor.
+type Options struct {
+	// Dir is the state directory: config, PKI, history.
+	Dir string
+	// Config is the configuration, flags already applied.
+	Config Config
+	// ConfigPath is re-read on Reload (SIGHUP); "" means no file.
+	ConfigPath string
+	// Listen overrides the LAN-zone addresses (host:port, repeatable).
+	Listen []string
+	// Logger receives the daemon's logs.
+	Logger *slog.Logger
+	// Version is written in CEF headers and logs.
+	Version string
+	// Reload delivers reload requests (SIGHUP); nil means none.
+	Reload <-chan struct{}
+	// Override re-applies flag and environment settings to a reloaded file.
+	Override func(*Config)
+}
+
+// Sensor is a running daemon's parts, for Run and for tests.
+type Sensor struct {
+	opts     Options
+	cfg      Config
+	log      *slog.Logger
+	store    *history.Store
+	engine   *sensor.Engine
+	listener *lanzone.Listener
+	queue    *eventQueue
+	jsonLog  *alert.JSONLog
+	metrics  *metrics
+
+	mu         sync.Mutex
+	outbox     *alert.Outbox
+	dispatcher *alert.Dispatcher
+	stopAlerts context.CancelFunc
+	alertsDone chan struct{}
+
+	stored    atomic.Uint64 // highest sequence number stored
+	degraded  atomic.Bool   // capture reported blind
+	storeErrs atomic.Uint64
+}
+
+// Run runs the sensor until ctx ends, then shuts down cleanly: inputs stop
+// first, every queued event is stored and the snapshot saved, then the
+// outputs stop.
+func Run(ctx context.Context, opts Options) error {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	cfg := opts.Config.WithDefaults(opts.Dir)
+	s := &Sensor{opts: opts, cfg: cfg, log: opts.Logger, queue: newEventQueue(1 << 20)}
+	s.metrics = newMetrics(s)
+
+	// Events recorded before the engine exists (none today) or from
+	// callbacks go through this indirection.
+	var engine atomic.Pointer[sensor.Engine]
+	record := func(ev sensor.Event) {
+		if e := engine.Load(); e != nil {
+			e.Record(ev)
+		}
+	}
+
+	histDir := filepath.Join(opts.Dir, "history")
+	store, err := history.Open(histDir, history.Options{
+		Retention:    cfg.History.Retention,
+		MinFreeBytes: uint64(cfg.History.MinFreeMiB) << 20,
+		Logger:       s.log.With("part", "history"),
+		OnStorageLow: record,
+	})
+	if err != nil {
+		return fmt.Errorf("open history in %s: %w", histDir, err)
+	}
+	s.store = store
+	defer func() {
+		if err := store.Close(); err != nil {
+			s.log.Error("close history", "err", err)
+		}
+	}()
+
+	snap, err := store.LoadSnapshot()
+	if err != nil {
+		return fmt.Errorf("load the saved state from %s: %w", histDir, err)
+	}
+	if next := store.NextSeq(); next > snap.NextSeq {
+		snap.NextSeq = next
+	}
+	corr, err := sensor.NewCorrelator(cfg.SensorConfig(), sensor.WallClock{})
+	if err != nil {
+		return err
+	}
+	if err := corr.Restore(snap); err != nil {
+		return fmt.Errorf("restore the saved state: %w", err)
+	}
+	s.engine = sensor.NewEngine(corr, s.queue.push)
+	engine.Store(s.engine)
+
+	if p := *cfg.Alerts.Log; p != "" {
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(opts.Dir, p)
+		}
+		if s.jsonLog, err = alert.OpenJSONLog(p, alert.JSONLogOptions{}); err != nil {
+			return fmt.Errorf("open the alert log: %w", err)
+		}
+		defer s.jsonLog.Close()
+	}
+	if err := s.startAlerts(cfg.Alerts, record); err != nil {
+		return err
+	}
+	defer s.stopAlertDispatch()
+
+	s.listener, err = lanzone.New(lanzone.Options{
+		Dir: opts.Dir, Listen: opts.Listen, Correlator: s.engine, Logger: s.log.With("part", "lanzone"),
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.listener.Bind(); err != nil {
+		return err
+	}
+
+	// Outputs: the pipeline, the API, metrics, retention. They outlive the
+	// inputs so that everything the inputs produced is stored.
+	outCtx, stopOutputs := context.WithCancel(context.Background())
+	defer stopOutputs()
+	var outputs sync.WaitGroup
+	pipelineDone := make(chan struct{})
+	drain := make(chan struct{})
+	go func() {
+		defer close(pipelineDone)
+		s.pipeline(drain)
+	}()
+	srv := api.NewServer(store, s.engine, s.log.With("part", "api"))
+	outputs.Add(1)
+	go func() {
+		defer outputs.Done()
+		if err := srv.ServeUnix(outCtx, cfg.API.Socket); err != nil && outCtx.Err() == nil {
+			s.log.Error("local API stopped", "socket", cfg.API.Socket, "err", err)
+		}
+	}()
+	if cfg.API.AdminListen != "" {
+		tlsCfg, err := pki.AdminServerConfig(opts.Dir)
+		if err != nil {
+			return fmt.Errorf("admin API: %w", err)
+		}
+		ln, err := net.Listen("tcp", cfg.API.AdminListen)
+		if err != nil {
+			return fmt.Errorf("admin API: listen on %s: %w", cfg.API.AdminListen, err)
+		}
+		outputs.Add(1)
+		go func() {
+			defer outputs.Done()
+			if err := srv.ServeTLS(outCtx, ln, tlsCfg); err != nil && outCtx.Err() == nil {
+				s.log.Error("admin API stopped", "addr", cfg.API.AdminListen, "err", err)
+			}
+		}()
+	}
+	if cfg.Metrics.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.Metrics.Listen)
+		if err != nil {
+			return fmt.Errorf("metrics: listen on %s: %w", cfg.Metrics.Listen, err)
+		}
+		outputs.Add(1)
+		go func() {
+			defer outputs.Done()
+			s.metrics.serve(outCtx, ln, s.log)
+		}()
+	}
+	outputs.Add(1)
+	go func() {
+		defer outputs.Done()
+		if err := store.Run(outCtx, time.Hour); err != nil && outCtx.Err() == nil {
+			s.log.Error("history maintenance stopped", "err", err)
+		}
+	}()
+
+	// Inputs: ticks, LAN zone, capture, snapshots, reloads.
+	inCtx, stopInputs := context.WithCancel(ctx)
+	defer stopInputs()
+	var inputs sync.WaitGroup
+	inputs.Add(1)
+	go func() {
+		defer inputs.Done()
+		_ = s.engine.Run(inCtx, time.Second)
+	}()
+	inputs.Add(1)
+	go func() {
+		defer inputs.Done()
+		s.snapshots(inCtx)
+	}()
+	if opts.Reload != nil {
+		inputs.Add(1)
+		go func() {
+			defer inputs.Done()
+			for {
+				select {
+				case <-inCtx.Done():
+					return
+				case <-opts.Reload:
+					if err := s.reload(record); err != nil {
+						s.log.Error("reload refused; the running configuration stays", "err", err)
+					}
+				}
+			}
+		}()
+	}
+	captureErr := make(chan error, 1)
+	if len(cfg.Capture.Interfaces) > 0 {
+		inputs.Add(1)
+		go func() {
+			defer inputs.Done()
+			captureErr <- s.runCapture(inCtx)
+		}()
+	}
+	listenErr := make(chan error, 1)
+	inputs.Add(1)
+	go func() {
+		defer inputs.Done()
+		listenErr <- s.listener.Serve(inCtx)
+	}()
+
+	addrs := make([]string, 0)
+	for _, a := range s.listener.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	s.log.Info("sensor ready", "version", opts.Version, "listen", addrs, "capture", cfg.Capture.Interfaces,
+		"api", cfg.API.Socket, "admin", cfg.API.AdminListen, "metrics", cfg.Metrics.Listen,
+		"endpoints", len(snap.Endpoints), "next_seq", snap.NextSeq)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case err := <-listenErr:
+		runErr = fmt.Errorf("LAN-zone listener: %w", err)
+	case err := <-captureErr:
+		if err != nil {
+			runErr = fmt.Errorf("capture: %w", err)
+		}
+	}
+	s.log.Info("sensor stopping: inputs first, then storing every queued event")
+	stopInputs()
+	inputs.Wait()
+	close(drain)
+	<-pipelineDone
+	if err := store.SaveSnapshot(s.engine.Snapshot()); err != nil {
+		s.log.Error("save the state snapshot", "err", err)
+	}
+	if err := store.Flush(); err != nil {
+		s.log.Error("flush history", "err", err)
+	}
+	stopOutputs()
+	outputs.Wait()
+	s.log.Info("sensor stopped", "last_seq", s.stored.Load())
+	return runErr
+}
+
+// pipeline stores events in sequence order, then hands them on. It retries
+// a failing store without dropping anything; the queue bounds memory.
+func (s *Sensor) pipeline(drain <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-drain
+		cancel()
+	}()
+	for {
+		evs, dropped := s.queue.take(ctx)
+		if dropped > 0 {
+			s.log.Error("event queue overflowed while history could not keep up; events were lost",
+				"lost", dropped)
+			s.engine.Record(sensor.Event{Type: sensor.EventStorageLow, Severity: sensor.SeverityCritical,
+				Reason:  fmt.Sprintf("%d events were lost because history could not store them in time", dropped),
+				Details: map[string]any{"lost_events": dropped}})
+		}
+		if len(evs) == 0 {
+			if ctx.Err() != nil && s.queue.len() == 0 {
+				return
+			}
+			continue
+		}
+		s.store1(evs)
+	}
+}
+
+func (s *Sensor) store1(evs []sensor.Event) {
+	backoff := 100 * time.Millisecond
+	for {
+		s.mu.Lock()
+		ob := s.outbox
+		s.mu.Unlock()
+		err := s.store.Append(evs, func(wb *badger.WriteBatch) error { return ob.Stage(wb, evs) })
+		if err == nil {
+			break
+		}
+		s.storeErrs.Add(1)
+		s.log.Error("cannot store events; retrying, nothing is dropped (check free disk space in the state directory)",
+			"events", len(evs), "first_seq", evs[0].Seq, "err", err, "retry_in", backoff)
+		if errors.Is(err, history.ErrClosed) {
+			return
+		}
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 10*time.Second)
+	}
+	s.stored.Store(evs[len(evs)-1].Seq)
+	if s.jsonLog != nil {
+		if err := s.jsonLog.Write(evs); err != nil {
+			s.log.Error("write the local alert log", "err", err)
+		}
+	}
+	s.listener.Notify(evs)
+	s.metrics.observe(evs)
+}
+
+// snapshots persists the latest state per endpoint periodically, so a
+// restart restores endpoints and their last heartbeat.
+func (s *Sensor) snapshots(ctx context.Context) {
+	t := time.NewTicker(s.cfg.History.SnapshotEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.store.SaveSnapshot(s.engine.Snapshot()); err != nil {
+				s.log.Error("save the state snapshot", "err", err)
+			}
+		}
+	}
+}
+
+// startAlerts builds the outbox and dispatcher for the configured syslog
+// destinations and starts delivery.
+func (s *Sensor) startAlerts(cfg Alerts, record func(sensor.Event)) error {
+	var dests []alert.Destination
+	for _, raw := range cfg.Syslog {
+		d, err := alert.ParseDestination(raw)
+		if err != nil {
+			return fmt.Errorf("alerts.syslog: %w", err)
+		}
+		dests = append(dests, d)
+	}
+	ob, err := alert.NewOutbox(s.store.DB(), alert.OutboxOptions{
+		Destinations: dests, MaxEntries: cfg.OutboxLimit, Logger: s.log.With("part", "outbox"),
+	})
+	if err != nil {
+		return fmt.Errorf("alert outbox: %w", err)
+	}
+	dp, err := alert.NewDispatcher(ob, alert.DispatcherOptions{
+		OnLoss: record, Logger: s.log.With("part", "syslog"), Version: s.opts.Version,
+	})
+	if err != nil {
+		return fmt.Errorf("alert dispatcher: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := dp.Run(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("alert dispatcher stopped", "err", err)
+		}
+	}()
+	s.mu.Lock()
+	old, oldDone := s.stopAlerts, s.alertsDone
+	s.outbox, s.dispatcher, s.stopAlerts, s.alertsDone = ob, dp, cancel, done
+	s.mu.Unlock()
+	if old != nil {
+		old()
+		<-oldDone
+	}
+	return nil
+}
+
+func (s *Sensor) stopAlertDispatch() {
+	s.mu.Lock()
+	stop, done := s.stopAlerts, s.alertsDone
+	s.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+}
+
+// reload re-reads the configuration file: policies, infrastructure MACs and
+// syslog destinations change without dropping connections. The trust store
+// and LAN-zone addresses are re-read by the listener on its own.
+func (s *Sensor) reload(record func(sensor.Event)) error {
+	if s.opts.ConfigPath == "" {
+		return errors.New("no configuration file to reload")
+	}
+	if _, err := os.Stat(s.opts.ConfigPath); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(s.opts.ConfigPath)
+	if err != nil {
+		return err
+	}
+	if s.opts.Override != nil {
+		s.opts.Override(&cfg)
+	}
+	cfg = cfg.WithDefaults(s.opts.Dir)
+	if err := s.engine.Reconfigure(cfg.SensorConfig()); err != nil {
+		return err
+	}
+	if err := s.startAlerts(cfg.Alerts, record); err != nil {
+		return err
+	}
+	s.log.Info("configuration reloaded", "policies", len(cfg.Correlation.Policies),
+		"infrastructure", len(cfg.Correlation.Infrastructure), "syslog", len(cfg.Alerts.Syslog))
+	return nil
+}

@@ -1,0 +1,195 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// metrics exposes the sensor's counters to Prometheus and answers /healthz.
+// Its registry is its own (no global registry).
+type metrics struct {
+	s        *Sensor
+	reg      *prometheus.Registry
+	alerts   *prometheus.CounterVec
+	packets  *prometheus.CounterVec
+	drops    *prometheus.CounterVec
+	linkUp   *prometheus.GaugeVec
+	mu       sync.Mutex
+	captures map[string]sensor.CaptureHealth // latest report per interface
+}
+
+func newMetrics(s *Sensor) *metrics {
+	m := &metrics{
+		s:   s,
+		reg: prometheus.NewRegistry(),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tapbeat_events_total", Help: "Events stored, by type and severity.",
+		}, []string{"type", "severity"}),
+		packets: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tapbeat_capture_packets_total", Help: "Frames the kernel handled per capture interface, drops included.",
+		}, []string{"interface"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tapbeat_capture_drops_total", Help: "Frames the kernel dropped per capture interface.",
+		}, []string{"interface"}),
+		linkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tapbeat_capture_up", Help: "1 while the capture interface is up and read.",
+		}, []string{"interface"}),
+		captures: map[string]sensor.CaptureHealth{},
+	}
+	m.reg.MustRegister(m.alerts, m.packets, m.drops, m.linkUp,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tapbeat_lanzone_connections", Help: "Endpoints connected to the LAN zone.",
+	}, func() float64 {
+		if s.listener == nil {
+			return 0
+		}
+		return float64(s.listener.Connected())
+	}))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tapbeat_outbox_backlog", Help: "Alerts waiting in the outbox for at least one destination.",
+	}, func() float64 {
+		s.mu.Lock()
+		ob := s.outbox
+		s.mu.Unlock()
+		if ob == nil {
+			return 0
+		}
+		return float64(ob.Len())
+	}))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tapbeat_event_queue", Help: "Events waiting to be stored.",
+	}, func() float64 { return float64(s.queue.len()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "tapbeat_history_bytes", Help: "Size of the history database on disk (LSM and value log).",
+	}, func() float64 {
+		if s.store == nil {
+			return 0
+		}
+		lsm, vlog := s.store.DB().Size()
+		return float64(lsm + vlog)
+	}))
+	m.reg.MustRegister(&endpointCollector{s: s, desc: prometheus.NewDesc(
+		"tapbeat_endpoints", "Enrolled endpoints by status.", []string{"status"}, nil)})
+	return m
+}
+
+// observe counts stored events.
+func (m *metrics) observe(evs []sensor.Event) {
+	for i := range evs {
+		m.alerts.WithLabelValues(string(evs[i].Type), evs[i].Severity.String()).Inc()
+	}
+}
+
+// capture records a capture interface's report.
+func (m *metrics) capture(h sensor.CaptureHealth) {
+	m.packets.WithLabelValues(h.Interface).Add(float64(h.Packets))
+	m.drops.WithLabelValues(h.Interface).Add(float64(h.Drops))
+	up := 0.0
+	if h.Up {
+		up = 1
+	}
+	m.linkUp.WithLabelValues(h.Interface).Set(up)
+	m.mu.Lock()
+	m.captures[h.Interface] = h
+	m.mu.Unlock()
+}
+
+// health is /healthz's answer.
+type health struct {
+	Status       string            `json:"status"` // "ok" or "degraded"
+	Problems     []string          `json:"problems,omitempty"`
+	StoredSeq    uint64            `json:"stored_seq"`
+	QueuedEvents int               `json:"queued_events"`
+	Connections  int               `json:"connections"`
+	Endpoints    map[string]int    `json:"endpoints"`
+	Capture      map[string]string `json:"capture,omitempty"`
+}
+
+func (m *metrics) health() health {
+	h := health{Status: "ok", StoredSeq: m.s.stored.Load(), QueuedEvents: m.s.queue.len(), Endpoints: map[string]int{}}
+	if m.s.listener != nil {
+		h.Connections = m.s.listener.Connected()
+	}
+	for _, e := range m.s.engine.Endpoints() {
+		h.Endpoints[string(e.Status)]++
+	}
+	m.mu.Lock()
+	for name, c := range m.captures {
+		if h.Capture == nil {
+			h.Capture = map[string]string{}
+		}
+		if c.Up {
+			h.Capture[name] = "up"
+		} else {
+			h.Capture[name] = "down: " + c.Reason
+			h.Problems = append(h.Problems, "capture interface "+name+" is down")
+		}
+	}
+	m.mu.Unlock()
+	if h.QueuedEvents > 10000 {
+		h.Problems = append(h.Problems, "history is falling behind")
+	}
+	if len(h.Problems) > 0 {
+		h.Status = "degraded"
+	}
+	return h
+}
+
+func (m *metrics) serve(ctx context.Context, ln net.Listener, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		h := m.health()
+		w.Header().Set("Content-Type", "application/json")
+		if h.Status != "ok" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(h)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Error("metrics server stopped", "err", err)
+	}
+}
+
+// endpointCollector counts endpoints by status at scrape time.
+type endpointCollector struct {
+	s    *Sensor
+	desc *prometheus.Desc
+}
+
+func (c *endpointCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := map[sensor.Status]int{}
+	for _, st := range []sensor.Status{sensor.StatusGreen, sensor.StatusYellow, sensor.StatusRed,
+		sensor.StatusMissing, sensor.StatusOffline, sensor.StatusUnknown} {
+		counts[st] = 0
+	}
+	if c.s.engine != nil {
+		for _, e := range c.s.engine.Endpoints() {
+			counts[e.Status]++
+		}
+	}
+	for st, n := range counts {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), string(st))
+	}
+}
