@@ -31,6 +31,8 @@ func newApp() *cli.App {
 					return nil
 				},
 			},
+			runCommand(),
+			simulateCommand(),
 			// commands: keep one per line
 		},
 	}

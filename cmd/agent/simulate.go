@@ -1,0 +1,288 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tapbeat/tapbeat/lanzone/pki"
+	"github.com/tapbeat/tapbeat/lanzone/wire"
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+// SimConfig configures Simulate.
+type SimConfig struct {
+	Dir      string        // sensor directory, for bulk enrollment
+	Count    int           // endpoints
+	Sensor   string        // sensor host:port
+	Prefix   string        // endpoint name prefix
+	Cache    string        // bundle cache file (default next to Dir)
+	Ramp     time.Duration // spread of the first connections
+	Report   time.Duration // progress interval
+	Duration time.Duration // 0: until ctx ends
+	Out      io.Writer
+	Logger   *slog.Logger
+}
+
+// SimStats are the simulator's running totals.
+type SimStats struct {
+	Connected  int64
+	Sessions   int64
+	Heartbeats int64
+	DialErrors int64
+	Lost       int64
+}
+
+type simulator struct {
+	cfg                                        SimConfig
+	connected, sessions, beats, dialErrs, lost atomic.Int64
+}
+
+// SimSource returns the loopback source address of simulated endpoint i:
+// 127.B.C.D outside 127.0.0.0/16, never .0 or .255.
+func SimSource(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{127, byte(1 + i/(254*256)), byte((i / 254) % 256), byte(1 + i%254)})
+}
+
+// simBundles enrolls (or reloads from the cache) count endpoints.
+func simBundles(cfg SimConfig) ([]*pki.Bundle, error) {
+	cache := cfg.Cache
+	if cache == "" {
+		cache = filepath.Join(filepath.Dir(filepath.Clean(cfg.Dir)), cfg.Prefix+"-bundles.json")
+	}
+	var bs []*pki.Bundle
+	if raw, err := os.ReadFile(cache); err == nil {
+		if err := json.Unmarshal(raw, &bs); err != nil {
+			return nil, fmt.Errorf("simulate: bundle cache %s: %w (remove it to enroll again)", cache, err)
+		}
+		if len(bs) >= cfg.Count {
+			return bs[:cfg.Count], nil
+		}
+		return nil, fmt.Errorf("simulate: bundle cache %s holds %d endpoints, %d wanted: remove it or use another --prefix", cache, len(bs), cfg.Count)
+	}
+	a, err := pki.Open(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, cfg.Count)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s-%06d", cfg.Prefix, i)
+	}
+	start := time.Now()
+	bs, err = a.EnrollMany(names, pki.EnrollOptions{})
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("simulate: enrolled", "count", len(bs), "took", time.Since(start))
+	raw, err := json.Marshal(bs)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(cache, raw, 0o600); err != nil {
+		return nil, fmt.Errorf("simulate: write bundle cache: %w", err)
+	}
+	return bs, nil
+}
+
+// Simulate runs cfg.Count endpoints from this process until ctx ends (or
+// cfg.Duration passes), reporting progress to cfg.Out.
+func Simulate(ctx context.Context, cfg SimConfig) error {
+	if cfg.Count <= 0 {
+		return errors.New("simulate: --count must be positive")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Report <= 0 {
+		cfg.Report = 5 * time.Second
+	}
+	if cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
+		defer cancel()
+	}
+	raiseFileLimit()
+	bs, err := simBundles(cfg)
+	if err != nil {
+		return err
+	}
+	s := &simulator{cfg: cfg}
+	var wg sync.WaitGroup
+	for i, b := range bs {
+		tc, err := pki.ClientConfig(b)
+		if err != nil {
+			return err
+		}
+		delay := time.Duration(0)
+		if cfg.Ramp > 0 {
+			delay = cfg.Ramp * time.Duration(i) / time.Duration(len(bs))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.endpoint(ctx, i, tc, delay)
+		}()
+	}
+	s.report(ctx, len(bs))
+	wg.Wait()
+	return nil
+}
+
+// Stats returns the totals so far.
+func (s *simulator) Stats() SimStats {
+	return SimStats{Connected: s.connected.Load(), Sessions: s.sessions.Load(), Heartbeats: s.beats.Load(), DialErrors: s.dialErrs.Load(), Lost: s.lost.Load()}
+}
+
+func (s *simulator) report(ctx context.Context, n int) {
+	start := time.Now()
+	t := time.NewTicker(s.cfg.Report)
+	defer t.Stop()
+	var lostAt time.Time // when the fleet was last complete and lost a member
+	full := false
+	check := time.NewTicker(100 * time.Millisecond)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			st := s.Stats()
+			fmt.Fprintf(s.cfg.Out, "final t=%.0fs connected=%d sessions=%d heartbeats=%d dial_errors=%d lost=%d\n",
+				time.Since(start).Seconds(), st.Connected, st.Sessions, st.Heartbeats, st.DialErrors, st.Lost)
+			return
+		case <-check.C:
+			c := s.connected.Load()
+			switch {
+			case c == int64(n) && !full:
+				full = true
+				if lostAt.IsZero() {
+					fmt.Fprintf(s.cfg.Out, "all %d connected %.1fs after start\n", n, time.Since(start).Seconds())
+				} else {
+					fmt.Fprintf(s.cfg.Out, "all %d connected again %.1fs after the first loss\n", n, time.Since(lostAt).Seconds())
+				}
+			case c < int64(n) && full:
+				full = false
+				lostAt = time.Now()
+			}
+		case <-t.C:
+			st := s.Stats()
+			fmt.Fprintf(s.cfg.Out, "t=%.0fs connected=%d sessions=%d heartbeats=%d dial_errors=%d lost=%d\n",
+				time.Since(start).Seconds(), st.Connected, st.Sessions, st.Heartbeats, st.DialErrors, st.Lost)
+		}
+	}
+}
+
+func (s *simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay time.Duration) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(delay):
+	}
+	src := SimSource(i)
+	hello := wire.Hello{
+		Health: sensor.HealthGreen,
+		Interfaces: []wire.Interface{{
+			Name: "eth0", MAC: sensor.MACFromUint64(0x020000000000 | uint64(i)),
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})},
+		}},
+		Agent: "tapbeat-agent simulate",
+	}
+	backoff := time.Second
+	for ctx.Err() == nil {
+		ok := s.session(ctx, src, tc, hello)
+		if ok {
+			backoff = time.Second
+		}
+		d := time.Duration(float64(backoff) * (0.5 + rand.Float64()))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		if !ok {
+			backoff = min(2*backoff, 30*time.Second)
+		}
+	}
+}
+
+// session runs one connection; it reports whether one was established.
+func (s *simulator) session(ctx context.Context, src netip.Addr, tc *tls.Config, hello wire.Hello) bool {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}, Config: tc}
+	nc, err := d.DialContext(ctx, "tcp", s.cfg.Sensor)
+	if err != nil {
+		s.dialErrs.Add(1)
+		return false
+	}
+	c := nc.(*tls.Conn)
+	defer c.Close()
+	hf, _ := wire.Marshal(wire.TypeHello, hello)
+	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(hf); err != nil {
+		s.dialErrs.Add(1)
+		return false
+	}
+	s.sessions.Add(1)
+	s.connected.Add(1)
+	defer s.connected.Add(-1)
+	var interval atomic.Int64
+	interval.Store(int64(15 * time.Second))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c.SetReadDeadline(time.Now().Add(4*time.Duration(interval.Load()) + 10*time.Second))
+			f, err := wire.ReadFrame(c)
+			if err != nil {
+				return
+			}
+			switch f.Type {
+			case wire.TypeConfig:
+				if cfg, err := wire.DecodeConfig(f.Payload); err == nil {
+					interval.Store(int64(cfg.Interval()))
+				}
+			case wire.TypeError:
+				return
+			}
+		}
+	}()
+	first := true
+	var seq uint64
+	for {
+		wait := time.Duration(interval.Load())
+		if first {
+			wait = time.Duration(rand.Int64N(int64(wait)))
+			first = false
+		}
+		select {
+		case <-ctx.Done():
+			return true
+		case <-done:
+			if ctx.Err() == nil {
+				s.lost.Add(1)
+			}
+			return true
+		case <-time.After(wait):
+		}
+		seq++
+		f, _ := wire.Marshal(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthGreen, Seq: seq, SentAt: time.Now().UnixNano()})
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Write(f); err != nil {
+			s.lost.Add(1)
+			return true
+		}
+		s.beats.Add(1)
+	}
+}

@@ -1,0 +1,63 @@
+package main
+
+import (
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/tapbeat/tapbeat/cmd/agent"
+	"github.com/tapbeat/tapbeat/lanzone/pki"
+)
+
+func runCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "heartbeat to the sensor until stopped",
+		Description: "Connects to the first reachable sensor address of the bundle (or of --sensor), sends a\n" +
+			"hello and a heartbeat every interval the sensor sets, re-sends the hello when interfaces or\n" +
+			"signed-in users change, and keeps the sensor's at-risk list in the state directory.\n" +
+			"Health: each --check follows the Nagios plugin convention (exit 0 green, 1 yellow,\n" +
+			"2 red, anything else yellow); --signature-file older than --signature-max-age is yellow;\n" +
+			"the worst result wins.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "bundle", Usage: "enrollment bundle `FILE` from `tapbeat enroll`", Required: true},
+			&cli.StringSliceFlag{Name: "sensor", Usage: "sensor `HOST:PORT` overriding the bundle's addresses (repeatable; e.g. behind NAT)"},
+			&cli.StringSliceFlag{Name: "check", Usage: "health check `CMD` run by /bin/sh (repeatable)"},
+			&cli.DurationFlag{Name: "check-timeout", Value: 10 * time.Second, Usage: "timeout of each check"},
+			&cli.StringFlag{Name: "signature-file", Usage: "`PATH` whose age is the signature age"},
+			&cli.DurationFlag{Name: "signature-max-age", Value: 24 * time.Hour, Usage: "signature age that makes the endpoint yellow"},
+			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/tapbeat-agent", Usage: "`DIR` for the at-risk list and the sensor addresses"},
+			&cli.StringFlag{Name: "on-at-risk", Usage: "`CMD` run by /bin/sh when the at-risk list changes (TAPBEAT_AT_RISK_FILE names it)"},
+			&cli.BoolFlag{Name: "isolate", Usage: "drop traffic from red and missing endpoints with nftables (Linux, root)"},
+		},
+		Action: func(c *cli.Context) error {
+			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			b, err := pki.ReadBundle(c.String("bundle"))
+			if err != nil {
+				return err
+			}
+			agent.Version = version
+			a, err := agent.New(agent.Config{
+				Bundle:          b,
+				Sensors:         c.StringSlice("sensor"),
+				Checks:          c.StringSlice("check"),
+				CheckTimeout:    c.Duration("check-timeout"),
+				SignatureFile:   c.String("signature-file"),
+				SignatureMaxAge: c.Duration("signature-max-age"),
+				StateDir:        c.String("state-dir"),
+				OnAtRisk:        c.String("on-at-risk"),
+				Isolate:         c.Bool("isolate"),
+				Logger:          slog.New(slog.NewTextHandler(os.Stderr, nil)),
+			})
+			if err != nil {
+				return err
+			}
+			return a.Run(ctx)
+		},
+	}
+}
