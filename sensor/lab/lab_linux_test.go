@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -15,6 +16,20 @@ import (
 	"github.com/tapbeat/tapbeat/sensor/lab"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
+
+// TestMain fails the run if any test left a lab namespace behind.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	prefix := "tbl" + strconv.Itoa(os.Getpid()%100000)
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), prefix) {
+			fmt.Fprintf(os.Stderr, "lab namespace %s was left behind\n", e.Name())
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // newLab brings up a lab with a unique name and a private state directory
 // and takes it down when the test ends.

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"testing"
 
@@ -17,7 +18,11 @@ func TestMirrorCarriesWireSizedFramesOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = l.Down(ctx) })
+	t.Cleanup(func() {
+		if err := l.Down(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
 	c, err := startCapture(l.Sensor.Namespace, l.Sensor.Mirror)
 	if err != nil {
 		t.Fatal(err)
