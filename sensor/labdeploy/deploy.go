@@ -1,0 +1,290 @@
+// Package labdeploy runs tapbeat inside a namespace lab (package lab): the
+// sensor daemon in the sensor namespace, capturing the switch's mirror port
+// and listening on its LAN port, and enrolled agents in the endpoint
+// namespaces. The demo and the end-to-end tests both use it; it drives the
+// real binaries, exactly as an administrator would.
+package labdeploy
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/lab"
+)
+
+// Options describe a deployment.
+type Options struct {
+	// Bin is the directory holding the tapbeat and tapbeat-agent binaries.
+	Bin string
+	// Dir is the sensor's state directory (created by tapbeat init).
+	Dir string
+	// Org is the organisation name.
+	Org string
+	// HeartbeatInterval is the (short) interval of the lab; default 2s.
+	HeartbeatInterval time.Duration
+	// ExtraConfig is TOML appended to the sensor's configuration file
+	// (policies, infrastructure MACs).
+	ExtraConfig string
+	// SensorArgs are extra `tapbeat run` flags (e.g. --syslog).
+	SensorArgs []string
+}
+
+// Deployment is tapbeat running in a lab.
+type Deployment struct {
+	Lab  *lab.Lab
+	Opts Options
+
+	mu     sync.Mutex
+	sensor *lab.Process
+	agents map[string]*lab.Process
+}
+
+// Deploy initialises the sensor's authority for the lab's LAN address,
+// enrolls every managed endpoint and starts the sensor. Agents are started
+// with StartAgent.
+func Deploy(ctx context.Context, l *lab.Lab, opts Options) (*Deployment, error) {
+	if opts.HeartbeatInterval == 0 {
+		opts.HeartbeatInterval = 2 * time.Second
+	}
+	if opts.Org == "" {
+		opts.Org = "Lab"
+	}
+	d := &Deployment{Lab: l, Opts: opts, agents: map[string]*lab.Process{}}
+	lanAddr, err := l.Addr(lab.HostSensor)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := d.tapbeat(ctx, "init", "--dir", opts.Dir, "--org", opts.Org, "--lan", lanAddr.String(),
+		"--heartbeat-interval", opts.HeartbeatInterval.String()); err != nil {
+		return nil, err
+	}
+	if opts.ExtraConfig != "" {
+		f, err := os.OpenFile(filepath.Join(opts.Dir, "tapbeat.toml"), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("extend the sensor configuration: %w", err)
+		}
+		_, err = io.WriteString(f, "\n"+opts.ExtraConfig+"\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("extend the sensor configuration: %w", err)
+		}
+	}
+	for _, ep := range l.Endpoints {
+		if !ep.Managed {
+			continue
+		}
+		if err := d.Enroll(ctx, ep.Name); err != nil {
+			return nil, err
+		}
+	}
+	if err := d.StartSensor(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Deployment) tapbeat(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, filepath.Join(d.Opts.Bin, "tapbeat"), args...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("tapbeat %s: %w\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Tapbeat runs a tapbeat command on the host (the CLI reaches the daemon
+// through its socket in the state directory).
+func (d *Deployment) Tapbeat(ctx context.Context, args ...string) (string, error) {
+	return d.tapbeat(ctx, args...)
+}
+
+// BundlePath is where an endpoint's bundle is kept.
+func (d *Deployment) BundlePath(host string) string {
+	return filepath.Join(d.Opts.Dir, "bundles", host+".bundle.json")
+}
+
+// Enroll issues a certificate for the endpoint host.
+func (d *Deployment) Enroll(ctx context.Context, host string) error {
+	if err := os.MkdirAll(filepath.Join(d.Opts.Dir, "bundles"), 0o700); err != nil {
+		return err
+	}
+	_, err := d.tapbeat(ctx, "enroll", "--dir", d.Opts.Dir, "--name", host, "--out", d.BundlePath(host))
+	return err
+}
+
+// StartSensor starts `tapbeat run` in the sensor namespace and waits until
+// it says "sensor ready".
+func (d *Deployment) StartSensor(ctx context.Context) error {
+	args := append([]string{filepath.Join(d.Opts.Bin, "tapbeat"), "run", "--dir", d.Opts.Dir,
+		"--capture", lab.MirrorInterface}, d.Opts.SensorArgs...)
+	p, err := d.Lab.Start(ctx, lab.HostSensor, args...)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.sensor = p
+	d.mu.Unlock()
+	return waitFor(ctx, p, "sensor ready", 30*time.Second)
+}
+
+// StopSensor stops the sensor gracefully (SIGTERM) and waits for it.
+func (d *Deployment) StopSensor() error {
+	d.mu.Lock()
+	p := d.sensor
+	d.sensor = nil
+	d.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	return p.Stop()
+}
+
+// SensorOutput returns what the sensor logged so far.
+func (d *Deployment) SensorOutput() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sensor == nil {
+		return ""
+	}
+	return d.sensor.Output()
+}
+
+// StartAgent starts tapbeat-agent in the endpoint's namespace with the
+// given health check commands.
+func (d *Deployment) StartAgent(ctx context.Context, host string, checks ...string) error {
+	state := filepath.Join(d.Opts.Dir, "agents", host)
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return err
+	}
+	args := []string{filepath.Join(d.Opts.Bin, "tapbeat-agent"), "run", "--bundle", d.BundlePath(host), "--state-dir", state}
+	for _, c := range checks {
+		args = append(args, "--check", c)
+	}
+	p, err := d.Lab.Start(ctx, host, args...)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.agents[host] = p
+	d.mu.Unlock()
+	return nil
+}
+
+// StopAgent stops an endpoint's agent; kill means SIGKILL, as when malware
+// kills it, rather than a clean stop.
+func (d *Deployment) StopAgent(host string, kill bool) error {
+	d.mu.Lock()
+	p := d.agents[host]
+	delete(d.agents, host)
+	d.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("no agent running on %s", host)
+	}
+	if kill {
+		_ = p.Cmd.Process.Kill()
+		_ = p.Wait()
+		return nil
+	}
+	return p.Stop()
+}
+
+// AgentOutput returns what an endpoint's agent logged so far.
+func (d *Deployment) AgentOutput(host string) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p := d.agents[host]; p != nil {
+		return p.Output()
+	}
+	return ""
+}
+
+// Stop stops every agent and the sensor.
+func (d *Deployment) Stop() {
+	d.mu.Lock()
+	agents := d.agents
+	d.agents = map[string]*lab.Process{}
+	d.mu.Unlock()
+	for _, p := range agents {
+		_ = p.Stop()
+	}
+	_ = d.StopSensor()
+}
+
+func waitFor(ctx context.Context, p *lab.Process, text string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if strings.Contains(p.Output(), text) {
+			return nil
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("%s exited before %q:\n%s", p.Host, text, p.Output())
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("%s did not say %q within %s:\n%s", p.Host, text, limit, p.Output())
+}
+
+// AlertLog is the sensor's local JSON-lines alert log.
+func (d *Deployment) AlertLog() string { return filepath.Join(d.Opts.Dir, "alerts.jsonl") }
+
+// Alerts reads every alert the local log holds so far.
+func (d *Deployment) Alerts() ([]sensor.Event, error) {
+	f, err := os.Open(d.AlertLog())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []sensor.Event
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var ev sensor.Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return out, fmt.Errorf("alert log line %q: %w", sc.Text(), err)
+		}
+		out = append(out, ev)
+	}
+	return out, sc.Err()
+}
+
+// WaitAlert waits until an alert matching match is in the log and returns it.
+func (d *Deployment) WaitAlert(ctx context.Context, limit time.Duration, match func(sensor.Event) bool) (sensor.Event, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		evs, err := d.Alerts()
+		if err != nil {
+			return sensor.Event{}, err
+		}
+		for _, ev := range evs {
+			if match(ev) {
+				return ev, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return sensor.Event{}, fmt.Errorf("no matching alert within %s (%d alerts so far)", limit, len(evs))
+		}
+		select {
+		case <-ctx.Done():
+			return sensor.Event{}, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
