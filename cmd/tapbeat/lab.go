@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/tapbeat/tapbeat/sensor/lab"
 	"github.com/urfave/cli/v2"
@@ -44,6 +46,20 @@ func labCommand() *cli.Command {
 				Usage:  "describe one lab (--name) or every lab with a state file",
 				Flags:  []cli.Flag{&cli.StringFlag{Name: "name", Usage: "lab `NAME` (all labs when empty)"}, dirFlag, formatFlag},
 				Action: labStatus,
+			},
+			{
+				Name:      "exec",
+				Usage:     "run a command inside a lab host's namespace (hosts: switch, sensor, ep1, ...)",
+				ArgsUsage: "HOST COMMAND [ARG...]",
+				Flags:     []cli.Flag{nameFlag, dirFlag},
+				Action:    labExec,
+			},
+			{
+				Name:      "link",
+				Usage:     "take the mirror port (mirror) or a host's switch port (HOST or HOST:INTERFACE, e.g. ep1:1) down or up",
+				ArgsUsage: "mirror|HOST[:INTERFACE] up|down",
+				Flags:     []cli.Flag{nameFlag, dirFlag},
+				Action:    labLink,
 			},
 			{
 				Name: "down",
@@ -178,6 +194,55 @@ func labDown(c *cli.Context) error {
 	}
 	fmt.Fprintf(c.App.ErrWriter, "lab %s is down\n", name)
 	return nil
+}
+
+func labExec(c *cli.Context) error {
+	if c.NArg() < 2 {
+		return fmt.Errorf("usage: tapbeat lab exec [--name NAME] HOST COMMAND [ARG...]")
+	}
+	if err := requireRoot(); err != nil {
+		return err
+	}
+	l, err := lab.LoadFrom(c.String("state-dir"), c.String("name"))
+	if err != nil {
+		return err
+	}
+	args := c.Args().Slice()
+	cmd, err := l.Command(c.Context, args[0], args[1:]...)
+	if err != nil {
+		return err
+	}
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.App.Writer, c.App.ErrWriter
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s on lab host %s: %w", args[1], args[0], err)
+	}
+	return nil
+}
+
+func labLink(c *cli.Context) error {
+	if c.NArg() != 2 || (c.Args().Get(1) != "up" && c.Args().Get(1) != "down") {
+		return fmt.Errorf("usage: tapbeat lab link [--name NAME] mirror|HOST[:INTERFACE] up|down")
+	}
+	if err := requireRoot(); err != nil {
+		return err
+	}
+	l, err := lab.LoadFrom(c.String("state-dir"), c.String("name"))
+	if err != nil {
+		return err
+	}
+	target, up := c.Args().Get(0), c.Args().Get(1) == "up"
+	if target == "mirror" {
+		return l.SetMirrorLink(c.Context, up)
+	}
+	host, iface := target, 0
+	if h, i, ok := strings.Cut(target, ":"); ok {
+		n, err := strconv.Atoi(i)
+		if err != nil {
+			return fmt.Errorf("link target %q: the interface after ':' is a number counting from 0 (ep1:1 is ep1's eth1)", target)
+		}
+		host, iface = h, n
+	}
+	return l.SetPortLink(c.Context, host, iface, up)
 }
 
 func writeStates(w io.Writer, format string, st *lab.State) error {

@@ -60,6 +60,35 @@ func TestLabUpStatusDown(t *testing.T) {
 		t.Errorf("status --format json of all labs: %q, %v", out, err)
 	}
 
+	// Pull the mirror cable and plug it back in; take ep2's second port down.
+	carrier := func(host, ifname string) string {
+		t.Helper()
+		out, err := runApp(t, "lab", "exec", "--name", name, "--state-dir", dir, host, "cat", "/sys/class/net/"+ifname+"/carrier")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+	for _, step := range []struct{ target, updown, host, ifname, want string }{
+		{"mirror", "down", "sensor", "mirror0", "0"},
+		{"mirror", "up", "sensor", "mirror0", "1"},
+		{"ep2:1", "down", "ep2", "eth1", "0"},
+		{"ep2:1", "up", "ep2", "eth1", "1"},
+	} {
+		if _, err := runApp(t, "lab", "link", "--name", name, "--state-dir", dir, step.target, step.updown); err != nil {
+			t.Fatal(err)
+		}
+		if got := carrier(step.host, step.ifname); got != step.want {
+			t.Errorf("after link %s %s: %s %s carrier %q, want %q", step.target, step.updown, step.host, step.ifname, got, step.want)
+		}
+	}
+	if _, err := runApp(t, "lab", "link", "--name", name, "--state-dir", dir, "ep2:x", "down"); err == nil {
+		t.Error("link ep2:x accepted")
+	}
+	if _, err := runApp(t, "lab", "exec", "--name", name, "--state-dir", dir, "ep1", "false"); err == nil {
+		t.Error("exec of a failing command succeeded")
+	}
+
 	if _, err := runApp(t, "lab", "up", "--name", name, "--state-dir", dir); err == nil || !strings.Contains(err.Error(), "already up") {
 		t.Errorf("second up: %v", err)
 	}
