@@ -25,8 +25,8 @@ func labCommand() *cli.Command {
 		Usage: "network-namespace lab: a switch with a mirror port, the sensor and endpoints (root)",
 		Description: "The lab builds, on this machine, a bridge (the switch) whose every host port is mirrored\n" +
 			"to a SPAN port, the sensor's namespace with its LAN interface and its mirror capture interface,\n" +
-			"and endpoint namespaces. Run commands in it with: ip netns exec NAME-HOST COMMAND\n" +
-			"(hosts: switch, sensor, ep1, ep2, ...).",
+			"and endpoint namespaces. Run commands in it with: tapbeat lab exec HOST COMMAND\n" +
+			"(or ip netns exec NAME-HOST COMMAND; hosts: switch, sensor, ep1, ep2, ...).",
 		Subcommands: []*cli.Command{
 			{
 				Name:  "up",
@@ -36,7 +36,7 @@ func labCommand() *cli.Command {
 					&cli.IntFlag{Name: "endpoints", Value: 3, Usage: "number of endpoints"},
 					&cli.IntSliceFlag{Name: "multi-homed", Usage: "endpoint `NUMBER`s (1 = ep1) that get a second interface"},
 					&cli.IntSliceFlag{Name: "unmanaged", Usage: "endpoint `NUMBER`s that run no agent"},
-					&cli.StringFlag{Name: "subnet", Value: lab.DefaultSubnet.String(), Usage: "private IPv4 `PREFIX` (/16 to /24) for the lab's addresses"},
+					&cli.StringFlag{Name: "subnet", Value: lab.DefaultSubnet().String(), Usage: "private IPv4 `PREFIX` (/16 to /24) for the lab's addresses"},
 					&cli.BoolFlag{Name: "verify", Usage: "after creating, check with AF_PACKET sockets that a ping's frames appear exactly once on the mirror"},
 				},
 				Action: labUp,
@@ -94,7 +94,7 @@ func labUp(c *cli.Context) error {
 	}
 	subnet, err := netip.ParsePrefix(c.String("subnet"))
 	if err != nil {
-		return fmt.Errorf("--subnet %q: %w (want a prefix such as %s)", c.String("subnet"), err, lab.DefaultSubnet)
+		return fmt.Errorf("--subnet %q: %w (want a prefix such as %s)", c.String("subnet"), err, lab.DefaultSubnet())
 	}
 	n := c.Int("endpoints")
 	if n < 1 {

@@ -15,9 +15,11 @@ import (
 // otherwise.
 const DefaultStateDir = "/run/tapbeat-lab"
 
-// DefaultSubnet is the lab's private IPv4 subnet unless Config.Subnet says
-// otherwise. It exists only inside the lab's namespaces.
-var DefaultSubnet = netip.MustParsePrefix("10.83.47.0/24")
+// DefaultSubnet returns the lab's private IPv4 subnet unless Config.Subnet
+// says otherwise: 10.83.47.0/24. It exists only inside the lab's namespaces.
+func DefaultSubnet() netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 83, 47, 0}), 24)
+}
 
 // Host names every lab has besides its endpoints.
 const (
@@ -93,7 +95,7 @@ func (c Config) withDefaults() Config {
 		c.StateDir = DefaultStateDir
 	}
 	if !c.Subnet.IsValid() {
-		c.Subnet = DefaultSubnet
+		c.Subnet = DefaultSubnet()
 	}
 	if c.Endpoints == nil {
 		c.Endpoints = Endpoints(3)
@@ -127,10 +129,10 @@ func (c Config) Validate() error {
 		return err
 	}
 	if !c.Subnet.Addr().Is4() || c.Subnet.Bits() < 16 || c.Subnet.Bits() > 24 {
-		return fmt.Errorf("lab subnet %s is invalid: use an IPv4 prefix from /16 to /24, such as %s", c.Subnet, DefaultSubnet)
+		return fmt.Errorf("lab subnet %s is invalid: use an IPv4 prefix from /16 to /24, such as %s", c.Subnet, DefaultSubnet())
 	}
 	if !c.Subnet.Addr().IsPrivate() {
-		return fmt.Errorf("lab subnet %s is not private (RFC 1918): use one that exists only inside the lab, such as %s", c.Subnet, DefaultSubnet)
+		return fmt.Errorf("lab subnet %s is not private (RFC 1918): use one that exists only inside the lab, such as %s", c.Subnet, DefaultSubnet())
 	}
 	if len(c.Endpoints) == 0 {
 		return errors.New("lab needs at least one endpoint")
