@@ -457,14 +457,22 @@ func (a *Agent) runChecks(ctx context.Context) {
 	a.mu.Unlock()
 }
 
+// checkLoop re-runs the checks every heartbeat interval (which the sensor
+// may change at any time).
 func (a *Agent) checkLoop(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(a.Interval()):
+		case <-t.C:
 		}
-		a.runChecks(ctx)
+		if time.Since(last) >= a.Interval() {
+			last = time.Now()
+			a.runChecks(ctx)
+		}
 	}
 }
 

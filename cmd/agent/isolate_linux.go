@@ -23,10 +23,11 @@ type Isolator struct {
 	set4, set6, setMAC *nftables.Set
 }
 
-// NewIsolator creates (or re-creates) the isolation table. netnsFd >= 0
-// works in that network namespace instead of the current one.
+// NewIsolator creates (or re-creates) the isolation table. It keeps one
+// netlink socket, opened in the calling thread's network namespace, or in
+// the namespace of netnsFd when it is >= 0.
 func NewIsolator(netnsFd int) (*Isolator, error) {
-	var opts []nftables.ConnOption
+	opts := []nftables.ConnOption{nftables.AsLasting()}
 	if netnsFd >= 0 {
 		opts = append(opts, nftables.WithNetNSFd(netnsFd))
 	}
