@@ -40,6 +40,11 @@ fuzz-short:
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZ_TIME) $$pkg || exit 1; \
 	done
 
+# The demo: a namespace lab with a mirror port, five endpoints and agents,
+# a scenario that raises every alert, forensic queries, teardown (root).
+demo: build
+	bin/tapbeat demo --bin bin
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./sensor/
 

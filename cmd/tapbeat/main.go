@@ -32,7 +32,13 @@ func newApp() *cli.App {
 			enrollCommand(),
 			initCommand(),
 			revokeCommand(),
-			runCommand(),
+			daemonRunCommand(),
+			demoCommand(),
+			backupCommand(),
+			historyBenchCommand(),
+			historyGenCommand(),
+			queryCommand(),
+			restoreCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}
