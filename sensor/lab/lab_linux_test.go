@@ -473,3 +473,44 @@ func TestDHCPLease(t *testing.T) {
 		t.Errorf("stop dhcp server: %v", err)
 	}
 }
+
+func TestVerifyMirrorCatchesDuplicatesAndGaps(t *testing.T) {
+	t.Parallel()
+	l := newLab(t, lab.Config{Endpoints: lab.Endpoints(2)})
+	ctx := t.Context()
+	// Two mirror actions on ep1's port copy its frames twice.
+	for _, cmd := range [][]string{
+		{"tc", "qdisc", "del", "dev", "ep1p0", "ingress"},
+		{"tc", "qdisc", "add", "dev", "ep1p0", "ingress"},
+		{"tc", "filter", "add", "dev", "ep1p0", "parent", "ffff:", "protocol", "all", "u32", "match", "u32", "0", "0",
+			"action", "mirred", "egress", "mirror", "dev", lab.SpanPort, "pipe",
+			"action", "mirred", "egress", "mirror", "dev", lab.SpanPort},
+	} {
+		if _, err := l.Run(ctx, lab.HostSwitch, cmd...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.VerifyMirror(ctx, "ep1", "ep2", 2); err == nil || !strings.Contains(err.Error(), "mirrored 2 times") {
+		t.Errorf("with ep1's frames mirrored twice: %v, want a duplicate reported", err)
+	}
+	// ep1's port mirrored once again, no mirror on ep2's port: its replies
+	// never reach the sensor.
+	for _, cmd := range [][]string{
+		{"tc", "qdisc", "del", "dev", "ep1p0", "ingress"},
+		{"tc", "qdisc", "add", "dev", "ep1p0", "ingress"},
+		{"tc", "filter", "add", "dev", "ep1p0", "parent", "ffff:", "protocol", "all", "u32", "match", "u32", "0", "0",
+			"action", "mirred", "egress", "mirror", "dev", lab.SpanPort},
+		{"tc", "qdisc", "del", "dev", "ep2p0", "ingress"},
+	} {
+		if _, err := l.Run(ctx, lab.HostSwitch, cmd...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := l.VerifyMirror(ctx, "ep1", "ep2", 2)
+	if err == nil || !strings.Contains(err.Error(), "mirrored 0 times") || strings.Contains(err.Error(), "mirrored 2 times") {
+		t.Errorf("with ep2's port unmirrored: %v, want missing frames reported", err)
+	}
+	if rep.EchoRequests != 2 || rep.EchoReplies != 0 {
+		t.Errorf("with ep2's port unmirrored: %+v, want 2 echo requests and no replies", rep)
+	}
+}
