@@ -109,6 +109,11 @@ func (c *conn) serve(ctx context.Context) {
 		return
 	}
 	c.l.register(c)
+	if ctx.Err() != nil {
+		c.l.unregister(c)
+		c.nc.Close()
+		return
+	}
 	defer func() {
 		c.nc.Close()
 		if c.l.unregister(c) && ctx.Err() == nil {

@@ -123,7 +123,8 @@ type Listener struct {
 	authLimit  *eventLimiter
 
 	mu    sync.Mutex
-	conns map[string]*conn // endpoint id -> its current connection
+	conns map[string]*conn      // endpoint id -> its current connection
+	raw   map[net.Conn]struct{} // every accepted connection, closed on shutdown
 
 	riskMu    sync.Mutex
 	riskDirty atomic.Bool
@@ -165,6 +166,7 @@ func New(opts Options) (*Listener, error) {
 		srcLimit:   newSourceLimiter(opts.HandshakeRate, opts.HandshakeBurst),
 		authLimit:  newEventLimiter(opts.AuthEventWindow, opts.AuthEventsPerSec),
 		conns:      map[string]*conn{},
+		raw:        map[net.Conn]struct{}{},
 		pushc:      make(chan struct{}, 1),
 	}
 	l.tls = pki.ServerConfig(cert, pki.NewVerifier(a.CACertificate(), trust, false))
@@ -279,9 +281,12 @@ func (l *Listener) Serve(ctx context.Context) error {
 	for _, ln := range lns {
 		ln.Close()
 	}
+	for _, c := range l.snapshotConns() {
+		c.closeWith(wire.CodeShutdown, "the sensor is stopping")
+	}
 	l.mu.Lock()
-	for _, c := range l.conns {
-		c.nc.Close()
+	for nc := range l.raw {
+		nc.Close()
 	}
 	l.mu.Unlock()
 	loops.Wait()
@@ -318,11 +323,20 @@ func (l *Listener) acceptLoop(ctx context.Context, ln net.Listener) error {
 			nc.Close()
 			continue
 		}
+		l.mu.Lock()
+		l.raw[nc] = struct{}{}
+		l.mu.Unlock()
+		if ctx.Err() != nil { // Serve may have closed the others already
+			nc.Close()
+		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
 			defer l.nConns.Add(-1)
 			l.handle(ctx, nc)
+			l.mu.Lock()
+			delete(l.raw, nc)
+			l.mu.Unlock()
 		}()
 	}
 }

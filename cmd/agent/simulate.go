@@ -34,6 +34,8 @@ type SimConfig struct {
 	Duration time.Duration // 0: until ctx ends
 	Out      io.Writer
 	Logger   *slog.Logger
+	// Bundles, when set, are used instead of enrolling Count endpoints.
+	Bundles []*pki.Bundle
 }
 
 // SimStats are the simulator's running totals.
@@ -96,11 +98,17 @@ func simBundles(cfg SimConfig) ([]*pki.Bundle, error) {
 	return bs, nil
 }
 
-// Simulate runs cfg.Count endpoints from this process until ctx ends (or
-// cfg.Duration passes), reporting progress to cfg.Out.
-func Simulate(ctx context.Context, cfg SimConfig) error {
-	if cfg.Count <= 0 {
-		return errors.New("simulate: --count must be positive")
+// Simulator runs many simulated endpoints from one process.
+type Simulator struct {
+	cfg                                        SimConfig
+	bundles                                    []*pki.Bundle
+	connected, sessions, beats, dialErrs, lost atomic.Int64
+}
+
+// NewSimulator enrolls the endpoints (or reloads them from the cache).
+func NewSimulator(cfg SimConfig) (*Simulator, error) {
+	if cfg.Count <= 0 && len(cfg.Bundles) == 0 {
+		return nil, errors.New("simulate: --count must be positive")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -111,26 +119,43 @@ func Simulate(ctx context.Context, cfg SimConfig) error {
 	if cfg.Report <= 0 {
 		cfg.Report = 5 * time.Second
 	}
-	if cfg.Duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, cfg.Duration)
-		defer cancel()
+	bs := cfg.Bundles
+	if bs == nil {
+		var err error
+		if bs, err = simBundles(cfg); err != nil {
+			return nil, err
+		}
 	}
-	raiseFileLimit()
-	bs, err := simBundles(cfg)
+	return &Simulator{cfg: cfg, bundles: bs}, nil
+}
+
+// Simulate runs cfg.Count endpoints from this process until ctx ends (or
+// cfg.Duration passes), reporting progress to cfg.Out.
+func Simulate(ctx context.Context, cfg SimConfig) error {
+	s, err := NewSimulator(cfg)
 	if err != nil {
 		return err
 	}
-	s := &simulator{cfg: cfg}
+	return s.Run(ctx)
+}
+
+// Run connects every endpoint and keeps it heartbeating until ctx ends.
+func (s *Simulator) Run(ctx context.Context) error {
+	if s.cfg.Duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.Duration)
+		defer cancel()
+	}
+	raiseFileLimit()
 	var wg sync.WaitGroup
-	for i, b := range bs {
+	for i, b := range s.bundles {
 		tc, err := pki.ClientConfig(b)
 		if err != nil {
 			return err
 		}
 		delay := time.Duration(0)
-		if cfg.Ramp > 0 {
-			delay = cfg.Ramp * time.Duration(i) / time.Duration(len(bs))
+		if s.cfg.Ramp > 0 {
+			delay = s.cfg.Ramp * time.Duration(i) / time.Duration(len(s.bundles))
 		}
 		wg.Add(1)
 		go func() {
@@ -138,17 +163,17 @@ func Simulate(ctx context.Context, cfg SimConfig) error {
 			s.endpoint(ctx, i, tc, delay)
 		}()
 	}
-	s.report(ctx, len(bs))
+	s.report(ctx, len(s.bundles))
 	wg.Wait()
 	return nil
 }
 
 // Stats returns the totals so far.
-func (s *simulator) Stats() SimStats {
+func (s *Simulator) Stats() SimStats {
 	return SimStats{Connected: s.connected.Load(), Sessions: s.sessions.Load(), Heartbeats: s.beats.Load(), DialErrors: s.dialErrs.Load(), Lost: s.lost.Load()}
 }
 
-func (s *simulator) report(ctx context.Context, n int) {
+func (s *Simulator) report(ctx context.Context, n int) {
 	start := time.Now()
 	t := time.NewTicker(s.cfg.Report)
 	defer t.Stop()
@@ -185,7 +210,7 @@ func (s *simulator) report(ctx context.Context, n int) {
 	}
 }
 
-func (s *simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay time.Duration) {
+func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay time.Duration) {
 	select {
 	case <-ctx.Done():
 		return
@@ -219,7 +244,7 @@ func (s *simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 }
 
 // session runs one connection; it reports whether one was established.
-func (s *simulator) session(ctx context.Context, src netip.Addr, tc *tls.Config, hello wire.Hello) bool {
+func (s *Simulator) session(ctx context.Context, src netip.Addr, tc *tls.Config, hello wire.Hello) bool {
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}, Config: tc}
 	nc, err := d.DialContext(ctx, "tcp", s.cfg.Sensor)
 	if err != nil {
