@@ -18,6 +18,8 @@ func configCommand() *cli.Command {
 		Name:  "config",
 		Usage: "change the sensor's configuration",
 		Subcommands: []*cli.Command{
+			configCheckCommand(),
+			configExampleCommand(),
 			{
 				Name:      "set",
 				Usage:     "set a LAN-zone setting: lan ADDR[,ADDR...] | lan-port PORT | heartbeat-interval DURATION",
