@@ -48,6 +48,10 @@ type Config struct {
 	// MaxTracked bounds the de-duplication tables and the unmanaged
 	// inventory (default 100000 each).
 	MaxTracked int `toml:"max_tracked" json:"max_tracked"`
+	// SensorAddrs are the LAN-zone listener's own addresses. TCP flows to
+	// them are the heartbeat channel: never policy violations or lateral
+	// movement, but evidence of which MAC carries an agent's connection.
+	SensorAddrs []netip.AddrPort `toml:"-" json:"-"`
 }
 
 // Policy is the tap-mode form of a firewall rule's minimum source and

@@ -33,6 +33,7 @@ type Correlator struct {
 	pending    []MAC               // unclaimed senders waiting for the no-heartbeat verdict
 	unmanaged  map[MAC]*Station    // the unmanaged inventory
 	alerted    map[MAC]struct{}    // MACs reported as no_heartbeat, ever
+	hbChannel  map[MAC]int64       // MAC -> last time it carried a heartbeat connection
 	policySeen map[policyKey]int64 // de-duplication: last alert time
 	pairSeen   map[pairKey]int64
 	lastPrune  int64
@@ -115,6 +116,7 @@ func NewCorrelator(cfg Config, clock Clock) (*Correlator, error) {
 		macIndex:   map[MAC]int32{},
 		unmanaged:  map[MAC]*Station{},
 		alerted:    map[MAC]struct{}{},
+		hbChannel:  map[MAC]int64{},
 		policySeen: map[policyKey]int64{},
 		pairSeen:   map[pairKey]int64{},
 		capture:    map[string]*captureIface{},
@@ -638,6 +640,10 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 	ev.PreviousStatus = prev
 	ev.Reason = fmt.Sprintf("no heartbeat for %s while its MACs keep sending", silent.Round(time.Second))
 	ev.Details = map[string]any{"silent_for_seconds": silent.Seconds(), "escalation": max(e.realert, 1)}
+	if c.agentConnectionSeen(e, now) {
+		ev.Reason += "; its connection to the LAN zone is still active: agent present but silent"
+		ev.Details["agent_connection_seen"] = true
+	}
 	return c.emit(out, ev)
 }
 
@@ -703,6 +709,11 @@ func (c *Correlator) prune(now int64) {
 			delete(c.pairSeen, k)
 		}
 	}
+	for k, t := range c.hbChannel {
+		if now-t >= window {
+			delete(c.hbChannel, k)
+		}
+	}
 }
 
 // host is one side of a flow as the correlator sees it.
@@ -755,6 +766,12 @@ func (h host) describe() string {
 // lateral-movement rule.
 func (c *Correlator) FlowStart(f Flow) []Event {
 	now := c.now()
+	if f.Proto == 6 && c.isSensor(f.DstIP, f.DstPort) {
+		if _, known := c.hbChannel[f.SrcMAC]; known || len(c.hbChannel) < c.cfg.MaxTracked {
+			c.hbChannel[f.SrcMAC] = now
+		}
+		return nil
+	}
 	src := c.lookup(f.SrcMAC, f.SrcIP)
 	dst := c.lookup(f.DstMAC, f.DstIP)
 	if src.group {
@@ -810,6 +827,30 @@ func (c *Correlator) FlowStart(f Flow) []Event {
 			map[string]any{"peer": peer.describe(), "peer_status": string(peer.status()), "direction": direction}))
 	}
 	return out
+}
+
+// isSensor reports whether ip:port is one of the LAN-zone listener's.
+func (c *Correlator) isSensor(ip netip.Addr, port uint16) bool {
+	ip = ip.Unmap()
+	for _, a := range c.cfg.SensorAddrs {
+		if a.Port() == port && (a.Addr().Unmap() == ip || a.Addr().IsUnspecified()) {
+			return true
+		}
+	}
+	return false
+}
+
+// agentConnectionSeen reports whether one of e's MACs carried a TCP
+// connection to the LAN zone during the last interval: the agent is there
+// but does not heartbeat.
+func (c *Correlator) agentConnectionSeen(e *endpoint, now int64) bool {
+	since := now - int64(c.cfg.HeartbeatInterval)
+	for _, itf := range e.interfaces {
+		if t, ok := c.hbChannel[itf.MAC]; ok && t > since {
+			return true
+		}
+	}
+	return false
 }
 
 func violation(p *compiledPolicy, src, dst host) string {

@@ -735,3 +735,29 @@ func TestScaledInterval(t *testing.T) {
 		t.Errorf("no_heartbeat %v, want at 3 s", nh)
 	}
 }
+
+func TestHeartbeatChannel(t *testing.T) {
+	sensorAddr := netip.MustParseAddrPort("10.1.0.250:8347")
+	cfg := Config{SensorAddrs: []netip.AddrPort{sensorAddr},
+		Policies: []Policy{{Name: "all-need-green", MinSourceHealth: MinGreen}}}
+	const red = "02:00:00:00:00:01"
+	h := newHarness(t, cfg)
+	h.at(0).helloIPs("r", HealthRed, red, "10.1.0.1")
+	toSensor := Flow{SrcMAC: MustParseMAC(red), SrcIP: netip.MustParseAddr("10.1.0.1"),
+		DstMAC: MustParseMAC("02:00:00:00:00:fa"), DstIP: sensorAddr.Addr(), Proto: 6, DstPort: 8347}
+	h.add(h.c.FlowStart(toSensor))
+	if n := len(h.ofType(EventPolicyViolation)) + len(h.ofType(EventLateralMovement)); n != 0 {
+		t.Fatalf("the heartbeat connection itself raised %d alerts", n)
+	}
+	// The agent keeps its connection but stops heartbeating.
+	h.run(1, 45, func(s int) {
+		h.traffic(red)
+		if s%5 == 0 {
+			h.add(h.c.FlowStart(toSensor))
+		}
+	})
+	miss := h.ofType(EventHeartbeatMissing)
+	if len(miss) != 1 || miss[0].Details["agent_connection_seen"] != true || !strings.Contains(miss[0].Reason, "agent present but silent") {
+		t.Fatalf("missing %+v, want one saying the agent is present but silent", miss)
+	}
+}

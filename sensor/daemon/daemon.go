@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -109,7 +110,7 @@ func Run(ctx context.Context, opts Options) error {
 	if next := store.NextSeq(); next > snap.NextSeq {
 		snap.NextSeq = next
 	}
-	corr, err := sensor.NewCorrelator(cfg.SensorConfig(), sensor.WallClock{})
+	corr, err := sensor.NewCorrelator(s.sensorConfig(cfg), sensor.WallClock{})
 	if err != nil {
 		return err
 	}
@@ -334,6 +335,22 @@ func (s *Sensor) store1(evs []sensor.Event) {
 	s.metrics.observe(evs)
 }
 
+// sensorConfig is the correlator's configuration, with the LAN zone's own
+// addresses so the heartbeat channel is told apart from other flows.
+func (s *Sensor) sensorConfig(cfg Config) sensor.Config {
+	sc := cfg.SensorConfig()
+	listen := s.opts.Listen
+	if len(listen) == 0 {
+		listen = cfg.LANZone.AddrPorts()
+	}
+	for _, l := range listen {
+		if ap, err := netip.ParseAddrPort(l); err == nil {
+			sc.SensorAddrs = append(sc.SensorAddrs, ap)
+		}
+	}
+	return sc
+}
+
 // snapshots persists the latest state per endpoint periodically, so a
 // restart restores endpoints and their last heartbeat.
 func (s *Sensor) snapshots(ctx context.Context) {
@@ -421,7 +438,7 @@ func (s *Sensor) reload(record func(sensor.Event)) error {
 		s.opts.Override(&cfg)
 	}
 	cfg = cfg.WithDefaults(s.opts.Dir)
-	if err := s.engine.Reconfigure(cfg.SensorConfig()); err != nil {
+	if err := s.engine.Reconfigure(s.sensorConfig(cfg)); err != nil {
 		return err
 	}
 	if err := s.startAlerts(cfg.Alerts, record); err != nil {
