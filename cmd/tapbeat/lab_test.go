@@ -23,7 +23,7 @@ func runApp(t *testing.T, args ...string) (string, error) {
 
 func TestLabUpStatusDown(t *testing.T) {
 	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "ip", "tc", "ping")
+	testenv.RequireCommands(t, "ip", "tc", "ethtool", "ping")
 	dir := t.TempDir()
 	name := testenv.UniqueName("tbc")
 	t.Cleanup(func() { _, _ = runApp(t, "lab", "down", "--name", name, "--state-dir", dir) })

@@ -14,7 +14,7 @@ import (
 // against the reference of adding and deleting its five namespaces alone.
 func BenchmarkUpDown(b *testing.B) {
 	testenv.RequireRoot(b)
-	testenv.RequireCommands(b, "ip", "tc")
+	testenv.RequireCommands(b, "ip", "tc", "ethtool")
 	ctx := context.Background()
 	b.Run("reference=netns-add-del-x5", func(b *testing.B) {
 		for b.Loop() {
@@ -50,7 +50,7 @@ func BenchmarkUpDown(b *testing.B) {
 // stream with the mirror filters removed: the cost of the SPAN copy.
 func BenchmarkTCPThroughput(b *testing.B) {
 	testenv.RequireRoot(b)
-	testenv.RequireCommands(b, "ip", "tc")
+	testenv.RequireCommands(b, "ip", "tc", "ethtool")
 	ctx := context.Background()
 	l, err := lab.Up(ctx, lab.Config{Name: testenv.UniqueName("tbb"), StateDir: b.TempDir(), Endpoints: lab.Endpoints(2)})
 	if err != nil {

@@ -18,8 +18,9 @@
 //     multi-homed) on its own bridge port, an IPv4 address in the lab's
 //     private subnet and an EUI-64 IPv6 link-local address.
 //
-// Hosts send wire-sized frames only (gso_max_segs 1), so the mirror carries
-// what a real SPAN port would: no TSO super-frames.
+// Hosts send wire-sized frames only (gso_max_segs 1) and compute their own
+// checksums (ethtool -K IFACE tx off), so the mirror carries what a real
+// SPAN port would: no TSO super-frames, no unfilled TCP/UDP checksums.
 //
 // A Lab runs commands and long-lived processes inside its hosts (Run,
 // Command, Start), makes traffic between them (Ping, TCPExchange,
@@ -30,9 +31,9 @@
 //
 // Up creates a lab and writes a state file describing everything it made;
 // Teardown and (*Lab).Down remove it again, from the state file or, when
-// that is gone, from the name prefix alone. Every operation needs root and
-// the ip and tc programs (iproute2); ping (iputils) is used for pings,
-// dnsmasq and busybox for DHCP.
+// that is gone, from the name prefix alone. Every operation needs root, the
+// ip and tc programs (iproute2) and ethtool; ping (iputils) is used for
+// pings, dnsmasq and busybox for DHCP.
 //
 // Lab names contain no '-', so "NAME-" is a prefix no other lab's
 // namespaces share.

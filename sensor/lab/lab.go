@@ -42,9 +42,9 @@ func Up(ctx context.Context, cfg Config) (*Lab, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	for _, prog := range []string{"ip", "tc"} {
+	for _, prog := range []string{"ip", "tc", "ethtool"} {
 		if _, err := exec.LookPath(prog); err != nil {
-			return nil, fmt.Errorf("lab needs %s (iproute2) on PATH: %w", prog, err)
+			return nil, fmt.Errorf("lab needs %s on PATH (Debian packages iproute2 and ethtool): %w", prog, err)
 		}
 	}
 	path := StatePath(cfg.StateDir, cfg.Name)
@@ -261,10 +261,13 @@ func (l *Lab) plug(ctx context.Context, hostNS string, ifc Interface) error {
 			"u32", "match", "u32", "0", "0", "action", "mirred", "egress", "mirror", "dev", SpanPort},
 		{"ip", "-n", sw, "link", "set", ifc.Port, "up"},
 		{"ip", "-n", hostNS, "addr", "add", ifc.Addr.String(), "dev", ifc.Name},
-		// One segment per GSO packet: the host sends wire-sized frames, so
-		// the mirror never shows the 64 KiB TSO super-frames a veth would
-		// otherwise carry and no real switch port ever sees.
-		{"ip", "-n", hostNS, "link", "set", ifc.Name, "gso_max_segs", "1", "up"},
+		// One segment per GSO packet and checksums computed by the host: the
+		// mirror shows what a real switch port sees, not the 64 KiB TSO
+		// super-frames and unfilled TCP/UDP checksums a veth would otherwise
+		// carry.
+		{"ip", "-n", hostNS, "link", "set", ifc.Name, "gso_max_segs", "1"},
+		{"ip", "netns", "exec", hostNS, "ethtool", "-K", ifc.Name, "tx", "off"},
+		{"ip", "-n", hostNS, "link", "set", ifc.Name, "up"},
 	})
 }
 

@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 func newLab(t *testing.T, cfg lab.Config) *lab.Lab {
 	t.Helper()
 	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "ip", "tc", "ping")
+	testenv.RequireCommands(t, "ip", "tc", "ethtool", "ping")
 	if cfg.Name == "" {
 		cfg.Name = testenv.UniqueName("tbl")
 	}
@@ -342,7 +342,7 @@ func waitOutput(t *testing.T, p *lab.Process, want string) {
 func TestDownAfterCrashWorksFromTheNamePrefix(t *testing.T) {
 	t.Parallel()
 	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "ip", "tc", "ping")
+	testenv.RequireCommands(t, "ip", "tc", "ethtool", "ping")
 	ctx := t.Context()
 	dir := t.TempDir()
 	name := testenv.UniqueName("tbl")
@@ -411,7 +411,7 @@ func TestDownAfterCrashWorksFromTheNamePrefix(t *testing.T) {
 func TestUpInterruptedHalfWayLeavesNothing(t *testing.T) {
 	t.Parallel()
 	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "ip", "tc")
+	testenv.RequireCommands(t, "ip", "tc", "ethtool")
 	dir := t.TempDir()
 	failed := 0
 	// Cancel Up at different points of its work; whenever it fails it must

@@ -9,10 +9,10 @@ import (
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
-func TestMirrorCarriesWireSizedFramesOnly(t *testing.T) {
+func TestMirrorCarriesWireSizedFramesWithChecksums(t *testing.T) {
 	t.Parallel()
 	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "ip", "tc")
+	testenv.RequireCommands(t, "ip", "tc", "ethtool")
 	ctx := t.Context()
 	l, err := Up(ctx, Config{Name: testenv.UniqueName("tbl"), StateDir: t.TempDir(), Endpoints: Endpoints(2)})
 	if err != nil {
@@ -39,7 +39,7 @@ func TestMirrorCarriesWireSizedFramesOnly(t *testing.T) {
 			hosts[i.MAC] = true
 		}
 	}
-	var payloadBytes, biggest int
+	var payloadBytes, biggest, badSums int
 	for _, f := range frames {
 		if src := net.HardwareAddr(f[6:12]).String(); !hosts[src] {
 			t.Errorf("mirror carried a frame from %s, which is no lab host: %s", src, describeFrame(f))
@@ -53,11 +53,40 @@ func TestMirrorCarriesWireSizedFramesOnly(t *testing.T) {
 			ihl := int(f[14]&0x0f) * 4
 			thl := int(f[14+ihl+12]>>4) * 4
 			payloadBytes += len(f) - 14 - ihl - thl
+			if !tcpChecksumOK(f[14:]) {
+				badSums++
+			}
 		}
+	}
+	if badSums > 0 {
+		t.Errorf("%d of the mirrored TCP segments carry a wrong checksum", badSums)
 	}
 	// Both directions: the payload and its echo (more if a segment was
 	// retransmitted: the mirror shows retransmissions too).
 	if payloadBytes < 2*len(payload) {
 		t.Errorf("mirror carried %d TCP payload bytes in %d frames (largest %d), want %d", payloadBytes, len(frames), biggest, 2*len(payload))
 	}
+}
+
+// tcpChecksumOK verifies the TCP checksum of an IPv4 packet.
+func tcpChecksumOK(ip []byte) bool {
+	ihl := int(ip[0]&0x0f) * 4
+	total := int(ip[2])<<8 | int(ip[3])
+	seg := ip[ihl:total]
+	var sum uint32
+	add := func(b []byte) {
+		for i := 0; i+1 < len(b); i += 2 {
+			sum += uint32(b[i])<<8 | uint32(b[i+1])
+		}
+		if len(b)%2 == 1 {
+			sum += uint32(b[len(b)-1]) << 8
+		}
+	}
+	add(ip[12:20]) // source and destination addresses
+	sum += 6 + uint32(len(seg))
+	add(seg)
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return sum == 0xffff
 }
