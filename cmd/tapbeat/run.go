@@ -126,9 +126,14 @@ func runCommand() *cli.Command {
 	}
 }
 
-// raiseFileLimit lifts the soft descriptor limit to the hard one: every
-// connected endpoint holds a socket.
+// raiseFileLimit lifts the open-file limit (every connected endpoint holds
+// a socket): to 1,048,576 where allowed (root), else the soft limit to the
+// hard one.
 func raiseFileLimit(log *slog.Logger) {
+	want := syscall.Rlimit{Cur: 1 << 20, Max: 1 << 20}
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want) == nil {
+		return
+	}
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 		return
