@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"testing"
+	"time"
 
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
@@ -89,4 +90,66 @@ func tcpChecksumOK(ip []byte) bool {
 		sum = sum&0xffff + sum>>16
 	}
 	return sum == 0xffff
+}
+
+func TestSendFramesCrossTheSwitchAndTheMirrorOnce(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "ip", "tc", "ethtool")
+	ctx := t.Context()
+	l, err := Up(ctx, Config{Name: testenv.UniqueName("tbl"), StateDir: t.TempDir(), Endpoints: Endpoints(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Down(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	mirror, err := startCapture(l.Sensor.Namespace, l.Sensor.Mirror)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep2 := l.Endpoints[1].Interfaces[0]
+	dst, err := startCapture(l.Endpoints[1].Namespace, ep2.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Frames from a MAC no lab host owns, with a local experimental
+	// EtherType.
+	spoofed := net.HardwareAddr{0x02, 0xde, 0xad, 0xbe, 0xef, 0x01}
+	var frames [][]byte
+	for i := range 3 {
+		f := append(append(append([]byte{}, ep2.HardwareAddr()...), spoofed...), 0x88, 0xb5)
+		f = append(f, bytes.Repeat([]byte{byte(i)}, 100)...)
+		frames = append(frames, f)
+	}
+	// And one tagged VLAN 42: the capture side's kernel moves the tag out of
+	// the frame into the packet's ancillary data.
+	tagged := append(append(append([]byte{}, ep2.HardwareAddr()...), spoofed...), 0x81, 0x00, 0x00, 42, 0x88, 0xb5)
+	tagged = append(tagged, bytes.Repeat([]byte{9}, 100)...)
+	untagged := append(append([]byte{}, tagged[:12]...), tagged[16:]...)
+	if err := l.SendFrames("ep1", 0, append(frames, tagged)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SendFrames("ep1", 0, [][]byte{{1, 2, 3}}); err == nil {
+		t.Error("a 3-byte frame was accepted")
+	}
+	time.Sleep(100 * time.Millisecond)
+	for _, c := range []struct {
+		name   string
+		frames [][]byte
+	}{{"mirror", mirror.stop()}, {"ep2", dst.stop()}} {
+		for i, want := range append(frames, untagged) {
+			n := 0
+			for _, f := range c.frames {
+				if bytes.Equal(f, want) {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("%s saw frame %d %d times, want once", c.name, i, n)
+			}
+		}
+	}
 }
