@@ -24,7 +24,8 @@
 //
 // A Lab runs commands and long-lived processes inside its hosts (Run,
 // Command, Start), makes traffic between them (Ping, TCPExchange,
-// UDPExchange, or any socket opened with Listen, Dial or Do), serves and
+// UDPExchange, any socket opened with Listen, Dial or Do, or raw frames
+// with any source MAC or an 802.1Q tag with SendFrames), serves and
 // acquires DHCP leases (StartDHCPServer, AcquireLease), pulls the mirror
 // cable or a host's port (SetMirrorLink, SetPortLink), and checks that the
 // mirror copies every frame exactly once (VerifyMirror).
