@@ -31,6 +31,7 @@ type openBinding struct {
 	rec     BindingInterval
 	day     uint32
 	written time.Time // End as last written
+	dirty   bool      // sources changed since written
 }
 
 // bindingWriteEvery: an open interval's end is rewritten at most this often.
@@ -76,19 +77,21 @@ func (s *Store) observeBinding(wb *badger.WriteBatch, b sensor.Binding) error {
 	}
 	o := s.bindings[ip]
 	if o != nil && o.rec.MAC == b.MAC && o.day == day && !t.Before(o.rec.Start) {
-		changed := false
+		// The same holder seen again: extend the interval. The record is
+		// rewritten at most once a minute (and at Flush); a new host name
+		// is written at once.
 		if t.After(o.rec.End) {
 			o.rec.End = t
 		}
 		if b.Source != "" && !slices.Contains(o.rec.Sources, b.Source) {
 			o.rec.Sources = append(o.rec.Sources, b.Source)
-			changed = true
+			o.dirty = true
 		}
 		if b.Hostname != "" && b.Hostname != o.rec.Hostname {
 			o.rec.Hostname = b.Hostname
-			changed = true
+			return s.writeBinding(wb, o)
 		}
-		if changed || o.rec.End.Sub(o.written) >= bindingWriteEvery {
+		if o.rec.End.Sub(o.written) >= bindingWriteEvery {
 			return s.writeBinding(wb, o)
 		}
 		return nil
@@ -102,7 +105,7 @@ func (s *Store) observeBinding(wb *badger.WriteBatch, b sensor.Binding) error {
 		// own and keep the open one.
 		return s.writeBinding(wb, n)
 	}
-	if o != nil && !o.written.Equal(o.rec.End) {
+	if o != nil && (o.dirty || !o.written.Equal(o.rec.End)) {
 		if err := s.writeBinding(wb, o); err != nil {
 			return err
 		}
@@ -125,6 +128,7 @@ func (s *Store) writeBinding(wb *badger.WriteBatch, o *openBinding) error {
 		return err
 	}
 	o.written = o.rec.End
+	o.dirty = false
 	return nil
 }
 
@@ -133,7 +137,7 @@ func (s *Store) writeBinding(wb *badger.WriteBatch, o *openBinding) error {
 func (s *Store) flushBindings(wb *badger.WriteBatch, all bool) error {
 	today := dayOf(s.opts.Now())
 	for ip, o := range s.bindings {
-		if !o.written.Equal(o.rec.End) {
+		if o.dirty || !o.written.Equal(o.rec.End) {
 			if err := s.writeBinding(wb, o); err != nil {
 				return err
 			}

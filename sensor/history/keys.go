@@ -12,10 +12,9 @@ import (
 // (days since 1970-01-01, big-endian uint32), then a kind byte:
 //
 //	d day 'e' seq8                     event JSON
-//	d day 'n' id 0 time8 seq8          endpoint index
-//	d day 'm' mac6 time8 seq8          MAC index
+//	d day 'n' id 0 time8 seq8          endpoint index ('t' for a status transition)
+//	d day 'm' mac6 time8 seq8          MAC index (events without an endpoint)
 //	d day 'a' type 0 time8 seq8        alert index (severity notice or worse)
-//	d day 's' id 0 time8 seq8          status transition index
 //	d day 'r' id 0 time8               registry snapshot JSON
 //	d day 'o' mac6 time8               MAC owner: endpoint id ("" when released)
 //	d day 'b' ip16 start8 mac6         binding interval JSON
@@ -29,7 +28,6 @@ const (
 	kindEndpoint  = 'n'
 	kindMAC       = 'm'
 	kindAlert     = 'a'
-	kindStatus    = 's'
 	kindRegistry  = 'r'
 	kindOwner     = 'o'
 	kindBinding   = 'b'
@@ -43,6 +41,7 @@ const (
 	prefixName      = "s/name/"
 	prefixAlerted   = "s/um/"
 	keyNextSeq      = "s/meta/nextseq"
+	keyStateSeq     = "s/meta/stateseq" // the persisted states reflect events up to this seq
 	keySnapshotTime = "s/meta/snapshot"
 )
 

@@ -152,9 +152,9 @@ func firstDay(it *badger.Iterator, seek []byte) (uint32, bool) {
 	return keyDay(it.Item().Key())
 }
 
-// scanIndex calls fn for each index entry (prefix time8 seq8) in the range,
+// scanIndex calls fn for each entry (prefix time8 seq8) in the range,
 // oldest first, day by day.
-func scanIndex(txn *badger.Txn, since, until time.Time, first, last uint32, prefixOf func(uint32) []byte, fn func(t, seq uint64, day uint32) error) error {
+func scanIndex(txn *badger.Txn, since, until time.Time, first, last uint32, prefixOf func(uint32) []byte, fn func(item *badger.Item) error) error {
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}})
 	defer it.Close()
 	lo, hi := nanos(since), nanos(until)
@@ -165,11 +165,11 @@ func scanIndex(txn *badger.Txn, since, until time.Time, first, last uint32, pref
 			if len(k) != len(p)+16 {
 				continue
 			}
-			t, seq := indexTail(k)
+			t, _ := indexTail(k)
 			if t > hi {
 				break
 			}
-			if err := fn(t, seq, d); err != nil {
+			if err := fn(it.Item()); err != nil {
 				return err
 			}
 		}
@@ -177,17 +177,42 @@ func scanIndex(txn *badger.Txn, since, until time.Time, first, last uint32, pref
 	return nil
 }
 
-func getEvent(txn *badger.Txn, day uint32, seq uint64) (sensor.Event, error) {
+// decodeValue decodes an event stored under its primary key: by sequence
+// ('e') or in its endpoint's index ('n', behind a flag byte).
+func decodeValue(item *badger.Item) (sensor.Event, error) {
 	var ev sensor.Event
-	item, err := txn.Get(eventKey(day, seq))
+	k := item.Key()
+	err := item.Value(func(v []byte) error {
+		if len(k) > 5 && k[5] == kindEndpoint {
+			if len(v) == 0 {
+				return errors.New("empty record")
+			}
+			v = v[1:]
+		}
+		return json.Unmarshal(v, &ev)
+	})
 	if err != nil {
-		return ev, fmt.Errorf("read event %d: %w", seq, err)
-	}
-	err = item.Value(func(v []byte) error { return json.Unmarshal(v, &ev) })
-	if err != nil {
-		return ev, fmt.Errorf("decode event %d: %w", seq, err)
+		return ev, fmt.Errorf("decode event %x: %w", k, err)
 	}
 	return ev, nil
+}
+
+// entryEvent returns the event of a primary record or of an index entry
+// (whose value is the primary key).
+func entryEvent(txn *badger.Txn, item *badger.Item) (sensor.Event, error) {
+	k := item.Key()
+	if len(k) > 5 && (k[5] == kindEndpoint || k[5] == kindEvent) {
+		return decodeValue(item)
+	}
+	primary, err := item.ValueCopy(nil)
+	if err != nil {
+		return sensor.Event{}, fmt.Errorf("read index: %w", err)
+	}
+	p, err := txn.Get(primary)
+	if err != nil {
+		return sensor.Event{}, fmt.Errorf("read event %x: %w", primary, err)
+	}
+	return decodeValue(p)
 }
 
 // resolveEndpoint returns the ids an endpoint name or id designates.
@@ -209,14 +234,15 @@ func keepTypes(types []sensor.EventType, ev *sensor.Event) bool {
 	return len(types) == 0 || slices.Contains(types, ev.Type)
 }
 
-func sortEvents(evs []sensor.Event) {
+// sortEvents orders events by time then sequence and drops duplicates.
+func sortEvents(evs []sensor.Event) []sensor.Event {
 	slices.SortFunc(evs, func(a, b sensor.Event) int {
 		if c := a.Time.Compare(b.Time); c != 0 {
 			return c
 		}
 		return cmpU64(a.Seq, b.Seq)
 	})
-	evs = slices.CompactFunc(evs, func(a, b sensor.Event) bool { return a.Seq == b.Seq })
+	return slices.CompactFunc(evs, func(a, b sensor.Event) bool { return a.Seq == b.Seq })
 }
 
 func lastN(evs []sensor.Event, n int) []sensor.Event {
@@ -246,16 +272,25 @@ func (s *Store) History(q HistoryQuery) ([]sensor.Event, error) {
 			for _, id := range resolveEndpoint(txn, q.Endpoint) {
 				prefixes = append(prefixes, func(d uint32) []byte { return idPrefix(d, kindEndpoint, id) })
 			}
-		} else {
+		}
+		macStr := q.MAC.String()
+		keep := func(ev *sensor.Event) bool { return keepTypes(q.Types, ev) }
+		if q.Endpoint == "" {
+			// Events without an endpoint are indexed by MAC; events of the
+			// endpoints that owned the MAC meanwhile come from their index.
 			prefixes = append(prefixes, func(d uint32) []byte { return macPrefix(d, kindMAC, q.MAC) })
+			for _, id := range s.ownersDuring(txn, q.MAC, since, until, first, last) {
+				prefixes = append(prefixes, func(d uint32) []byte { return idPrefix(d, kindEndpoint, id) })
+			}
+			keep = func(ev *sensor.Event) bool { return keepTypes(q.Types, ev) && slices.Contains(ev.MACs, macStr) }
 		}
 		for _, p := range prefixes {
-			err := scanIndex(txn, since, until, first, last, p, func(_, seq uint64, day uint32) error {
-				ev, err := getEvent(txn, day, seq)
+			err := scanIndex(txn, since, until, first, last, p, func(item *badger.Item) error {
+				ev, err := entryEvent(txn, item)
 				if err != nil {
 					return err
 				}
-				if keepTypes(q.Types, &ev) {
+				if keep(&ev) {
 					out = append(out, ev)
 				}
 				return nil
@@ -269,10 +304,40 @@ func (s *Store) History(q HistoryQuery) ([]sensor.Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("history query: %w", err)
 	}
-	if len(q.Endpoint) > 0 && len(out) > 0 {
-		sortEvents(out)
+	if len(out) > 0 {
+		out = sortEvents(out)
 	}
 	return lastN(out, q.Limit), nil
+}
+
+// ownersDuring returns the endpoints that owned MAC m at since or at any
+// time up to until, from hellos and daily checkpoints.
+func (s *Store) ownersDuring(txn *badger.Txn, m sensor.MAC, since, until time.Time, first, last uint32) []string {
+	var ids []string
+	add := func(v []byte) {
+		if len(v) > 0 && !slices.Contains(ids, string(v)) {
+			ids = append(ids, string(v))
+		}
+	}
+	rit := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}, Reverse: true})
+	if _, v, ok := seekBack(rit, since, s.lookbackDays(), func(d uint32) []byte { return macPrefix(d, kindOwner, m) }); ok {
+		add(v)
+	}
+	rit.Close()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}})
+	defer it.Close()
+	hi := nanos(until)
+	for d := first; d <= last; d++ {
+		p := macPrefix(d, kindOwner, m)
+		for it.Seek(put64(bytes.Clone(p), nanos(since))); it.ValidForPrefix(p); it.Next() {
+			k := it.Item().Key()
+			if len(k) == len(p)+8 && beUint64(k[len(p):]) > hi {
+				break
+			}
+			_ = it.Item().Value(func(v []byte) error { add(v); return nil })
+		}
+	}
+	return ids
 }
 
 // Alerts returns alerts in the range, oldest first, optionally of given
@@ -284,8 +349,8 @@ func (s *Store) Alerts(q AlertQuery) ([]sensor.Event, error) {
 		if !ok {
 			return nil
 		}
-		collect := func(_, seq uint64, day uint32) error {
-			ev, err := getEvent(txn, day, seq)
+		collect := func(item *badger.Item) error {
+			ev, err := entryEvent(txn, item)
 			if err != nil {
 				return err
 			}
@@ -315,11 +380,11 @@ func (s *Store) Alerts(q AlertQuery) ([]sensor.Event, error) {
 			for d := first; d <= last; d++ {
 				p := kindPrefix(d, kindAlert)
 				for it.Seek(p); it.ValidForPrefix(p); it.Next() {
-					t, seq := indexTail(it.Item().Key())
+					t, _ := indexTail(it.Item().Key())
 					if t < lo || t > hi {
 						continue
 					}
-					if err := collect(t, seq, d); err != nil {
+					if err := collect(it.Item()); err != nil {
 						return err
 					}
 				}
@@ -330,7 +395,7 @@ func (s *Store) Alerts(q AlertQuery) ([]sensor.Event, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alerts query: %w", err)
 	}
-	sortEvents(out)
+	out = sortEvents(out)
 	return lastN(out, q.Limit), nil
 }
 
@@ -357,6 +422,52 @@ func seekBack(it *badger.Iterator, at time.Time, days uint32, prefixOf func(uint
 		}
 	}
 	return nil, nil, false
+}
+
+// seekBackTransition finds, walking back at most days days, the last event
+// of an endpoint at or before at that changed its status.
+func seekBackTransition(it *badger.Iterator, at time.Time, days uint32, id string) (sensor.Event, bool, error) {
+	d0 := dayOf(at)
+	for i := uint32(0); i <= days && i <= d0; i++ {
+		d := d0 - i
+		p := idPrefix(d, kindEndpoint, id)
+		seek := upper(p)
+		if i == 0 {
+			seek = upper(put64(bytes.Clone(p), nanos(at)))
+		}
+		for it.Seek(seek); it.ValidForPrefix(p); it.Next() {
+			item := it.Item()
+			match := false
+			_ = item.Value(func(v []byte) error { match = len(v) > 0 && v[0] == flagTransition; return nil })
+			if match {
+				ev, err := decodeValue(item)
+				return ev, err == nil, err
+			}
+		}
+	}
+	return sensor.Event{}, false, nil
+}
+
+// decodeRegistration decodes a registry record: a Registration's JSON or
+// the key of a hello event.
+func decodeRegistration(txn *badger.Txn, v []byte) (Registration, error) {
+	var reg Registration
+	if len(v) > 0 && v[0] == '{' {
+		if err := json.Unmarshal(v, &reg); err != nil {
+			return reg, fmt.Errorf("decode registration: %w", err)
+		}
+		return reg, nil
+	}
+	item, err := txn.Get(v)
+	if err != nil {
+		return reg, fmt.Errorf("read hello %x: %w", v, err)
+	}
+	ev, err := decodeValue(item)
+	if err != nil {
+		return reg, err
+	}
+	ifaces, users := helloDetails(&ev)
+	return Registration{EndpointID: ev.EndpointID, Name: ev.EndpointName, Org: ev.Org, Interfaces: ifaces, Users: users, Time: ev.Time, Seq: ev.Seq}, nil
 }
 
 // Who answers which MAC and endpoint had ip at the instant at, how healthy
@@ -417,22 +528,20 @@ func (s *Store) Who(ip netip.Addr, at time.Time) (WhoAnswer, error) {
 		if ok && len(v) > 0 {
 			id := string(v)
 			if _, rv, ok := seekBack(rit, at, back, func(d uint32) []byte { return idPrefix(d, kindRegistry, id) }); ok {
-				var reg Registration
-				if err := json.Unmarshal(rv, &reg); err != nil {
-					return fmt.Errorf("decode registration: %w", err)
+				reg, err := decodeRegistration(txn, rv)
+				if err != nil {
+					return err
 				}
 				ans.Endpoint = &reg
 				ans.Users = reg.Users
 			} else {
 				ans.Endpoint = &Registration{EndpointID: id}
 			}
-			if k, _, ok := seekBack(rit, at, back, func(d uint32) []byte { return idPrefix(d, kindStatus, id) }); ok {
-				day, _ := keyDay(k)
-				_, seq := indexTail(k)
-				ev, err := getEvent(txn, day, seq)
-				if err != nil {
-					return err
-				}
+			ev, ok, err := seekBackTransition(rit, at, back, id)
+			if err != nil {
+				return err
+			}
+			if ok {
 				ans.Status = &ev
 			}
 		}

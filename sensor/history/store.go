@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -106,6 +107,9 @@ type Store struct {
 	closed  bool
 	nextSeq uint64
 	states  map[string]*sensor.EndpointState
+	dirty   map[string]bool // states changed since persisted; false: removed
+	// lastEvent is the newest event time appended.
+	lastEvent time.Time
 	// alerted: MACs reported as no_heartbeat; true while still unmanaged,
 	// false once an endpoint claimed them.
 	alerted    map[sensor.MAC]bool
@@ -125,8 +129,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{opts.Logger}).
-		WithCompression(options.ZSTD).
-		WithZSTDCompressionLevel(1).
+		WithCompression(options.Snappy).
 		WithIndexCacheSize(opts.IndexCacheSize).
 		WithBlockCacheSize(opts.BlockCacheSize).
 		WithMemTableSize(opts.MemTableSize).
@@ -148,6 +151,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	s := &Store{
 		db: db, opts: opts, log: opts.Logger, nextSeq: 1,
 		states:     map[string]*sensor.EndpointState{},
+		dirty:      map[string]bool{},
 		alerted:    map[sensor.MAC]bool{},
 		checkpoint: map[string]uint32{},
 		bindings:   map[netip.Addr]*openBinding{},
@@ -161,9 +165,21 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// load reads the undated records into memory.
+// load reads the undated records into memory, then replays the events
+// appended after the states were last persisted.
 func (s *Store) load() error {
-	return s.db.View(func(txn *badger.Txn) error {
+	var stateSeq uint64
+	var stateTime time.Time
+	err := s.db.View(func(txn *badger.Txn) error {
+		if item, err := txn.Get([]byte(keyStateSeq)); err == nil {
+			_ = item.Value(func(v []byte) error {
+				if len(v) == 16 {
+					stateSeq = binary.BigEndian.Uint64(v)
+					stateTime = time.Unix(0, int64(binary.BigEndian.Uint64(v[8:])))
+				}
+				return nil
+			})
+		}
 		if item, err := txn.Get([]byte(keyNextSeq)); err == nil {
 			if err := item.Value(func(v []byte) error {
 				if len(v) == 8 {
@@ -184,7 +200,7 @@ func (s *Store) load() error {
 			switch {
 			case strings.HasPrefix(k, prefixState):
 				var st sensor.EndpointState
-				if err := item.Value(func(v []byte) error { return json.Unmarshal(v, &st) }); err != nil {
+				if err := item.Value(func(v []byte) error { return decodeState(v, &st) }); err != nil {
 					return fmt.Errorf("decode %s: %w", k, err)
 				}
 				s.states[st.ID] = &st
@@ -200,6 +216,58 @@ func (s *Store) load() error {
 		}
 		return nil
 	})
+	if err != nil || stateSeq+1 >= s.nextSeq {
+		return err
+	}
+	return s.replayStates(stateSeq, stateTime)
+}
+
+// replayStates applies to the latest states the endpoint events after seq
+// `after`, looking from the day before `since` (the newest event time when
+// the states were persisted) on.
+func (s *Store) replayStates(after uint64, since time.Time) error {
+	days, err := s.days()
+	if err != nil {
+		return err
+	}
+	from := uint32(0)
+	if after > 0 && dayOf(since) > 0 {
+		from = dayOf(since) - 1
+	}
+	var evs []sensor.Event
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}})
+		defer it.Close()
+		for _, d := range days {
+			if d < from {
+				continue
+			}
+			p := kindPrefix(d, kindEndpoint)
+			for it.Seek(p); it.ValidForPrefix(p); it.Next() {
+				item := it.Item()
+				if _, seq := indexTail(item.Key()); seq <= after {
+					continue
+				}
+				ev, err := decodeValue(item)
+				if err != nil {
+					return fmt.Errorf("replay event: %w", err)
+				}
+				evs = append(evs, ev)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("rebuild endpoint states: %w", err)
+	}
+	slices.SortFunc(evs, func(a, b sensor.Event) int { return cmpU64(a.Seq, b.Seq) })
+	for i := range evs {
+		s.applyState(&evs[i])
+	}
+	if len(evs) > 0 {
+		s.log.Info("history: endpoint states rebuilt from events", "events", len(evs), "after_seq", after)
+	}
+	return nil
 }
 
 // DB returns the underlying database, for the alert outbox (keys under
@@ -229,11 +297,13 @@ func (s *Store) NextSeq() uint64 {
 	return s.nextSeq
 }
 
-// Append writes events, the records derived from them (indexes, state
-// transitions, registry snapshots from hellos, latest state) and whatever
+// Append writes events, the records derived from them (indexes, registry
+// snapshots from hellos, bindings, the unmanaged inventory) and whatever
 // stage adds, in one write batch, then syncs the database to disk. When
 // Append returns nil the events survive a crash. Events must carry the
-// sequence numbers the correlator gave them.
+// sequence numbers the correlator gave them. The latest state of each
+// endpoint is updated in memory and persisted periodically (Flush,
+// SaveSnapshot, Close); after a crash Open rebuilds it from the events.
 func (s *Store) Append(evs []sensor.Event, stage func(*badger.WriteBatch) error) error {
 	for i := range evs {
 		if evs[i].Seq == 0 {
@@ -243,6 +313,12 @@ func (s *Store) Append(evs []sensor.Event, stage func(*badger.WriteBatch) error)
 			return fmt.Errorf("append: event seq %d (%s) has no time", evs[i].Seq, evs[i].Type)
 		}
 	}
+	// Encoding is the costliest part of staging and needs no lock: spread
+	// it over the CPUs.
+	enc, err := encodeEvents(evs)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -250,16 +326,12 @@ func (s *Store) Append(evs []sensor.Event, stage func(*badger.WriteBatch) error)
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	dirty := map[string]bool{}
 	maxSeq := uint64(0)
 	for i := range evs {
-		if err := s.stageEvent(wb, &evs[i], dirty); err != nil {
+		if err := s.stageEvent(wb, &evs[i], enc[i]); err != nil {
 			return fmt.Errorf("append seq %d: %w", evs[i].Seq, err)
 		}
 		maxSeq = max(maxSeq, evs[i].Seq)
-	}
-	if err := s.stageStates(wb, dirty); err != nil {
-		return err
 	}
 	next := max(s.nextSeq, maxSeq+1)
 	if err := wb.Set([]byte(keyNextSeq), binary.BigEndian.AppendUint64(nil, next)); err != nil {
@@ -280,22 +352,64 @@ func (s *Store) Append(evs []sensor.Event, stage func(*badger.WriteBatch) error)
 	return nil
 }
 
-func (s *Store) stageStates(wb *badger.WriteBatch, dirty map[string]bool) error {
-	for id, present := range dirty {
+// stageStates writes the endpoint states changed since the last call and
+// the sequence number they reflect.
+func (s *Store) stageStates(wb *badger.WriteBatch) error {
+	for id, present := range s.dirty {
 		k := []byte(prefixState + id)
 		if !present {
 			if err := wb.Delete(k); err != nil {
-				return fmt.Errorf("append: %w", err)
+				return fmt.Errorf("persist states: %w", err)
 			}
 			continue
 		}
-		b, err := json.Marshal(s.states[id])
+		b, err := encodeState(s.states[id])
 		if err != nil {
-			return fmt.Errorf("append: encode state of %s: %w", id, err)
+			return fmt.Errorf("persist states: encode state of %s: %w", id, err)
 		}
 		if err := wb.Set(k, b); err != nil {
-			return fmt.Errorf("append: %w", err)
+			return fmt.Errorf("persist states: %w", err)
 		}
+	}
+	clear(s.dirty)
+	return wb.Set([]byte(keyStateSeq), s.stateMark())
+}
+
+// stateMark is the value of keyStateSeq: the last sequence number the
+// persisted states reflect and the newest event time then.
+func (s *Store) stateMark() []byte {
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 16), s.nextSeq-1)
+	return binary.BigEndian.AppendUint64(v, nanos(s.lastEvent))
+}
+
+// storedState is an EndpointState as stored: its health may be unknown yet
+// (a hello seen, no report), which sensor.Health does not encode.
+type storedState struct {
+	sensor.EndpointState
+	Health string `json:"health,omitempty"`
+}
+
+func encodeState(st *sensor.EndpointState) ([]byte, error) {
+	w := storedState{EndpointState: *st}
+	if st.Health.Valid() {
+		w.Health = st.Health.String()
+	}
+	return json.Marshal(&w)
+}
+
+func decodeState(b []byte, st *sensor.EndpointState) error {
+	var w storedState
+	if err := json.Unmarshal(b, &w); err != nil {
+		return err
+	}
+	*st = w.EndpointState
+	st.Health = 0
+	if w.Health != "" {
+		h, err := sensor.ParseHealth(w.Health)
+		if err != nil {
+			return err
+		}
+		st.Health = h
 	}
 	return nil
 }
@@ -323,122 +437,234 @@ func healthOf(st sensor.Status) sensor.Health {
 	return 0
 }
 
-func (s *Store) state(id string, dirty map[string]bool) *sensor.EndpointState {
+func (s *Store) state(id string) *sensor.EndpointState {
 	st := s.states[id]
 	if st == nil {
 		st = &sensor.EndpointState{ID: id}
 		s.states[id] = st
 	}
-	dirty[id] = true
+	s.dirty[id] = true
 	return st
 }
 
-func (s *Store) stageEvent(wb *badger.WriteBatch, ev *sensor.Event, dirty map[string]bool) error {
-	day := dayOf(ev.Time)
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
+// applyState folds an event into the in-memory latest states.
+func (s *Store) applyState(ev *sensor.Event) {
+	if ev.EndpointID == "" {
+		return
 	}
-	if err := wb.Set(eventKey(day, ev.Seq), b); err != nil {
-		return err
-	}
-	if ev.EndpointID != "" {
-		if err := wb.Set(indexKey(idPrefix(day, kindEndpoint, ev.EndpointID), ev.Time, ev.Seq), nil); err != nil {
-			return err
-		}
-	}
-	var macs []sensor.MAC
-	for _, ms := range ev.MACs {
-		m, err := sensor.ParseMAC(ms)
-		if err != nil {
-			continue
-		}
-		macs = append(macs, m)
-		if err := wb.Set(indexKey(macPrefix(day, kindMAC, m), ev.Time, ev.Seq), nil); err != nil {
-			return err
-		}
-	}
-	if ev.IsAlert() {
-		if err := wb.Set(indexKey(idPrefix(day, kindAlert, string(ev.Type)), ev.Time, ev.Seq), nil); err != nil {
-			return err
-		}
-	}
-	if ev.EndpointID != "" && isTransition(ev) {
-		if err := wb.Set(indexKey(idPrefix(day, kindStatus, ev.EndpointID), ev.Time, ev.Seq), nil); err != nil {
-			return err
-		}
-		if ev.Type == sensor.EventEndpointRemoved {
-			delete(s.states, ev.EndpointID)
-			dirty[ev.EndpointID] = false
-			for _, m := range macs {
-				if err := wb.Set(put64(macPrefix(day, kindOwner, m), nanos(ev.Time)), nil); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-		st := s.state(ev.EndpointID, dirty)
+	switch {
+	case ev.Type == sensor.EventEndpointRemoved:
+		delete(s.states, ev.EndpointID)
+		s.dirty[ev.EndpointID] = false
+	case isTransition(ev):
+		st := s.state(ev.EndpointID)
 		st.Name, st.Org = ev.EndpointName, ev.Org
 		st.Status, st.StatusSince = ev.Status, ev.Time.UTC()
 		if h := healthOf(ev.Status); h != 0 {
 			st.Health = h
-			st.LastHeartbeat = ev.Time.UTC()
+			if ev.Time.After(st.LastHeartbeat) {
+				st.LastHeartbeat = ev.Time.UTC()
+			}
 			st.Connected = true
 		}
+	case ev.Type == sensor.EventEndpointHello:
+		ifaces, users := helloDetails(ev)
+		st := s.state(ev.EndpointID)
+		st.Name, st.Org = ev.EndpointName, ev.Org
+		st.Interfaces, st.Users = ifaces, users
+		st.Connected = true
+		if st.Status == "" {
+			st.Status = ev.Status
+		}
+		if ev.Time.After(st.LastHeartbeat) {
+			st.LastHeartbeat = ev.Time.UTC()
+		}
+	case ev.Type == sensor.EventEndpointDisconnected:
+		s.state(ev.EndpointID).Connected = false
+	}
+}
+
+// The first byte of an endpoint event's stored value: whether the event
+// changed the endpoint's status.
+const (
+	flagTransition byte = 't'
+	flagOther      byte = '-'
+)
+
+// encodeEvents returns the stored value of each event (its JSON, behind a
+// flag byte for endpoint events), encoded in parallel for large batches.
+func encodeEvents(evs []sensor.Event) ([][]byte, error) {
+	out := make([][]byte, len(evs))
+	workers := min(runtime.GOMAXPROCS(0), len(evs)/64+1)
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < len(evs); i += workers {
+				b, err := json.Marshal(&evs[i])
+				if err != nil {
+					errs[w] = fmt.Errorf("append: encode event seq %d: %w", evs[i].Seq, err)
+					return
+				}
+				if evs[i].EndpointID != "" {
+					v := make([]byte, 1+len(b))
+					v[0] = flagOther
+					if isTransition(&evs[i]) {
+						v[0] = flagTransition
+					}
+					copy(v[1:], b)
+					b = v
+				}
+				out[i] = b
+			}
+		})
+	}
+	wg.Wait()
+	return out, errors.Join(errs...)
+}
+
+func (s *Store) stageEvent(wb *badger.WriteBatch, ev *sensor.Event, v []byte) error {
+	day := dayOf(ev.Time)
+	var primary []byte
+	if ev.EndpointID != "" {
+		// An endpoint's events are stored under its index, in time order.
+		primary = indexKey(idPrefix(day, kindEndpoint, ev.EndpointID), ev.Time, ev.Seq)
+		if err := wb.Set(primary, v); err != nil {
+			return err
+		}
+	} else {
+		// Other events by sequence, indexed by the MACs they name.
+		primary = eventKey(day, ev.Seq)
+		if err := wb.Set(primary, v); err != nil {
+			return err
+		}
+		for _, ms := range ev.MACs {
+			m, err := parseMAC(ms)
+			if err != nil {
+				continue
+			}
+			if err := wb.Set(indexKey(macPrefix(day, kindMAC, m), ev.Time, ev.Seq), primary); err != nil {
+				return err
+			}
+		}
+	}
+	if ev.IsAlert() {
+		if err := wb.Set(indexKey(idPrefix(day, kindAlert, string(ev.Type)), ev.Time, ev.Seq), primary); err != nil {
+			return err
+		}
+	}
+	if ev.Time.After(s.lastEvent) {
+		s.lastEvent = ev.Time
 	}
 	switch ev.Type {
 	case sensor.EventEndpointHello:
-		return s.stageHello(wb, ev, day, dirty)
-	case sensor.EventEndpointDisconnected:
-		if ev.EndpointID != "" {
-			s.state(ev.EndpointID, dirty).Connected = false
+		if err := s.stageHello(wb, ev, day, primary); err != nil {
+			return err
+		}
+	case sensor.EventEndpointRemoved:
+		for _, ms := range ev.MACs {
+			if m, err := parseMAC(ms); err == nil {
+				if err := wb.Set(put64(macPrefix(day, kindOwner, m), nanos(ev.Time)), nil); err != nil {
+					return err
+				}
+			}
 		}
 	case sensor.EventNoHeartbeat:
-		for _, m := range macs {
-			s.alerted[m] = true
-			if err := wb.Set([]byte(prefixAlerted+m.String()), []byte{'u'}); err != nil {
-				return err
+		if err := s.stageNoHeartbeat(wb, ev, day); err != nil {
+			return err
+		}
+	}
+	s.applyState(ev)
+	return nil
+}
+
+func (s *Store) stageNoHeartbeat(wb *badger.WriteBatch, ev *sensor.Event, day uint32) error {
+	for _, ms := range ev.MACs {
+		m, err := parseMAC(ms)
+		if err != nil {
+			continue
+		}
+		s.alerted[m] = true
+		if err := wb.Set([]byte(prefixAlerted+m.String()), []byte{'u'}); err != nil {
+			return err
+		}
+		st := s.station(day, m)
+		st.observe(ev.Time)
+		if fs, ok := ev.Details["first_seen"].(string); ok {
+			if t, err := time.Parse(time.RFC3339Nano, fs); err == nil && (st.FirstSeen.IsZero() || t.Before(st.FirstSeen)) {
+				st.FirstSeen = t.UTC()
 			}
-			st := s.station(day, m)
-			st.observe(ev.Time)
-			if fs, ok := ev.Details["first_seen"].(string); ok {
-				if t, err := time.Parse(time.RFC3339Nano, fs); err == nil && (st.FirstSeen.IsZero() || t.Before(st.FirstSeen)) {
-					st.FirstSeen = t.UTC()
+		}
+		for _, ip := range ev.IPs {
+			if a, err := netip.ParseAddr(ip); err == nil {
+				st.addIP(a)
+			}
+		}
+		st.Packets += detailUint(ev.Details["packets"])
+		st.Bytes += detailUint(ev.Details["bytes"])
+		// Addresses and DHCP host names seen before the verdict.
+		for _, o := range s.bindings {
+			if o.rec.MAC == m {
+				st.addIP(o.rec.IP)
+				if h := o.rec.Hostname; h != "" && !slices.Contains(st.Hostnames, h) {
+					st.Hostnames = append(st.Hostnames, h)
 				}
 			}
-			for _, ip := range ev.IPs {
-				if a, err := netip.ParseAddr(ip); err == nil {
-					st.addIP(a)
-				}
-			}
-			st.Packets += detailUint(ev.Details["packets"])
-			st.Bytes += detailUint(ev.Details["bytes"])
-			// Addresses and DHCP host names seen before the verdict.
-			for _, o := range s.bindings {
-				if o.rec.MAC == m {
-					st.addIP(o.rec.IP)
-					if h := o.rec.Hostname; h != "" && !slices.Contains(st.Hostnames, h) {
-						st.Hostnames = append(st.Hostnames, h)
-					}
-				}
-			}
-			if err := s.writeStation(wb, day, st); err != nil {
-				return err
-			}
+		}
+		if err := s.writeStation(wb, day, st); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
+// parseMAC is sensor.ParseMAC with a fast path for the canonical form
+// events carry.
+func parseMAC(s string) (sensor.MAC, error) {
+	var m sensor.MAC
+	if len(s) == 17 {
+		ok := true
+		for i := 0; i < 6 && ok; i++ {
+			hi, lo := unhex(s[i*3]), unhex(s[i*3+1])
+			ok = hi < 16 && lo < 16 && (i == 5 || s[i*3+2] == ':')
+			m[i] = hi<<4 | lo
+		}
+		if ok {
+			return m, nil
+		}
+	}
+	return sensor.ParseMAC(s)
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0'
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10
+	}
+	return 255
+}
+
 // helloDetails decodes the interfaces and users of an endpoint_hello event,
 // whether Details holds Go values (in-process) or decoded JSON.
 func helloDetails(ev *sensor.Event) (ifaces []sensor.Interface, users []string) {
-	if v, ok := ev.Details["interfaces"]; ok {
+	switch v := ev.Details["interfaces"].(type) {
+	case []sensor.Interface:
+		ifaces = v
+	case nil:
+	default:
 		if b, err := json.Marshal(v); err == nil {
 			_ = json.Unmarshal(b, &ifaces)
 		}
 	}
-	if v, ok := ev.Details["users"]; ok {
+	switch v := ev.Details["users"].(type) {
+	case []string:
+		users = v
+	case nil:
+	default:
 		if b, err := json.Marshal(v); err == nil {
 			_ = json.Unmarshal(b, &users)
 		}
@@ -446,31 +672,26 @@ func helloDetails(ev *sensor.Event) (ifaces []sensor.Interface, users []string) 
 	return ifaces, users
 }
 
-func (s *Store) stageHello(wb *badger.WriteBatch, ev *sensor.Event, day uint32, dirty map[string]bool) error {
+func (s *Store) stageHello(wb *badger.WriteBatch, ev *sensor.Event, day uint32, primary []byte) error {
 	if ev.EndpointID == "" {
 		return nil
 	}
 	ifaces, users := helloDetails(ev)
 	reg := Registration{EndpointID: ev.EndpointID, Name: ev.EndpointName, Org: ev.Org,
 		Interfaces: ifaces, Users: users, Time: ev.Time.UTC(), Seq: ev.Seq}
-	if err := s.writeRegistration(wb, day, &reg); err != nil {
+	if err := s.writeRegistration(wb, day, &reg, primary); err != nil {
 		return err
 	}
-	st := s.state(ev.EndpointID, dirty)
-	if st.Name != "" && st.Name != ev.EndpointName {
-		if err := wb.Delete([]byte(prefixName + strings.ToLower(st.Name) + "\x00" + ev.EndpointID)); err != nil {
-			return err
+	if old := s.states[ev.EndpointID]; old == nil || old.Name != ev.EndpointName {
+		if old != nil && old.Name != "" {
+			if err := wb.Delete([]byte(prefixName + strings.ToLower(old.Name) + "\x00" + ev.EndpointID)); err != nil {
+				return err
+			}
 		}
-	}
-	st.Name, st.Org = ev.EndpointName, ev.Org
-	st.Interfaces, st.Users = ifaces, users
-	st.Connected = true
-	if ev.Time.After(st.LastHeartbeat) {
-		st.LastHeartbeat = ev.Time.UTC()
-	}
-	if ev.EndpointName != "" {
-		if err := wb.Set([]byte(prefixName+strings.ToLower(ev.EndpointName)+"\x00"+ev.EndpointID), nil); err != nil {
-			return err
+		if ev.EndpointName != "" {
+			if err := wb.Set([]byte(prefixName+strings.ToLower(ev.EndpointName)+"\x00"+ev.EndpointID), nil); err != nil {
+				return err
+			}
 		}
 	}
 	for _, itf := range ifaces {
@@ -490,10 +711,15 @@ func (s *Store) stageHello(wb *badger.WriteBatch, ev *sensor.Event, day uint32, 
 }
 
 // writeRegistration stages a registry snapshot and the MAC owner records.
-func (s *Store) writeRegistration(wb *badger.WriteBatch, day uint32, reg *Registration) error {
-	b, err := json.Marshal(reg)
-	if err != nil {
-		return fmt.Errorf("encode registration: %w", err)
+// A registry record's value is the Registration's JSON, or for a hello the
+// key of the hello event, which holds the same facts.
+func (s *Store) writeRegistration(wb *badger.WriteBatch, day uint32, reg *Registration, helloKey []byte) error {
+	b := helloKey
+	if b == nil {
+		var err error
+		if b, err = json.Marshal(reg); err != nil {
+			return fmt.Errorf("encode registration: %w", err)
+		}
 	}
 	k := put64(idPrefix(day, kindRegistry, reg.EndpointID), nanos(reg.Time))
 	if err := wb.Set(k, b); err != nil {
@@ -530,21 +756,24 @@ func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
 	for i := range snap.Endpoints {
 		st := snap.Endpoints[i]
 		keep[st.ID] = true
-		b, err := json.Marshal(&st)
+		b, err := encodeState(&st)
 		if err != nil {
 			return fmt.Errorf("save snapshot: encode %s: %w", st.ID, err)
 		}
 		if err := wb.Set([]byte(prefixState+st.ID), b); err != nil {
 			return fmt.Errorf("save snapshot: %w", err)
 		}
+		st.Interfaces = slices.Clone(st.Interfaces)
+		st.Users = slices.Clone(st.Users)
 		s.states[st.ID] = &st
 		if s.checkpoint[st.ID] != day {
 			reg := Registration{EndpointID: st.ID, Name: st.Name, Org: st.Org, Interfaces: st.Interfaces, Users: st.Users, Time: now.UTC()}
-			if err := s.writeRegistration(wb, day, &reg); err != nil {
+			if err := s.writeRegistration(wb, day, &reg, nil); err != nil {
 				return fmt.Errorf("save snapshot: %w", err)
 			}
 		}
 	}
+	clear(s.dirty)
 	for id := range s.states {
 		if !keep[id] {
 			delete(s.states, id)
@@ -565,6 +794,9 @@ func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
 		s.nextSeq = snap.NextSeq
 	}
 	if err := wb.Set([]byte(keyNextSeq), binary.BigEndian.AppendUint64(nil, s.nextSeq)); err != nil {
+		return fmt.Errorf("save snapshot: %w", err)
+	}
+	if err := wb.Set([]byte(keyStateSeq), s.stateMark()); err != nil {
 		return fmt.Errorf("save snapshot: %w", err)
 	}
 	ts, _ := now.UTC().MarshalText()

@@ -266,6 +266,9 @@ func (s *Store) flushLocked(all bool) error {
 	if err := s.flushBindings(wb, all); err != nil {
 		return fmt.Errorf("flush bindings: %w", err)
 	}
+	if err := s.stageStates(wb); err != nil {
+		return err
+	}
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
