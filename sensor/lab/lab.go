@@ -131,7 +131,15 @@ func Teardown(ctx context.Context, dir, name string) error {
 	st, err := ReadState(dir, name)
 	switch {
 	case err == nil:
-		nss = st.Namespaces()
+		// Only names under the lab's prefix: a damaged state file must not
+		// make Teardown delete someone else's namespace.
+		for _, ns := range st.Namespaces() {
+			if strings.HasPrefix(ns, name+"-") {
+				nss = append(nss, ns)
+			} else {
+				errs = append(errs, fmt.Errorf("state file lists namespace %q outside the lab's prefix %q: left alone", ns, name+"-"))
+			}
+		}
 	case !errors.Is(err, ErrNoState):
 		// A corrupt state file: carry on from the prefix, then remove it.
 		slog.Warn("lab state unreadable, removing the lab by its name prefix", "lab", name, "err", err)

@@ -514,3 +514,25 @@ func TestVerifyMirrorCatchesDuplicatesAndGaps(t *testing.T) {
 		t.Errorf("with ep2's port unmirrored: %+v, want 2 echo requests and no replies", rep)
 	}
 }
+
+func TestTeardownLeavesForeignNamespacesAlone(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "ip")
+	ctx := t.Context()
+	dir := t.TempDir()
+	foreign := testenv.NewNetns(t) // not under the lab's prefix
+	name := testenv.UniqueName("tbl")
+	state := `{"name":"` + name + `","subnet":"10.83.47.0/24","switch":{"namespace":"` + foreign.Name + `"},` +
+		`"sensor":{"namespace":"` + name + `-sensor"}}`
+	if err := os.WriteFile(lab.StatePath(dir, name), []byte(state), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := lab.Teardown(ctx, dir, name)
+	if err == nil || !strings.Contains(err.Error(), "outside the lab's prefix") {
+		t.Errorf("teardown of a state file naming %s: %v, want it refused", foreign.Name, err)
+	}
+	if _, err := os.Stat("/run/netns/" + foreign.Name); err != nil {
+		t.Errorf("teardown removed the foreign namespace %s: %v", foreign.Name, err)
+	}
+}
