@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// maxOutput bounds the output a Process keeps; later output is dropped.
+// maxOutput bounds the output a Process keeps: the latest maxOutput bytes.
 const maxOutput = 4 << 20
 
 // StopGrace is how long Process.Stop waits after SIGTERM before SIGKILL.
@@ -95,7 +95,7 @@ func (l *Lab) Start(ctx context.Context, host string, argv ...string) (*Process,
 }
 
 // Output returns what the process has written to standard output and
-// error so far.
+// error so far (the latest 4 MiB of it).
 func (p *Process) Output() string { return p.out.String() }
 
 // Done is closed when the process has exited.
@@ -130,7 +130,8 @@ func (p *Process) Stop() error {
 	return p.err
 }
 
-// limitedBuffer is a goroutine-safe buffer that keeps at most max bytes.
+// limitedBuffer is a goroutine-safe buffer that keeps the last max bytes
+// written to it.
 type limitedBuffer struct {
 	mu  sync.Mutex
 	buf []byte
@@ -140,8 +141,12 @@ type limitedBuffer struct {
 func (b *limitedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if room := b.max - len(b.buf); room > 0 {
-		b.buf = append(b.buf, p[:min(room, len(p))]...)
+	b.buf = append(b.buf, p...)
+	if over := len(b.buf) - b.max; over > 0 {
+		// Drop the oldest bytes, in steps of at least a quarter of max so
+		// the copy is amortised.
+		drop := min(len(b.buf), max(over, b.max/4))
+		b.buf = append(b.buf[:0], b.buf[drop:]...)
 	}
 	return len(p), nil
 }
