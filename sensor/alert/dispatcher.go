@@ -199,6 +199,9 @@ func (dp *Dispatcher) deliver(ctx context.Context, s *destState) {
 		s.connected = true
 		s.mu.Unlock()
 		delivered, err := dp.session(ctx, s, cn)
+		if err != nil && !delivered && s.d.Scheme == "tls" {
+			err = fmt.Errorf("%w (the collector ends TLS sessions before anything is confirmed: it may require a client certificate it trusts, see cert= and key=)", err)
+		}
 		cn.close()
 		s.mu.Lock()
 		s.connected = false

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -65,6 +66,8 @@ func testDB(t testing.TB, dir string) *badger.DB {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered before any dispatcher's cleanup, so it runs after it.
+	t.Cleanup(func() { db.Close() })
 	return db
 }
 
@@ -93,14 +96,19 @@ type running struct {
 	ob     *Outbox
 	cancel context.CancelFunc
 	done   chan error
+	once   sync.Once
 }
 
+// stop cancels the dispatcher and waits for Run to return; it may be
+// called more than once.
 func (r *running) stop(t testing.TB) {
 	t.Helper()
-	r.cancel()
-	if err := <-r.done; err != nil {
-		t.Errorf("dispatcher: %v", err)
-	}
+	r.once.Do(func() {
+		r.cancel()
+		if err := <-r.done; err != nil {
+			t.Errorf("dispatcher: %v", err)
+		}
+	})
 }
 
 func startDispatcher(t testing.TB, db *badger.DB, oo OutboxOptions, do DispatcherOptions) *running {
@@ -108,6 +116,9 @@ func startDispatcher(t testing.TB, db *badger.DB, oo OutboxOptions, do Dispatche
 	ob, err := NewOutbox(db, oo)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if do.Logger == nil {
+		do.Logger = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
 	if do.MaxBackoff == 0 {
 		do.MaxBackoff = 200 * time.Millisecond
@@ -119,13 +130,7 @@ func startDispatcher(t testing.TB, db *badger.DB, oo OutboxOptions, do Dispatche
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &running{dp: dp, ob: ob, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- dp.Run(ctx) }()
-	t.Cleanup(func() {
-		select {
-		case <-r.done:
-		default:
-			r.stop(t)
-		}
-	})
+	t.Cleanup(func() { r.stop(t) })
 	return r
 }
 

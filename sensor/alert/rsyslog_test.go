@@ -51,7 +51,6 @@ func byEvent(evs []sensor.Event) map[uint64]*sensor.Event {
 func TestRsyslogTCPFormatsAndFilters(t *testing.T) {
 	r := startRsyslog(t, nil)
 	db := testDB(t, t.TempDir())
-	defer db.Close()
 	addr := fmt.Sprintf("127.0.0.1:%d", r.TCP)
 	dests := []Destination{
 		mustDest(t, "tcp://"+addr+"?name=plain"),
@@ -252,7 +251,6 @@ func TestRsyslogUDP(t *testing.T) {
 		return len(r.messages()) > 0
 	})
 	db := testDB(t, t.TempDir())
-	defer db.Close()
 	run := startDispatcher(t, db, OutboxOptions{Destinations: []Destination{
 		mustDest(t, fmt.Sprintf("udp://127.0.0.1:%d?format=cef", r.UDP))}}, DispatcherOptions{Version: "1.2|3"})
 	evs := testEvents(1, 20)
