@@ -67,7 +67,7 @@ var counter atomic.Uint64
 // UniqueName returns a short name unique to this process, for namespaces
 // and interfaces (at most 15 bytes with the prefix).
 func UniqueName(prefix string) string {
-	return fmt.Sprintf("%s%d%d", prefix, os.Getpid()%100000, counter.Add(1))
+	return fmt.Sprintf("%s%05d%d", prefix, os.Getpid()%100000, counter.Add(1))
 }
 
 // Netns is a network namespace the test created; it is deleted when the
