@@ -26,7 +26,7 @@ func TestCollectorKilledAndRestarted(t *testing.T) {
 				url = fmt.Sprintf("tcp://127.0.0.1:%d", r.TCP)
 			}
 			db := testDB(t, t.TempDir())
-					run := startDispatcher(t, db, OutboxOptions{Destinations: []Destination{mustDest(t, url)}}, DispatcherOptions{})
+			run := startDispatcher(t, db, OutboxOptions{Destinations: []Destination{mustDest(t, url)}}, DispatcherOptions{})
 			before := testEvents(1, 10)
 			stage(t, db, run.ob, before)
 			waitSeqs(t, r, seqs(before), 10*time.Second)
