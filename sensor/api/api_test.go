@@ -371,3 +371,28 @@ func TestAdminAPIOverMutualTLS(t *testing.T) {
 		t.Error("a client without a certificate got an answer")
 	}
 }
+
+// TestEndpointWithoutHealthEncodes: an endpoint that said hello and has not
+// reported a health yet must not break the endpoints answer.
+func TestEndpointWithoutHealthEncodes(t *testing.T) {
+	s, err := history.Open(t.TempDir(), history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	hello := sensor.Event{Seq: 1, Time: t0, Type: sensor.EventEndpointHello, Severity: sensor.SeverityInfo,
+		EndpointID: "ep-new", EndpointName: "new-host", Details: map[string]any{"interfaces": []sensor.Interface{{Name: "eth0", MAC: macA}}}}
+	if err := s.Append([]sensor.Event{hello}, nil); err != nil {
+		t.Fatal(err)
+	}
+	sock := serveUnix(t, NewServer(s, nil, nil))
+	c := NewUnixClient(sock)
+	defer c.Close()
+	l, err := c.Endpoints(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Endpoints) != 1 || l.Endpoints[0].Name != "new-host" || l.Endpoints[0].Health != 0 {
+		t.Fatalf("endpoints %+v", l)
+	}
+}

@@ -2,6 +2,8 @@ package api
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/netip"
 	"time"
@@ -86,4 +88,51 @@ func (l Local) Unmanaged(_ context.Context, r history.Range) ([]history.Station,
 // Backup implements Backend.
 func (l Local) Backup(ctx context.Context, w io.Writer) error {
 	return l.Store.Backup(ctx, w)
+}
+
+// endpointJSON is an EndpointState whose health may be unknown (an endpoint
+// that said hello and has not reported yet): sensor.Health refuses to encode
+// its zero value, so it is written as an omitted field.
+type endpointJSON struct {
+	sensor.EndpointState
+	Health string `json:"health,omitempty"`
+}
+
+type endpointListJSON struct {
+	Source    string         `json:"source"`
+	Endpoints []endpointJSON `json:"endpoints"`
+}
+
+// MarshalJSON implements json.Marshaler.
+func (l EndpointList) MarshalJSON() ([]byte, error) {
+	out := endpointListJSON{Source: l.Source, Endpoints: make([]endpointJSON, len(l.Endpoints))}
+	for i, e := range l.Endpoints {
+		out.Endpoints[i].EndpointState = e
+		if e.Health.Valid() {
+			out.Endpoints[i].Health = e.Health.String()
+		}
+	}
+	return json.Marshal(out)
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (l *EndpointList) UnmarshalJSON(b []byte) error {
+	var in endpointListJSON
+	if err := json.Unmarshal(b, &in); err != nil {
+		return err
+	}
+	l.Source = in.Source
+	l.Endpoints = make([]sensor.EndpointState, len(in.Endpoints))
+	for i, e := range in.Endpoints {
+		l.Endpoints[i] = e.EndpointState
+		l.Endpoints[i].Health = 0
+		if e.Health != "" {
+			h, err := sensor.ParseHealth(e.Health)
+			if err != nil {
+				return fmt.Errorf("endpoint %s: %w", e.ID, err)
+			}
+			l.Endpoints[i].Health = h
+		}
+	}
+	return nil
 }
