@@ -1,8 +1,8 @@
 // Package config owns the appliance's own settings: which NIC manages and
 // which captures, how the management NIC gets its address, which disk holds
-// the data and how tapbeat run is started. They come from the [appliance]
-// table of tapbeat.toml on the data disk and from tapbeat.* kernel
-// parameters, which override the file key by key.
+// the data and how tapbeat run is started. They come from appliance.toml in
+// the sensor directory on the data disk (next to the daemon's tapbeat.toml)
+// and from tapbeat.* kernel parameters, which override the file key by key.
 package config
 
 import (
@@ -161,28 +161,25 @@ func SplitURL(u string) (network, addr string, err error) {
 	return network, addr, nil
 }
 
-type file struct {
-	Appliance Config `toml:"appliance"`
-}
+// FileName is the appliance settings file in the sensor directory.
+const FileName = "appliance.toml"
 
-// Parse reads the [appliance] table from a tapbeat.toml document; the other
-// tables belong to the daemon and are ignored here.
+// Parse reads an appliance.toml document. Unknown keys are an error so a
+// misspelt key does not pass silently.
 func Parse(data []byte) (Config, error) {
-	var f file
-	md, err := toml.Decode(string(data), &f)
+	var c Config
+	md, err := toml.Decode(string(data), &c)
 	if err != nil {
-		return Config{}, fmt.Errorf("parse tapbeat.toml: %w", err)
+		return Config{}, fmt.Errorf("parse: %w", err)
 	}
 	var unknown []string
 	for _, k := range md.Undecoded() {
-		if len(k) > 0 && k[0] == "appliance" {
-			unknown = append(unknown, k.String())
-		}
+		unknown = append(unknown, k.String())
 	}
 	if len(unknown) > 0 {
-		return Config{}, fmt.Errorf("tapbeat.toml: unknown appliance keys %s (see ISO.md for the keys)", strings.Join(unknown, ", "))
+		return Config{}, fmt.Errorf("unknown keys %s (ISO.md lists the keys)", strings.Join(unknown, ", "))
 	}
-	return f.Appliance, nil
+	return c, nil
 }
 
 // Load reads path; a missing file gives an empty Config and found=false.

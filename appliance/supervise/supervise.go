@@ -118,16 +118,15 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.defaults()
 	failures := 0
 	for {
-		started := time.Now()
-		err := s.runOnce(ctx)
+		began := time.Now()
+		started, err := s.runOnce(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		var execErr *exec.Error
-		if errors.As(err, &execErr) {
+		if !started {
 			return fmt.Errorf("start %s: %w", s.Path, err)
 		}
-		if time.Since(started) >= s.ResetAfter {
+		if time.Since(began) >= s.ResetAfter {
 			failures = 0
 		}
 		failures++
@@ -142,7 +141,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 }
 
-func (s *Supervisor) runOnce(ctx context.Context) error {
+// runOnce runs the child once; started is false when it could not be
+// started at all.
+func (s *Supervisor) runOnce(ctx context.Context) (started bool, err error) {
 	cmd := exec.Command(s.Path, s.Args...)
 	cmd.Env = s.Env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -150,7 +151,7 @@ func (s *Supervisor) runOnce(ctx context.Context) error {
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		pw.Close()
-		return err
+		return false, err
 	}
 	s.update(func(st *State) {
 		st.Running, st.PID, st.Ready, st.Since, st.NextStart = true, cmd.Process.Pid, false, time.Now(), time.Time{}
@@ -173,7 +174,6 @@ func (s *Supervisor) runOnce(ctx context.Context) error {
 	}()
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait(); pw.Close() }()
-	var err error
 	select {
 	case err = <-done:
 	case <-ctx.Done():
@@ -199,7 +199,7 @@ func (s *Supervisor) runOnce(ctx context.Context) error {
 		s.Log.Info("tapbeat run stopped", "result", exit)
 	}
 	if err == nil {
-		return errors.New("exited with status 0")
+		return true, errors.New("exited with status 0")
 	}
-	return err
+	return true, err
 }

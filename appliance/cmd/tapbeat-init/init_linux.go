@@ -108,6 +108,7 @@ func run() error {
 	} else {
 		a.log.Info("modules loaded", "count", n)
 	}
+	go a.watchEntropy(ctx)
 	if err := netsetup.LoopbackUp(); err != nil {
 		a.log.Warn("loopback", "err", err)
 	}
@@ -125,14 +126,16 @@ func run() error {
 	mounted := a.mountData(ctx, base.Defaults().DataLabel, base.Format)
 
 	cfg := base
-	haveConfig := false
+	provisioned := false
 	if mounted {
-		fileCfg, found, err := config.Load(filepath.Join(dataDir, "tapbeat.toml"))
+		_, err := os.Stat(filepath.Join(dataDir, provisionedMark))
+		provisioned = err == nil
+		a.recordBoot()
+		fileCfg, found, err := config.Load(filepath.Join(dataDir, config.FileName))
 		switch {
 		case err != nil:
 			a.notice(fmt.Sprintf("%v\nUsing the kernel parameters and defaults for the appliance settings until the file is fixed.", err))
 		case found:
-			haveConfig = true
 			if cfg, err = kargs.Apply(fileCfg); err != nil {
 				a.notice(fmt.Sprintf("Kernel parameters: %v", err))
 			}
@@ -167,9 +170,7 @@ func run() error {
 	switch {
 	case !mounted:
 		// mountData already explained what is missing.
-	case !haveConfig && kargs.Empty():
-		a.notice(firstBootMessage(cfg.DataLabel, false))
-	case !haveConfig:
+	case !provisioned:
 		a.notice(firstBootMessage(cfg.DataLabel, true))
 	default:
 		sup = &supervise.Supervisor{
@@ -224,24 +225,68 @@ func run() error {
 	return nil
 }
 
-func firstBootMessage(label string, kernelParams bool) string {
-	var b strings.Builder
-	b.WriteString("No sensor configuration: the data disk has no tapbeat.toml.\n")
-	b.WriteString("The appliance keeps its configuration, PKI and history on the data disk, so\n")
-	b.WriteString("provide one of these and reboot:\n")
-	b.WriteString("  1. On a workstation: tapbeat init --dir DIR --org ORG --lan HOST:8347, then\n")
-	b.WriteString("     tapbeat enroll --dir DIR --admin, add an [appliance] table to\n")
-	fmt.Fprintf(&b, "     DIR/tapbeat.toml (see ISO.md) and write DIR to a disk labelled %s:\n", label)
-	fmt.Fprintf(&b, "       mke2fs -t ext4 -L %s -d DIR /dev/sdX\n", label)
-	b.WriteString("  2. Kernel parameters at the boot menu ('e' in GRUB): tapbeat.mgmt=MAC\n")
-	b.WriteString("     tapbeat.ip=ADDR/PREFIX,GATEWAY (or dhcp) tapbeat.capture=MAC, and\n")
-	b.WriteString("     tapbeat.format=1 to format the one empty disk as the data disk.\n")
-	if kernelParams {
-		b.WriteString("Kernel parameters were given, but the sensor directory itself (tapbeat init)\n")
-		b.WriteString("must be on the data disk before tapbeat run can start.\n")
+// provisionedMark is the file tapbeat init creates in the sensor directory
+// (the organisation's CA certificate): without it tapbeat run cannot start.
+const provisionedMark = "ca.crt"
+
+// watchEntropy says on the console when the kernel's random number
+// generator is not ready: until it is, TLS, DHCP and tapbeat run block in
+// getrandom. Real CPUs seed it from RDRAND at once; a virtual machine needs
+// a virtio-rng device (or a CPU model with RDRAND).
+func (a *appliance) watchEntropy(ctx context.Context) {
+	buf := make([]byte, 1)
+	start := time.Now()
+	warned := false
+	for ctx.Err() == nil {
+		if _, err := unix.Getrandom(buf, unix.GRND_NONBLOCK); err == nil {
+			if warned {
+				a.log.Info("random number generator ready", "waited", time.Since(start).Round(time.Second))
+			}
+			return
+		}
+		if !warned && time.Since(start) > 2*time.Second {
+			a.log.Warn("the kernel's random number generator is not ready yet: DHCP, TLS and tapbeat run wait for it (give a VM a virtio-rng device)")
+			warned = true
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+func firstBootMessage(label string, diskFound bool) string {
+	var b strings.Builder
+	if diskFound {
+		b.WriteString("First boot: the data disk holds no sensor directory (no ca.crt from tapbeat init).\n")
+	} else {
+		fmt.Fprintf(&b, "First boot: no data disk (no ext4 filesystem labelled %s).\n", label)
+	}
+	b.WriteString("The appliance keeps its configuration, keys and history on the data disk.\n")
+	b.WriteString("To provide them, on a workstation:\n")
+	b.WriteString("  tapbeat init --dir DIR --org ORG --lan SENSOR-ADDRESS:8347\n")
+	b.WriteString("  tapbeat enroll --dir DIR --admin --name ADMIN\n")
+	b.WriteString("  write DIR/appliance.toml (NICs by MAC, address; see ISO.md), then\n")
+	fmt.Fprintf(&b, "  mke2fs -t ext4 -L %s -d DIR /dev/DISK   (a USB disk or the 2nd disk)\n", label)
+	b.WriteString("and reboot. NIC settings can also be given as kernel parameters ('e' at the\n")
+	b.WriteString("boot menu): tapbeat.mgmt=MAC tapbeat.ip=ADDR/PREFIX,GATEWAY|dhcp\n")
+	b.WriteString("tapbeat.capture=MAC; tapbeat.format=1 formats the one empty disk.\n")
 	b.WriteString("Press the power button to shut down.")
 	return b.String()
+}
+
+// recordBoot appends a line to boot.log on the data disk, so each boot and
+// the version that ran it are kept across reboots and ISO upgrades.
+func (a *appliance) recordBoot() {
+	p := filepath.Join(dataDir, "boot.log")
+	old, _ := os.ReadFile(p)
+	n := strings.Count(string(old), "\n") + 1
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		a.log.Warn("boot record not written", "err", err)
+		return
+	}
+	defer f.Close()
+	fmt.Fprintf(f, "boot %d %s version %s\n", n, time.Now().UTC().Format(time.RFC3339), version)
+	_ = f.Sync()
+	a.log.Info("boot recorded on the data disk", "boot", n)
 }
 
 // mountKernelFS mounts /proc, /sys, /dev (devtmpfs), /dev/pts, /run and /tmp.
@@ -338,7 +383,7 @@ func (a *appliance) mountData(ctx context.Context, label string, format bool) bo
 					return false
 				}
 			} else if !told {
-				a.notice(fmt.Sprintf("No data disk: no filesystem labelled %s.\n%s\nWaiting for one to appear (a USB disk can be plugged in now).", label, firstBootMessage(label, false)))
+				a.notice(fmt.Sprintf("%s\nWaiting for the data disk to appear (a USB disk can be plugged in now).", firstBootMessage(label, false)))
 				told = true
 			}
 		}
@@ -415,6 +460,7 @@ func (a *appliance) setupNetwork(ctx context.Context, cfg config.Config) netsetu
 	}
 	go func() {
 		for attempt := 1; ctx.Err() == nil; attempt++ {
+			a.log.Info("requesting a DHCP lease", "nic", plan.Mgmt.Name, "attempt", attempt)
 			_, err := netsetup.DHCP(ctx, a.log, plan.Mgmt.Name, cfg.Hostname, 20*time.Second, setAddr)
 			if err == nil {
 				return
@@ -487,7 +533,7 @@ func summary(s status.Snapshot) string {
 		if n.Role == "mgmt" {
 			parts = append(parts, fmt.Sprintf("mgmt %s %s", n.Name, n.Address))
 		} else {
-			parts = append(parts, fmt.Sprintf("capture %s tx=%d", n.Name, n.TxPackets))
+			parts = append(parts, fmt.Sprintf("capture %s rx=%t tx=%d", n.Name, n.RxPackets > 0, n.TxPackets))
 		}
 	}
 	d := s.Daemon
