@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/dgraph-io/badger/v4/pb"
 
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert/syslog"
@@ -92,6 +91,7 @@ func NewDispatcher(ob *Outbox, opts DispatcherOptions) (*Dispatcher, error) {
 		opts.Poll = time.Second
 	}
 	dp := &Dispatcher{ob: ob, opts: opts, log: opts.Logger}
+	var wakers []chan struct{}
 	for _, d := range ob.dests {
 		s := &destState{d: d, wake: make(chan struct{}, 1)}
 		var err error
@@ -103,7 +103,9 @@ func NewDispatcher(ob *Outbox, opts DispatcherOptions) (*Dispatcher, error) {
 		}
 		s.persisted, s.savedLost = s.cursor, s.lost
 		dp.dests = append(dp.dests, s)
+		wakers = append(wakers, s.wake)
 	}
+	ob.wakers.Store(&wakers)
 	return dp, nil
 }
 
@@ -130,17 +132,6 @@ func (dp *Dispatcher) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		err := dp.ob.db.Subscribe(ctx, func(*badger.KVList) error {
-			dp.wakeAll()
-			return nil
-		}, []pb.Match{{Prefix: outboxPrefix}})
-		if err != nil && ctx.Err() == nil {
-			dp.log.Error("alert outbox: commit notifications stopped; polling instead", "err", err)
-		}
-	}()
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
 		dp.housekeep(ctx)
 	}()
 	for _, s := range dp.dests {
@@ -158,15 +149,6 @@ func (dp *Dispatcher) Run(ctx context.Context) error {
 		}
 	}
 	return err
-}
-
-func (dp *Dispatcher) wakeAll() {
-	for _, s := range dp.dests {
-		select {
-		case s.wake <- struct{}{}:
-		default:
-		}
-	}
 }
 
 func sleep(ctx context.Context, d time.Duration) {
@@ -243,6 +225,8 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 		confirmed bool
 		poll      = time.NewTicker(dp.opts.Poll)
 		timer     = time.NewTimer(time.Hour)
+		retries   int       // reads that found a staged batch not yet committed
+		saved     time.Time // when the cursor was last persisted
 	)
 	defer poll.Stop()
 	defer timer.Stop()
@@ -285,18 +269,32 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 			pending = append(pending, pend{seq: last, n: n, at: time.Now()})
 		}
 		if len(pending) > 0 {
-			var err error
 			var c bool
-			if pending, c, err = dp.confirm(s, cn, pending, confirm); err != nil {
-				return confirmed, err
-			}
+			pending, c = dp.confirm(s, cn, pending, confirm)
 			confirmed = confirmed || c
 		}
 		if progressed {
+			retries = 0
+			if time.Since(saved) >= persistEvery {
+				if err := dp.persist(s); err != nil {
+					return confirmed, err
+				}
+				saved = time.Now()
+			}
 			continue
 		}
+		if err := dp.persist(s); err != nil {
+			return confirmed, err
+		}
+		saved = time.Now()
 		var tc <-chan time.Time
-		if len(pending) > 0 {
+		switch {
+		case next < dp.ob.staged.Load() && retries < maxRetries:
+			// Staged but not yet committed: look again shortly.
+			retries++
+			timer.Reset(time.Millisecond)
+			tc = timer.C
+		case len(pending) > 0:
 			timer.Reset(time.Until(pending[0].at.Add(confirm)))
 			tc = timer.C
 		}
@@ -306,17 +304,25 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 		case <-cn.dead:
 			return confirmed, cn.deadErr()
 		case <-s.wake:
+			retries = 0
 		case <-poll.C:
 		case <-tc:
 		}
 	}
 }
 
-// confirm advances the cursor over the pending writes that the connection
-// has outlived by the confirm delay, and persists it.
-func (dp *Dispatcher) confirm(s *destState, cn *conn, pending []pend, confirm time.Duration) ([]pend, bool, error) {
+// How often a busy destination persists its cursor, and how many times an
+// idle one looks again for a staged batch that is not yet committed.
+const (
+	persistEvery = 100 * time.Millisecond
+	maxRetries   = 200
+)
+
+// confirm advances the in-memory cursor over the pending writes that the
+// connection has outlived by the confirm delay.
+func (dp *Dispatcher) confirm(s *destState, cn *conn, pending []pend, confirm time.Duration) ([]pend, bool) {
 	if !cn.alive() {
-		return pending, false, nil
+		return pending, false
 	}
 	cut := time.Now().Add(-confirm)
 	i := 0
@@ -326,7 +332,7 @@ func (dp *Dispatcher) confirm(s *destState, cn *conn, pending []pend, confirm ti
 		i++
 	}
 	if i == 0 {
-		return pending, false, nil
+		return pending, false
 	}
 	seq := pending[i-1].seq
 	s.mu.Lock()
@@ -335,10 +341,7 @@ func (dp *Dispatcher) confirm(s *destState, cn *conn, pending []pend, confirm ti
 	}
 	s.delivered += n
 	s.mu.Unlock()
-	if err := dp.persist(s); err != nil {
-		return pending, false, err
-	}
-	return append(pending[:0], pending[i:]...), true, nil
+	return append(pending[:0], pending[i:]...), true
 }
 
 func (dp *Dispatcher) persist(s *destState) error {

@@ -3,7 +3,6 @@ package alert
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,7 +15,7 @@ import (
 
 // Badger keys owned by this package, all under KeyPrefix:
 //
-//	x/alert/o/SEQ   outbox entry: the event's JSON (SEQ is 8 bytes big-endian)
+//	x/alert/o/SEQ   outbox entry: the event in the binary form of codec.go (SEQ is 8 bytes big-endian)
 //	x/alert/c/NAME  destination cursor: every entry up to this SEQ is delivered or skipped
 //	x/alert/l/NAME  alerts the destination lost to the outbox limit (uint64)
 const KeyPrefix = "x/alert/"
@@ -65,6 +64,9 @@ type Outbox struct {
 	log   *slog.Logger
 	count atomic.Int64 // entries staged and not yet deleted (approximate until committed)
 	full  chan struct{}
+
+	staged atomic.Uint64                   // highest sequence number staged
+	wakers atomic.Pointer[[]chan struct{}] // the dispatcher's, woken on Stage
 }
 
 // NewOutbox opens the outbox kept in db. A destination seen for the first
@@ -137,12 +139,13 @@ func NewOutbox(db *badger.DB, opts OutboxOptions) (*Outbox, error) {
 // goes back before its cursor.
 func (o *Outbox) Stage(wb *badger.WriteBatch, evs []sensor.Event) error {
 	var staged int64
+	var top uint64
 	for i := range evs {
 		ev := &evs[i]
 		if !o.wanted(ev) {
 			continue
 		}
-		v, err := json.Marshal(ev)
+		v, err := encodeEvent(nil, ev)
 		if err != nil {
 			return fmt.Errorf("alert outbox: encode event %d: %w", ev.Seq, err)
 		}
@@ -150,11 +153,29 @@ func (o *Outbox) Stage(wb *badger.WriteBatch, evs []sensor.Event) error {
 			return fmt.Errorf("alert outbox: stage event %d: %w", ev.Seq, err)
 		}
 		staged++
+		top = max(top, ev.Seq)
 	}
-	if staged > 0 && o.count.Add(staged) > int64(o.max) {
+	if staged == 0 {
+		return nil
+	}
+	if o.count.Add(staged) > int64(o.max) {
 		select {
 		case o.full <- struct{}{}:
 		default:
+		}
+	}
+	for {
+		cur := o.staged.Load()
+		if top <= cur || o.staged.CompareAndSwap(cur, top) {
+			break
+		}
+	}
+	if w := o.wakers.Load(); w != nil {
+		for _, c := range *w {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
 		}
 	}
 	return nil
@@ -179,12 +200,6 @@ func (o *Outbox) Destinations() []Destination { return o.dests }
 type entry struct {
 	seq uint64
 	ev  sensor.Event
-}
-
-func decodeEvent(v []byte, ev *sensor.Event) error {
-	d := json.NewDecoder(bytes.NewReader(v))
-	d.UseNumber()
-	return d.Decode(ev)
 }
 
 // read returns up to n entries after seq that f accepts, and the last
@@ -263,13 +278,8 @@ func (o *Outbox) oldest(k int) ([]entry, error) {
 		for it.Rewind(); it.Valid() && len(out) < k; it.Next() {
 			var e entry
 			e.seq = outboxSeq(it.Item().Key())
-			if err := it.Item().Value(func(v []byte) error {
-				return json.Unmarshal(v, &struct {
-					Type     *sensor.EventType `json:"type"`
-					Severity *sensor.Severity  `json:"severity"`
-				}{&e.ev.Type, &e.ev.Severity})
-			}); err != nil {
-				e.ev.Severity = sensor.SeverityEmergency // count it as lost for everyone
+			if err := it.Item().Value(func(v []byte) error { return decodeEvent(v, &e.ev) }); err != nil {
+				e.ev.Severity = sensor.SeverityEmergency // undecodable: count it as lost for everyone
 			}
 			out = append(out, e)
 		}
