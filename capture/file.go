@@ -45,6 +45,7 @@ type FileSource struct {
 	count   *countingReader
 	br      *bufio.Reader
 	r       packetReader
+	mm      *mmapPcap // set for plain pcap files, which are read in place
 	records int64
 }
 
@@ -83,6 +84,14 @@ func OpenFile(path string) (*FileSource, error) {
 	if err := s.init(); err != nil {
 		f.Close()
 		return nil, err
+	}
+	// pcapgo has validated the header; walk the records of a plain pcap
+	// file in place.
+	if _, ok := s.r.(*pcapgo.Reader); ok && !s.gz {
+		if s.mm, err = mapPcap(f); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -134,6 +143,18 @@ func (s *FileSource) offset() int64 { return s.count.n - int64(s.br.Buffered()) 
 
 // Read returns the next record; io.EOF after the last one.
 func (s *FileSource) Read(p *Packet) error {
+	if s.mm != nil {
+		at := s.mm.off
+		if err := s.mm.next(p); err != nil {
+			if err == io.EOF {
+				return err
+			}
+			return &FileError{Path: s.path, Offset: int64(at), Record: s.records + 1, Err: err}
+		}
+		s.records++
+		p.WireLen = max(p.WireLen, len(p.Data))
+		return nil
+	}
 	at := s.offset()
 	data, ci, err := s.r.ZeroCopyReadPacketData()
 	if err != nil {
@@ -156,4 +177,9 @@ func (s *FileSource) Read(p *Packet) error {
 func (s *FileSource) Records() int64 { return s.records }
 
 // Close closes the file.
-func (s *FileSource) Close() error { return s.f.Close() }
+func (s *FileSource) Close() error {
+	if s.mm != nil {
+		s.mm.close()
+	}
+	return s.f.Close()
+}

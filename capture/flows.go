@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"time"
 
@@ -14,45 +15,84 @@ type flowKey struct {
 	proto            uint8
 }
 
-// flowTable remembers recently active UDP (and heartbeat-channel TCP)
-// 5-tuples so only the first datagram after an idle period counts as a flow
-// start. It holds at most max entries; when full, new 5-tuples are reported
-// every time (a policy check too many beats one missed) and counted.
-type flowTable struct {
-	last    map[flowKey]int64 // Unix nanoseconds of the last packet
-	max     int
-	idle    int64
-	full    uint64 // packets of untracked 5-tuples because the table was full
-	evicted uint64
+// flowWays is the associativity of the flow table.
+const flowWays = 4
+
+// flowBucket is one cache line: a tag (hash | 1, 0 when empty) and the
+// last-packet time of each way. Keys live apart and are read only when a
+// tag matches, so a miss touches a single line.
+type flowBucket struct {
+	tag  [flowWays]uint64
+	last [flowWays]int64 // Unix nanoseconds of the last packet
 }
 
-func newFlowTable(max int, idle time.Duration) *flowTable {
-	return &flowTable{last: make(map[flowKey]int64, max), max: max, idle: int64(idle)}
+// flowTable remembers recently active UDP (and heartbeat-channel TCP)
+// 5-tuples so only the first datagram after an idle period counts as a flow
+// start. It is a set-associative cache: a 5-tuple can live in one of
+// flowWays slots of its bucket, so lookups cost a hash and at most four
+// compares, and the table never grows. When a bucket is full of live
+// 5-tuples the least recently active one is evicted (and counted): it will
+// count as a new flow if it speaks again, which errs on the side of
+// checking a policy once more.
+type flowTable struct {
+	buckets []flowBucket
+	keys    []flowKey
+	mask    uint64 // len(buckets) - 1
+	idle    int64
+	evicted uint64 // live 5-tuples pushed out by new ones
+}
+
+func newFlowTable(size int, idle time.Duration) *flowTable {
+	n := 1
+	for n*flowWays < size {
+		n <<= 1
+	}
+	return &flowTable{
+		buckets: make([]flowBucket, n),
+		keys:    make([]flowKey, n*flowWays),
+		mask:    uint64(n - 1),
+		idle:    int64(idle),
+	}
+}
+
+func (k *flowKey) hash() uint64 {
+	const m1, m2 = 0x9e3779b97f4a7c15, 0xc2b2ae3d27d4eb4f
+	h := binary.LittleEndian.Uint64(k.src[8:]) * m1
+	h ^= binary.LittleEndian.Uint64(k.dst[8:]) * m2
+	h ^= (binary.LittleEndian.Uint64(k.src[:8]) ^ binary.LittleEndian.Uint64(k.dst[:8])<<1) * m1
+	h ^= (uint64(k.srcPort)<<24 | uint64(k.dstPort)<<8 | uint64(k.proto)) * m2
+	return h ^ h>>29
 }
 
 // seen records a packet of k at ts and reports whether it starts a flow.
 func (f *flowTable) seen(k *flowKey, ts int64) bool {
-	prev, ok := f.last[*k]
-	if ok {
-		f.last[*k] = ts
-		return ts-prev > f.idle
-	}
-	if len(f.last) >= f.max {
-		f.full++
-		return true
-	}
-	f.last[*k] = ts
-	return true
-}
-
-// expire forgets 5-tuples idle at now.
-func (f *flowTable) expire(now int64) {
-	for k, t := range f.last {
-		if now-t > f.idle {
-			delete(f.last, k)
-			f.evicted++
+	h := k.hash()
+	bi := h & f.mask
+	b := &f.buckets[bi]
+	tag := h | 1
+	victim := 0
+	for i := range flowWays {
+		if b.tag[i] == tag && f.keys[int(bi)*flowWays+i] == *k {
+			start := ts-b.last[i] > f.idle
+			if ts > b.last[i] {
+				b.last[i] = ts
+			}
+			return start
+		}
+		if b.tag[i] == 0 {
+			victim = i
+			break
+		}
+		if b.last[i] < b.last[victim] {
+			victim = i
 		}
 	}
+	if b.tag[victim] != 0 && ts-b.last[victim] <= f.idle {
+		f.evicted++
+	}
+	b.tag[victim], b.last[victim] = tag, ts
+	f.keys[int(bi)*flowWays+victim] = *k
+	return true
 }
 
 func v4mapped(dst *[16]byte, a uint32) {

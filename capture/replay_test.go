@@ -18,6 +18,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
 
+	"github.com/tapbeat/tapbeat/capture/internal/synth"
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
@@ -158,9 +159,18 @@ func findMAC(t *testing.T, rep *Report, s string) MACReport {
 func TestReplayAgreesWithTsharkLive(t *testing.T) {
 	testenv.RequireCommands(t, "tshark")
 	files := recordedPcaps(t)
-	synth := filepath.Join(t.TempDir(), "synthetic.pcap")
-	writeOddFrames(t, synth)
-	for _, f := range append(files, synth) {
+	odd := filepath.Join(t.TempDir(), "odd.pcap")
+	writeOddFrames(t, odd)
+	many := filepath.Join(t.TempDir(), "synthetic.pcap")
+	f, err := os.Create(many)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := synth.Write(f, synth.Config{Frames: 50_000, MACs: 500}); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, f := range append(files, odd, many) {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			out, err := exec.Command("tshark", "-n", "-q", "-z", "endpoints,eth", "-r", f).Output()
 			if err != nil {

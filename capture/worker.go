@@ -20,7 +20,7 @@ type Options struct {
 	// connection did. 0 means DefaultLANPort; -1 turns this off.
 	LANPort int
 	// FlowTableSize bounds the UDP / heartbeat-channel 5-tuples remembered
-	// per worker (default 65536).
+	// per worker (default 65536, rounded up to a power of two).
 	FlowTableSize int
 	// FlowIdle is how long a 5-tuple must be silent before its next packet
 	// starts a new flow (default 2 minutes).
@@ -81,15 +81,14 @@ func (p *period) reset() {
 // worker accounts frames from one source. Everything it touches per packet
 // is its own: no locks, no channels.
 type worker struct {
-	opts      Options
-	lanPort   uint16
-	h         Header
-	key       flowKey
-	cur       *period
-	flows     *flowTable
-	ctl       *ControlDecoder
-	ev        []Evidence
-	nextSweep int64
+	opts    Options
+	lanPort uint16
+	h       Header
+	key     flowKey
+	cur     *period
+	flows   *flowTable
+	ctl     *ControlDecoder
+	ev      []Evidence
 	// fold puts control-plane evidence straight into the MAC table instead
 	// of queueing it for a sink (offline replay without one).
 	fold bool
@@ -204,10 +203,6 @@ func (w *worker) track(h *Header, ts int64) bool {
 		k.src, k.dst = h.Src6, h.Dst6
 	}
 	k.srcPort, k.dstPort, k.proto = h.SrcPort, h.DstPort, h.Proto
-	if ts >= w.nextSweep {
-		w.flows.expire(ts)
-		w.nextSweep = ts + int64(w.opts.FlowIdle)/4
-	}
 	return w.flows.seen(k, ts)
 }
 

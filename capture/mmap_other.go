@@ -1,0 +1,13 @@
+//go:build !linux
+
+package capture
+
+import "os"
+
+type mmapPcap struct{ off int }
+
+func mapPcap(*os.File) (*mmapPcap, error) { return nil, nil }
+
+func (m *mmapPcap) next(*Packet) error { panic("unreachable") }
+
+func (m *mmapPcap) close() error { return nil }
