@@ -76,7 +76,7 @@ func Render(w io.Writer, s Snapshot) error {
 			}
 			fmt.Fprintf(&b, "mgmt     %-6s %s %-4s %s\n", n.Name, n.MAC, state, addr)
 		default:
-			fmt.Fprintf(&b, "capture  %-6s %s %-4s %8.0f frames/s  rx %d  dropped %d  tx %d\n", n.Name, n.MAC, state, n.RxRate, n.RxPackets, n.RxDropped, n.TxPackets)
+			fmt.Fprintf(&b, "capture  %-6s %s %-4s %7.0f fps rx %d drop %d tx %d\n", n.Name, n.MAC, state, n.RxRate, n.RxPackets, n.RxDropped, n.TxPackets)
 		}
 	}
 	d := s.Daemon

@@ -62,7 +62,7 @@ func script(t *testing.T, body string) string {
 func TestRestartsWithBackoff(t *testing.T) {
 	var out lines
 	s := &Supervisor{
-		Path: script(t, "echo \"attempt $$\"; echo oops >&2; exit 3\n"),
+		Path:   script(t, "echo \"attempt $$\"; echo oops >&2; exit 3\n"),
 		Output: out.add, Log: slog.New(slog.DiscardHandler),
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 80 * time.Millisecond,
 	}
