@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,8 +115,11 @@ type Listener struct {
 	cfgFrame atomic.Pointer[[]byte]
 	interval atomic.Int64 // nanoseconds
 
-	lnMu sync.Mutex
-	lns  []net.Listener
+	lnMu     sync.Mutex
+	lns      []*boundLn
+	serveCtx context.Context
+	loops    sync.WaitGroup // accept, poll and push loops
+	errc     chan error     // first fatal accept error
 
 	handshakes chan struct{}
 	nConns     atomic.Int64
@@ -133,8 +137,9 @@ type Listener struct {
 	riskFrame [][]byte
 	pushc     chan struct{}
 
-	stats counters
-	wg    sync.WaitGroup
+	stats     counters
+	wg        sync.WaitGroup
+	ticketsAt time.Time // last ticket key check (poll loop only)
 }
 
 // New loads the trust store, the server certificate and the configuration
@@ -170,10 +175,25 @@ func New(opts Options) (*Listener, error) {
 		pushc:      make(chan struct{}, 1),
 	}
 	l.tls = pki.ServerConfig(cert, pki.NewVerifier(a.CACertificate(), trust, false))
+	if err := l.rotateTickets(); err != nil {
+		return nil, fmt.Errorf("lanzone: %w", err)
+	}
 	if _, err := l.reloadConfig(true); err != nil {
 		return nil, fmt.Errorf("lanzone: %w", err)
 	}
 	return l, nil
+}
+
+// rotateTickets loads (and rotates when due) the persistent session-ticket
+// keys, so agents resume their sessions across sensor restarts.
+func (l *Listener) rotateTickets() error {
+	keys, err := pki.SessionTicketKeys(l.opts.Dir, time.Now())
+	if err != nil {
+		return err
+	}
+	l.tls.SetSessionTicketKeys(keys)
+	l.ticketsAt = time.Now()
+	return nil
 }
 
 // reloadConfig re-reads the [lanzone] table if the file changed and
@@ -204,6 +224,24 @@ func (l *Listener) reloadConfig(force bool) (bool, error) {
 	return changed, nil
 }
 
+// boundLn is one listening socket.
+type boundLn struct {
+	spec    string // the address asked for
+	ln      net.Listener
+	retired atomic.Bool // closed on purpose (address removed from the config)
+}
+
+// listenAddrs returns the addresses to listen on: --listen, else every
+// LAN-zone address of the configuration.
+func (l *Listener) listenAddrs() []string {
+	if len(l.opts.Listen) > 0 {
+		return l.opts.Listen
+	}
+	l.cfgMu.Lock()
+	defer l.cfgMu.Unlock()
+	return l.lan.AddrPorts()
+}
+
 // Bind opens every listening socket. Serve calls it if needed.
 func (l *Listener) Bind() error {
 	l.lnMu.Lock()
@@ -211,25 +249,20 @@ func (l *Listener) Bind() error {
 	if l.lns != nil {
 		return nil
 	}
-	addrs := l.opts.Listen
-	if len(addrs) == 0 {
-		l.cfgMu.Lock()
-		addrs = l.lan.AddrPorts()
-		l.cfgMu.Unlock()
-	}
+	addrs := l.listenAddrs()
 	if len(addrs) == 0 {
 		return errors.New("lanzone: no address to listen on: set lanzone.addresses or pass --listen")
 	}
-	var lns []net.Listener
+	var lns []*boundLn
 	for _, a := range addrs {
 		ln, err := net.Listen("tcp", a)
 		if err != nil {
 			for _, x := range lns {
-				x.Close()
+				x.ln.Close()
 			}
 			return fmt.Errorf("lanzone: listen on %s: %w (is it one of this machine's addresses, and is the port free?)", a, err)
 		}
-		lns = append(lns, ln)
+		lns = append(lns, &boundLn{spec: a, ln: ln})
 	}
 	l.lns = lns
 	return nil
@@ -240,8 +273,8 @@ func (l *Listener) Addrs() []net.Addr {
 	l.lnMu.Lock()
 	defer l.lnMu.Unlock()
 	out := make([]net.Addr, len(l.lns))
-	for i, ln := range l.lns {
-		out[i] = ln.Addr()
+	for i, b := range l.lns {
+		out[i] = b.ln.Addr()
 	}
 	return out
 }
@@ -254,33 +287,28 @@ func (l *Listener) Serve(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	l.errc = make(chan error, 1)
 	l.lnMu.Lock()
-	lns := l.lns
+	l.serveCtx = ctx
+	for _, b := range l.lns {
+		l.startAccept(ctx, b)
+	}
 	l.lnMu.Unlock()
-	for _, ln := range lns {
-		l.log.Info("LAN zone listening", "addr", ln.Addr().String())
-	}
-	errc := make(chan error, len(lns))
-	var loops sync.WaitGroup
-	for _, ln := range lns {
-		loops.Add(1)
-		go func() {
-			defer loops.Done()
-			errc <- l.acceptLoop(ctx, ln)
-		}()
-	}
-	loops.Add(2)
-	go func() { defer loops.Done(); l.pollLoop(ctx) }()
-	go func() { defer loops.Done(); l.pushLoop(ctx) }()
+	l.loops.Add(2)
+	go func() { defer l.loops.Done(); l.pollLoop(ctx) }()
+	go func() { defer l.loops.Done(); l.pushLoop(ctx) }()
 	var err error
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
+	case err = <-l.errc:
 	}
 	cancel()
-	for _, ln := range lns {
-		ln.Close()
+	l.lnMu.Lock()
+	for _, b := range l.lns {
+		b.retired.Store(true)
+		b.ln.Close()
 	}
+	l.lnMu.Unlock()
 	for _, c := range l.snapshotConns() {
 		c.closeWith(wire.CodeShutdown, "the sensor is stopping")
 	}
@@ -289,17 +317,73 @@ func (l *Listener) Serve(ctx context.Context) error {
 		nc.Close()
 	}
 	l.mu.Unlock()
-	loops.Wait()
+	l.loops.Wait()
 	l.wg.Wait()
 	return err
 }
 
-func (l *Listener) acceptLoop(ctx context.Context, ln net.Listener) error {
+// startAccept runs an accept loop for b. The caller holds lnMu.
+func (l *Listener) startAccept(ctx context.Context, b *boundLn) {
+	l.log.Info("LAN zone listening", "addr", b.ln.Addr().String())
+	l.loops.Add(1)
+	go func() {
+		defer l.loops.Done()
+		if err := l.acceptLoop(ctx, b); err != nil && !b.retired.Load() {
+			select {
+			case l.errc <- err:
+			default:
+			}
+		}
+	}()
+}
+
+// rebind follows a change of the LAN-zone addresses: it listens on new ones
+// and stops listening on removed ones (connections already accepted stay).
+func (l *Listener) rebind() {
+	if len(l.opts.Listen) > 0 {
+		return
+	}
+	want := l.listenAddrs()
+	l.lnMu.Lock()
+	defer l.lnMu.Unlock()
+	if l.serveCtx == nil || l.serveCtx.Err() != nil {
+		return
+	}
+	keep := l.lns[:0:0]
+	have := map[string]bool{}
+	for _, b := range l.lns {
+		if slices.Contains(want, b.spec) {
+			keep = append(keep, b)
+			have[b.spec] = true
+			continue
+		}
+		b.retired.Store(true)
+		b.ln.Close()
+		l.log.Info("LAN zone: stopped listening (address removed)", "addr", b.spec)
+	}
+	for _, a := range want {
+		if have[a] {
+			continue
+		}
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			l.log.Error("LAN zone: cannot listen on a new LAN-zone address; agents will fail over to the others", "addr", a, "err", err)
+			continue
+		}
+		b := &boundLn{spec: a, ln: ln}
+		keep = append(keep, b)
+		l.startAccept(l.serveCtx, b)
+	}
+	l.lns = keep
+}
+
+func (l *Listener) acceptLoop(ctx context.Context, b *boundLn) error {
+	ln := b.ln
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || b.retired.Load() {
 				return nil
 			}
 			var ne net.Error
@@ -579,6 +663,11 @@ func (l *Listener) poll() {
 		l.corr.Remove(e.ID)
 		l.log.Info("LAN zone: endpoint revoked", "id", e.ID, "name", e.Name, "connected", c != nil)
 	}
+	if time.Since(l.ticketsAt) > time.Hour {
+		if err := l.rotateTickets(); err != nil {
+			l.log.Error("LAN zone: session ticket key rotation failed; keeping the current keys", "err", err)
+		}
+	}
 	if err := l.cert.Reload(); err != nil {
 		l.log.Error("LAN zone: server certificate reload failed; keeping the current one", "err", err)
 	}
@@ -588,6 +677,7 @@ func (l *Listener) poll() {
 		return
 	}
 	if changed {
+		l.rebind()
 		l.log.Info("LAN zone: configuration changed; telling connected agents")
 		l.broadcast([][]byte{*l.cfgFrame.Load()})
 	}

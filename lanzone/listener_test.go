@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"io"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -336,4 +337,76 @@ func TestRevokeMidSession(t *testing.T) {
 	if ev.Details["certificate_id"] != b.ID {
 		t.Fatalf("auth_failed details %v", ev.Details)
 	}
+}
+
+func TestSessionResumesAcrossRestart(t *testing.T) {
+	f := newFixture(t, nil)
+	b := f.enroll(t, "resumer")
+	cfg, err := pki.ClientConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A second listener on the same directory stands for the restarted
+	// sensor: it loads the same ticket keys.
+	l2, err := New(Options{Dir: f.dir, Listen: []string{"127.0.0.1:0"}, Correlator: newRecorder(t), Logger: f.l.log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	l2.Bind()
+	go func() { done <- l2.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i, addr := range []string{f.addr, l2.Addrs()[0].String()} {
+		c, err := dialFrom(t, addr, "", cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hello, _ := wire.Marshal(wire.TypeHello, wire.Hello{Health: sensor.HealthGreen})
+		c.Write(hello)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := wire.ReadFrame(c); err != nil { // config; the ticket came before it
+			t.Fatal(err)
+		}
+		if resumed := c.ConnectionState().DidResume; resumed != (i == 1) {
+			t.Fatalf("connection %d resumed=%v", i, resumed)
+		}
+		c.Close()
+	}
+}
+
+func TestListensOnChangedAddresses(t *testing.T) {
+	probe, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := probe.Addr().(*net.TCPAddr).Port
+	probe.Close()
+	var dir string
+	f := newFixture(t, func(o *Options) {
+		dir = o.Dir
+		o.Listen = nil
+		if err := config.Save(o.Dir, config.LANZone{Addresses: []string{"127.0.0.1"}, Port: port, HeartbeatInterval: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	b := f.enroll(t, "mover")
+	cfg, _ := pki.ClientConfig(b)
+	reach := func(ip string) bool {
+		c, err := dialFrom(t, fmt.Sprintf("%s:%d", ip, port), "", cfg)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+	if !reach("127.0.0.1") || reach("127.0.0.6") {
+		t.Fatal("initial addresses wrong")
+	}
+	time.Sleep(20 * time.Millisecond)
+	if err := config.Save(dir, config.LANZone{Addresses: []string{"127.0.0.6"}, Port: port, HeartbeatInterval: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "listening on the new address", func() bool { return reach("127.0.0.6") })
+	waitFor(t, "the old address closed", func() bool { return !reach("127.0.0.1") })
 }

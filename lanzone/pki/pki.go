@@ -9,6 +9,7 @@
 //	ca.key, ca.crt          the organisation's CA
 //	server.key, server.crt  the sensor's LAN-zone certificate (SANs = LAN addresses)
 //	trust.log               append-only journal of enrolled and revoked certificates
+//	session-tickets.json    TLS session-ticket keys, so sessions resume across restarts
 //	.lock                   serialises writers (init, enroll, revoke)
 package pki
 

@@ -302,3 +302,27 @@ func TestReissueKeepsPin(t *testing.T) {
 		t.Fatal("pin changed on reissue")
 	}
 }
+
+func TestSessionTicketKeysPersistAndRotate(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	k1, err := SessionTicketKeys(dir, now)
+	if err != nil || len(k1) != 1 {
+		t.Fatalf("%v %v", k1, err)
+	}
+	if st, _ := os.Stat(filepath.Join(dir, TicketKeyFile)); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", st.Mode().Perm())
+	}
+	k2, _ := SessionTicketKeys(dir, now.Add(time.Hour))
+	if len(k2) != 1 || k2[0] != k1[0] {
+		t.Fatal("key not kept across a restart")
+	}
+	k3, _ := SessionTicketKeys(dir, now.Add(25*time.Hour))
+	if len(k3) != 2 || k3[1] != k1[0] || k3[0] == k1[0] {
+		t.Fatal("key not rotated after a day")
+	}
+	k4, _ := SessionTicketKeys(dir, now.Add(100*time.Hour))
+	if len(k4) != 1 || k4[0] == k3[0] {
+		t.Fatal("expired keys kept")
+	}
+}
