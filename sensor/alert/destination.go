@@ -56,7 +56,7 @@ type Destination struct {
 	// Name identifies the destination's persisted cursor and loss counter;
 	// keep it stable across restarts. Defaults to "SCHEME://HOST:PORT".
 	Name string
-	// Scheme is "udp", "tcp" or "tls".
+	// Scheme is "udp", "tcp", "tls" or "relp".
 	Scheme string
 	// Addr is the collector's HOST:PORT.
 	Addr string
@@ -93,6 +93,8 @@ var destOptions = []string{"format", "min_severity", "types", "name", "facility"
 //	udp://HOST:PORT?OPTIONS   RFC 5426, one message per datagram, best effort
 //	tcp://HOST:PORT?OPTIONS   RFC 6587 octet counting, at least once
 //	tls://HOST:PORT?OPTIONS   RFC 5425 over TLS 1.2 or 1.3, at least once
+//	relp://HOST:PORT?OPTIONS  RELP (rsyslog imrelp): each message acknowledged,
+//	                          at least once
 //
 // Options (all optional):
 //
@@ -148,11 +150,11 @@ func parseDestination(raw string) (Destination, error) {
 		Batch:    DefaultBatch,
 	}
 	switch d.Scheme {
-	case "udp", "tcp", "tls":
+	case "udp", "tcp", "tls", "relp":
 	case "":
-		return d, errors.New("missing scheme: want udp://, tcp:// or tls:// followed by HOST:PORT")
+		return d, errors.New("missing scheme: want udp://, tcp://, tls:// or relp:// followed by HOST:PORT")
 	default:
-		return d, fmt.Errorf("unsupported scheme %q: want udp, tcp or tls", u.Scheme)
+		return d, fmt.Errorf("unsupported scheme %q: want udp, tcp, tls or relp", u.Scheme)
 	}
 	if u.Opaque != "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.Fragment != "" {
 		return d, errors.New("want only SCHEME://HOST:PORT?OPTIONS (no user, path or fragment)")

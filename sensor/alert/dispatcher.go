@@ -214,7 +214,7 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 		ProcID: strconv.Itoa(os.Getpid()), Version: dp.opts.Version}
 	confirm := s.d.Confirm
 	if !cn.stream {
-		confirm = 0
+		confirm = 0 // udp: nothing to wait for; relp: acknowledged
 	}
 	s.mu.Lock()
 	next := s.cursor
@@ -222,6 +222,7 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 	var (
 		pending   []pend
 		buf, msg  []byte
+		msgs      [][]byte
 		confirmed bool
 		poll      = time.NewTicker(dp.opts.Poll)
 		timer     = time.NewTimer(time.Hour)
@@ -242,26 +243,29 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 		floor := s.floor
 		s.mu.Unlock()
 		buf = buf[:0]
+		msgs = msgs[:0]
 		var n uint64
 		for i := range ents {
 			if ents[i].seq <= floor {
 				continue
 			}
-			if msg, err = f.Append(msg[:0], &ents[i].ev); err != nil {
+			start := len(buf)
+			if buf, err = f.Append(buf, &ents[i].ev); err != nil {
+				buf = buf[:start]
 				dp.log.Error("alert cannot be formatted; skipped", "destination", s.d.Name, "seq", ents[i].seq, "err", err)
 				continue
 			}
 			n++
 			if cn.stream {
-				buf = syslog.AppendOctetCounted(buf, msg)
-			} else if err := cn.write(msg, s.d.Timeout); err != nil {
-				return confirmed, fmt.Errorf("send: %w", err)
+				// Frame in place: the length prefix goes before the message.
+				msg = append(msg[:0], buf[start:]...)
+				buf = syslog.AppendOctetCounted(buf[:start], msg)
+			} else {
+				msgs = append(msgs, buf[start:])
 			}
 		}
-		if len(buf) > 0 {
-			if err := cn.write(buf, s.d.Timeout); err != nil {
-				return confirmed, fmt.Errorf("send: %w", err)
-			}
+		if err := cn.send(buf, msgs, s.d.Timeout); err != nil {
+			return confirmed, fmt.Errorf("send: %w", err)
 		}
 		progressed := last > next
 		if progressed {

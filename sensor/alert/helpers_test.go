@@ -228,6 +228,7 @@ type rsyslog struct {
 	conf     string
 	out      string
 	TCP, UDP int
+	RELP     int // 0 unless started with RELP
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	mu       sync.Mutex
@@ -242,7 +243,31 @@ type rsyslogTLS struct {
 
 func startRsyslog(t testing.TB, tlsCfg *rsyslogTLS) *rsyslog {
 	t.Helper()
+	return startRsyslogWith(t, tlsCfg, false)
+}
+
+// imrelpPaths are where Debian's rsyslog-relp package installs imrelp.
+var imrelpPaths = []string{"/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so", "/usr/lib/aarch64-linux-gnu/rsyslog/imrelp.so", "/usr/lib/rsyslog/imrelp.so"}
+
+// startRsyslogWith also listens for RELP on r.RELP when relp is set.
+func startRsyslogWith(t testing.TB, tlsCfg *rsyslogTLS, relp bool) *rsyslog {
+	t.Helper()
 	testenv.RequireCommands(t, "rsyslogd")
+	if relp {
+		found := false
+		for _, p := range imrelpPaths {
+			if _, err := os.Stat(p); err == nil {
+				found = true
+			}
+		}
+		if !found {
+			why := "[privileged] needs rsyslog's imrelp module (Debian package rsyslog-relp)"
+			if testenv.Strict() {
+				t.Fatal(why)
+			}
+			t.Skip(why)
+		}
+	}
 	dir := t.TempDir()
 	r := &rsyslog{t: t, dir: dir, conf: filepath.Join(dir, "rsyslog.conf"), out: filepath.Join(dir, "received.jsonl"),
 		TCP: freePort(t, "tcp"), UDP: freePort(t, "udp")}
@@ -260,6 +285,10 @@ func startRsyslog(t testing.TB, tlsCfg *rsyslogTLS) *rsyslog {
 	}
 	fmt.Fprintf(&b, "input(type=\"imudp\" address=\"127.0.0.1\" port=\"%d\")\n", r.UDP)
 	fmt.Fprintf(&b, "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"%d\")\n", r.TCP)
+	if relp {
+		r.RELP = freePort(t, "tcp")
+		fmt.Fprintf(&b, "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" port=\"%d\" maxDataSize=\"64k\")\n", r.RELP)
+	}
 	b.WriteString("template(name=\"raw\" type=\"list\") { constant(value=\"\\\"\") property(name=\"rawmsg\" format=\"json\") constant(value=\"\\\"\\n\") }\n")
 	fmt.Fprintf(&b, "action(type=\"omfile\" file=%q template=\"raw\")\n", r.out)
 	if err := os.WriteFile(r.conf, []byte(b.String()), 0o600); err != nil {

@@ -14,6 +14,7 @@ import (
 type conn struct {
 	c      net.Conn
 	stream bool          // tcp or tls: octet-counting framing
+	relp   *relpSession  // relp: acknowledged commands
 	dead   chan struct{} // closed when the collector closes or the read fails
 	err    error         // why, once dead is closed
 }
@@ -37,6 +38,8 @@ func dial(ctx context.Context, d *Destination) (*conn, error) {
 			return nil, fmt.Errorf("%s: %w (is the collector listening?)", d.Name, err)
 		}
 		return watch(c), nil
+	case "relp":
+		return dialRELP(ctx, d)
 	case "tls":
 		raw, err := nd.DialContext(ctx, "tcp", d.Addr)
 		if err != nil {
@@ -105,6 +108,29 @@ func (cn *conn) deadErr() error {
 	return cn.err
 }
 
+// send delivers one batch: framed is the octet-counted stream for tcp and
+// tls; msgs are the messages for udp (one datagram each) and relp.
+func (cn *conn) send(framed []byte, msgs [][]byte, timeout time.Duration) error {
+	switch {
+	case cn.relp != nil:
+		if len(msgs) == 0 {
+			return nil
+		}
+		return cn.relpSend(msgs, timeout)
+	case cn.stream:
+		if len(framed) == 0 {
+			return nil
+		}
+		return cn.write(framed, timeout)
+	}
+	for _, m := range msgs {
+		if err := cn.write(m, timeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (cn *conn) write(b []byte, timeout time.Duration) error {
 	if !cn.alive() {
 		return cn.deadErr()
@@ -117,6 +143,9 @@ func (cn *conn) write(b []byte, timeout time.Duration) error {
 }
 
 func (cn *conn) close() {
+	if cn.relp != nil {
+		cn.relpClose()
+	}
 	cn.c.Close()
 	if cn.stream {
 		<-cn.dead
