@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/tapbeat/tapbeat/sensor"
@@ -138,14 +139,21 @@ func (d *decoder) strings() []string {
 
 // decodeEvent decodes an outbox value (the binary form, or JSON).
 func decodeEvent(v []byte, ev *sensor.Event) error {
+	_, err := decodeEventDetails(v, ev)
+	return err
+}
+
+// decodeEventDetails decodes an outbox value and also returns the details
+// as JSON ("" when there are none, or for a JSON value).
+func decodeEventDetails(v []byte, ev *sensor.Event) (string, error) {
 	if len(v) > 0 && v[0] == '{' {
 		dec := json.NewDecoder(bytes.NewReader(v))
 		dec.UseNumber()
-		return dec.Decode(ev)
+		return "", dec.Decode(ev)
 	}
 	d := decoder{b: v}
 	if ver := d.byte(); d.err == nil && ver != codecVersion {
-		return fmt.Errorf("outbox value version %d: this build reads version %d", ver, codecVersion)
+		return "", fmt.Errorf("outbox value version %d: this build reads version %d", ver, codecVersion)
 	}
 	ev.Seq = d.uvarint()
 	if d.byte() == 1 {
@@ -164,14 +172,14 @@ func decodeEvent(v []byte, ev *sensor.Event) error {
 	ev.Reason = d.string()
 	details := d.string()
 	if d.err != nil {
-		return d.err
+		return "", d.err
 	}
 	if details != "" {
-		dec := json.NewDecoder(bytes.NewReader([]byte(details)))
+		dec := json.NewDecoder(strings.NewReader(details))
 		dec.UseNumber()
 		if err := dec.Decode(&ev.Details); err != nil {
-			return fmt.Errorf("outbox value details: %w", err)
+			return "", fmt.Errorf("outbox value details: %w", err)
 		}
 	}
-	return nil
+	return details, nil
 }

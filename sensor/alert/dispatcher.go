@@ -250,7 +250,7 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 				continue
 			}
 			start := len(buf)
-			if buf, err = f.Append(buf, &ents[i].ev); err != nil {
+			if buf, err = f.append(buf, &ents[i].ev, ents[i].details); err != nil {
 				buf = buf[:start]
 				dp.log.Error("alert cannot be formatted; skipped", "destination", s.d.Name, "seq", ents[i].seq, "err", err)
 				continue

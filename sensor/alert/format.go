@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert/syslog"
@@ -81,6 +83,19 @@ type Formatter struct {
 
 // Append appends ev as one RFC 5424 message (unframed) to dst.
 func (f *Formatter) Append(dst []byte, ev *sensor.Event) ([]byte, error) {
+	return f.append(dst, ev, "")
+}
+
+// append is Append with the details already in JSON when the caller has
+// them (outbox entries keep them so), saving a re-encoding.
+func (f *Formatter) append(dst []byte, ev *sensor.Event, details string) ([]byte, error) {
+	if details == "" && len(ev.Details) > 0 && f.Format != FormatRFC5424 && f.Format != "" {
+		b, err := json.Marshal(ev.Details)
+		if err != nil {
+			return dst, fmt.Errorf("event %d: details: %w", ev.Seq, err)
+		}
+		details = string(b)
+	}
 	seq := strconv.FormatUint(ev.Seq, 10)
 	p := f.params[:0]
 	add := func(name, value string) {
@@ -104,17 +119,12 @@ func (f *Formatter) Append(dst []byte, ev *sensor.Event) ([]byte, error) {
 	}
 	f.params = p
 
-	var err error
 	f.body = f.body[:0]
 	switch f.Format {
 	case FormatCEF:
-		f.body = f.appendCEF(f.body, ev)
+		f.body = f.appendCEF(f.body, ev, details)
 	case FormatJSON:
-		var b []byte
-		if b, err = json.Marshal(ev); err != nil {
-			return dst, fmt.Errorf("event %d: json body: %w", ev.Seq, err)
-		}
-		f.body = append(f.body, b...)
+		f.body = appendEventJSON(f.body, ev, details)
 	default:
 		f.body = appendSummary(f.body, ev)
 	}
@@ -195,7 +205,7 @@ func appendSummary(dst []byte, ev *sensor.Event) []byte {
 
 // appendCEF writes a CEF:0 record. Header fields escape '\' and '|';
 // extension values escape '\' and '=' and write CR and LF as \r and \n.
-func (f *Formatter) appendCEF(dst []byte, ev *sensor.Event) []byte {
+func (f *Formatter) appendCEF(dst []byte, ev *sensor.Event, details string) []byte {
 	sig, ok := signatureIDs[ev.Type]
 	if !ok {
 		sig = signature{SignatureID(ev.Type), string(ev.Type)}
@@ -252,22 +262,12 @@ func (f *Formatter) appendCEF(dst []byte, ev *sensor.Event) []byte {
 	ext("cs4", string(ev.Status))
 	ext("cs5Label", "previousStatus")
 	ext("cs5", string(ev.PreviousStatus))
-	if len(ev.MACs)+len(ev.IPs)+len(ev.Details) > 0 {
-		all := map[string]any{}
-		for k, v := range ev.Details {
-			all[k] = v
-		}
-		if len(ev.MACs) > 0 {
-			all["macs"] = ev.MACs
-		}
-		if len(ev.IPs) > 0 {
-			all["ips"] = ev.IPs
-		}
-		if b, err := json.Marshal(all); err == nil {
-			ext("cs6Label", "details")
-			ext("cs6", string(b))
-		}
-	}
+	ext("flexString1Label", "macs")
+	ext("flexString1", strings.Join(ev.MACs, ","))
+	ext("flexString2Label", "ips")
+	ext("flexString2", strings.Join(ev.IPs, ","))
+	ext("cs6Label", "details")
+	ext("cs6", details)
 	return dst
 }
 
@@ -299,4 +299,98 @@ func cefValue(dst []byte, s string) []byte {
 		}
 	}
 	return dst
+}
+
+// appendEventJSON writes ev exactly as encoding/json marshals sensor.Event
+// (the one JSON schema), with details already encoded; it saves the
+// reflection on the delivery path.
+func appendEventJSON(dst []byte, ev *sensor.Event, details string) []byte {
+	dst = append(dst, `{"seq":`...)
+	dst = strconv.AppendUint(dst, ev.Seq, 10)
+	dst = append(dst, `,"time":"`...)
+	dst = ev.Time.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, `","type":`...)
+	dst = appendJSONString(dst, string(ev.Type))
+	dst = append(dst, `,"severity":`...)
+	dst = appendJSONString(dst, ev.Severity.String())
+	field := func(name, v string) {
+		if v != "" {
+			dst = append(dst, `,"`...)
+			dst = append(dst, name...)
+			dst = append(dst, `":`...)
+			dst = appendJSONString(dst, v)
+		}
+	}
+	list := func(name string, vs []string) {
+		if len(vs) == 0 {
+			return
+		}
+		dst = append(dst, `,"`...)
+		dst = append(dst, name...)
+		dst = append(dst, `":[`...)
+		for i, v := range vs {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendJSONString(dst, v)
+		}
+		dst = append(dst, ']')
+	}
+	field("endpoint_id", ev.EndpointID)
+	field("endpoint_name", ev.EndpointName)
+	field("org", ev.Org)
+	list("macs", ev.MACs)
+	list("ips", ev.IPs)
+	field("status", string(ev.Status))
+	field("previous_status", string(ev.PreviousStatus))
+	field("reason", ev.Reason)
+	if details != "" && details != "{}" && details != "null" {
+		dst = append(dst, `,"details":`...)
+		dst = append(dst, details...)
+	}
+	return append(dst, '}')
+}
+
+// appendJSONString writes s as encoding/json does: quoted, with '"', '\',
+// control characters, '<', '>', '&', U+2028 and U+2029 escaped and invalid
+// UTF-8 replaced by U+FFFD.
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				dst = append(dst, '\\', c)
+			case c == '\n':
+				dst = append(dst, '\\', 'n')
+			case c == '\r':
+				dst = append(dst, '\\', 'r')
+			case c == '\t':
+				dst = append(dst, '\\', 't')
+			case c == '\b':
+				dst = append(dst, '\\', 'b')
+			case c == '\f':
+				dst = append(dst, '\\', 'f')
+			case c < 0x20 || c == '<' || c == '>' || c == '&':
+				dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			default:
+				dst = append(dst, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n == 1:
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[r&0xf])
+		default:
+			dst = append(dst, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(dst, '"')
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/leodido/go-syslog/v4/rfc5424"
+	"pgregory.net/rapid"
 
 	"github.com/tapbeat/tapbeat/sensor"
 )
@@ -80,4 +82,42 @@ func BenchmarkFormat(b *testing.B) {
 			}
 		})
 	}
+}
+
+// The delivery path's JSON writer produces exactly encoding/json's bytes
+// for sensor.Event.
+func TestEventJSONMatchesEncodingJSON(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		str := rapid.OneOf(rapid.String(), rapid.StringMatching(`[<>&"\\\x00-\x1f\x{2028}\x{2029}a-z]{0,12}`),
+			rapid.Custom(func(t *rapid.T) string { return string(rapid.SliceOf(rapid.Byte()).Draw(t, "bytes")) }))
+		ev := sensor.Event{
+			Seq:            rapid.Uint64().Draw(t, "seq"),
+			Time:           time.Unix(rapid.Int64Range(0, 4e9).Draw(t, "sec"), rapid.Int64Range(0, 999999999).Draw(t, "ns")).UTC(),
+			Type:           sensor.EventType(str.Draw(t, "type")),
+			Severity:       sensor.Severity(rapid.IntRange(0, 7).Draw(t, "sev")),
+			EndpointID:     str.Draw(t, "id"),
+			EndpointName:   str.Draw(t, "name"),
+			Org:            str.Draw(t, "org"),
+			MACs:           rapid.SliceOfN(str, 0, 3).Draw(t, "macs"),
+			IPs:            rapid.SliceOfN(str, 0, 2).Draw(t, "ips"),
+			Status:         sensor.Status(str.Draw(t, "status")),
+			PreviousStatus: sensor.Status(str.Draw(t, "prev")),
+			Reason:         str.Draw(t, "reason"),
+		}
+		if rapid.Bool().Draw(t, "details") {
+			ev.Details = map[string]any{str.Draw(t, "k"): str.Draw(t, "v"), "n": 7}
+		}
+		want, err := json.Marshal(&ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var details string
+		if len(ev.Details) > 0 {
+			b, _ := json.Marshal(ev.Details)
+			details = string(b)
+		}
+		if got := appendEventJSON(nil, &ev, details); string(got) != string(want) {
+			t.Fatalf("got\n%s\nwant\n%s", got, want)
+		}
+	})
 }

@@ -31,10 +31,11 @@ type JSONLog struct {
 	keep   int
 	filter Filter
 
-	mu   sync.Mutex
-	f    *os.File
-	size int64
-	buf  []byte
+	mu     sync.Mutex
+	f      *os.File // nil after Close, or after a failed rotation
+	closed bool
+	size   int64
+	buf    []byte
 }
 
 // OpenJSONLog opens (creating it and its directory if needed) the alert log
@@ -81,8 +82,14 @@ func (l *JSONLog) Path() string { return l.path }
 func (l *JSONLog) Write(evs []sensor.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
+	if l.closed {
 		return fmt.Errorf("alert log %s: closed", l.path)
+	}
+	if l.f == nil {
+		// A rotation failed earlier: try again to open the current file.
+		if err := l.open(); err != nil {
+			return err
+		}
 	}
 	l.buf = l.buf[:0]
 	for i := range evs {
@@ -142,9 +149,11 @@ func (l *JSONLog) rotate() error {
 func (l *JSONLog) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.f == nil {
+	if l.closed || l.f == nil {
+		l.closed = true
 		return nil
 	}
+	l.closed = true
 	err := l.f.Close()
 	l.f = nil
 	return err

@@ -198,8 +198,9 @@ func (o *Outbox) Destinations() []Destination { return o.dests }
 
 // entry is an outbox entry read back.
 type entry struct {
-	seq uint64
-	ev  sensor.Event
+	seq     uint64
+	ev      sensor.Event
+	details string // ev.Details as JSON
 }
 
 // read returns up to n entries after seq that f accepts, and the last
@@ -216,7 +217,10 @@ func (o *Outbox) read(after uint64, n int, f Filter) ([]entry, uint64, error) {
 			item := it.Item()
 			seq := outboxSeq(item.Key())
 			var e entry
-			if err := item.Value(func(v []byte) error { return decodeEvent(v, &e.ev) }); err != nil {
+			if err := item.Value(func(v []byte) (err error) {
+				e.details, err = decodeEventDetails(v, &e.ev)
+				return err
+			}); err != nil {
 				o.log.Error("alert outbox: undecodable entry skipped", "seq", seq, "err", err)
 				last = seq
 				continue

@@ -162,6 +162,9 @@ func checkCEF(t *testing.T, body string, ev *sensor.Event) {
 	if err := json.Unmarshal([]byte(ext["cs6"]), &details); err != nil || details["rule name"] != "no smb=yes" {
 		t.Errorf("CEF cs6 %q: %v", ext["cs6"], err)
 	}
+	if ext["flexString1"] != strings.Join(ev.MACs, ",") || ext["flexString2"] != strings.Join(ev.IPs, ",") {
+		t.Errorf("CEF flexString1/2 %q %q", ext["flexString1"], ext["flexString2"])
+	}
 }
 
 // parseCEF splits a CEF record by the CEF rules: seven header fields

@@ -105,7 +105,7 @@ func TestRoundTripProperty(t *testing.T) {
 			Facility:  Facility(rapid.IntRange(0, 23).Draw(t, "fac")),
 			Severity:  uint8(rapid.IntRange(0, 7).Draw(t, "sev")),
 			Timestamp: time.Unix(rapid.Int64Range(0, 4e9).Draw(t, "sec"), rapid.Int64Range(0, 999999999).Draw(t, "ns")),
-			Hostname:  rapid.StringMatching(`[!-~]{1,40}`).Draw(t, "host"),
+			Hostname:  rapid.StringMatching(`[!-~]{2,40}`).Draw(t, "host"), // "-" alone is the NILVALUE
 			AppName:   "tapbeat",
 			MsgID:     rapid.StringMatching(`[a-z_]{1,32}`).Draw(t, "msgid"),
 		}
