@@ -1,0 +1,178 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/gopacket/gopacket/afpacket"
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+)
+
+// SocketStats is what the kernel counted for one capture socket since the
+// previous call: PACKET_STATISTICS resets on every read.
+type SocketStats struct {
+	Packets      uint64 // frames the socket handled, drops included
+	Drops        uint64 // frames dropped because the ring or buffer was full
+	QueueFreezes uint64 // times the TPACKET_V3 ring froze for want of free blocks
+}
+
+// RingConfig describes one TPACKET_V3 capture socket.
+type RingConfig struct {
+	Interface string
+	// RingBytes is the size of the mmap ring (default 64 MiB), rounded
+	// down to whole blocks, at least one.
+	RingBytes int
+	// BlockBytes is the ring's block size, a multiple of the page size
+	// (default 1 MiB); the largest frame captured whole is a little less.
+	BlockBytes int
+	// BlockTimeout hands a partly filled block to the reader after this
+	// long (default 10 ms).
+	BlockTimeout time.Duration
+	// PollTimeout bounds each wait for a block (default 100 ms): Read then
+	// returns ErrNoPacket, so readers notice cancellation and the ring is
+	// never unmapped under a reader.
+	PollTimeout time.Duration
+	// FanoutGroup, when not zero, joins the socket to this
+	// PACKET_FANOUT_HASH group so several sockets share the interface's
+	// traffic by flow.
+	FanoutGroup uint16
+	// NoPromiscuous leaves the interface out of promiscuous mode.
+	NoPromiscuous bool
+	// Filter is a classic BPF program (e.g. from tcpdump -dd). When nil,
+	// a built-in filter drops frames the host itself sends, which a
+	// mirror port should never carry.
+	Filter []bpf.RawInstruction
+}
+
+func (c RingConfig) withDefaults() RingConfig {
+	if c.BlockBytes <= 0 {
+		c.BlockBytes = 1 << 20
+	}
+	if c.RingBytes <= 0 {
+		c.RingBytes = 64 << 20
+	}
+	if c.BlockTimeout <= 0 {
+		c.BlockTimeout = 10 * time.Millisecond
+	}
+	if c.PollTimeout <= 0 {
+		c.PollTimeout = 100 * time.Millisecond
+	}
+	return c
+}
+
+// incomingOnly accepts every frame except those the host sends.
+func incomingOnly() ([]bpf.RawInstruction, error) {
+	return bpf.Assemble([]bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtType},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 1},
+		bpf.RetConstant{Val: 0x40000},
+		bpf.RetConstant{Val: 0},
+	})
+}
+
+// RingSource reads frames from a TPACKET_V3 mmap ring (gopacket's
+// afpacket) without copying them.
+type RingSource struct {
+	cfg     RingConfig
+	tp      *afpacket.TPacket
+	ifindex int
+	prev    SocketStats // cumulative counters at the previous Stats call
+}
+
+// OpenRing opens a capture ring on cfg.Interface.
+func OpenRing(cfg RingConfig) (*RingSource, error) {
+	cfg = cfg.withDefaults()
+	ifi, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("capture ring on %q: %w", cfg.Interface, err)
+	}
+	blocks := max(cfg.RingBytes/cfg.BlockBytes, 1)
+	tp, err := afpacket.NewTPacket(
+		afpacket.OptInterface(cfg.Interface),
+		afpacket.TPacketVersion3,
+		afpacket.OptBlockSize(cfg.BlockBytes),
+		afpacket.OptFrameSize(afpacket.DefaultFrameSize),
+		afpacket.OptNumBlocks(blocks),
+		afpacket.OptBlockTimeout(cfg.BlockTimeout),
+		afpacket.OptPollTimeout(cfg.PollTimeout),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("capture ring on %s (%d blocks of %d bytes): %w", cfg.Interface, blocks, cfg.BlockBytes, err)
+	}
+	r := &RingSource{cfg: cfg, tp: tp, ifindex: ifi.Index}
+	filter := cfg.Filter
+	if filter == nil {
+		if filter, err = incomingOnly(); err != nil {
+			tp.Close()
+			return nil, fmt.Errorf("capture ring on %s: assemble filter: %w", cfg.Interface, err)
+		}
+	}
+	if err := tp.SetBPF(filter); err != nil {
+		tp.Close()
+		return nil, fmt.Errorf("capture ring on %s: attach filter: %w", cfg.Interface, err)
+	}
+	if !cfg.NoPromiscuous {
+		if err := tp.SetPromiscuous(true); err != nil {
+			tp.Close()
+			return nil, fmt.Errorf("capture ring on %s: promiscuous mode: %w", cfg.Interface, err)
+		}
+	}
+	if cfg.FanoutGroup != 0 {
+		if err := tp.SetFanout(afpacket.FanoutHash, cfg.FanoutGroup); err != nil {
+			tp.Close()
+			return nil, fmt.Errorf("capture ring on %s: join fanout group %d: %w", cfg.Interface, cfg.FanoutGroup, err)
+		}
+	}
+	return r, nil
+}
+
+// Read returns the next frame, pointing into the ring; ErrNoPacket when
+// none came within the poll timeout. Any other error means the socket
+// stopped working (the link went down or the interface went away): close
+// it and open a new one.
+func (r *RingSource) Read(p *Packet) error {
+	data, ci, err := r.tp.ZeroCopyReadPacketData()
+	if err != nil {
+		if errors.Is(err, afpacket.ErrTimeout) {
+			return ErrNoPacket
+		}
+		if errors.Is(err, afpacket.ErrPoll) {
+			return fmt.Errorf("capture ring on %s: socket error (link down or interface gone): %w", r.cfg.Interface, err)
+		}
+		return fmt.Errorf("capture ring on %s: %w", r.cfg.Interface, err)
+	}
+	p.Data = data
+	p.WireLen = max(ci.Length, len(data))
+	// The kernel took the VLAN tag out of the frame and reported it
+	// aside; the frame on the wire was 4 bytes longer.
+	if len(ci.AncillaryData) > 0 {
+		p.WireLen += 4
+	}
+	p.Time = ci.Timestamp.UnixNano()
+	return nil
+}
+
+// Stats returns what the kernel counted since the previous call.
+func (r *RingSource) Stats() (SocketStats, error) {
+	_, s, err := r.tp.SocketStats()
+	if err != nil {
+		return SocketStats{}, fmt.Errorf("capture ring on %s: statistics: %w", r.cfg.Interface, err)
+	}
+	cur := SocketStats{Packets: uint64(s.Packets()), Drops: uint64(s.Drops()), QueueFreezes: uint64(s.QueueFreezes())}
+	d := SocketStats{Packets: cur.Packets - r.prev.Packets, Drops: cur.Drops - r.prev.Drops, QueueFreezes: cur.QueueFreezes - r.prev.QueueFreezes}
+	r.prev = cur
+	return d, nil
+}
+
+// Ifindex is the index of the interface the ring was opened on.
+func (r *RingSource) Ifindex() int { return r.ifindex }
+
+// Close unmaps the ring and closes the socket. Readers must have stopped:
+// gopacket unmaps the ring without waiting for them.
+func (r *RingSource) Close() error {
+	r.tp.Close()
+	return nil
+}
