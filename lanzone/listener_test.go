@@ -3,8 +3,8 @@ package lanzone
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"

@@ -20,11 +20,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,6 +45,8 @@ import (
 type report struct {
 	Stats  lanzone.Stats  `json:"stats"`
 	Events map[string]int `json:"events"`
+	// Go memory in MiB: heap in use, goroutine stacks, total from the OS.
+	HeapMiB, StackMiB, SysMiB uint64
 }
 
 func main() {
@@ -54,9 +59,13 @@ func main() {
 	ramp := flag.Duration("ramp", 60*time.Second, "spread of the first connections")
 	steady := flag.Duration("steady", 60*time.Second, "steady-state measurement window")
 	restart := flag.Bool("restart", true, "restart the sensor and time the fleet's return")
+	pprofAddr := flag.String("pprof", "", "serve net/http/pprof of the sensor side on this `HOST:PORT`")
 	flag.Parse()
 	limit := raiseFileLimit()
 	if *serve {
+		if *pprofAddr != "" {
+			go func() { _ = http.ListenAndServe(*pprofAddr, nil) }()
+		}
 		if err := runSensor(*dir, *listen); err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest sensor:", err)
 			os.Exit(1)
@@ -74,7 +83,7 @@ func main() {
 		if n <= 0 {
 			continue
 		}
-		r, err := runOnce(n, *interval, *ramp, *steady, *restart)
+		r, err := runOnce(n, *interval, *ramp, *steady, *restart, *pprofAddr)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "loadtest:", err)
 			os.Exit(1)
@@ -105,12 +114,16 @@ type result struct {
 	Missing    int
 	Resumed    uint64
 	Handshakes uint64
+	HeapMiB    uint64
+	StackMiB   uint64
+	SysMiB     uint64
 }
 
 func (r result) print(w io.Writer) {
 	fmt.Fprintf(w, "endpoints=%d enroll=%v connect_all=%v\n", r.N, r.Enroll.Round(time.Millisecond), r.Connect.Round(time.Millisecond))
 	fmt.Fprintf(w, "  steady: sensor_cpu=%.1f%% of one core, rss=%d MiB (peak %d MiB), heartbeats=%d (expected ~%.0f)\n",
 		r.CPU, r.RSSKB/1024, r.PeakRSSKB/1024, r.Beats, r.Expected)
+	fmt.Fprintf(w, "  go memory: heap in use %d MiB, stacks %d MiB, from the OS %d MiB\n", r.HeapMiB, r.StackMiB, r.SysMiB)
 	fmt.Fprintf(w, "  heartbeat->correlator latency: p50=%v p99=%v max=%v\n", r.P50, r.P99, r.Max)
 	if r.Recovery > 0 {
 		fmt.Fprintf(w, "  restart: all %d back in %v (handshakes %d, resumed %d), heartbeat_missing events=%d\n",
@@ -127,8 +140,8 @@ type child struct {
 	done chan struct{}
 }
 
-func startChild(dir, listen string) (*child, error) {
-	cmd := exec.Command(os.Args[0], "-serve", "-dir", dir, "-listen", listen)
+func startChild(dir, listen, pprofAddr string) (*child, error) {
+	cmd := exec.Command(os.Args[0], "-serve", "-dir", dir, "-listen", listen, "-pprof", pprofAddr)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -227,7 +240,7 @@ func procMem(pid int) (rss, hwm int) {
 	return rss, hwm
 }
 
-func runOnce(n int, interval, ramp, steady time.Duration, restart bool) (result, error) {
+func runOnce(n int, interval, ramp, steady time.Duration, restart bool, pprofAddr string) (result, error) {
 	res := result{N: n}
 	dir, err := os.MkdirTemp("", "tapbeat-loadtest")
 	if err != nil {
@@ -256,7 +269,7 @@ func runOnce(n int, interval, ramp, steady time.Duration, restart bool) (result,
 	}
 	res.Enroll = time.Since(t0)
 
-	c, err := startChild(sdir, "127.0.0.1:0")
+	c, err := startChild(sdir, "127.0.0.1:0", pprofAddr)
 	if err != nil {
 		return res, err
 	}
@@ -287,6 +300,7 @@ func runOnce(n int, interval, ramp, steady time.Duration, restart bool) (result,
 	r := c.report()
 	res.CPU = 100 * (cpu1 - cpu0).Seconds() / w1.Sub(w0).Seconds()
 	res.RSSKB, res.PeakRSSKB = procMem(pid)
+	res.HeapMiB, res.StackMiB, res.SysMiB = r.HeapMiB, r.StackMiB, r.SysMiB
 	res.P50, res.P99, res.Max = r.Stats.LatencyP50, r.Stats.LatencyP99, r.Stats.LatencyMax
 	res.Beats = r.Stats.Heartbeats - beats0
 	res.Expected = float64(n) * (w1.Sub(w0).Seconds() + 1.1) / interval.Seconds()
@@ -298,7 +312,7 @@ func runOnce(n int, interval, ramp, steady time.Duration, restart bool) (result,
 	addr := c.addr
 	c.stop()
 	t1 := time.Now()
-	if c, err = startChild(sdir, addr); err != nil {
+	if c, err = startChild(sdir, addr, pprofAddr); err != nil {
 		return res, err
 	}
 	if _, err := c.waitConnected(n, 3*time.Minute); err != nil {
@@ -369,7 +383,9 @@ func runSensor(dir, listen string) error {
 					ev[k] = v
 				}
 				mu.Unlock()
-				enc.Encode(report{Stats: l.Stats(), Events: ev})
+				var ms runtime.MemStats
+				runtime.ReadMemStats(&ms)
+				enc.Encode(report{Stats: l.Stats(), Events: ev, HeapMiB: ms.HeapInuse >> 20, StackMiB: ms.StackInuse >> 20, SysMiB: ms.Sys >> 20})
 			}
 		}
 	}()
