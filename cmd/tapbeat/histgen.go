@@ -170,7 +170,7 @@ func historyBenchCommand() *cli.Command {
 			}
 			defer st.Close()
 			r := rand.New(rand.NewPCG(42, 7))
-			lastDay := uint32(p.End.Unix() / 86400)
+			lastDay := uint32(p.End.Unix()/86400) - 1 // history-gen writes whole days before End's
 			pick := func() (int, uint32, time.Time) {
 				i := r.IntN(p.Endpoints)
 				d := lastDay - uint32(r.IntN(p.Days))

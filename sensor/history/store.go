@@ -36,8 +36,8 @@ type Options struct {
 	IndexCacheSize int64
 	// BlockCacheSize bounds Badger's block cache (default 32 MiB).
 	BlockCacheSize int64
-	// MemTableSize is the size of each of Badger's memtables (default 16 MiB,
-	// three of them).
+	// MemTableSize is the size of each of Badger's two memtables (default
+	// 8 MiB).
 	MemTableSize int64
 	// Logger receives the store's and Badger's messages (default slog.Default()).
 	Logger *slog.Logger
@@ -66,7 +66,7 @@ func (o Options) withDefaults() Options {
 		o.BlockCacheSize = 32 << 20
 	}
 	if o.MemTableSize <= 0 {
-		o.MemTableSize = 16 << 20
+		o.MemTableSize = 8 << 20
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -134,13 +134,19 @@ func Open(dir string, opts Options) (*Store, error) {
 		WithBlockCacheSize(opts.BlockCacheSize).
 		WithMemTableSize(opts.MemTableSize).
 		WithValueThreshold(min(1<<20, opts.MemTableSize/10)).
-		WithNumMemtables(3).
+		WithNumMemtables(2).
 		WithNumLevelZeroTables(3).
+		WithBaseTableSize(2 << 20).
 		WithNumLevelZeroTablesStall(8).
 		WithValueLogFileSize(64 << 20).
 		WithNumCompactors(2).
 		WithSyncWrites(false).
 		WithDetectConflicts(false)
+	// Badger doubles the table size at each level below the base by
+	// default; a table builder holds twice its table in memory, so deep
+	// levels of a large history would cost hundreds of MiB per compaction.
+	// Keep every table at the base size.
+	bo.TableSizeMultiplier = 1
 	db, err := badger.Open(bo)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
