@@ -395,9 +395,10 @@ func TestHandshakeStorm(t *testing.T) {
 			t.Fatal(err)
 		}
 		gap, n := f.rec.maxGap(ids[i])
-		// On time: well inside the missing deadline (3 intervals), with
-		// room for a CPU saturated by the storm (and the race detector).
-		if gap > 2*time.Second {
+		// On time: inside the missing deadline (3 intervals) with half an
+		// interval to spare, on a CPU the storm (and whatever else runs on
+		// the machine) saturates.
+		if gap > 2500*time.Millisecond {
 			t.Errorf("endpoint %d: longest heartbeat gap %v during the storm (%d heartbeats)", i, gap, n)
 		}
 	}

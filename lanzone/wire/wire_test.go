@@ -211,3 +211,34 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkHeartbeatFrame is the per-heartbeat protocol cost on the sensor:
+// read one frame and decode the heartbeat. BenchmarkReadFrameOnly is its
+// reference (framing without JSON).
+func BenchmarkHeartbeatFrame(b *testing.B) {
+	f, _ := Marshal(TypeHeartbeat, Heartbeat{Health: sensor.HealthGreen, Seq: 12345, SentAt: time.Now().UnixNano()})
+	r := bytes.NewReader(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Reset(f)
+		fr, err := ReadFrame(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := DecodeHeartbeat(fr.Payload); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkReadFrameOnly(b *testing.B) {
+	f, _ := Marshal(TypeHeartbeat, Heartbeat{Health: sensor.HealthGreen, Seq: 12345, SentAt: time.Now().UnixNano()})
+	r := bytes.NewReader(nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Reset(f)
+		if _, err := ReadFrame(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
