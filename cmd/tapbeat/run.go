@@ -21,7 +21,8 @@ func raiseFileLimit(log *slog.Logger) {
 		r.Cur = r.Max
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &r); err != nil {
 			log.Warn("cannot raise the open-file limit", "err", err)
+			return
 		}
 	}
-	log.Info("open-file limit", "limit", r.Cur, "note", "each connected endpoint holds one")
+	log.Info("open-file limit raised to the hard limit; each connected endpoint holds one", "limit", r.Cur)
 }
