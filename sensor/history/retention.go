@@ -61,6 +61,19 @@ type PruneResult struct {
 // current day is never dropped). Each day dropped for space raises a
 // storage_low event through Options.OnStorageLow.
 func (s *Store) Prune() (PruneResult, error) {
+	var alerts []sensor.Event
+	res, err := s.prune(&alerts)
+	// Called without the lock: the callback may append to this store.
+	for _, ev := range alerts {
+		s.log.Warn("history storage low", "reason", ev.Reason)
+		if s.opts.OnStorageLow != nil {
+			s.opts.OnStorageLow(ev)
+		}
+	}
+	return res, err
+}
+
+func (s *Store) prune(alerts *[]sensor.Event) (PruneResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var res PruneResult
@@ -98,7 +111,7 @@ func (s *Store) Prune() (PruneResult, error) {
 					free>>20, need>>20),
 				Details: map[string]any{"free_bytes": free, "threshold_bytes": need},
 			}
-			s.alert(ev)
+			*alerts = append(*alerts, ev)
 			return res, nil
 		}
 		d := days[0]
@@ -107,19 +120,12 @@ func (s *Store) Prune() (PruneResult, error) {
 		}
 		days = days[1:]
 		res.ForSpace = append(res.ForSpace, dayStart(d))
-		s.alert(sensor.Event{
+		*alerts = append(*alerts, sensor.Event{
 			Time: now, Type: sensor.EventStorageLow, Severity: sensor.SeverityWarning,
 			Reason: fmt.Sprintf("history disk has %d MiB free, under the %d MiB threshold: dropped the history of %s early",
 				free>>20, need>>20, dayStart(d).Format(time.DateOnly)),
 			Details: map[string]any{"dropped_day": dayStart(d).Format(time.DateOnly), "free_bytes": free, "threshold_bytes": need},
 		})
-	}
-}
-
-func (s *Store) alert(ev sensor.Event) {
-	s.log.Warn("history storage low", "reason", ev.Reason)
-	if s.opts.OnStorageLow != nil {
-		s.opts.OnStorageLow(ev)
 	}
 }
 

@@ -133,10 +133,18 @@ func TestDiskLowDropsOldestDays(t *testing.T) {
 	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
 	now := at(12, 0)
 	var alerts []sensor.Event
+	var s *Store
 	opts := Options{
 		Now: func() time.Time { return now }, MinFreeBytes: 1, MinFreeFraction: 1e-9,
 		MemTableSize: 4 << 20, BlockCacheSize: 4 << 20, IndexCacheSize: 4 << 20,
-		OnStorageLow: func(ev sensor.Event) { alerts = append(alerts, ev) },
+		// As the daemon does: record the alert, which appends it to this store.
+		OnStorageLow: func(ev sensor.Event) {
+			ev.Seq = s.NextSeq()
+			if err := s.Append([]sensor.Event{ev}, nil); err != nil {
+				t.Errorf("append storage_low: %v", err)
+			}
+			alerts = append(alerts, ev)
+		},
 	}
 	s, err := Open(filepath.Join(mnt, "history"), opts)
 	if err != nil {
@@ -178,6 +186,10 @@ func TestDiskLowDropsOldestDays(t *testing.T) {
 	}
 	if !alertKeyPresent(s) {
 		t.Fatal("disk-low drop touched the alert outbox")
+	}
+	stored, err := s.Alerts(AlertQuery{Range: Range{Since: now.Add(-dayLen), Until: now.Add(dayLen)}, Types: []sensor.EventType{sensor.EventStorageLow}})
+	if err != nil || len(stored) != len(alerts) {
+		t.Errorf("storage_low alerts in history: %v, %d of %d", err, len(stored), len(alerts))
 	}
 }
 
