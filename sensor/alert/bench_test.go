@@ -2,10 +2,12 @@ package alert
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -136,7 +138,7 @@ func BenchmarkDeliveryTCP(b *testing.B) {
 			col.wait(b, int64(b.N))
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
 			b.StopTimer()
-			b.Logf("N=%d staged in %v, delivered in %v", b.N, staged, b.Elapsed())
+			b.Logf("N=%d staged in %v, received in %v", b.N, staged, b.Elapsed())
 			run.stop(b)
 		})
 	}
@@ -170,4 +172,80 @@ func BenchmarkStage(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
 }
 
-var _ = fmt.Sprint
+// lineCounter counts the lines rsyslog has written to its output file.
+type lineCounter struct {
+	f *os.File
+	n int64
+	b []byte
+}
+
+func (c *lineCounter) count() int64 {
+	if c.b == nil {
+		c.b = make([]byte, 1<<20)
+	}
+	for {
+		k, _ := c.f.Read(c.b)
+		if k == 0 {
+			return c.n
+		}
+		c.n += int64(bytes.Count(c.b[:k], []byte{'\n'}))
+	}
+}
+
+// BenchmarkDeliveryRsyslog measures alerts per second from the outbox to a
+// real rsyslog writing every message to a file, over tcp and over relp
+// (which waits for rsyslog's acknowledgement of every message).
+func BenchmarkDeliveryRsyslog(b *testing.B) {
+	evs := testEvents(1, 256)
+	for _, scheme := range []string{"tcp", "relp"} {
+		b.Run(scheme, func(b *testing.B) {
+			r := startRsyslogWith(b, nil, scheme == "relp")
+			port := r.TCP
+			if scheme == "relp" {
+				port = r.RELP
+			}
+			db := testDB(b, b.TempDir())
+			run := startDispatcher(b, db, OutboxOptions{Destinations: []Destination{
+				mustDest(b, fmt.Sprintf("%s://127.0.0.1:%d", scheme, port))}},
+				DispatcherOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			var lc *lineCounter
+			batch := make([]sensor.Event, len(evs))
+			b.ResetTimer()
+			var seq uint64
+			for sent := 0; sent < b.N; sent += len(evs) {
+				k := min(len(evs), b.N-sent)
+				for i := range batch[:k] {
+					seq++
+					batch[i] = evs[i]
+					batch[i].Seq = seq
+				}
+				wb := db.NewWriteBatch()
+				if err := run.ob.Stage(wb, batch[:k]); err != nil {
+					b.Fatal(err)
+				}
+				if err := wb.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			deadline := time.Now().Add(2 * time.Minute)
+			for {
+				if lc == nil {
+					if f, err := os.Open(r.out); err == nil {
+						defer f.Close()
+						lc = &lineCounter{f: f}
+					}
+				}
+				if lc != nil && lc.count() >= int64(b.N) {
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Fatalf("rsyslog wrote too few messages for %d alerts", b.N)
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "alerts/s")
+			b.StopTimer()
+			run.stop(b)
+		})
+	}
+}

@@ -172,6 +172,9 @@ func (cn *conn) relpAwait(first, last int) error {
 		}
 	}
 	for len(want) > 0 {
+		if cn.relp.r.Buffered() == 0 {
+			quickAck(cn.c)
+		}
 		txnr, cmd, data, err := readRELPFrame(cn.relp.r)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
