@@ -1,6 +1,7 @@
 package isotest
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -133,7 +134,7 @@ mac = "`+mgmtMAC+`"
 address = "dhcp"
 `)
 	disk := filepath.Join(work, "data.img")
-	testenv.Run(t, "mke2fs", "-q", "-t", "ext4", "-L", "TAPBEAT-DATA", "-d", dir, disk, "256M")
+	testenv.Run(t, "mke2fs", "-q", "-t", "ext4", "-L", "TAPBEAT-DATA", "-d", dir, disk, "2G")
 
 	lanPort, adminPort := freePort(t, "tcp"), freePort(t, "tcp")
 	capTo, capFrom := freePort(t, "udp"), freePort(t, "udp")
@@ -172,7 +173,7 @@ address = "dhcp"
 			inject(t, capFrom, 40)
 			v.waitFor("rx=true", 30*time.Second)
 			if daemon {
-				e2e.check(t, lanPort, adminPort, i > 0)
+				e2e.check(t, v, lanPort, adminPort, capFrom, i > 0, v.started)
 			} else {
 				// Supervision: tapbeat run exits at once and is restarted with backoff.
 				v.waitFor("tapbeat run exited, restarting", 30*time.Second)
@@ -225,9 +226,16 @@ func writeFile(t *testing.T, path, text string) {
 // NIC through qemu's socket backend: one datagram is one frame.
 func inject(t *testing.T, port, n int) {
 	t.Helper()
+	if err := injectQuiet(port, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// injectQuiet is inject for background goroutines: it returns the error.
+func injectQuiet(port, n int) error {
 	c, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer c.Close()
 	src, _ := net.ParseMAC(strayMAC)
@@ -238,11 +246,12 @@ func inject(t *testing.T, port, n int) {
 		_ = udp.SetNetworkLayerForChecksum(ip)
 		buf := gopacket.NewSerializeBuffer()
 		if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload("tapbeat-test")); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if _, err := c.Write(buf.Bytes()); err != nil {
-			t.Fatalf("inject frame: %v", err)
+			return fmt.Errorf("inject frame: %w", err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	return nil
 }

@@ -21,3 +21,25 @@ func TestParseList(t *testing.T) {
 		}
 	}
 }
+
+func TestAliases(t *testing.T) {
+	a, err := ParseAliases(strings.NewReader(`# Aliases extracted from modules themselves.
+alias pci:v00008086d0000100Esv*sd*bc*sc*i* e1000
+alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e
+alias virtio:d00000001v* virtio_net
+alias usb:v*p*d*dc*dsc*dp*ic08isc06ip50in* usb_storage
+alias fs-ext4 ext4
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	devices := []string{"pci:v00008086d0000100Esv00001AF4sd00001100bc02sc00i00", "virtio:d00000001v00001AF4"}
+	for m, want := range map[string]bool{"e1000": true, "e1000e": false, "virtio_net": true, "usb_storage": true, "ext4": true, "button": true} {
+		if got := a.Wanted(m, devices); got != want {
+			t.Errorf("Wanted(%s) = %v, want %v", m, got, want)
+		}
+	}
+	if ModuleName("kernel/arch/x86/crypto/crc32c-intel.ko") != "crc32c_intel" {
+		t.Error("ModuleName does not follow modules.alias spelling")
+	}
+}

@@ -6,15 +6,30 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
-// LoadAll loads every module named in the list file listPath (paths
-// relative to dir). A module already loaded or built in is fine; a module
-// that fails to load is logged and the rest are still tried, and the
-// failures are returned together.
-func LoadAll(log *slog.Logger, dir, listPath string) (loaded int, err error) {
+// LoadAll loads the modules named in the list file listPath (paths
+// relative to dir), skipping PCI and virtio drivers for which no device is
+// present according to aliasPath (a modules.alias file; "" loads
+// everything). A module already loaded or built in is fine; a module that
+// fails to load is logged and the rest are still tried, and the failures
+// are returned together.
+func LoadAll(log *slog.Logger, dir, listPath, aliasPath string) (loaded int, err error) {
+	var aliases Aliases
+	if aliasPath != "" {
+		af, err := os.Open(aliasPath)
+		if err != nil {
+			return 0, fmt.Errorf("open module aliases: %w", err)
+		}
+		aliases, err = ParseAliases(af)
+		af.Close()
+		if err != nil {
+			return 0, err
+		}
+	}
 	f, err := os.Open(listPath)
 	if err != nil {
 		return 0, fmt.Errorf("open module list: %w", err)
@@ -26,6 +41,10 @@ func LoadAll(log *slog.Logger, dir, listPath string) (loaded int, err error) {
 	}
 	var errs []error
 	for _, m := range mods {
+		if !aliases.Wanted(ModuleName(m), deviceAliases()) {
+			log.Debug("module skipped: no such device", "module", m)
+			continue
+		}
 		err := Load(filepath.Join(dir, m))
 		if errors.Is(err, unix.ENODEV) {
 			// Drivers for hardware this machine lacks (crc32c-intel on a
@@ -55,4 +74,19 @@ func Load(path string) error {
 		return fmt.Errorf("load module %s: %w", filepath.Base(path), err)
 	}
 	return nil
+}
+
+// deviceAliases lists the modaliases of the PCI and virtio devices present
+// now (virtio devices appear once virtio_pci is loaded).
+func deviceAliases() []string {
+	var out []string
+	for _, bus := range []string{"pci", "virtio"} {
+		paths, _ := filepath.Glob("/sys/bus/" + bus + "/devices/*/modalias")
+		for _, p := range paths {
+			if b, err := os.ReadFile(p); err == nil {
+				out = append(out, strings.TrimSpace(string(b)))
+			}
+		}
+	}
+	return out
 }

@@ -20,11 +20,18 @@ import (
 const (
 	// MetricEndpoints is a gauge of enrolled endpoints with a "status" label.
 	MetricEndpoints = "tapbeat_endpoints"
-	// MetricUnmanaged is a gauge of MACs sending without a heartbeat.
+	// MetricUnmanaged is a gauge of MACs sending without a heartbeat
+	// (optional: the line is left out when the daemon does not export it).
 	MetricUnmanaged = "tapbeat_unmanaged_macs"
-	// MetricAlerts is a counter of alerts raised (any labels, summed).
-	MetricAlerts = "tapbeat_alerts_total"
+	// MetricEvents counts stored events with "type" and "severity" labels;
+	// those of severity notice or worse are alerts.
+	MetricEvents = "tapbeat_events_total"
 )
+
+// alertSeverities are the RFC 5424 severities that make an event an alert.
+var alertSeverities = map[string]bool{
+	"emergency": true, "alert": true, "critical": true, "error": true, "warning": true, "notice": true,
+}
 
 // ReadCounter reads one counter file such as
 // /sys/class/net/eth1/statistics/rx_packets.
@@ -131,13 +138,16 @@ func ParseMetrics(text string) (s Sensor, alertsTotal uint64, err error) {
 		}
 	}
 	if f, ok := fams[MetricUnmanaged]; ok {
+		s.UnmanagedKnown = true
 		for _, m := range f.GetMetric() {
 			s.Unmanaged += int(value(m))
 		}
 	}
-	if f, ok := fams[MetricAlerts]; ok {
+	if f, ok := fams[MetricEvents]; ok {
 		for _, m := range f.GetMetric() {
-			alertsTotal += uint64(value(m))
+			if alertSeverities[label(m, "severity")] {
+				alertsTotal += uint64(value(m))
+			}
 		}
 	}
 	return s, alertsTotal, nil

@@ -31,8 +31,10 @@ type NIC struct {
 type Sensor struct {
 	// Endpoints counts enrolled endpoints by status.
 	Endpoints map[string]int
-	// Unmanaged counts MACs seen sending without an enrolled endpoint.
-	Unmanaged int
+	// Unmanaged counts MACs seen sending without an enrolled endpoint;
+	// UnmanagedKnown is false when the daemon does not report it.
+	Unmanaged      int
+	UnmanagedKnown bool
 	// Alerts1h counts alerts raised in the last hour.
 	Alerts1h int
 }
@@ -103,7 +105,10 @@ func Render(w io.Writer, s Snapshot) error {
 			parts = append(parts, fmt.Sprintf("%s %d", k, s.Sensor.Endpoints[k]))
 		}
 		fmt.Fprintf(&b, "endpoints %d: %s\n", total, strings.Join(parts, ", "))
-		fmt.Fprintf(&b, "unmanaged MACs %d   alerts in the last hour %d\n", s.Sensor.Unmanaged, s.Sensor.Alerts1h)
+		if s.Sensor.UnmanagedKnown {
+			fmt.Fprintf(&b, "unmanaged MACs %d   ", s.Sensor.Unmanaged)
+		}
+		fmt.Fprintf(&b, "alerts in the last hour %d\n", s.Sensor.Alerts1h)
 	} else if d.Ready {
 		b.WriteString("endpoints: metrics not available yet\n")
 	}

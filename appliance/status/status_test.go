@@ -21,9 +21,10 @@ tapbeat_endpoints{status="missing"} 1
 tapbeat_endpoints{status="red"} 2
 # TYPE tapbeat_unmanaged_macs gauge
 tapbeat_unmanaged_macs 3
-# TYPE tapbeat_alerts_total counter
-tapbeat_alerts_total{type="heartbeat_missing"} 4
-tapbeat_alerts_total{type="no_heartbeat"} 6
+# TYPE tapbeat_events_total counter
+tapbeat_events_total{severity="warning",type="heartbeat_missing"} 4
+tapbeat_events_total{severity="notice",type="no_heartbeat"} 6
+tapbeat_events_total{severity="info",type="status_changed"} 30
 # TYPE go_goroutines gauge
 go_goroutines 12
 `
@@ -33,7 +34,7 @@ func TestParseMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.Endpoints["green"] != 7 || s.Endpoints["missing"] != 1 || s.Endpoints["red"] != 2 || s.Unmanaged != 3 || total != 10 {
+	if s.Endpoints["green"] != 7 || s.Endpoints["missing"] != 1 || s.Endpoints["red"] != 2 || s.Unmanaged != 3 || !s.UnmanagedKnown || total != 10 {
 		t.Errorf("got %+v total %d", s, total)
 	}
 	if _, _, err := ParseMetrics("tapbeat_endpoints{status=\"green\" 7\n"); err == nil {
@@ -128,7 +129,7 @@ func TestRender(t *testing.T) {
 			{Role: "capture", Name: "eth1", MAC: "52:54:00:00:00:02", Up: true, RxPackets: 500, RxRate: 42},
 		},
 		Daemon: supervise.State{Running: true, Ready: true, PID: 99, Starts: 1, Since: now.Add(-time.Minute)},
-		Sensor: &Sensor{Endpoints: map[string]int{"green": 3, "missing": 1}, Unmanaged: 2, Alerts1h: 5},
+		Sensor: &Sensor{Endpoints: map[string]int{"green": 3, "missing": 1}, Unmanaged: 2, UnmanagedKnown: true, Alerts1h: 5},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,11 +31,12 @@ import (
 
 // Paths inside the initramfs and the running appliance.
 const (
-	dataDir     = "/data"
-	tapbeatBin  = "/bin/tapbeat"
-	modulesDir  = "/lib/modules"
-	modulesList = "/lib/modules/load.list"
-	statusTTY   = "/dev/tty1"
+	dataDir      = "/data"
+	tapbeatBin   = "/bin/tapbeat"
+	modulesDir   = "/lib/modules"
+	modulesList  = "/lib/modules/load.list"
+	modulesAlias = "/lib/modules/modules.alias"
+	statusTTY    = "/dev/tty1"
 )
 
 // appliance is the init's state.
@@ -90,7 +92,7 @@ func run() error {
 		a.log.Error("mounting kernel filesystems", "err", err)
 	}
 	reopenConsole(a)
-	a.log.Info("tapbeat appliance starting", "version", version)
+	a.log.Info("tapbeat appliance starting", "version", version, "kernel_uptime", kernelUptime())
 	// Ctrl-Alt-Del sends SIGINT to init instead of rebooting at once.
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_CAD_OFF)
 
@@ -103,7 +105,7 @@ func run() error {
 	if err := netsetup.DisableIPv6Default(); err != nil {
 		a.log.Warn("IPv6 default not disabled", "err", err)
 	}
-	if n, err := kmod.LoadAll(a.log, modulesDir, modulesList); err != nil {
+	if n, err := kmod.LoadAll(a.log, modulesDir, modulesList, modulesAlias); err != nil {
 		a.log.Warn("some modules did not load", "loaded", n, "err", err)
 	} else {
 		a.log.Info("modules loaded", "count", n)
@@ -546,7 +548,14 @@ func summary(s status.Snapshot) string {
 		parts = append(parts, "sensor down")
 	}
 	if s.Sensor != nil {
-		parts = append(parts, fmt.Sprintf("endpoints %v unmanaged %d alerts/1h %d", s.Sensor.Endpoints, s.Sensor.Unmanaged, s.Sensor.Alerts1h))
+		var eps []string
+		for st, n := range s.Sensor.Endpoints {
+			if n > 0 {
+				eps = append(eps, fmt.Sprintf("%s=%d", st, n))
+			}
+		}
+		sort.Strings(eps)
+		parts = append(parts, fmt.Sprintf("endpoints [%s] alerts/1h %d", strings.Join(eps, " "), s.Sensor.Alerts1h))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -590,4 +599,18 @@ func reapOrphans(ctx context.Context) {
 		}
 		seen = now
 	}
+}
+
+// kernelUptime is how long the kernel has been running (from /proc/uptime),
+// to tell kernel and initramfs time from firmware and boot loader time.
+func kernelUptime() time.Duration {
+	b, err := os.ReadFile("/proc/uptime")
+	if err != nil {
+		return 0
+	}
+	f, err := strconv.ParseFloat(strings.Fields(string(b))[0], 64)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(f * float64(time.Second)).Round(10 * time.Millisecond)
 }
