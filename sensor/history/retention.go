@@ -2,6 +2,7 @@ package history
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -148,20 +149,27 @@ func (s *Store) dropDay(d uint32) error {
 	return nil
 }
 
-// Run does the store's housekeeping until ctx ends: every period it flushes
-// closed traffic minutes and open binding intervals and applies retention.
+// Run does the store's housekeeping until ctx ends: every minute (or every
+// period if shorter) it writes closed traffic minutes, open binding
+// intervals and changed endpoint states; every period it applies retention
+// and the free-disk guard. Both run once at start.
 func (s *Store) Run(ctx context.Context, period time.Duration) error {
 	if period <= 0 {
-		period = time.Minute
+		period = time.Hour
 	}
-	t := time.NewTicker(period)
+	flushEvery := min(period, time.Minute)
+	t := time.NewTicker(flushEvery)
 	defer t.Stop()
+	lastPrune := time.Time{}
 	for {
-		if err := s.Flush(); err != nil {
+		if err := s.Flush(); err != nil && !errors.Is(err, ErrClosed) {
 			s.log.Error("history flush", "err", err)
 		}
-		if _, err := s.Prune(); err != nil {
-			s.log.Error("history retention", "err", err)
+		if now := time.Now(); now.Sub(lastPrune) >= period {
+			lastPrune = now
+			if _, err := s.Prune(); err != nil && !errors.Is(err, ErrClosed) {
+				s.log.Error("history retention", "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

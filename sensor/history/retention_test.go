@@ -1,6 +1,7 @@
 package history
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -200,5 +201,40 @@ func TestOpenLockedGivesClearError(t *testing.T) {
 	_, err := Open(dir, Options{})
 	if !errors.Is(err, ErrLocked) {
 		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+}
+
+// TestRunFlushesAndPrunes runs the housekeeping loop briefly: it applies
+// retention at once and persists traffic and states.
+func TestRunFlushesAndPrunes(t *testing.T) {
+	dir := t.TempDir()
+	now := at(12, 0)
+	s, err := Open(dir, Options{Now: func() time.Time { return now }, Retention: 2 * dayLen, MinFreeBytes: 1, MinFreeFraction: 1e-9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fillDays(t, s, now, 5, 3, 10)
+	if err := s.AddTraffic([]sensor.TrafficSummary{{MAC: mac1, Packets: 4, Bytes: 400, FirstSeen: at(11, 0), LastSeen: at(11, 0)}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, time.Hour) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		days, _ := s.Days()
+		tr, _ := s.Traffic(TrafficQuery{Range: Range{Since: at(10, 0), Until: at(12, 0)}, MAC: mac1})
+		if len(days) == 2 && len(tr) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after Run: days %v, traffic %v", days, tr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }
