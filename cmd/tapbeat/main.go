@@ -39,6 +39,7 @@ func newApp() *cli.App {
 			historyGenCommand(),
 			queryCommand(),
 			restoreCommand(),
+			alertTestCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}

@@ -181,8 +181,8 @@ func (dp *Dispatcher) deliver(ctx context.Context, s *destState) {
 		s.connected = true
 		s.mu.Unlock()
 		delivered, err := dp.session(ctx, s, cn)
-		if err != nil && !delivered && s.d.Scheme == "tls" {
-			err = fmt.Errorf("%w (the collector ends TLS sessions before anything is confirmed: it may require a client certificate it trusts, see cert= and key=)", err)
+		if err != nil && !delivered {
+			err = refusedHint(&s.d, err)
 		}
 		cn.close()
 		s.mu.Lock()

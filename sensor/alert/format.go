@@ -252,22 +252,20 @@ func (f *Formatter) appendCEF(dst []byte, ev *sensor.Event, details string) []by
 		}
 	}
 	ext("reason", ev.Reason)
-	ext("cs1Label", "endpointId")
-	ext("cs1", ev.EndpointID)
-	ext("cs2Label", "endpointName")
-	ext("cs2", ev.EndpointName)
-	ext("cs3Label", "org")
-	ext("cs3", ev.Org)
-	ext("cs4Label", "status")
-	ext("cs4", string(ev.Status))
-	ext("cs5Label", "previousStatus")
-	ext("cs5", string(ev.PreviousStatus))
-	ext("flexString1Label", "macs")
-	ext("flexString1", strings.Join(ev.MACs, ","))
-	ext("flexString2Label", "ips")
-	ext("flexString2", strings.Join(ev.IPs, ","))
-	ext("cs6Label", "details")
-	ext("cs6", details)
+	labelled := func(key, label, v string) {
+		if v != "" {
+			ext(key+"Label", label)
+			ext(key, v)
+		}
+	}
+	labelled("cs1", "endpointId", ev.EndpointID)
+	labelled("cs2", "endpointName", ev.EndpointName)
+	labelled("cs3", "org", ev.Org)
+	labelled("cs4", "status", string(ev.Status))
+	labelled("cs5", "previousStatus", string(ev.PreviousStatus))
+	labelled("flexString1", "macs", strings.Join(ev.MACs, ","))
+	labelled("flexString2", "ips", strings.Join(ev.IPs, ","))
+	labelled("cs6", "details", details)
 	return dst
 }
 

@@ -59,9 +59,12 @@ func TestFormatterMinimalEvent(t *testing.T) {
 			t.Fatalf("%s: %v: %q", format, err, b)
 		}
 		if format == FormatCEF {
-			hdr, _, err := parseCEF(*m.(*rfc5424.SyslogMessage).Message)
+			hdr, ext, err := parseCEF(*m.(*rfc5424.SyslogMessage).Message)
 			if err != nil || hdr[4] != "tapbeat:future_type" || hdr[3] != "dev" {
 				t.Errorf("cef %q: %v", hdr, err)
+			}
+			if _, ok := ext["cs1Label"]; ok {
+				t.Errorf("cef labels a field with no value: %q", ext)
 			}
 		}
 		if !strings.Contains(string(b), `[meta sequenceId="1"]`) {
