@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-
 	"github.com/tapbeat/tapbeat/sensor"
 )
 
@@ -31,8 +29,3 @@ func (f fanout) Bindings(bs []sensor.Binding) {
 	}
 }
 
-// runCapture reads every configured capture interface until ctx ends.
-func (s *Sensor) runCapture(ctx context.Context) error {
-	<-ctx.Done()
-	return nil
-}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -348,7 +349,25 @@ func (s *Sensor) sensorConfig(cfg Config) sensor.Config {
 			sc.SensorAddrs = append(sc.SensorAddrs, ap)
 		}
 	}
+	// The sensor's own interfaces answer heartbeats on the LAN: they are
+	// infrastructure, not stations without a heartbeat.
+	sc.Infrastructure = append(slices.Clone(sc.Infrastructure), ownMACs()...)
 	return sc
+}
+
+// ownMACs lists the MACs of this host's interfaces.
+func ownMACs() []string {
+	itfs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, itf := range itfs {
+		if len(itf.HardwareAddr) == 6 {
+			out = append(out, itf.HardwareAddr.String())
+		}
+	}
+	return out
 }
 
 // snapshots persists the latest state per endpoint periodically, so a

@@ -178,6 +178,7 @@ alert_source_without_heartbeat = true
 	if err != nil {
 		return err
 	}
+	time.Sleep(3 * interval)
 	m.step("ep3's agent comes back")
 	if err := d.StartAgent(ctx, "ep3", m.checkPath("ep3")); err != nil {
 		return err
