@@ -255,6 +255,12 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 				dp.log.Error("alert cannot be formatted; skipped", "destination", s.d.Name, "seq", ents[i].seq, "err", err)
 				continue
 			}
+			if cn.udp() && len(buf)-start > maxDatagram {
+				dp.log.Error("alert too large for one UDP datagram; skipped (use tcp, tls or relp for large alerts)",
+					"destination", s.d.Name, "seq", ents[i].seq, "bytes", len(buf)-start)
+				buf = buf[:start]
+				continue
+			}
 			n++
 			if cn.stream {
 				// Frame in place: the length prefix goes before the message.
@@ -322,6 +328,13 @@ const (
 	maxRetries   = 200
 )
 
+// maxDatagram is the largest syslog message sent over UDP (the IPv4 UDP
+// payload limit).
+const maxDatagram = 65507
+
+// trimChunk bounds how many entries one pass of the outbox limit reads.
+const trimChunk = 50_000
+
 // confirm advances the in-memory cursor over the pending writes that the
 // connection has outlived by the confirm delay.
 func (dp *Dispatcher) confirm(s *destState, cn *conn, pending []pend, confirm time.Duration) ([]pend, bool) {
@@ -383,8 +396,14 @@ func (dp *Dispatcher) housekeep(ctx context.Context) {
 		case <-t.C:
 		case <-dp.ob.full:
 		}
-		if err := dp.trim(); err != nil {
-			dp.log.Error("alert outbox: enforcing the limit failed", "err", err)
+		for dp.ob.Len() > dp.ob.max && ctx.Err() == nil {
+			dropped, err := dp.trim()
+			if err != nil {
+				dp.log.Error("alert outbox: enforcing the limit failed", "err", err)
+			}
+			if err != nil || dropped == 0 {
+				break
+			}
 		}
 		if err := dp.collect(); err != nil {
 			dp.log.Error("alert outbox: deleting delivered alerts failed", "err", err)
@@ -406,20 +425,20 @@ func (dp *Dispatcher) collect() error {
 
 // trim drops the oldest entries beyond the limit, counting for each
 // destination the alerts it wanted and had not confirmed.
-func (dp *Dispatcher) trim() error {
+func (dp *Dispatcher) trim() (int, error) {
 	if dp.ob.Len() <= dp.ob.max {
-		return nil
+		return 0, nil
 	}
 	if err := dp.ob.recount(); err != nil {
-		return err
+		return 0, err
 	}
-	excess := dp.ob.Len() - dp.ob.max
+	excess := min(dp.ob.Len()-dp.ob.max, trimChunk)
 	if excess <= 0 {
-		return nil
+		return 0, nil
 	}
 	ents, err := dp.ob.oldest(excess)
 	if err != nil || len(ents) == 0 {
-		return err
+		return 0, err
 	}
 	through := ents[len(ents)-1].seq
 	var events []sensor.Event
@@ -441,7 +460,7 @@ func (dp *Dispatcher) trim() error {
 		total := s.lost
 		s.mu.Unlock()
 		if err := dp.persist(s); err != nil {
-			return err
+			return 0, err
 		}
 		if n == 0 {
 			continue
@@ -457,13 +476,14 @@ func (dp *Dispatcher) trim() error {
 			Details: map[string]any{"destination": s.d.Name, "lost": n, "first_seq": first, "last_seq": last, "lost_total": total},
 		})
 	}
-	if _, err := dp.ob.deleteThrough(through); err != nil {
-		return err
+	dropped, err := dp.ob.deleteThrough(through)
+	if err != nil {
+		return dropped, err
 	}
 	if dp.opts.OnLoss != nil {
 		for _, ev := range events {
 			dp.opts.OnLoss(ev)
 		}
 	}
-	return nil
+	return dropped, nil
 }

@@ -3,6 +3,7 @@ package alert
 import (
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -181,4 +182,30 @@ func TestOutboxLimitLoss(t *testing.T) {
 			t.Errorf("loss alert fields: %q", p.raw)
 		}
 	}
+}
+
+// An alert too large for a UDP datagram is skipped with a logged error
+// instead of blocking every later alert.
+func TestUDPOversizedAlertSkipped(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	db := testDB(t, t.TempDir())
+	run := startDispatcher(t, db, OutboxOptions{Destinations: []Destination{
+		mustDest(t, "udp://"+pc.LocalAddr().String())}}, DispatcherOptions{})
+	evs := testEvents(1, 2)
+	evs[0].Reason = strings.Repeat("x", 70000)
+	stage(t, db, run.ob, evs)
+	pc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 1<<17)
+	n, _, err := pc.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := parseAll(t, []string{string(buf[:n])})[0]; p.seq != 2 {
+		t.Errorf("first datagram is seq %d, want 2", p.seq)
+	}
+	waitFor(t, 2*time.Second, "cursor past both", func() bool { return run.dp.Stats()[0].Cursor == 2 })
 }

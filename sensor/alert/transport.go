@@ -92,6 +92,9 @@ func watch(c net.Conn) *conn {
 	return cn
 }
 
+// udp reports whether the connection sends datagrams.
+func (cn *conn) udp() bool { return !cn.stream && cn.relp == nil }
+
 // alive reports whether the collector has not closed the connection.
 func (cn *conn) alive() bool {
 	select {
