@@ -28,4 +28,3 @@ func (f fanout) Bindings(bs []sensor.Binding) {
 		f.s.log.Error("store IP bindings", "err", err)
 	}
 }
-

@@ -175,6 +175,58 @@ func TestDemoScenario(t *testing.T) {
 			t.Errorf("the demo did not ask %q", q)
 		}
 	}
+	// The forensic answers: who had ep3's address while it was missing,
+	// and which station ran without a heartbeat.
+	text := out.String()
+	who := text[strings.Index(text, "tapbeat query who"):]
+	who = who[:strings.Index(who, "==>")]
+	for _, want := range []string{"Endpoint    ep3", "Status      missing"} {
+		if !strings.Contains(who, want) {
+			t.Errorf("who answered without %q:\n%s", want, who)
+		}
+	}
+	unmanaged := text[strings.Index(text, "tapbeat query unmanaged"):]
+	unmanaged = unmanaged[:strings.Index(unmanaged, "==>")]
+	if n := strings.Count(unmanaged, "\n02:"); n != 1 {
+		t.Errorf("unmanaged lists %d stations, want only ep5:\n%s", n, unmanaged)
+	}
+}
+
+// TestMACConflictAndAuthFailed: two agents declare the same MAC, and a
+// plaintext client knocks on the LAN zone.
+func TestMACConflictAndAuthFailed(t *testing.T) {
+	d := upLab(t, lab.Endpoints(1), Options{})
+	ctx := context.Background()
+	waitConnected(t, d, 1)
+	// A second enrolled identity on the same machine declares the same MAC.
+	if err := d.Enroll(ctx, "clone"); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(d.Opts.Dir, "agents", "clone")
+	clone, err := d.Lab.Start(ctx, "ep1", filepath.Join(binDir, "tapbeat-agent"), "run", "--bundle", d.BundlePath("clone"), "--state-dir", state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clone.Stop()
+	ev, err := d.WaitAlert(ctx, 5*interval, func(ev sensor.Event) bool { return ev.Type == sensor.EventMACConflict })
+	if err != nil {
+		t.Fatal(err)
+	}
+	itfs, _ := d.Lab.Interfaces("ep1")
+	if ev.Details["mac"] != strings.ToLower(itfs[0].MAC) {
+		t.Errorf("mac_conflict about %v, want ep1's %s", ev.Details["mac"], itfs[0].MAC)
+	}
+	// Plaintext garbage on the TLS port.
+	listen := d.Lab.ListenAddr(8347)
+	conn, err := d.Lab.Dial(ctx, "ep1", "tcp", listen.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = conn.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	_ = conn.Close()
+	if _, err := d.WaitAlert(ctx, 5*interval, func(ev sensor.Event) bool { return ev.Type == sensor.EventAuthFailed }); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestMissingTimingWithRealAgents kills an agent and checks that missing
