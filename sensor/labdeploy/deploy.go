@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tapbeat/tapbeat/sensor"
@@ -149,6 +150,17 @@ func (d *Deployment) StopSensor() error {
 		return nil
 	}
 	return p.Stop()
+}
+
+// Reload sends the sensor SIGHUP.
+func (d *Deployment) Reload() error {
+	d.mu.Lock()
+	p := d.sensor
+	d.mu.Unlock()
+	if p == nil {
+		return errors.New("the sensor is not running")
+	}
+	return p.Cmd.Process.Signal(syscall.SIGHUP)
 }
 
 // SensorOutput returns what the sensor logged so far.

@@ -462,3 +462,78 @@ action(type="omfile" file=%q template="raw")
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestMetricsAndReload reads /metrics and /healthz, then adds a policy to
+// the configuration file and reloads it with SIGHUP: the next flow is judged
+// by it, and no connection drops.
+func TestMetricsAndReload(t *testing.T) {
+	testenv.RequireCommands(t, "curl")
+	d := upLab(t, lab.Endpoints(2), Options{SensorArgs: []string{"--metrics", "127.0.0.1:9347"}})
+	ctx := context.Background()
+	keepTalking(t, d, "ep1", "ep2")
+	waitConnected(t, d, 2)
+	get := func(path string) string {
+		t.Helper()
+		out, err := d.Lab.Run(ctx, lab.HostSensor, "curl", "-s", "http://127.0.0.1:9347"+path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	metrics := get("/metrics")
+	for end := time.Now().Add(5 * time.Second); !strings.Contains(metrics, "tapbeat_capture_packets_total") && time.Now().Before(end); {
+		time.Sleep(200 * time.Millisecond)
+		metrics = get("/metrics")
+	}
+	for _, want := range []string{`tapbeat_endpoints{status="green"} 2`, "tapbeat_lanzone_connections 2",
+		`tapbeat_capture_packets_total{interface="mirror0"}`, "tapbeat_outbox_backlog", "tapbeat_history_bytes"} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	var health struct {
+		Status    string         `json:"status"`
+		Endpoints map[string]int `json:"endpoints"`
+	}
+	if err := json.Unmarshal([]byte(get("/healthz")), &health); err != nil || health.Status != "ok" || health.Endpoints["green"] != 2 {
+		t.Errorf("/healthz: %+v (%v)", health, err)
+	}
+
+	ep1, _ := d.Lab.Addr("ep1")
+	policy := fmt.Sprintf("\n[[correlation.policy]]\nname = \"reloaded\"\ndestinations = [\"%s\"]\nports = [7070]\nalert_source_without_heartbeat = true\nmin_source_health = \"green\"\n", ep1)
+	f, err := os.OpenFile(filepath.Join(d.Opts.Dir, "tapbeat.toml"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(policy); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := d.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.SensorOutput(), "configuration reloaded") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload logged:\n%s", d.SensorOutput())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// ep2 is green, so make the rule bite on a host without a heartbeat: a
+	// revoked ep2 no longer heartbeats.
+	if _, err := d.Tapbeat(ctx, "revoke", "--dir", d.Opts.Dir, "--name", "ep2"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(interval)
+	if err := d.Lab.TCPExchange(ctx, "ep2", "ep1", 7070, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.WaitAlert(ctx, 5*interval, func(ev sensor.Event) bool {
+		return ev.Type == sensor.EventPolicyViolation && ev.Details["policy"] == "reloaded"
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(d.AgentOutput("ep1"), "reconnect") {
+		t.Errorf("ep1's agent reconnected during the reload:\n%s", d.AgentOutput("ep1"))
+	}
+}
