@@ -257,7 +257,7 @@ func (a *appliance) watchEntropy(ctx context.Context) {
 func firstBootMessage(label string, diskFound bool) string {
 	var b strings.Builder
 	if diskFound {
-		b.WriteString("First boot: the data disk holds no sensor directory (no ca.crt from tapbeat init).\n")
+		b.WriteString("First boot: the data disk has no sensor directory (no ca.crt: tapbeat init).\n")
 	} else {
 		fmt.Fprintf(&b, "First boot: no data disk (no ext4 filesystem labelled %s).\n", label)
 	}
@@ -560,12 +560,10 @@ func summary(s status.Snapshot) string {
 	return strings.Join(parts, "; ")
 }
 
-// reapOrphans collects zombie processes re-parented to PID 1. It only reaps
-// PIDs it finds in /proc as zombies, so it never steals the exit status of
-// the supervised child (which the supervisor waits for itself) before the
-// supervisor sees it: the supervisor's child has the supervisor's wait
-// pending and is reaped by it first in practice; to be safe, zombies are
-// reaped only after they have been seen twice, 10 s apart.
+// reapOrphans collects zombie processes re-parented to PID 1. A zombie is
+// reaped only when seen in two scans 10 s apart, so the supervised child,
+// whose exit status the supervisor collects itself within moments, is never
+// taken from it.
 func reapOrphans(ctx context.Context) {
 	seen := map[int]bool{}
 	for {
