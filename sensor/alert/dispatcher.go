@@ -43,6 +43,9 @@ type Dispatcher struct {
 	opts  DispatcherOptions
 	log   *slog.Logger
 	dests []*destState
+
+	lastGen  uint64    // the outbox's Stage count at the last limit check (housekeeping only)
+	genSince time.Time // when lastGen was first seen
 }
 
 // DestinationStats describes one destination's delivery state.
@@ -332,6 +335,10 @@ const (
 // payload limit).
 const maxDatagram = 65507
 
+// driftChecks is how many housekeeping periods without a Stage call make
+// the outbox count trust the database over its own tally.
+const driftChecks = 10
+
 // trimChunk bounds how many entries one pass of the outbox limit reads.
 const trimChunk = 50_000
 
@@ -426,17 +433,29 @@ func (dp *Dispatcher) collect() error {
 // trim drops the oldest entries beyond the limit, counting for each
 // destination the alerts it wanted and had not confirmed.
 func (dp *Dispatcher) trim() (int, error) {
-	if dp.ob.Len() <= dp.ob.max {
+	gen := dp.ob.stages.Load()
+	staged := dp.ob.count.Load()
+	if staged <= int64(dp.ob.max) {
 		return 0, nil
 	}
-	if err := dp.ob.recount(); err != nil {
+	n, err := dp.ob.committed()
+	if err != nil {
 		return 0, err
 	}
-	excess := min(dp.ob.Len()-dp.ob.max, trimChunk)
+	excess := min(n-int64(dp.ob.max), trimChunk)
 	if excess <= 0 {
+		// The count includes batches staged but not yet flushed, and
+		// batches that were cancelled. When nothing has been staged for
+		// driftChecks housekeeping periods, nothing is in flight: correct
+		// it. (Correcting too early only delays the limit by one batch.)
+		if gen != dp.lastGen {
+			dp.lastGen, dp.genSince = gen, time.Now()
+		} else if time.Since(dp.genSince) >= driftChecks*dp.opts.Housekeeping {
+			dp.ob.count.CompareAndSwap(staged, n)
+		}
 		return 0, nil
 	}
-	ents, err := dp.ob.oldest(excess)
+	ents, err := dp.ob.oldest(int(excess))
 	if err != nil || len(ents) == 0 {
 		return 0, err
 	}

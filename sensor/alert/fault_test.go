@@ -1,8 +1,11 @@
 package alert
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -208,4 +211,108 @@ func TestUDPOversizedAlertSkipped(t *testing.T) {
 		t.Errorf("first datagram is seq %d, want 2", p.seq)
 	}
 	waitFor(t, 2*time.Second, "cursor past both", func() bool { return run.dp.Stats()[0].Cursor == 2 })
+}
+
+// A collector that stops reading never holds up Stage: the outbox absorbs
+// the backlog, and once the collector reads again everything arrives.
+func TestStalledCollectorDoesNotBlockStage(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	resume := make(chan struct{})
+	got := make(chan uint64, 1<<16)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				<-resume
+				r := bufio.NewReader(c)
+				for {
+					ls, err := r.ReadString(' ')
+					if err != nil {
+						return
+					}
+					n, _ := strconv.Atoi(strings.TrimSpace(ls))
+					msg := make([]byte, n)
+					if _, err := io.ReadFull(r, msg); err != nil {
+						return
+					}
+					p := parseAll(t, []string{string(msg)})[0]
+					got <- p.seq
+				}
+			}()
+		}
+	}()
+	db := testDB(t, t.TempDir())
+	run := startDispatcher(t, db, OutboxOptions{Destinations: []Destination{
+		mustDest(t, "tcp://"+l.Addr().String()+"?timeout=30s")}}, DispatcherOptions{})
+	// About 30 MB of messages: more than the socket buffers hold, so the
+	// sender is stuck in a write while Stage goes on.
+	const total = 40000
+	for i := 0; i < total; i += 500 {
+		stage(t, db, run.ob, testEvents(uint64(i+1), 500))
+	}
+	waitFor(t, 5*time.Second, "the sender to fill the socket buffers", func() bool {
+		return run.dp.Stats()[0].Connected
+	})
+	close(resume)
+	seen := map[uint64]bool{}
+	timeout := time.After(30 * time.Second)
+	for len(seen) < total {
+		select {
+		case s := <-got:
+			seen[s] = true
+		case <-timeout:
+			t.Fatalf("received %d of %d alerts", len(seen), total)
+		}
+	}
+}
+
+// The limit holds for batches flushed well after Stage, and the count
+// recovers from batches that were cancelled.
+func TestOutboxLimitWithSlowAndCancelledBatches(t *testing.T) {
+	db := testDB(t, t.TempDir())
+	var mu sync.Mutex
+	var lost []sensor.Event
+	run := startDispatcher(t, db, OutboxOptions{MaxEntries: 10, Destinations: []Destination{
+		mustDest(t, fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t, "tcp")))}},
+		DispatcherOptions{Housekeeping: 20 * time.Millisecond, OnLoss: func(ev sensor.Event) {
+			mu.Lock()
+			lost = append(lost, ev)
+			mu.Unlock()
+		}})
+	cancelled := db.NewWriteBatch()
+	if err := run.ob.Stage(cancelled, testEvents(1, 30)); err != nil {
+		t.Fatal(err)
+	}
+	cancelled.Cancel()
+	waitFor(t, 5*time.Second, "the count to drop the cancelled batch", func() bool { return run.ob.Len() == 0 })
+
+	slow := db.NewWriteBatch()
+	if err := run.ob.Stage(slow, testEvents(31, 30)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(60 * time.Millisecond) // several limit checks before the flush
+	if err := slow.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the loss event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(lost) > 0
+	})
+	mu.Lock()
+	if len(lost) != 1 || lost[0].Details["lost"] != uint64(20) {
+		t.Errorf("loss events %+v, want one for 20 alerts", lost)
+	}
+	mu.Unlock()
+	if n, err := run.ob.committed(); err != nil || n != 10 {
+		t.Errorf("outbox holds %d (%v), want 10", n, err)
+	}
 }

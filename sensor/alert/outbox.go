@@ -66,6 +66,7 @@ type Outbox struct {
 	full  chan struct{}
 
 	staged atomic.Uint64                   // highest sequence number staged
+	stages atomic.Uint64                   // Stage calls that staged something
 	wakers atomic.Pointer[[]chan struct{}] // the dispatcher's, woken on Stage
 }
 
@@ -158,6 +159,7 @@ func (o *Outbox) Stage(wb *badger.WriteBatch, evs []sensor.Event) error {
 	if staged == 0 {
 		return nil
 	}
+	o.stages.Add(1)
 	if o.count.Add(staged) > int64(o.max) {
 		select {
 		case o.full <- struct{}{}:
@@ -292,8 +294,10 @@ func (o *Outbox) oldest(k int) ([]entry, error) {
 	return out, err
 }
 
-// recount sets the entry count from the database.
-func (o *Outbox) recount() error {
+// committed counts the entries committed to the database. It may be
+// lower than Len, which also counts entries staged in batches not yet
+// flushed.
+func (o *Outbox) committed() (int64, error) {
 	var n int64
 	err := o.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix})
@@ -303,10 +307,7 @@ func (o *Outbox) recount() error {
 		}
 		return nil
 	})
-	if err == nil {
-		o.count.Store(n)
-	}
-	return err
+	return n, err
 }
 
 func loadU64(db *badger.DB, key []byte) (uint64, error) {

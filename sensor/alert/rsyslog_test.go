@@ -122,7 +122,8 @@ func TestRsyslogTCPFormatsAndFilters(t *testing.T) {
 	}
 	// Once delivered everywhere, outbox entries are deleted.
 	waitFor(t, 5*time.Second, "outbox emptied", func() bool {
-		return run.ob.recount() == nil && run.ob.Len() == 0
+		n, err := run.ob.committed()
+		return err == nil && n == 0 && run.ob.Len() == 0
 	})
 	for _, st := range run.dp.Stats() {
 		if st.Cursor != 40 {
