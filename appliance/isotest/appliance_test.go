@@ -24,7 +24,7 @@ const (
 )
 
 // repoRoot is the module root (two levels up from this package).
-func repoRoot(t *testing.T) string {
+func repoRoot(t testing.TB) string {
 	t.Helper()
 	wd, err := os.Getwd()
 	if err != nil {
@@ -36,7 +36,7 @@ func repoRoot(t *testing.T) string {
 // image returns the ISO to boot and the tapbeat binary inside it: the ones
 // named by TAPBEAT_ISO and TAPBEAT_BIN (make iso-test), or freshly built
 // into build/appliance.
-func image(t *testing.T) (iso, tapbeat string) {
+func image(t testing.TB) (iso, tapbeat string) {
 	t.Helper()
 	root := repoRoot(t)
 	if iso = os.Getenv("TAPBEAT_ISO"); iso != "" {
@@ -72,7 +72,7 @@ func lastLine(s string) string {
 
 // daemonReady reports whether this tapbeat has the run, init and enroll
 // commands the end-to-end checks drive.
-func daemonReady(t *testing.T, tapbeat string) bool {
+func daemonReady(t testing.TB, tapbeat string) bool {
 	out, _ := exec.Command(tapbeat, "--help").CombinedOutput()
 	for _, c := range []string{"run", "init", "enroll"} {
 		if !strings.Contains(string(out), "\n   "+c+" ") && !strings.Contains(string(out), "\n   "+c+",") {
@@ -83,7 +83,7 @@ func daemonReady(t *testing.T, tapbeat string) bool {
 	return true
 }
 
-func requireFirmware(t *testing.T) {
+func requireFirmware(t testing.TB) {
 	t.Helper()
 	for _, f := range []string{ovmfCode, ovmfVars} {
 		if _, err := os.Stat(f); err != nil {
@@ -155,7 +155,9 @@ address = "dhcp"
 			}
 			tInit := v.waitFor("tapbeat appliance starting", 90*time.Second)
 			tReady := v.waitFor(ready, 90*time.Second)
-			t.Logf("%s boot: init at %.1f s, %q at %.1f s (TCG)", mode, tInit.Seconds(), ready, tReady.Seconds())
+			load, _ := os.ReadFile("/proc/loadavg")
+			t.Logf("%s boot: init at %.1f s (kernel up %.1f s), %q at %.1f s (TCG; host load %s)",
+				mode, tInit.Seconds(), v.kernelUptime().Seconds(), ready, tReady.Seconds(), strings.Join(strings.Fields(string(load))[:3], " "))
 			con := v.text()
 			for _, want := range []string{
 				"data disk mounted",
@@ -215,7 +217,7 @@ address = "dhcp"
 	}
 }
 
-func writeFile(t *testing.T, path, text string) {
+func writeFile(t testing.TB, path, text string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
 		t.Fatal(err)

@@ -26,7 +26,7 @@ type endToEnd struct {
 // provision runs tapbeat init and enroll on the host into dir, as an
 // administrator would on a workstation before writing dir to the data
 // disk. The LAN-zone address is the one qemu's DHCP server hands out.
-func provision(t *testing.T, tapbeat, dir string) *endToEnd {
+func provision(t testing.TB, tapbeat, dir string) *endToEnd {
 	t.Helper()
 	work := filepath.Dir(dir)
 	e := &endToEnd{tapbeat: tapbeat, work: work,
@@ -56,7 +56,7 @@ func provision(t *testing.T, tapbeat, dir string) *endToEnd {
 	return e
 }
 
-func run(t *testing.T, name string, args ...string) string {
+func run(t testing.TB, name string, args ...string) string {
 	t.Helper()
 	out, err := exec.Command(name, args...).Output()
 	if err != nil {

@@ -16,7 +16,7 @@ import (
 
 // vm is one qemu process booting the appliance.
 type vm struct {
-	t       *testing.T
+	t       testing.TB
 	cmd     *exec.Cmd
 	console string
 	qmp     string
@@ -30,6 +30,9 @@ type machine struct {
 	iso      string
 	dataDisk string
 	uefi     bool // UEFI (OVMF) with the ISO as a raw USB stick; else BIOS from CD
+	// direct boots kernel and initrd straight from qemu (-kernel/-initrd),
+	// skipping firmware, GRUB and the ISO: the reference for boot times.
+	kernel, initrd string
 	mgmtMAC  string
 	capMAC   string
 	fwd      map[int]int // host loopback port -> guest port
@@ -42,7 +45,7 @@ const (
 	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 )
 
-func boot(t *testing.T, m machine) *vm {
+func boot(t testing.TB, m machine) *vm {
 	t.Helper()
 	dir := t.TempDir()
 	v := &vm{t: t, console: filepath.Join(dir, "console.log"), qmp: filepath.Join(dir, "qmp.sock"), exited: make(chan struct{})}
@@ -62,7 +65,11 @@ func boot(t *testing.T, m machine) *vm {
 		"-netdev", fmt.Sprintf("socket,id=cap,udp=127.0.0.1:%d,localaddr=127.0.0.1:%d", m.capTo, m.capFrom),
 		"-device", "e1000,netdev=cap,mac=" + m.capMAC,
 	}
-	if m.uefi {
+	switch {
+	case m.kernel != "":
+		args = append(args, "-kernel", m.kernel, "-initrd", m.initrd,
+			"-append", "console=ttyS0,115200 loglevel=3 panic=10")
+	case m.uefi:
 		vars := filepath.Join(dir, "OVMF_VARS.fd")
 		copyFile(t, ovmfVars, vars)
 		stick := filepath.Join(dir, "stick.img")
@@ -74,7 +81,7 @@ func boot(t *testing.T, m machine) *vm {
 			"-drive", "if=none,id=stick,format=raw,file="+stick,
 			"-device", "usb-storage,drive=stick,bootindex=0",
 		)
-	} else {
+	default:
 		args = append(args, "-drive", "file="+m.iso+",media=cdrom,readonly=on", "-boot", "d")
 	}
 	v.cmd = exec.Command("qemu-system-x86_64", args...)
@@ -109,7 +116,7 @@ func boot(t *testing.T, m machine) *vm {
 	return v
 }
 
-func copyFile(t *testing.T, from, to string) {
+func copyFile(t testing.TB, from, to string) {
 	t.Helper()
 	b, err := os.ReadFile(from)
 	if err != nil {
@@ -124,6 +131,16 @@ func copyFile(t *testing.T, from, to string) {
 func (v *vm) text() string {
 	b, _ := os.ReadFile(v.console)
 	return string(b)
+}
+
+// kernelUptime returns the kernel uptime the init logged when it started.
+func (v *vm) kernelUptime() time.Duration {
+	_, rest, ok := strings.Cut(v.text(), "kernel_uptime=")
+	if !ok {
+		return 0
+	}
+	d, _ := time.ParseDuration(strings.Fields(rest)[0])
+	return d
 }
 
 // waitFor waits until the console shows s, and returns how long after qemu
@@ -194,7 +211,7 @@ func (v *vm) waitExit(timeout time.Duration) {
 }
 
 // freePort returns a loopback TCP or UDP port that is free right now.
-func freePort(t *testing.T, network string) int {
+func freePort(t testing.TB, network string) int {
 	t.Helper()
 	switch network {
 	case "udp":
@@ -222,7 +239,7 @@ type txWatch struct {
 	frames [][]byte
 }
 
-func watchTx(t *testing.T, port int) *txWatch {
+func watchTx(t testing.TB, port int) *txWatch {
 	t.Helper()
 	c, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err != nil {
