@@ -139,13 +139,14 @@ func (d *decoder) strings() []string {
 
 // decodeEvent decodes an outbox value (the binary form, or JSON).
 func decodeEvent(v []byte, ev *sensor.Event) error {
-	_, err := decodeEventDetails(v, ev)
+	_, err := decodeEventDetails(v, ev, true)
 	return err
 }
 
 // decodeEventDetails decodes an outbox value and also returns the details
-// as JSON ("" when there are none, or for a JSON value).
-func decodeEventDetails(v []byte, ev *sensor.Event) (string, error) {
+// as JSON ("" when there are none, or for a JSON value). Unless withMap is
+// set, ev.Details is left nil: the delivery path formats from the JSON.
+func decodeEventDetails(v []byte, ev *sensor.Event, withMap bool) (string, error) {
 	if len(v) > 0 && v[0] == '{' {
 		dec := json.NewDecoder(bytes.NewReader(v))
 		dec.UseNumber()
@@ -174,7 +175,7 @@ func decodeEventDetails(v []byte, ev *sensor.Event) (string, error) {
 	if d.err != nil {
 		return "", d.err
 	}
-	if details != "" {
+	if details != "" && withMap {
 		dec := json.NewDecoder(strings.NewReader(details))
 		dec.UseNumber()
 		if err := dec.Decode(&ev.Details); err != nil {

@@ -2,6 +2,7 @@ package alert
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -87,9 +88,10 @@ func (f *Formatter) Append(dst []byte, ev *sensor.Event) ([]byte, error) {
 }
 
 // append is Append with the details already in JSON when the caller has
-// them (outbox entries keep them so), saving a re-encoding.
+// them (outbox entries keep them so, and then leave ev.Details nil): the
+// delivery path never decodes them into a map.
 func (f *Formatter) append(dst []byte, ev *sensor.Event, details string) ([]byte, error) {
-	if details == "" && len(ev.Details) > 0 && f.Format != FormatRFC5424 && f.Format != "" {
+	if details == "" && len(ev.Details) > 0 {
 		b, err := json.Marshal(ev.Details)
 		if err != nil {
 			return dst, fmt.Errorf("event %d: details: %w", ev.Seq, err)
@@ -114,8 +116,9 @@ func (f *Formatter) append(dst []byte, ev *sensor.Event, details string) ([]byte
 	add("status", string(ev.Status))
 	add("previous_status", string(ev.PreviousStatus))
 	add("reason", ev.Reason)
-	for _, k := range sortedKeys(ev.Details) {
-		add("d."+k, detailString(ev.Details[k]))
+	var err error
+	if p, err = appendDetailParams(p, details); err != nil {
+		return dst, fmt.Errorf("event %d: details: %w", ev.Seq, err)
 	}
 	f.params = p
 
@@ -143,34 +146,6 @@ func (f *Formatter) append(dst []byte, ev *sensor.Event, details string) ([]byte
 		Msg: f.body,
 	}
 	return syslog.Append(dst, &f.msg)
-}
-
-func sortedKeys(m map[string]any) []string {
-	if len(m) == 0 {
-		return nil
-	}
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
-}
-
-func detailString(v any) string {
-	switch v := v.(type) {
-	case string:
-		return v
-	case json.Number:
-		return v.String()
-	case nil:
-		return ""
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(b)
 }
 
 // appendSummary writes a one-line summary: "TYPE ENDPOINT: REASON".
@@ -391,4 +366,105 @@ func appendJSONString(dst []byte, s string) []byte {
 		i += n
 	}
 	return append(dst, '"')
+}
+
+// appendDetailParams adds one "d.KEY" parameter per member of details, a
+// JSON object as encoding/json writes a map (keys sorted, compact): string
+// values unquoted, other values as their JSON text; null and "" are left out.
+func appendDetailParams(p []syslog.Param, details string) ([]syslog.Param, error) {
+	if details == "" || details == "null" {
+		return p, nil
+	}
+	s := details
+	if s[0] != '{' {
+		return p, errors.New("not a JSON object")
+	}
+	s = s[1:]
+	for len(s) > 0 && s[0] != '}' {
+		if s[0] == ',' {
+			s = s[1:]
+		}
+		key, rest, err := cutJSONString(s)
+		if err != nil {
+			return p, err
+		}
+		if len(rest) == 0 || rest[0] != ':' {
+			return p, errors.New("missing ':' after a key")
+		}
+		rest = rest[1:]
+		var val string
+		if len(rest) > 0 && rest[0] == '"' {
+			val, rest, err = cutJSONString(rest)
+		} else {
+			val, rest, err = cutJSONValue(rest)
+			if val == "null" {
+				val = ""
+			}
+		}
+		if err != nil {
+			return p, err
+		}
+		if val != "" {
+			p = append(p, syslog.Param{Name: "d." + key, Value: val})
+		}
+		s = rest
+	}
+	if len(s) == 0 {
+		return p, errors.New("unterminated object")
+	}
+	return p, nil
+}
+
+// cutJSONString decodes the JSON string at the start of s and returns it
+// and the rest of s.
+func cutJSONString(s string) (string, string, error) {
+	if len(s) == 0 || s[0] != '"' {
+		return "", s, errors.New("want a string")
+	}
+	escaped := false
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			if !escaped {
+				return s[1:i], s[i+1:], nil
+			}
+			var v string
+			if err := json.Unmarshal([]byte(s[:i+1]), &v); err != nil {
+				return "", s, err
+			}
+			return v, s[i+1:], nil
+		}
+	}
+	return "", s, errors.New("unterminated string")
+}
+
+// cutJSONValue returns the text of the non-string JSON value at the start
+// of s (a number, literal, array or object) and the rest of s.
+func cutJSONValue(s string) (string, string, error) {
+	depth := 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			_, rest, err := cutJSONString(s[i:])
+			if err != nil {
+				return "", s, err
+			}
+			i = len(s) - len(rest) - 1
+		case '[', '{':
+			depth++
+		case ']', '}':
+			if depth == 0 {
+				return s[:i], s[i:], nil
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return s[:i], s[i:], nil
+			}
+		}
+	}
+	return "", s, errors.New("unterminated value")
 }

@@ -2,6 +2,8 @@ package alert
 
 import (
 	"encoding/json"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +125,77 @@ func TestEventJSONMatchesEncodingJSON(t *testing.T) {
 			t.Fatalf("got\n%s\nwant\n%s", got, want)
 		}
 	})
+}
+
+// detailParamsReference is the plain way to get the detail parameters:
+// decode the JSON, sort the keys, print non-strings as JSON.
+func detailParamsReference(t *rapid.T, raw string) []string {
+	dec := json.NewDecoder(strings.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var out []string
+	for _, k := range keys {
+		var v string
+		switch x := m[k].(type) {
+		case string:
+			v = x
+		case json.Number:
+			v = x.String()
+		case nil:
+		default:
+			b, _ := json.Marshal(x)
+			v = string(b)
+		}
+		if v != "" {
+			out = append(out, "d."+k+"="+v)
+		}
+	}
+	return out
+}
+
+func TestDetailParamsMatchDecoding(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		str := rapid.OneOf(rapid.String(), rapid.StringMatching(`[,:{}\[\]"\\a-z\x00-\x1f]{0,8}`))
+		val := rapid.OneOf(
+			rapid.Map(str, func(s string) any { return s }),
+			rapid.Map(rapid.Int64(), func(n int64) any { return n }),
+			rapid.Map(rapid.Float64(), func(f float64) any { return f }),
+			rapid.Map(rapid.Bool(), func(b bool) any { return b }),
+			rapid.Just[any](nil),
+			rapid.Map(rapid.SliceOfN(str, 0, 3), func(s []string) any { return s }),
+			rapid.Map(rapid.MapOfN(str, str, 0, 3), func(m map[string]string) any { return m }),
+		)
+		m := rapid.MapOfN(str, val, 1, 6).Draw(t, "details")
+		raw, err := json.Marshal(m)
+		if err != nil {
+			t.Skip(err)
+		}
+		params, err := appendDetailParams(nil, string(raw))
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		var got []string
+		for _, p := range params {
+			got = append(got, p.Name+"="+p.Value)
+		}
+		if want := detailParamsReference(t, string(raw)); !slices.Equal(got, want) {
+			t.Fatalf("details %s:\n got %q\nwant %q", raw, got, want)
+		}
+	})
+}
+
+func TestDetailParamsErrors(t *testing.T) {
+	for _, bad := range []string{`[1]`, `{"a":1`, `{"a" 1}`, `{"a":"x}`, `{a:1}`, `{"a":[1,2}`} {
+		if _, err := appendDetailParams(nil, bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
 }

@@ -220,7 +220,7 @@ func (o *Outbox) read(after uint64, n int, f Filter) ([]entry, uint64, error) {
 			seq := outboxSeq(item.Key())
 			var e entry
 			if err := item.Value(func(v []byte) (err error) {
-				e.details, err = decodeEventDetails(v, &e.ev)
+				e.details, err = decodeEventDetails(v, &e.ev, false)
 				return err
 			}); err != nil {
 				o.log.Error("alert outbox: undecodable entry skipped", "seq", seq, "err", err)
