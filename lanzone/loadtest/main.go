@@ -117,6 +117,8 @@ type result struct {
 	HeapMiB    uint64
 	StackMiB   uint64
 	SysMiB     uint64
+	Startup    time.Duration // restarted sensor: exec to listening
+	RecCPU     float64       // sensor CPU during the recovery, percent of one core
 }
 
 func (r result) print(w io.Writer) {
@@ -126,8 +128,8 @@ func (r result) print(w io.Writer) {
 	fmt.Fprintf(w, "  go memory: heap in use %d MiB, stacks %d MiB, from the OS %d MiB\n", r.HeapMiB, r.StackMiB, r.SysMiB)
 	fmt.Fprintf(w, "  heartbeat->correlator latency: p50=%v p99=%v max=%v\n", r.P50, r.P99, r.Max)
 	if r.Recovery > 0 {
-		fmt.Fprintf(w, "  restart: all %d back in %v (handshakes %d, resumed %d), heartbeat_missing events=%d\n",
-			r.N, r.Recovery.Round(time.Millisecond), r.Handshakes, r.Resumed, r.Missing)
+		fmt.Fprintf(w, "  restart: all %d back in %v (sensor listening after %v; handshakes %d, resumed %d; sensor CPU %.0f%% of one core meanwhile), heartbeat_missing events=%d\n",
+			r.N, r.Recovery.Round(time.Millisecond), r.Startup.Round(time.Millisecond), r.Handshakes, r.Resumed, r.RecCPU, r.Missing)
 	}
 }
 
@@ -315,10 +317,13 @@ func runOnce(n int, interval, ramp, steady time.Duration, restart bool, pprofAdd
 	if c, err = startChild(sdir, addr, pprofAddr); err != nil {
 		return res, err
 	}
+	res.Startup = time.Since(t1)
+	rc0 := procCPU(c.cmd.Process.Pid)
 	if _, err := c.waitConnected(n, 3*time.Minute); err != nil {
 		return res, err
 	}
 	res.Recovery = time.Since(t1)
+	res.RecCPU = 100 * (procCPU(c.cmd.Process.Pid) - rc0).Seconds() / (res.Recovery - res.Startup).Seconds()
 	time.Sleep(1100 * time.Millisecond)
 	r = c.report()
 	res.Missing += r.Events[string(sensor.EventHeartbeatMissing)]
