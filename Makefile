@@ -6,8 +6,10 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 
 # Fuzz targets run briefly by `make test`: package:FuzzName
-FUZZ_TARGETS ?=
-FUZZ_TIME    ?= 10s
+FUZZ_TARGETS ?= ./capture:FuzzParseHeader ./capture:FuzzControlDecoder \
+                ./lanzone/wire:FuzzReadFrame ./sensor/alert/syslog:FuzzAppend \
+                ./appliance/config:FuzzCmdline
+FUZZ_TIME    ?= 8s
 
 .PHONY: all build test fuzz-short bench demo clean vet FORCE
 
