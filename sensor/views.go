@@ -1,0 +1,131 @@
+package sensor
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+)
+
+// AtRisk returns the current red, yellow and missing endpoints, ordered by
+// name, with their MACs and IPs.
+func (c *Correlator) AtRisk() AtRiskList {
+	list := AtRiskList{Generated: c.clock.Now(), Endpoints: []AtRiskEndpoint{}}
+	for _, e := range c.endpoints {
+		if e == nil || (e.status != StatusRed && e.status != StatusYellow && e.status != StatusMissing) {
+			continue
+		}
+		a := AtRiskEndpoint{EndpointID: e.id, Name: e.name, Status: e.status, IPs: slices.Clone(e.ips)}
+		for _, itf := range e.interfaces {
+			a.MACs = append(a.MACs, itf.MAC)
+		}
+		list.Endpoints = append(list.Endpoints, a)
+	}
+	sort.Slice(list.Endpoints, func(i, j int) bool {
+		a, b := list.Endpoints[i], list.Endpoints[j]
+		if a.Name != b.Name {
+			return a.Name < b.Name
+		}
+		return a.EndpointID < b.EndpointID
+	})
+	return list
+}
+
+// Endpoints returns every enrolled endpoint's state, ordered by id.
+func (c *Correlator) Endpoints() []EndpointState {
+	out := make([]EndpointState, 0, len(c.byID))
+	for _, e := range c.endpoints {
+		if e != nil {
+			out = append(out, c.stateOf(e))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Endpoint returns one endpoint's state.
+func (c *Correlator) Endpoint(id string) (EndpointState, bool) {
+	idx, ok := c.byID[id]
+	if !ok {
+		return EndpointState{}, false
+	}
+	return c.stateOf(c.endpoints[idx]), true
+}
+
+func (c *Correlator) stateOf(e *endpoint) EndpointState {
+	s := EndpointState{
+		ID: e.id, Name: e.name, Org: e.org, Health: e.health,
+		Reasons: slices.Clone(e.reasons), Status: e.status,
+		Connected:  e.connected,
+		Interfaces: cloneInterfaces(e.interfaces),
+		Users:      slices.Clone(e.users),
+	}
+	if e.statusSince != 0 {
+		s.StatusSince = time.Unix(0, e.statusSince).UTC()
+	}
+	if e.lastHB != 0 {
+		s.LastHeartbeat = time.Unix(0, e.lastHB).UTC()
+	}
+	return s
+}
+
+// Unmanaged returns the unmanaged inventory, ordered by MAC.
+func (c *Correlator) Unmanaged() []Station {
+	out := make([]Station, 0, len(c.unmanaged))
+	for _, st := range c.unmanaged {
+		s := *st
+		s.IPs = slices.Clone(st.IPs)
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].MAC.Uint64() < out[j].MAC.Uint64() })
+	return out
+}
+
+// Snapshot returns the state worth keeping across a restart.
+func (c *Correlator) Snapshot() Snapshot {
+	s := Snapshot{NextSeq: c.nextSeq, Endpoints: c.Endpoints()}
+	for m := range c.alerted {
+		s.Alerted = append(s.Alerted, m)
+	}
+	sort.Slice(s.Alerted, func(i, j int) bool { return s.Alerted[i].Uint64() < s.Alerted[j].Uint64() })
+	return s
+}
+
+// Restore loads a snapshot into a fresh correlator, before any input. The
+// endpoints come back disconnected; the startup grace gives their agents time
+// to reconnect before any missing verdict.
+func (c *Correlator) Restore(s Snapshot) error {
+	if len(c.byID) > 0 || c.nextSeq != 1 {
+		return errors.New("restore: the correlator already has state")
+	}
+	if s.NextSeq > 0 {
+		c.nextSeq = s.NextSeq
+	}
+	for _, st := range s.Endpoints {
+		if st.ID == "" {
+			return errors.New("restore: endpoint with an empty id")
+		}
+		if _, dup := c.byID[st.ID]; dup {
+			return fmt.Errorf("restore: endpoint %s appears twice", st.ID)
+		}
+		e := &endpoint{
+			idx: int32(len(c.endpoints)), id: st.ID, name: st.Name, org: st.Org,
+			health: st.Health, reasons: slices.Clone(st.Reasons), status: st.Status,
+			interfaces: cloneInterfaces(st.Interfaces), users: slices.Clone(st.Users),
+		}
+		if !st.StatusSince.IsZero() {
+			e.statusSince = st.StatusSince.UnixNano()
+		}
+		if !st.LastHeartbeat.IsZero() {
+			e.lastHB = st.LastHeartbeat.UnixNano()
+		}
+		c.endpoints = append(c.endpoints, e)
+		c.byID[e.id] = e.idx
+		c.claim(nil, e, 0)
+	}
+	for _, m := range s.Alerted {
+		c.alerted[m] = struct{}{}
+	}
+	return nil
+}
