@@ -103,19 +103,42 @@ func addrOf4(a uint32) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})
 }
 
-// flowOf builds the sensor.Flow for h at ts.
-func flowOf(h *Header, ts int64) sensor.Flow {
-	f := sensor.Flow{
-		SrcMAC:  sensor.MACFromUint64(h.Src),
-		DstMAC:  sensor.MACFromUint64(h.Dst),
-		Proto:   h.Proto,
-		DstPort: h.DstPort,
-		Time:    time.Unix(0, ts).UTC(),
-	}
+// flowRec is a flow start as the hot path records it: no pointers, so
+// queued flow starts cost the garbage collector nothing.
+type flowRec struct {
+	src, dst     uint64 // MACs
+	srcIP, dstIP [16]byte
+	v4           bool
+	proto        uint8
+	dstPort      uint16
+	ts           int64
+}
+
+func recordFlow(h *Header, ts int64) flowRec {
+	f := flowRec{src: h.Src, dst: h.Dst, proto: h.Proto, dstPort: h.DstPort, ts: ts}
 	if h.IPVersion == 4 {
-		f.SrcIP, f.DstIP = addrOf4(h.Src4), addrOf4(h.Dst4)
+		f.v4 = true
+		v4mapped(&f.srcIP, h.Src4)
+		v4mapped(&f.dstIP, h.Dst4)
 	} else {
-		f.SrcIP, f.DstIP = netip.AddrFrom16(h.Src6), netip.AddrFrom16(h.Dst6)
+		f.srcIP, f.dstIP = h.Src6, h.Dst6
 	}
 	return f
+}
+
+// flow converts the record for the sink.
+func (f *flowRec) flow() sensor.Flow {
+	out := sensor.Flow{
+		SrcMAC:  sensor.MACFromUint64(f.src),
+		DstMAC:  sensor.MACFromUint64(f.dst),
+		SrcIP:   netip.AddrFrom16(f.srcIP),
+		DstIP:   netip.AddrFrom16(f.dstIP),
+		Proto:   f.proto,
+		DstPort: f.dstPort,
+		Time:    time.Unix(0, f.ts).UTC(),
+	}
+	if f.v4 {
+		out.SrcIP, out.DstIP = out.SrcIP.Unmap(), out.DstIP.Unmap()
+	}
+	return out
 }

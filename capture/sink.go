@@ -134,7 +134,11 @@ func (r *reporter) emit() {
 		r.sink.Traffic(traffic)
 	}
 	if len(a.flows) > 0 {
-		r.sink.FlowStarts(slices.Clone(a.flows))
+		flows := make([]sensor.Flow, len(a.flows))
+		for i := range a.flows {
+			flows[i] = a.flows[i].flow()
+		}
+		r.sink.FlowStarts(flows)
 	}
 	if len(binds) > 0 {
 		r.sink.Bindings(binds)

@@ -3,8 +3,6 @@ package capture
 import (
 	"net/netip"
 	"time"
-
-	"github.com/tapbeat/tapbeat/sensor"
 )
 
 // DefaultLANPort is the TCP port of the sensor's LAN zone, where agents
@@ -55,7 +53,7 @@ func (o Options) withDefaults() Options {
 // period is one worker's accounting between two reporting ticks.
 type period struct {
 	macs         *macTable
-	flows        []sensor.Flow
+	flows        []flowRec
 	evidence     []timedEvidence
 	packets      uint64 // frames handled
 	bytes        uint64 // their wire length
@@ -191,7 +189,7 @@ func (w *worker) flow(h *Header, ts int64) {
 		w.cur.flowsDropped++
 		return
 	}
-	w.cur.flows = append(w.cur.flows, flowOf(h, ts))
+	w.cur.flows = append(w.cur.flows, recordFlow(h, ts))
 }
 
 func (w *worker) track(h *Header, ts int64) bool {

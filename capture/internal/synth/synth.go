@@ -1,6 +1,8 @@
 // Package synth writes large synthetic Ethernet captures for benchmarks and
-// load tests: many stations exchanging a mix of TCP, UDP and ARP frames of
-// varied sizes. The output is deterministic for a given Config.
+// load tests: many stations exchanging a mix of TCP (45 %, one in 16 a SYN),
+// UDP (45 %) and ARP (10 %) frames of bimodal sizes, each station with eight
+// peers and one source port per peer and service. The output is
+// deterministic for a given Config.
 package synth
 
 import (
@@ -72,8 +74,10 @@ func Write(w io.Writer, cfg Config) (int, error) {
 	ts := cfg.Start
 	for n := 0; n < cfg.Frames; n++ {
 		r := next()
+		// Each station talks to eight peers, as stations on a LAN talk
+		// to a few servers and neighbours rather than to everyone.
 		src := int(r % uint64(cfg.MACs))
-		dst := int((r >> 20) % uint64(cfg.MACs))
+		dst := int((uint64(src)*2654435761 + ((r>>20)%8)*40503) % uint64(cfg.MACs))
 		if dst == src {
 			dst = (dst + 1) % cfg.MACs
 		}
@@ -151,8 +155,10 @@ func ipv4(b []byte, src, dst int, proto layers.IPProtocol, size int, port uint16
 	copy(ip[12:], si[:])
 	copy(ip[16:], di[:])
 	l4 := ip[20:]
-	binary.BigEndian.PutUint16(l4[0:], 32768+port%16384)
-	binary.BigEndian.PutUint16(l4[2:], []uint16{443, 80, 8347, 53, 123, 22}[port%6])
+	// One source port per peer and service: a 5-tuple recurs.
+	svc := int(port % 6)
+	binary.BigEndian.PutUint16(l4[0:], uint16(32768+(src*31+dst*17+svc)%16384))
+	binary.BigEndian.PutUint16(l4[2:], []uint16{443, 80, 8347, 53, 123, 22}[svc])
 	if proto == layers.IPProtocolTCP {
 		l4[12] = 5 << 4
 		if syn {

@@ -1,0 +1,102 @@
+// Command capbench runs live capture on one interface with a sink that only
+// counts, until SIGINT or SIGTERM, then prints what it counted and the CPU
+// time the process used, as one line of JSON. It is the capture side of
+// the live benchmark (capture/internal/synth/bench-live.sh).
+//
+//	capbench -i IFACE [-workers N] [-fallback] [-ring-mb 64]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tapbeat/tapbeat/capture"
+	"github.com/tapbeat/tapbeat/sensor"
+)
+
+type countSink struct {
+	packets, bytes, flows, binds atomic.Uint64
+	up                           atomic.Bool
+}
+
+func (s *countSink) Traffic(b []sensor.TrafficSummary) {
+	for _, t := range b {
+		s.packets.Add(t.Packets)
+		s.bytes.Add(t.Bytes)
+	}
+}
+func (s *countSink) FlowStarts(f []sensor.Flow)           { s.flows.Add(uint64(len(f))) }
+func (s *countSink) Bindings(b []sensor.Binding)          { s.binds.Add(uint64(len(b))) }
+func (s *countSink) CaptureHealth(h sensor.CaptureHealth) { s.up.Store(h.Up) }
+
+func cpu() (user, sys time.Duration) {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano()), time.Duration(ru.Stime.Nano())
+}
+
+func main() {
+	iface := flag.String("i", "", "interface to capture (required)")
+	workers := flag.Int("workers", 1, "sockets in the fanout group")
+	fallback := flag.Bool("fallback", false, "plain sockets instead of a ring")
+	ringMB := flag.Int("ring-mb", 64, "ring size in MiB")
+	ready := flag.String("ready", "", "create this `FILE` once the interface reports up")
+	profile := flag.String("cpuprofile", "", "write a CPU profile to `FILE`")
+	flag.Parse()
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "capbench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if *iface == "" {
+		fmt.Fprintln(os.Stderr, "capbench: -i IFACE is required")
+		os.Exit(2)
+	}
+	sink := &countSink{}
+	live, err := capture.NewLive(capture.LiveConfig{
+		Interfaces: []string{*iface}, Workers: *workers, Fallback: *fallback,
+		Ring: capture.RingConfig{RingBytes: *ringMB << 20},
+	}, sink)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "capbench:", err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *ready != "" {
+		go func() {
+			for !sink.up.Load() {
+				time.Sleep(10 * time.Millisecond)
+			}
+			os.WriteFile(*ready, nil, 0o644)
+		}()
+	}
+	start := time.Now()
+	if err := live.Run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "capbench:", err)
+		os.Exit(1)
+	}
+	u, s := cpu()
+	st := live.Stats()
+	out := map[string]any{
+		"packets": sink.packets.Load(), "bytes": sink.bytes.Load(), "flows": sink.flows.Load(),
+		"kernel_packets": st.Packets, "kernel_drops": st.Drops, "queue_freezes": st.QueueFreezes,
+		"cpu_user_s": u.Seconds(), "cpu_sys_s": s.Seconds(), "wall_s": time.Since(start).Seconds(),
+	}
+	json.NewEncoder(os.Stdout).Encode(out)
+	stop()
+}
