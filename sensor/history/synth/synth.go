@@ -72,8 +72,10 @@ type Stats struct {
 // EndpointMAC returns endpoint i's MAC.
 func EndpointMAC(i int) sensor.MAC { return sensor.MACFromUint64(0x021000000000 + uint64(i)) }
 
-// EndpointID returns endpoint i's id; EndpointName its host name.
-func EndpointID(i int) string   { return fmt.Sprintf("ep-%05d", i) }
+// EndpointID returns endpoint i's id.
+func EndpointID(i int) string { return fmt.Sprintf("ep-%05d", i) }
+
+// EndpointName returns endpoint i's host name.
 func EndpointName(i int) string { return fmt.Sprintf("host-%05d", i) }
 
 // IPOf returns the address endpoint i leases on day d (days since the
@@ -81,7 +83,7 @@ func EndpointName(i int) string { return fmt.Sprintf("host-%05d", i) }
 func IPOf(i int, d uint32, endpoints int) netip.Addr {
 	pool := endpoints + endpoints/10 + 1
 	p := (i + int(d)*7919) % pool
-	return netip.AddrFrom4([4]byte{10, byte(p >> 16), byte(p >> 8), byte(p) | 0}).Next()
+	return netip.AddrFrom4([4]byte{10, byte(p >> 16), byte(p >> 8), byte(p)}).Next()
 }
 
 // Presence returns when endpoint i arrives and leaves on day d.
