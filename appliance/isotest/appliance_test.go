@@ -46,7 +46,7 @@ func image(t testing.TB) (iso, tapbeat string) {
 		}
 		return iso, tapbeat
 	}
-	testenv.RequireCommands(t, "apt-get", "dpkg-deb", "depmod", "modprobe", "cpio", "gzip", "grub-mkrescue", "xorriso", "mformat", "mke2fs")
+	testenv.RequireCommands(t, "apt-get", "dpkg-deb", "depmod", "modprobe", "cpio", "zstd", "grub-mkrescue", "xorriso", "mformat", "mke2fs")
 	out := filepath.Join(root, "build", "appliance")
 	tapbeat = filepath.Join(out, "tapbeat")
 	start := time.Now()
@@ -156,8 +156,9 @@ address = "dhcp"
 			tInit := v.waitFor("tapbeat appliance starting", 90*time.Second)
 			tReady := v.waitFor(ready, 90*time.Second)
 			load, _ := os.ReadFile("/proc/loadavg")
-			t.Logf("%s boot: init at %.1f s (kernel up %.1f s), %q at %.1f s (TCG; host load %s)",
-				mode, tInit.Seconds(), v.kernelUptime().Seconds(), ready, tReady.Seconds(), strings.Join(strings.Fields(string(load))[:3], " "))
+			t.Logf("%s boot: init at %.1f s (kernel up %.1f s), modules %.1f s, %q at %.1f s (TCG; host load %s)",
+				mode, tInit.Seconds(), v.kernelUptime().Seconds(), v.duration(`msg="modules loaded"`, "took=").Seconds(),
+				ready, tReady.Seconds(), strings.Join(strings.Fields(string(load))[:3], " "))
 			con := v.text()
 			for _, want := range []string{
 				"data disk mounted",

@@ -134,13 +134,23 @@ func (v *vm) text() string {
 }
 
 // kernelUptime returns the kernel uptime the init logged when it started.
-func (v *vm) kernelUptime() time.Duration {
-	_, rest, ok := strings.Cut(v.text(), "kernel_uptime=")
-	if !ok {
-		return 0
+func (v *vm) kernelUptime() time.Duration { return v.duration("", "kernel_uptime=") }
+
+// duration returns the duration logged as key (e.g. "took=") on the first
+// console line containing msg.
+func (v *vm) duration(msg, key string) time.Duration {
+	for _, line := range strings.Split(v.text(), "\n") {
+		if !strings.Contains(line, msg) {
+			continue
+		}
+		_, rest, ok := strings.Cut(line, key)
+		if !ok {
+			continue
+		}
+		d, _ := time.ParseDuration(strings.Fields(rest)[0])
+		return d
 	}
-	d, _ := time.ParseDuration(strings.Fields(rest)[0])
-	return d
+	return 0
 }
 
 // waitFor waits until the console shows s, and returns how long after qemu

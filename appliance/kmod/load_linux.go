@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,12 +41,23 @@ func LoadAll(log *slog.Logger, dir, listPath, aliasPath string) (loaded int, err
 		return 0, err
 	}
 	var errs []error
+	var slowest time.Duration
+	var slowestName string
+	defer func() {
+		if slowestName != "" {
+			log.Info("slowest module", "module", slowestName, "took", slowest.Round(time.Millisecond))
+		}
+	}()
 	for _, m := range mods {
 		if !aliases.Wanted(ModuleName(m), deviceAliases()) {
 			log.Debug("module skipped: no such device", "module", m)
 			continue
 		}
+		began := time.Now()
 		err := Load(filepath.Join(dir, m))
+		if took := time.Since(began); err == nil && took > slowest {
+			slowest, slowestName = took, ModuleName(m)
+		}
 		if errors.Is(err, unix.ENODEV) {
 			// Drivers for hardware this machine lacks (crc32c-intel on a
 			// CPU without SSE4.2) refuse to load; that is expected.

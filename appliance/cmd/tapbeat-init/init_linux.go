@@ -105,10 +105,11 @@ func run() error {
 	if err := netsetup.DisableIPv6Default(); err != nil {
 		a.log.Warn("IPv6 default not disabled", "err", err)
 	}
+	modStart := time.Now()
 	if n, err := kmod.LoadAll(a.log, modulesDir, modulesList, modulesAlias); err != nil {
 		a.log.Warn("some modules did not load", "loaded", n, "err", err)
 	} else {
-		a.log.Info("modules loaded", "count", n)
+		a.log.Info("modules loaded", "count", n, "took", time.Since(modStart).Round(time.Millisecond))
 	}
 	go a.watchEntropy(ctx)
 	if err := netsetup.LoopbackUp(); err != nil {
