@@ -33,11 +33,11 @@ type machine struct {
 	// direct boots kernel and initrd straight from qemu (-kernel/-initrd),
 	// skipping firmware, GRUB and the ISO: the reference for boot times.
 	kernel, initrd string
-	mgmtMAC  string
-	capMAC   string
-	fwd      map[int]int // host loopback port -> guest port
-	capTo    int         // UDP port on 127.0.0.1 where qemu sends the capture NIC's frames
-	capFrom  int         // UDP port qemu receives the capture NIC's frames on
+	mgmtMAC        string
+	capMAC         string
+	fwd            map[int]int // host loopback port -> guest port
+	capTo          int         // UDP port on 127.0.0.1 where qemu sends the capture NIC's frames
+	capFrom        int         // UDP port qemu receives the capture NIC's frames on
 }
 
 const (
