@@ -8,19 +8,14 @@ import (
 	"github.com/tapbeat/tapbeat/sensor"
 )
 
-// flowKey is a 5-tuple with IPv4 addresses stored as IPv4-mapped IPv6.
-type flowKey struct {
-	src, dst         [16]byte
-	srcPort, dstPort uint16
-	proto            uint8
-}
-
 // flowWays is the associativity of the flow table.
 const flowWays = 4
 
-// flowBucket is one cache line: a tag (hash | 1, 0 when empty) and the
-// last-packet time of each way. Keys live apart and are read only when a
-// tag matches, so a miss touches a single line.
+// flowBucket is one cache line: a tag and the last-packet time of each
+// way. The tag is the 5-tuple's 64-bit hash (with the low bit set; 0 means
+// empty) and stands for the 5-tuple itself: two live 5-tuples of one bucket
+// share a tag with odds of about 2^-50, and the cost of that is one flow
+// start not reported. Not storing keys keeps every lookup to one line.
 type flowBucket struct {
 	tag  [flowWays]uint64
 	last [flowWays]int64 // Unix nanoseconds of the last packet
@@ -36,7 +31,6 @@ type flowBucket struct {
 // checking a policy once more.
 type flowTable struct {
 	buckets []flowBucket
-	keys    []flowKey
 	mask    uint64 // len(buckets) - 1
 	idle    int64
 	evicted uint64 // live 5-tuples pushed out by new ones
@@ -49,30 +43,40 @@ func newFlowTable(size int, idle time.Duration) *flowTable {
 	}
 	return &flowTable{
 		buckets: make([]flowBucket, n),
-		keys:    make([]flowKey, n*flowWays),
 		mask:    uint64(n - 1),
 		idle:    int64(idle),
 	}
 }
 
-func (k *flowKey) hash() uint64 {
-	const m1, m2 = 0x9e3779b97f4a7c15, 0xc2b2ae3d27d4eb4f
-	h := binary.LittleEndian.Uint64(k.src[8:]) * m1
-	h ^= binary.LittleEndian.Uint64(k.dst[8:]) * m2
-	h ^= (binary.LittleEndian.Uint64(k.src[:8]) ^ binary.LittleEndian.Uint64(k.dst[:8])<<1) * m1
-	h ^= (uint64(k.srcPort)<<24 | uint64(k.dstPort)<<8 | uint64(k.proto)) * m2
-	return h ^ h>>29
+// fmix64 is MurmurHash3's 64-bit finaliser.
+func fmix64(h uint64) uint64 {
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	return h ^ h>>33
 }
 
-// seen records a packet of k at ts and reports whether it starts a flow.
-func (f *flowTable) seen(k *flowKey, ts int64) bool {
-	h := k.hash()
-	bi := h & f.mask
-	b := &f.buckets[bi]
+// flowHash hashes the 5-tuple of h.
+func flowHash(h *Header) uint64 {
+	ports := uint64(h.SrcPort)<<24 | uint64(h.DstPort)<<8 | uint64(h.Proto)
+	if h.IPVersion == 4 {
+		return fmix64(fmix64(uint64(h.Src4)<<32|uint64(h.Dst4)) ^ ports)
+	}
+	x := fmix64(binary.LittleEndian.Uint64(h.Src6[:8]) ^ ports)
+	x = fmix64(x ^ binary.LittleEndian.Uint64(h.Src6[8:]))
+	x = fmix64(x ^ binary.LittleEndian.Uint64(h.Dst6[:8]))
+	return fmix64(x ^ binary.LittleEndian.Uint64(h.Dst6[8:]) ^ 6)
+}
+
+// seen records a packet of the 5-tuple hashed to h at ts and reports
+// whether it starts a flow.
+func (f *flowTable) seen(h uint64, ts int64) bool {
+	b := &f.buckets[(h>>7)&f.mask]
 	tag := h | 1
 	victim := 0
 	for i := range flowWays {
-		if b.tag[i] == tag && f.keys[int(bi)*flowWays+i] == *k {
+		if b.tag[i] == tag {
 			start := ts-b.last[i] > f.idle
 			if ts > b.last[i] {
 				b.last[i] = ts
@@ -91,7 +95,6 @@ func (f *flowTable) seen(k *flowKey, ts int64) bool {
 		f.evicted++
 	}
 	b.tag[victim], b.last[victim] = tag, ts
-	f.keys[int(bi)*flowWays+victim] = *k
 	return true
 }
 

@@ -21,6 +21,9 @@ type mmapPcap struct {
 	maxCap uint32
 }
 
+// populateMax is the largest file mapped with MAP_POPULATE.
+const populateMax = 2 << 30
+
 // mapPcap maps f if it is a classic pcap file; it returns nil, nil for
 // anything else (pcapng, gzip, pipes), which the caller reads with pcapgo.
 func mapPcap(f *os.File) (*mmapPcap, error) {
@@ -48,7 +51,13 @@ func mapPcap(f *os.File) (*mmapPcap, error) {
 	if snap := m.order.Uint32(hdr[16:]); snap > m.maxCap {
 		m.maxCap = snap
 	}
-	data, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, unix.MAP_SHARED)
+	// Mapping every page up front costs far less than a fault per page,
+	// but only while the file fits comfortably in memory.
+	flags := unix.MAP_SHARED
+	if st.Size() <= populateMax {
+		flags |= unix.MAP_POPULATE
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, int(st.Size()), unix.PROT_READ, flags)
 	if err != nil {
 		return nil, nil // fall back to reading
 	}

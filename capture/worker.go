@@ -82,7 +82,6 @@ type worker struct {
 	opts    Options
 	lanPort uint16
 	h       Header
-	key     flowKey
 	cur     *period
 	flows   *flowTable
 	ctl     *ControlDecoder
@@ -193,15 +192,7 @@ func (w *worker) flow(h *Header, ts int64) {
 }
 
 func (w *worker) track(h *Header, ts int64) bool {
-	k := &w.key
-	if h.IPVersion == 4 {
-		v4mapped(&k.src, h.Src4)
-		v4mapped(&k.dst, h.Dst4)
-	} else {
-		k.src, k.dst = h.Src6, h.Dst6
-	}
-	k.srcPort, k.dstPort, k.proto = h.SrcPort, h.DstPort, h.Proto
-	return w.flows.seen(k, ts)
+	return w.flows.seen(flowHash(h), ts)
 }
 
 // control runs the control-plane decoder on a frame the parser flagged.
