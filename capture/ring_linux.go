@@ -29,7 +29,7 @@ type RingConfig struct {
 	// (default 1 MiB); the largest frame captured whole is a little less.
 	BlockBytes int
 	// BlockTimeout hands a partly filled block to the reader after this
-	// long (default 10 ms).
+	// long (default 50 ms).
 	BlockTimeout time.Duration
 	// PollTimeout bounds each wait for a block (default 100 ms): Read then
 	// returns ErrNoPacket, so readers notice cancellation and the ring is
@@ -55,7 +55,7 @@ func (c RingConfig) withDefaults() RingConfig {
 		c.RingBytes = 64 << 20
 	}
 	if c.BlockTimeout <= 0 {
-		c.BlockTimeout = 10 * time.Millisecond
+		c.BlockTimeout = 50 * time.Millisecond
 	}
 	if c.PollTimeout <= 0 {
 		c.PollTimeout = 100 * time.Millisecond

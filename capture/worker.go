@@ -18,7 +18,8 @@ type Options struct {
 	// connection did. 0 means DefaultLANPort; -1 turns this off.
 	LANPort int
 	// FlowTableSize bounds the UDP / heartbeat-channel 5-tuples remembered
-	// per worker (default 65536, rounded up to a power of two).
+	// per worker (default 262144, rounded up to a power of two; 16 bytes
+	// each).
 	FlowTableSize int
 	// FlowIdle is how long a 5-tuple must be silent before its next packet
 	// starts a new flow (default 2 minutes).
@@ -36,7 +37,7 @@ func (o Options) withDefaults() Options {
 		o.LANPort = DefaultLANPort
 	}
 	if o.FlowTableSize <= 0 {
-		o.FlowTableSize = 65536
+		o.FlowTableSize = 1 << 18
 	}
 	if o.FlowIdle <= 0 {
 		o.FlowIdle = 2 * time.Minute
