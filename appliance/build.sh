@@ -21,6 +21,10 @@ for c in apt-get apt-cache dpkg-deb depmod modprobe cpio zstd grub-mkrescue xorr
 	command -v "$c" >/dev/null || die "$c not found: apt-get install -y grub-pc-bin grub-efi-amd64-bin grub-common xorriso mtools cpio zstd kmod e2fsprogs"
 done
 [[ -x $tapbeat_bin ]] || die "$tapbeat_bin is not an executable (run make build first)"
+# The initramfs has no C library for it: the binary must be static.
+if ldd "$tapbeat_bin" >/dev/null 2>&1; then
+	die "$tapbeat_bin is dynamically linked: build it with CGO_ENABLED=0 (make iso does)"
+fi
 
 mkdir -p "$out/deb"
 out=$(cd "$out" && pwd)

@@ -95,3 +95,11 @@ func (a Aliases) Wanted(m string, devices []string) bool {
 	}
 	return false
 }
+
+// AsyncProbe reports whether module m's devices may be probed in the
+// background: PCI and virtio drivers, except virtio_pci, whose devices the
+// virtio drivers' gating (Wanted) must see before it returns. Callers then
+// wait for the devices they need (disks, NICs) to appear.
+func (a Aliases) AsyncProbe(m string) bool {
+	return m != "virtio_pci" && len(a[m]) > 0
+}

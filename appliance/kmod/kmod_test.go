@@ -39,6 +39,12 @@ alias fs-ext4 ext4
 			t.Errorf("Wanted(%s) = %v, want %v", m, got, want)
 		}
 	}
+	if !a.AsyncProbe("e1000") || a.AsyncProbe("ext4") || a.AsyncProbe("usb_storage") {
+		t.Error("AsyncProbe: want PCI and virtio drivers only")
+	}
+	if (Aliases{"virtio_pci": {"pci:v00001AF4d*sv*sd*bc*sc*i*"}}).AsyncProbe("virtio_pci") {
+		t.Error("virtio_pci must probe synchronously: the virtio drivers are gated on its devices")
+	}
 	if ModuleName("kernel/arch/x86/crypto/crc32c-intel.ko") != "crc32c_intel" {
 		t.Error("ModuleName does not follow modules.alias spelling")
 	}

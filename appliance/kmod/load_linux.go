@@ -54,7 +54,7 @@ func LoadAll(log *slog.Logger, dir, listPath, aliasPath string) (loaded int, err
 			continue
 		}
 		began := time.Now()
-		err := Load(filepath.Join(dir, m))
+		err := load(filepath.Join(dir, m), aliases.AsyncProbe(ModuleName(m)))
 		if took := time.Since(began); err == nil && took > slowest {
 			slowest, slowestName = took, ModuleName(m)
 		}
@@ -76,13 +76,22 @@ func LoadAll(log *slog.Logger, dir, listPath, aliasPath string) (loaded int, err
 
 // Load loads one module file with finit_module. EEXIST (already loaded) is
 // not an error.
-func Load(path string) error {
+func Load(path string) error { return load(path, false) }
+
+// load loads a module; async asks the kernel to probe its devices in the
+// background (the generic async_probe module parameter), so hardware
+// resets and firmware waits in one driver do not hold up the others.
+func load(path string, async bool) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("load module: %w", err)
 	}
 	defer f.Close()
-	if err := unix.FinitModule(int(f.Fd()), "", 0); err != nil && !errors.Is(err, unix.EEXIST) {
+	params := ""
+	if async {
+		params = "async_probe"
+	}
+	if err := unix.FinitModule(int(f.Fd()), params, 0); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("load module %s: %w", filepath.Base(path), err)
 	}
 	return nil

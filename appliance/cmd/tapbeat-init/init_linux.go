@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"log/syslog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -393,7 +394,7 @@ func (a *appliance) mountData(ctx context.Context, label string, format bool) bo
 		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(500 * time.Millisecond):
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
@@ -401,17 +402,7 @@ func (a *appliance) mountData(ctx context.Context, label string, format bool) bo
 // setupNetwork configures the capture NICs first, then the management NIC
 // (DHCP in the background).
 func (a *appliance) setupNetwork(ctx context.Context, cfg config.Config) netsetup.Plan {
-	var nics []netsetup.NIC
-	for i := 0; i < 20; i++ {
-		var err error
-		if nics, err = netsetup.PhysicalNICs("/sys/class/net"); err != nil {
-			a.log.Warn("listing NICs", "err", err)
-		}
-		if len(nics) > len(cfg.Capture) {
-			break
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+	nics := a.waitNICs(cfg)
 	plan, err := netsetup.MakePlan(nics, cfg.Mgmt.MAC, cfg.Capture)
 	if err != nil {
 		a.notice(fmt.Sprintf("Network: %v\nFix [appliance] mgmt/capture in tapbeat.toml or the tapbeat.mgmt/tapbeat.capture kernel parameters.", err))
@@ -476,6 +467,47 @@ func (a *appliance) setupNetwork(ctx context.Context, cfg config.Config) netsetu
 		}
 	}()
 	return plan
+}
+
+// waitNICs waits for the NICs, which drivers probe in the background: until
+// every configured MAC is present, or, with none configured, until the
+// count has been steady for a second; at most 10 s.
+func (a *appliance) waitNICs(cfg config.Config) []netsetup.NIC {
+	want := append([]string(nil), cfg.Capture...)
+	if cfg.Mgmt.MAC != "" {
+		want = append(want, cfg.Mgmt.MAC)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	var nics []netsetup.NIC
+	steadySince, lastCount := time.Now(), -1
+	for {
+		var err error
+		if nics, err = netsetup.PhysicalNICs("/sys/class/net"); err != nil {
+			a.log.Warn("listing NICs", "err", err)
+		}
+		if len(nics) != lastCount {
+			steadySince, lastCount = time.Now(), len(nics)
+		}
+		present := map[string]bool{}
+		for _, n := range nics {
+			present[n.MAC.String()] = true
+		}
+		missing := 0
+		for _, m := range want {
+			if hw, err := net.ParseMAC(m); err != nil || !present[hw.String()] {
+				missing++
+			}
+		}
+		switch {
+		case len(want) > 0 && missing == 0:
+			return nics
+		case len(want) == 0 && len(nics) > 0 && time.Since(steadySince) >= time.Second:
+			return nics
+		case time.Now().After(deadline):
+			return nics
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // statusLoop redraws the status screen on tty1 every 5 s and logs the
