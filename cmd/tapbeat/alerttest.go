@@ -64,7 +64,7 @@ func alertTestCommand() *cli.Command {
 
 func deliveryRule(scheme string) string {
 	switch scheme {
-	case "relp":
+	case "relp", "relp+tls":
 		return "acknowledged by the collector"
 	case "udp":
 		return "sent (udp gives no delivery confirmation)"

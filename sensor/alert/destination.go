@@ -56,7 +56,7 @@ type Destination struct {
 	// Name identifies the destination's persisted cursor and loss counter;
 	// keep it stable across restarts. Defaults to "SCHEME://HOST:PORT".
 	Name string
-	// Scheme is "udp", "tcp", "tls" or "relp".
+	// Scheme is "udp", "tcp", "tls", "relp" or "relp+tls".
 	Scheme string
 	// Addr is the collector's HOST:PORT.
 	Addr string
@@ -68,7 +68,8 @@ type Destination struct {
 	Facility syslog.Facility
 	// Hostname is the RFC 5424 HOSTNAME; defaults to the machine's name.
 	Hostname string
-	// TLS is the client configuration for tls:// (nil otherwise).
+	// TLS is the client configuration for tls:// and relp+tls:// (nil
+	// otherwise).
 	TLS *tls.Config
 	// Confirm is how long a tcp or tls connection must stay open after a
 	// write before the messages written count as delivered.
@@ -95,6 +96,7 @@ var destOptions = []string{"format", "min_severity", "types", "name", "facility"
 //	tls://HOST:PORT?OPTIONS   RFC 5425 over TLS 1.2 or 1.3, at least once
 //	relp://HOST:PORT?OPTIONS  RELP (rsyslog imrelp): each message acknowledged,
 //	                          at least once
+//	relp+tls://HOST:PORT?OPTIONS  RELP over TLS (imrelp tls="on")
 //
 // Options (all optional):
 //
@@ -109,11 +111,11 @@ var destOptions = []string{"format", "min_severity", "types", "name", "facility"
 //	                         write before it counts as delivered (default 500ms)
 //	timeout=DURATION         connect and write timeout (default 10s)
 //	batch=N                  most messages per write (default 512)
-//	ca=FILE                  tls: PEM CA bundle that signed the collector's
+//	ca=FILE                  tls, relp+tls: PEM CA bundle that signed the collector's
 //	                         certificate (default: the system roots)
-//	cert=FILE, key=FILE      tls: PEM client certificate and key, for
+//	cert=FILE, key=FILE      tls, relp+tls: PEM client certificate and key, for
 //	                         collectors that require mutual TLS
-//	server_name=NAME         tls: name to verify in the collector's
+//	server_name=NAME         tls, relp+tls: name to verify in the collector's
 //	                         certificate (default: HOST)
 //
 // The collector's certificate is always verified. Certificate files are read
@@ -150,11 +152,11 @@ func parseDestination(raw string) (Destination, error) {
 		Batch:    DefaultBatch,
 	}
 	switch d.Scheme {
-	case "udp", "tcp", "tls", "relp":
+	case "udp", "tcp", "tls", "relp", "relp+tls":
 	case "":
-		return d, errors.New("missing scheme: want udp://, tcp://, tls:// or relp:// followed by HOST:PORT")
+		return d, errors.New("missing scheme: want udp://, tcp://, tls://, relp:// or relp+tls:// followed by HOST:PORT")
 	default:
-		return d, fmt.Errorf("unsupported scheme %q: want udp, tcp, tls or relp", u.Scheme)
+		return d, fmt.Errorf("unsupported scheme %q: want udp, tcp, tls, relp or relp+tls", u.Scheme)
 	}
 	if u.Opaque != "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.Fragment != "" {
 		return d, errors.New("want only SCHEME://HOST:PORT?OPTIONS (no user, path or fragment)")
@@ -242,9 +244,9 @@ func parseDestination(raw string) (Destination, error) {
 		d.Batch = n
 	}
 	tlsOpts := q.Has("ca") || q.Has("cert") || q.Has("key") || q.Has("server_name")
-	if d.Scheme != "tls" {
+	if d.Scheme != "tls" && d.Scheme != "relp+tls" {
 		if tlsOpts {
-			return d, fmt.Errorf("ca, cert, key and server_name apply only to tls://, not %s://", d.Scheme)
+			return d, fmt.Errorf("ca, cert, key and server_name apply only to tls:// and relp+tls://, not %s://", d.Scheme)
 		}
 		return d, nil
 	}

@@ -28,7 +28,7 @@ func TestParseDestination(t *testing.T) {
 	}
 	bad := map[string]string{
 		"192.0.2.1:514":                                  "want e.g. tcp://",
-		"//h:1":                                          "want udp://, tcp://, tls:// or relp://",
+		"//h:1":                                          "want udp://, tcp://, tls://, relp:// or relp+tls://",
 		"http://x:1":                                     `unsupported scheme "http"`,
 		"tcp://host":                                     "want HOST:PORT",
 		"tcp://host:99999":                               "port",

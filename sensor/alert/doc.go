@@ -23,15 +23,15 @@
 //
 // # Delivery guarantees
 //
-// Delivery is at least once for relp, tcp and tls: a message may arrive more
+// Delivery is at least once for relp, relp+tls, tcp and tls: a message may arrive more
 // than once, and is never dropped while it is in the outbox. Every message
 // carries the event's sequence number in [meta sequenceId="N"] and in
 // [tapbeat@32473 seq="N"], so a SIEM can drop duplicates.
 //
-//   - relp (RELP, rsyslog's imrelp): the collector acknowledges each message
-//     ("rsp 200"); the cursor advances only over acknowledged messages. The
-//     strongest guarantee: a message is confirmed once the collector has
-//     taken it into its own queue.
+//   - relp and relp+tls (RELP, rsyslog's imrelp, optionally over TLS): the
+//     collector acknowledges each message ("rsp 200"); the cursor advances
+//     only over acknowledged messages. The strongest guarantee: a message is
+//     confirmed once the collector has taken it into its own queue.
 //   - tcp (RFC 6587 octet counting) and tls (RFC 5425): there is no
 //     application acknowledgement, and a write that returns without error
 //     proves nothing (the peer may have closed, or a mutual-TLS collector may
@@ -46,7 +46,7 @@
 //     collector are not detected. An alert larger than one datagram is
 //     skipped and logged.
 //
-// For tls the collector's certificate is always verified (ca=, or the
+// For tls and relp+tls the collector's certificate is always verified (ca=, or the
 // system roots), TLS 1.2 is the minimum and 1.3 is preferred, and a client
 // certificate (cert=, key=) is offered when configured.
 //

@@ -249,7 +249,8 @@ func startRsyslog(t testing.TB, tlsCfg *rsyslogTLS) *rsyslog {
 // imrelpPaths are where Debian's rsyslog-relp package installs imrelp.
 var imrelpPaths = []string{"/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so", "/usr/lib/aarch64-linux-gnu/rsyslog/imrelp.so", "/usr/lib/rsyslog/imrelp.so"}
 
-// startRsyslogWith also listens for RELP on r.RELP when relp is set.
+// startRsyslogWith also listens for RELP on r.RELP when relp is set (with
+// TLS when tlsCfg is set, as for the TCP input).
 func startRsyslogWith(t testing.TB, tlsCfg *rsyslogTLS, relp bool) *rsyslog {
 	t.Helper()
 	testenv.RequireCommands(t, "rsyslogd")
@@ -287,7 +288,13 @@ func startRsyslogWith(t testing.TB, tlsCfg *rsyslogTLS, relp bool) *rsyslog {
 	fmt.Fprintf(&b, "input(type=\"imtcp\" address=\"127.0.0.1\" port=\"%d\")\n", r.TCP)
 	if relp {
 		r.RELP = freePort(t, "tcp")
-		fmt.Fprintf(&b, "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" port=\"%d\" maxDataSize=\"64k\")\n", r.RELP)
+		fmt.Fprintf(&b, "module(load=\"imrelp\")\ninput(type=\"imrelp\" address=\"127.0.0.1\" port=\"%d\" maxDataSize=\"64k\"", r.RELP)
+		if tlsCfg != nil {
+			// imrelp always asks for a client certificate; certvalid
+			// accepts any the CA signed.
+			fmt.Fprintf(&b, " tls=\"on\" tls.caCert=%q tls.myCert=%q tls.myPrivKey=%q tls.authMode=\"certvalid\"", tlsCfg.certs.CA, tlsCfg.certs.ServerCert, tlsCfg.certs.ServerKey)
+		}
+		b.WriteString(")\n")
 	}
 	b.WriteString("template(name=\"raw\" type=\"list\") { constant(value=\"\\\"\") property(name=\"rawmsg\" format=\"json\") constant(value=\"\\\"\\n\") }\n")
 	fmt.Fprintf(&b, "action(type=\"omfile\" file=%q template=\"raw\")\n", r.out)

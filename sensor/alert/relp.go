@@ -3,6 +3,7 @@ package alert
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ const relpOffer = "relp_version=0\nrelp_software=tapbeat\ncommands=syslog"
 
 type relpSession struct {
 	r    *bufio.Reader
+	raw  net.Conn // the TCP connection under any TLS
 	txnr int
 }
 
@@ -105,25 +107,39 @@ func readRELPFrame(r *bufio.Reader) (txnr int, cmd string, data []byte, err erro
 	return txnr, cmd, data, nil
 }
 
-// dialRELP connects and opens a RELP session.
+// dialRELP connects, completes the TLS handshake for relp+tls, and opens a
+// RELP session.
 func dialRELP(ctx context.Context, d *Destination) (*conn, error) {
 	var nd net.Dialer
-	c, err := nd.DialContext(ctx, "tcp", d.Addr)
+	raw, err := nd.DialContext(ctx, "tcp", d.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w (is the collector listening?)", d.Name, err)
 	}
-	cn := &conn{c: c, relp: &relpSession{r: bufio.NewReaderSize(c, 64<<10)}, dead: make(chan struct{})}
+	c := raw
+	if d.TLS != nil {
+		tc := tls.Client(raw, d.TLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			return nil, fmt.Errorf("%s: TLS handshake with the collector failed: %w (%s)", d.Name, err, tlsHint(err))
+		}
+		c = tc
+	}
+	cn := &conn{c: c, relp: &relpSession{r: bufio.NewReaderSize(c, 64<<10), raw: raw}, dead: make(chan struct{})}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
+	}
+	hint := "is this a RELP port, e.g. rsyslog imrelp?"
+	if d.TLS != nil {
+		hint = "the collector ended the TLS session: it may require a client certificate it trusts (cert=, key=; rsyslog imrelp always asks for one), or this is not a RELP port"
 	}
 	txnr := cn.relp.next()
 	if _, err := c.Write(appendRELP(nil, txnr, "open", []byte(relpOffer))); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("%s: RELP open: %w", d.Name, err)
+		return nil, fmt.Errorf("%s: RELP open: %w (%s)", d.Name, err, hint)
 	}
 	if err := cn.relpAwait(txnr, txnr); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("%s: RELP open refused: %w (is this a RELP port, e.g. rsyslog imrelp?)", d.Name, err)
+		return nil, fmt.Errorf("%s: RELP open refused: %w (%s)", d.Name, err, hint)
 	}
 	c.SetDeadline(time.Time{})
 	return cn, nil
@@ -173,7 +189,7 @@ func (cn *conn) relpAwait(first, last int) error {
 	}
 	for len(want) > 0 {
 		if cn.relp.r.Buffered() == 0 {
-			quickAck(cn.c)
+			quickAck(cn.relp.raw)
 		}
 		txnr, cmd, data, err := readRELPFrame(cn.relp.r)
 		if err != nil {

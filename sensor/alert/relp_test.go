@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -96,5 +97,28 @@ func TestRELPFrames(t *testing.T) {
 	}
 	if got := string(appendRELP(nil, 3, "syslog", []byte("a\nb"))); got != "3 syslog 3 a\nb\n" {
 		t.Errorf("frame %q", got)
+	}
+}
+
+// RELP over TLS to imrelp with tls="on": the collector's certificate is
+// verified and every message acknowledged.
+func TestRsyslogRELPOverTLS(t *testing.T) {
+	c := newCerts(t, t.TempDir(), "")
+	r := startRsyslogWith(t, &rsyslogTLS{certs: c, authMode: "anon"}, true)
+	db := testDB(t, t.TempDir())
+	u := fmt.Sprintf("relp+tls://127.0.0.1:%d?ca=%s&cert=%s&key=%s", r.RELP, url.QueryEscape(c.CA), url.QueryEscape(c.ClientCert), url.QueryEscape(c.ClientKey))
+	run := startDispatcher(t, db, OutboxOptions{Destinations: []Destination{mustDest(t, u)}}, DispatcherOptions{})
+	evs := testEvents(1, 50)
+	stage(t, db, run.ob, evs)
+	ps := waitSeqs(t, r, seqs(evs), 10*time.Second)
+	events := byEvent(evs)
+	for _, p := range ps {
+		checkFields(t, p, events[p.seq])
+	}
+	waitFor(t, 2*time.Second, "cursor at 50", func() bool { return run.dp.Stats()[0].Cursor == 50 })
+
+	noCert := mustDest(t, fmt.Sprintf("relp+tls://127.0.0.1:%d?ca=%s&timeout=2s", r.RELP, url.QueryEscape(c.CA)))
+	if err := Send(t.Context(), noCert, evs[:1], "test"); err == nil || !strings.Contains(err.Error(), "client certificate") {
+		t.Errorf("RELP over TLS without a client certificate: %v", err)
 	}
 }

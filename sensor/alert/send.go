@@ -55,7 +55,7 @@ func Send(ctx context.Context, d Destination, evs []sensor.Event, version string
 // refusedHint explains a TLS session the collector ended before anything
 // was confirmed.
 func refusedHint(d *Destination, err error) error {
-	if d.Scheme != "tls" {
+	if d.Scheme != "tls" && d.Scheme != "relp+tls" {
 		return err
 	}
 	return fmt.Errorf("%w (the collector ends TLS sessions before anything is confirmed: it may require a client certificate it trusts, see cert= and key=)", err)

@@ -38,7 +38,7 @@ func dial(ctx context.Context, d *Destination) (*conn, error) {
 			return nil, fmt.Errorf("%s: %w (is the collector listening?)", d.Name, err)
 		}
 		return watch(c), nil
-	case "relp":
+	case "relp", "relp+tls":
 		return dialRELP(ctx, d)
 	case "tls":
 		raw, err := nd.DialContext(ctx, "tcp", d.Addr)
