@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"encoding/json"
 	"net/netip"
 	"strings"
 	"testing"
@@ -759,5 +760,19 @@ func TestHeartbeatChannel(t *testing.T) {
 	miss := h.ofType(EventHeartbeatMissing)
 	if len(miss) != 1 || miss[0].Details["agent_connection_seen"] != true || !strings.Contains(miss[0].Reason, "agent present but silent") {
 		t.Fatalf("missing %+v, want one saying the agent is present but silent", miss)
+	}
+}
+
+func TestStateJSONWithoutHealth(t *testing.T) {
+	b, err := json.Marshal(EndpointState{ID: "e1", Status: StatusOffline})
+	if err != nil {
+		t.Fatalf("an endpoint without a health report does not encode: %v", err)
+	}
+	if strings.Contains(string(b), "health") {
+		t.Errorf("zero health written: %s", b)
+	}
+	var back EndpointState
+	if err := json.Unmarshal([]byte(`{"endpoint_id":"e1","health":""}`), &back); err != nil || back.Health != 0 {
+		t.Errorf("empty health decodes to %v, %v", back.Health, err)
 	}
 }

@@ -41,16 +41,24 @@ func (h Health) String() string {
 // Valid reports whether h is green, yellow or red.
 func (h Health) Valid() bool { return h >= HealthGreen && h <= HealthRed }
 
-// MarshalText implements encoding.TextMarshaler.
+// MarshalText implements encoding.TextMarshaler. The zero value (no
+// report yet) is written as "".
 func (h Health) MarshalText() ([]byte, error) {
+	if h == 0 {
+		return []byte{}, nil
+	}
 	if !h.Valid() {
 		return nil, fmt.Errorf("marshal health: invalid value %d", uint8(h))
 	}
 	return []byte(h.String()), nil
 }
 
-// UnmarshalText implements encoding.TextUnmarshaler.
+// UnmarshalText implements encoding.TextUnmarshaler; "" is the zero value.
 func (h *Health) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*h = 0
+		return nil
+	}
 	v, err := ParseHealth(string(b))
 	if err != nil {
 		return err

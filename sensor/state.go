@@ -10,7 +10,7 @@ type EndpointState struct {
 	ID            string      `json:"endpoint_id"`
 	Name          string      `json:"name"`
 	Org           string      `json:"org"`
-	Health        Health      `json:"health"`
+	Health        Health      `json:"health,omitempty"`
 	Reasons       []string    `json:"reasons,omitempty"`
 	Status        Status      `json:"status"`
 	StatusSince   time.Time   `json:"status_since"`
