@@ -314,6 +314,7 @@ func (r *rsyslog) start() {
 	var errb bytes.Buffer
 	cmd := exec.Command("rsyslogd", "-n", "-f", r.conf, "-i", filepath.Join(r.dir, "rsyslogd.pid"))
 	cmd.Stdout, cmd.Stderr = &errb, &errb
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		r.t.Fatalf("rsyslogd: %v", err)
 	}
