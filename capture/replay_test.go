@@ -410,3 +410,86 @@ func TestOpenFileRejectsNonCaptures(t *testing.T) {
 		t.Errorf("cooked capture: got %v", err)
 	}
 }
+
+// recordingSink keeps what Replay hands to a sink.
+type recordingSink struct {
+	traffic []sensor.TrafficSummary
+	flows   []sensor.Flow
+	binds   []sensor.Binding
+}
+
+func (s *recordingSink) Traffic(b []sensor.TrafficSummary)  { s.traffic = append(s.traffic, b...) }
+func (s *recordingSink) FlowStarts(f []sensor.Flow)         { s.flows = append(s.flows, f...) }
+func (s *recordingSink) CaptureHealth(sensor.CaptureHealth) {}
+func (s *recordingSink) Bindings(b []sensor.Binding)        { s.binds = append(s.binds, b...) }
+
+// packetSource replays frames held in memory with the given timestamps.
+type packetSource struct {
+	frames [][]byte
+	times  []int64
+	i      int
+}
+
+func (p *packetSource) Read(pkt *Packet) error {
+	if p.i == len(p.frames) {
+		return io.EOF
+	}
+	pkt.Data, pkt.WireLen, pkt.Time = p.frames[p.i], len(p.frames[p.i]), p.times[p.i]
+	p.i++
+	return nil
+}
+
+func (p *packetSource) Close() error { return nil }
+
+func TestReplayHeartbeatChannelRefreshAndSinkPeriods(t *testing.T) {
+	agent := sensor.MustParseMAC("02:00:00:00:02:01")
+	sensorMAC := sensor.MustParseMAC("02:00:00:00:02:02")
+	ack := testFrame(agent, sensorMAC, nil, 66)
+	ack[14+9] = ProtoTCP
+	binary.BigEndian.PutUint16(ack[14+22:], DefaultLANPort)
+	ack[14+20+12], ack[14+20+13] = 5<<4, tcpFlagACK
+	src := &packetSource{}
+	base := int64(1_700_000_000) * 1e9
+	// One packet a second for 25 s on one established connection.
+	for i := range 25 {
+		src.frames = append(src.frames, ack)
+		src.times = append(src.times, base+int64(i)*1e9)
+	}
+	sink := &recordingSink{}
+	rep, err := Replay(context.Background(), src, sink, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sink.flows) != 3 { // at 0 s, 10 s and 20 s
+		t.Errorf("%d heartbeat-channel flow starts, want 3: %+v", len(sink.flows), sink.flows)
+	}
+	for _, f := range sink.flows {
+		if f.SrcMAC != agent || f.DstPort != DefaultLANPort || f.Proto != ProtoTCP || !f.SrcIP.Is4() {
+			t.Errorf("flow %+v", f)
+		}
+	}
+	var pkts uint64
+	for _, s := range sink.traffic {
+		if s.MAC == agent {
+			pkts += s.Packets
+			if s.LastSeen.Before(s.FirstSeen) || s.LastSeen.UnixNano() < base {
+				t.Errorf("summary times %v..%v are not packet times", s.FirstSeen, s.LastSeen)
+			}
+		}
+	}
+	if pkts != 25 || len(sink.traffic) < 20 {
+		t.Errorf("sink got %d packets in %d summaries, want 25 in one summary per packet-time period", pkts, len(sink.traffic))
+	}
+	if got := findMAC(t, rep, agent.String()).Packets; got != 25 {
+		t.Errorf("report counts %d packets, want 25", got)
+	}
+	traffic := 0
+	for _, b := range sink.binds {
+		if b.Source == SourceTraffic && b.MAC == agent {
+			traffic++
+		}
+	}
+	if traffic != 1 {
+		t.Errorf("%d traffic bindings for one address, want 1 (refresh is 5 minutes)", traffic)
+	}
+}

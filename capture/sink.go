@@ -18,8 +18,8 @@ type Sink interface {
 	// all workers. LastSeen comes from packet timestamps.
 	Traffic([]sensor.TrafficSummary)
 	// FlowStarts gets TCP SYNs, first UDP datagrams of a 5-tuple after an
-	// idle period, and the first packet seen of every TCP connection to
-	// the LAN-zone port.
+	// idle period, and every TCP connection to the LAN-zone port when first
+	// seen and again every Options.LANRefresh while it is active.
 	FlowStarts([]sensor.Flow)
 	// CaptureHealth gets each interface's report every tick.
 	CaptureHealth(sensor.CaptureHealth)

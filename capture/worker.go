@@ -13,10 +13,14 @@ const DefaultLANPort = 8347
 type Options struct {
 	// LANPort is the sensor's own LAN-zone TCP port. Every TCP connection
 	// to it is reported as a flow start the first time it is seen (not only
-	// on its SYN), so the correlator learns which MAC carries each
+	// on its SYN) and then every LANRefresh while it is active, so the correlator learns which MAC carries each
 	// endpoint's heartbeat connection even when capture started after the
 	// connection did. 0 means DefaultLANPort; -1 turns this off.
 	LANPort int
+	// LANRefresh is how often an ongoing heartbeat-channel connection is
+	// reported again as a flow start, so the correlator's evidence of which
+	// MAC carries it stays fresh (default 10 s).
+	LANRefresh time.Duration
 	// FlowTableSize bounds the UDP / heartbeat-channel 5-tuples remembered
 	// per worker (default 262144, rounded up to a power of two; 16 bytes
 	// each).
@@ -35,6 +39,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.LANPort == 0 {
 		o.LANPort = DefaultLANPort
+	}
+	if o.LANRefresh <= 0 {
+		o.LANRefresh = 10 * time.Second
 	}
 	if o.FlowTableSize <= 0 {
 		o.FlowTableSize = 1 << 18
@@ -87,6 +94,7 @@ type worker struct {
 	flows   *flowTable
 	ctl     *ControlDecoder
 	ev      []Evidence
+	hb      map[uint64]int64 // heartbeat connection -> when last reported
 	// fold puts control-plane evidence straight into the MAC table instead
 	// of queueing it for a sink (offline replay without one).
 	fold bool
@@ -99,6 +107,7 @@ func newWorker(o Options) *worker {
 		cur:   newPeriod(),
 		flows: newFlowTable(o.FlowTableSize, o.FlowIdle),
 		ctl:   NewControlDecoder(),
+		hb:    make(map[uint64]int64),
 	}
 	if o.LANPort > 0 && o.LANPort < 65536 {
 		w.lanPort = uint16(o.LANPort)
@@ -175,7 +184,7 @@ func (w *worker) flow(h *Header, ts int64) {
 	case ProtoTCP:
 		syn := h.TCPFlags&(tcpFlagSYN|tcpFlagACK) == tcpFlagSYN
 		if w.lanPort != 0 && h.DstPort == w.lanPort {
-			start = w.track(h, ts) || syn
+			start = w.heartbeatChannel(h, ts) || syn
 		} else {
 			start = syn
 		}
@@ -190,6 +199,25 @@ func (w *worker) flow(h *Header, ts int64) {
 		return
 	}
 	w.cur.flows = append(w.cur.flows, recordFlow(h, ts))
+}
+
+// maxHeartbeatChannels bounds the heartbeat connections one worker
+// remembers; past it the memory starts over (and every connection is
+// reported once more).
+const maxHeartbeatChannels = 1 << 16
+
+// heartbeatChannel reports a connection to the LAN-zone port the first time
+// it is seen and then every LANRefresh while it carries packets.
+func (w *worker) heartbeatChannel(h *Header, ts int64) bool {
+	k := flowHash(h)
+	if last, ok := w.hb[k]; ok && ts-last < int64(w.opts.LANRefresh) && ts >= last {
+		return false
+	}
+	if len(w.hb) >= maxHeartbeatChannels {
+		clear(w.hb)
+	}
+	w.hb[k] = ts
+	return true
 }
 
 func (w *worker) track(h *Header, ts int64) bool {
