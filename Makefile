@@ -8,6 +8,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 # Fuzz targets run briefly by `make test`: package:FuzzName
 FUZZ_TARGETS ?= ./capture:FuzzParseHeader ./capture:FuzzControlDecoder \
                 ./lanzone/wire:FuzzReadFrame ./sensor/alert/syslog:FuzzAppend \
+                ./sensor/alert:FuzzRELPFrame ./sensor/alert:FuzzDecodeEvent \
                 ./appliance/config:FuzzCmdline
 FUZZ_TIME    ?= 8s
 

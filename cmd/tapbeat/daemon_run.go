@@ -27,7 +27,7 @@ func daemonRunCommand() *cli.Command {
 			&cli.StringFlag{Name: "config", Usage: "configuration `FILE` (default DIR/tapbeat.toml)", EnvVars: []string{"TAPBEAT_CONFIG"}},
 			&cli.StringSliceFlag{Name: "capture", Usage: "mirror-port `IFACE` to capture on (repeatable)", EnvVars: []string{"TAPBEAT_CAPTURE"}},
 			&cli.StringSliceFlag{Name: "listen", Usage: "LAN-zone `HOST:PORT` (repeatable; default the LAN-zone addresses on 8347)", EnvVars: []string{"TAPBEAT_LISTEN"}},
-			&cli.StringSliceFlag{Name: "syslog", Usage: "syslog destination `URL`: udp://, tcp:// or tls:// (repeatable)", EnvVars: []string{"TAPBEAT_SYSLOG"}},
+			&cli.StringSliceFlag{Name: "syslog", Usage: "syslog destination `URL`: udp://, tcp://, tls://, relp:// or relp+tls:// with ?format=&min_severity=... (repeatable)", EnvVars: []string{"TAPBEAT_SYSLOG"}},
 			&cli.DurationFlag{Name: "heartbeat-interval", Usage: "heartbeat interval agents are told to use (default 15s)", EnvVars: []string{"TAPBEAT_HEARTBEAT_INTERVAL"}},
 			&cli.IntFlag{Name: "missing-after", Usage: "missed intervals before missing (default 3)", EnvVars: []string{"TAPBEAT_MISSING_AFTER"}},
 			&cli.StringFlag{Name: "api", Usage: "local API Unix `SOCKET` (default DIR/tapbeat.sock)", EnvVars: []string{"TAPBEAT_API"}},

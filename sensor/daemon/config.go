@@ -13,6 +13,7 @@ import (
 
 	lzconfig "github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/alert"
 )
 
 // Config is the sensor's one configuration file, DIR/tapbeat.toml. Every
@@ -64,7 +65,8 @@ type History struct {
 
 // Alerts is the [alerts] table.
 type Alerts struct {
-	// Syslog lists destinations: udp://, tcp:// or tls:// URLs.
+	// Syslog lists destinations: udp://, tcp://, tls://, relp:// or
+	// relp+tls:// URLs with options (see sensor/alert).
 	Syslog []string `toml:"syslog"`
 	// Log is the local JSON-lines alert log, relative to DIR ("" disables it;
 	// default "alerts.jsonl").
@@ -203,8 +205,8 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("capture.fanout %d: want 1-64", c.Capture.Fanout))
 	}
 	for _, u := range c.Alerts.Syslog {
-		if !strings.HasPrefix(u, "udp://") && !strings.HasPrefix(u, "tcp://") && !strings.HasPrefix(u, "tls://") {
-			errs = append(errs, fmt.Errorf("alerts.syslog %q: want a udp://, tcp:// or tls:// URL", u))
+		if _, err := alert.ParseDestination(u); err != nil {
+			errs = append(errs, fmt.Errorf("alerts.syslog %q: %w", u, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -410,28 +410,27 @@ func (s *Sensor) startAlerts(cfg Alerts, record func(sensor.Event)) error {
 	if err != nil {
 		return fmt.Errorf("alert dispatcher: %w", err)
 	}
+	// The old dispatcher stops before the new one starts, so no destination
+	// is served twice and no removed destination's cursor is rewritten.
+	s.stopAlertDispatch()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	s.mu.Lock()
+	s.outbox, s.dispatcher, s.stopAlerts, s.alertsDone = ob, dp, cancel, done
+	s.mu.Unlock()
 	go func() {
 		defer close(done)
 		if err := dp.Run(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("alert dispatcher stopped", "err", err)
 		}
 	}()
-	s.mu.Lock()
-	old, oldDone := s.stopAlerts, s.alertsDone
-	s.outbox, s.dispatcher, s.stopAlerts, s.alertsDone = ob, dp, cancel, done
-	s.mu.Unlock()
-	if old != nil {
-		old()
-		<-oldDone
-	}
 	return nil
 }
 
 func (s *Sensor) stopAlertDispatch() {
 	s.mu.Lock()
 	stop, done := s.stopAlerts, s.alertsDone
+	s.stopAlerts, s.alertsDone = nil, nil
 	s.mu.Unlock()
 	if stop != nil {
 		stop()
