@@ -21,12 +21,21 @@ func TestCaptureNICIsSilent(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommands(t, "ip", "ping")
 	appl, peer := testenv.NewNetns(t), testenv.NewNetns(t)
-	capIf, peerIf := testenv.Veth(t, appl, peer)
-	peer.Run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", peerIf)
+	// As in the appliance: IPv6 is off by default before the NIC appears,
+	// and the NIC is down until SetupCapture brings it up.
 	appl.Do(t, func() {
 		if err := DisableIPv6Default(); err != nil {
 			t.Error(err)
 		}
+	})
+	capIf, peerIf := testenv.UniqueName("tvc"), testenv.UniqueName("tvp")
+	testenv.Run(t, "ip", "link", "add", capIf, "type", "veth", "peer", "name", peerIf)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", capIf).Run() })
+	testenv.Run(t, "ip", "link", "set", peerIf, "netns", peer.Name)
+	testenv.Run(t, "ip", "link", "set", capIf, "netns", appl.Name)
+	peer.Run(t, "ip", "addr", "add", "192.0.2.1/24", "dev", peerIf)
+	peer.Run(t, "ip", "link", "set", peerIf, "up")
+	appl.Do(t, func() {
 		if err := SetupCapture(capIf); err != nil {
 			t.Error(err)
 		}

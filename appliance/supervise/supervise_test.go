@@ -69,7 +69,7 @@ func TestRestartsWithBackoff(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Run(ctx) }()
-	waitUntil(t, "four starts", func() bool { return s.State().Starts >= 4 })
+	waitUntil(t, "four failed runs", func() bool { st := s.State(); return st.Starts >= 4 && !st.Running })
 	cancel()
 	if err := <-done; err != context.Canceled {
 		t.Fatalf("Run = %v", err)
