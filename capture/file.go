@@ -71,6 +71,7 @@ func (e *FileError) Error() string {
 		e.Path, what, where, e.Offset, e.Record, e.Err, e.Record-1)
 }
 
+// Unwrap returns the reader's error (io.ErrUnexpectedEOF for a truncated file).
 func (e *FileError) Unwrap() error { return e.Err }
 
 // OpenFile opens a pcap or pcapng capture of Ethernet frames, gzip
