@@ -127,7 +127,12 @@ func TestAppliance(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Log lines reach syslog on the host: qemu's user network maps
+	// 10.0.2.2 to the host's loopback.
+	logs := watchTx(t, freePort(t, "udp"))
+	logPort := logs.conn.LocalAddr().(*net.UDPAddr).Port
 	writeFile(t, filepath.Join(dir, "appliance.toml"), `# written by the qemu test
+log_syslog = "udp://10.0.2.2:`+strconv.Itoa(logPort)+`"
 capture = ["`+capMAC+`"]
 [mgmt]
 mac = "`+mgmtMAC+`"
@@ -172,6 +177,12 @@ address = "dhcp"
 			}
 			tDHCP := v.waitFor("management address\" src=init nic=eth0 address=10.0.2.15/24 gateway=10.0.2.2", 60*time.Second)
 			t.Logf("%s boot: DHCP lease at %.1f s", mode, tDHCP.Seconds())
+			poll(t, "log lines on the host's syslog", 30*time.Second, func() error {
+				if got := logs.text(); !strings.Contains(got, "tapbeat run started") || !strings.Contains(got, ready) {
+					return fmt.Errorf("syslog has not seen %q and %q yet", "tapbeat run started", ready)
+				}
+				return nil
+			})
 			// Frames from a station no endpoint claims, on the capture NIC.
 			inject(t, capFrom, 40)
 			v.waitFor("rx=true", 30*time.Second)

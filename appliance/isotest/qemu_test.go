@@ -241,8 +241,9 @@ func freePort(t testing.TB, network string) int {
 	}
 }
 
-// txWatch counts datagrams qemu sends for the capture NIC: every one would
-// be a frame the appliance transmitted on the mirror port.
+// txWatch collects the datagrams sent to a loopback UDP port: qemu's output
+// for the capture NIC (every one would be a frame the appliance transmitted
+// on the mirror port), or syslog messages.
 type txWatch struct {
 	conn   net.PacketConn
 	mu     sync.Mutex
@@ -276,6 +277,18 @@ func (w *txWatch) count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.frames)
+}
+
+// text returns everything received, one datagram per line.
+func (w *txWatch) text() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var b strings.Builder
+	for _, f := range w.frames {
+		b.Write(f)
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 func (w *txWatch) describe() string {

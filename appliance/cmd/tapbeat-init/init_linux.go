@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"log/syslog"
 	"net"
 	"net/netip"
 	"os"
@@ -160,11 +159,8 @@ func run() error {
 	}
 	if cfg.LogSyslog != "" {
 		network, addr, _ := config.SplitURL(cfg.LogSyslog)
-		if w, err := syslog.Dial(network, addr, syslog.LOG_DAEMON|syslog.LOG_INFO, "tapbeat"); err != nil {
-			a.log.Warn("log syslog not reachable; logging to the console only", "url", cfg.LogSyslog, "err", err)
-		} else {
-			a.console.add(w)
-		}
+		a.console.add(newSyslogSink(ctx, network, addr))
+		a.log.Info("log lines also go to syslog", "url", cfg.LogSyslog)
 	}
 
 	plan := a.setupNetwork(ctx, cfg)
