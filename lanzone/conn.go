@@ -114,6 +114,13 @@ func (c *conn) serve(ctx context.Context) {
 		c.nc.Close()
 		return
 	}
+	// A revocation applied between the handshake and now found no
+	// registered connection to close: check again now that it is one.
+	if e, ok := c.l.trust.Lookup(c.fp); !ok || !e.Active() {
+		c.l.unregister(c)
+		c.closeWith(wire.CodeRevoked, "this endpoint's certificate was revoked")
+		return
+	}
 	defer func() {
 		c.nc.Close()
 		if c.l.unregister(c) && ctx.Err() == nil {

@@ -64,13 +64,13 @@ type Config struct {
 
 // Agent is a running endpoint agent.
 type Agent struct {
-	cfg   Config
-	log   *slog.Logger
-	tls   *tls.Config
-	id    string
-	isol  *Isolator
-	keep  map[netip.Addr]bool // never isolated: the sensor's addresses
-	hookc chan struct{}
+	cfg     Config
+	log     *slog.Logger
+	tls     *tls.Config
+	id      string
+	isol    *Isolator
+	hookc   chan struct{}
+	healthc chan struct{} // the health changed: heartbeat now
 
 	mu       sync.Mutex
 	addrs    []string
@@ -130,7 +130,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, tls: tc, id: cfg.Bundle.ID, hookc: make(chan struct{}, 1), health: sensor.HealthGreen}
+	a := &Agent{cfg: cfg, log: cfg.Logger, tls: tc, id: cfg.Bundle.ID, hookc: make(chan struct{}, 1), healthc: make(chan struct{}, 1), health: sensor.HealthGreen}
 	a.interval.Store(int64(15 * time.Second))
 	a.addrs = a.initialAddrs()
 	if cfg.Isolate {
@@ -285,6 +285,16 @@ func (a *Agent) session(ctx context.Context, c *tls.Conn) error {
 	disc := time.NewTicker(a.cfg.DiscoverEvery)
 	defer disc.Stop()
 	var seq uint64
+	heartbeat := func() error {
+		seq++
+		a.mu.Lock()
+		hb := wire.Heartbeat{Health: a.health, Reasons: a.reasons, Seq: seq, SentAt: time.Now().UnixNano()}
+		a.mu.Unlock()
+		if err := send(wire.TypeHeartbeat, hb); err != nil {
+			return fmt.Errorf("send heartbeat: %w", err)
+		}
+		return nil
+	}
 	for {
 		select {
 		case err := <-readErr:
@@ -299,13 +309,15 @@ func (a *Agent) session(ctx context.Context, c *tls.Conn) error {
 					return fmt.Errorf("send hello: %w", err)
 				}
 			}
+		case <-a.healthc:
+			// A health change is reported at once, not at the next tick.
+			tick.Reset(a.Interval())
+			if err := heartbeat(); err != nil {
+				return err
+			}
 		case <-tick.C:
-			seq++
-			a.mu.Lock()
-			hb := wire.Heartbeat{Health: a.health, Reasons: a.reasons, Seq: seq, SentAt: time.Now().UnixNano()}
-			a.mu.Unlock()
-			if err := send(wire.TypeHeartbeat, hb); err != nil {
-				return fmt.Errorf("send heartbeat: %w", err)
+			if err := heartbeat(); err != nil {
+				return err
 			}
 		}
 	}
@@ -450,11 +462,16 @@ func (a *Agent) runChecks(ctx context.Context) {
 	}
 	h, reasons := Worst(results)
 	a.mu.Lock()
-	if h != a.health {
-		a.log.Info("health changed", "health", h, "reasons", reasons)
-	}
+	changed := h != a.health
 	a.health, a.reasons = h, reasons
 	a.mu.Unlock()
+	if changed {
+		a.log.Info("health changed", "health", h, "reasons", reasons)
+		select {
+		case a.healthc <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // checkLoop re-runs the checks every heartbeat interval (which the sensor

@@ -36,6 +36,11 @@ type SimConfig struct {
 	Logger   *slog.Logger
 	// Bundles, when set, are used instead of enrolling Count endpoints.
 	Bundles []*pki.Bundle
+	// MaxDials bounds the simulator's concurrent TLS handshakes (default
+	// 64): real endpoints each have a CPU of their own, the simulated ones
+	// share this process's, and thousands of half-done handshakes would
+	// all time out together.
+	MaxDials int
 }
 
 // SimStats are the simulator's running totals.
@@ -102,6 +107,7 @@ func simBundles(cfg SimConfig) ([]*pki.Bundle, error) {
 type Simulator struct {
 	cfg                                        SimConfig
 	bundles                                    []*pki.Bundle
+	dials                                      chan struct{}
 	connected, sessions, beats, dialErrs, lost atomic.Int64
 }
 
@@ -126,7 +132,10 @@ func NewSimulator(cfg SimConfig) (*Simulator, error) {
 			return nil, err
 		}
 	}
-	return &Simulator{cfg: cfg, bundles: bs}, nil
+	if cfg.MaxDials <= 0 {
+		cfg.MaxDials = 64
+	}
+	return &Simulator{cfg: cfg, bundles: bs, dials: make(chan struct{}, cfg.MaxDials)}, nil
 }
 
 // Simulate runs cfg.Count endpoints from this process until ctx ends (or
@@ -246,7 +255,13 @@ func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 // session runs one connection; it reports whether one was established.
 func (s *Simulator) session(ctx context.Context, src netip.Addr, tc *tls.Config, hello wire.Hello) bool {
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}, Config: tc}
+	select {
+	case s.dials <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
 	nc, err := d.DialContext(ctx, "tcp", s.cfg.Sensor)
+	<-s.dials
 	if err != nil {
 		s.dialErrs.Add(1)
 		return false
