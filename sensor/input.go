@@ -86,8 +86,10 @@ type CaptureHealth struct {
 	Up        bool   // the link is up and the socket reads
 	Packets   uint64 // frames the kernel handled in the period, drops included
 	Drops     uint64 // frames the kernel dropped in the period
-	Reason    string // why the interface is down, when it is
-	Time      time.Time
+	// QueueFreezes counts the times the ring filled up in the period.
+	QueueFreezes uint64
+	Reason       string // why the interface is down, when it is
+	Time         time.Time
 }
 
 // Binding is evidence that a MAC used an IP address at a time: from ARP
@@ -97,7 +99,8 @@ type CaptureHealth struct {
 type Binding struct {
 	MAC      MAC        `json:"mac"`
 	IP       netip.Addr `json:"ip"`
-	Hostname string     `json:"hostname,omitempty"` // DHCP option 12, when seen
-	Source   string     `json:"source"`             // "arp", "dhcp", "ndp", "hello", "traffic"
+	Hostname string     `json:"hostname,omitempty"`  // DHCP option 12, when seen
+	ClientID string     `json:"client_id,omitempty"` // DHCP option 61 (hex), when seen
+	Source   string     `json:"source"`              // "arp", "dhcp", "ndp", "hello", "traffic"
 	Time     time.Time  `json:"time"`
 }
