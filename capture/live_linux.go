@@ -171,7 +171,13 @@ func (l *Live) open(name string, attempt uint64) ([]liveSource, error) {
 		} else {
 			c := l.cfg.Ring
 			c.Interface, c.FanoutGroup = name, group
-			s, err = OpenRing(c)
+			var r *RingSource
+			if r, err = OpenRing(c); err == nil {
+				s = r
+				if direct, why := r.Direct(); !direct && why != nil {
+					l.log.Warn("capture ring read through gopacket", "interface", name, "reason", why)
+				}
+			}
 		}
 		if err != nil {
 			for _, s := range srcs {

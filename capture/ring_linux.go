@@ -45,6 +45,11 @@ type RingConfig struct {
 	// a built-in filter drops frames the host itself sends, which a
 	// mirror port should never carry.
 	Filter []bpf.RawInstruction
+	// Gopacket reads the ring through gopacket's afpacket instead of
+	// walking its blocks directly. The direct reader costs less CPU per
+	// frame; gopacket's is also what OpenRing falls back to when the
+	// direct one cannot be set up.
+	Gopacket bool
 }
 
 func (c RingConfig) withDefaults() RingConfig {
@@ -73,13 +78,18 @@ func incomingOnly() ([]bpf.RawInstruction, error) {
 	})
 }
 
-// RingSource reads frames from a TPACKET_V3 mmap ring (gopacket's
-// afpacket) without copying them.
+// RingSource reads frames from a TPACKET_V3 mmap ring without copying
+// them: by walking the ring's blocks itself, or through gopacket's afpacket
+// (RingConfig.Gopacket, or when the direct reader could not be set up).
+// Either way a VLAN tag the kernel took out of a frame is counted in its
+// wire length; the direct reader also puts it back into the frame.
 type RingSource struct {
-	cfg     RingConfig
-	tp      *afpacket.TPacket
-	ifindex int
-	prev    SocketStats // cumulative counters at the previous Stats call
+	cfg       RingConfig
+	d         *tpacketRing      // the direct reader, or nil
+	tp        *afpacket.TPacket // gopacket's, when d is nil
+	ifindex   int
+	prev      SocketStats // gopacket's cumulative counters at the previous Stats call
+	directErr error       // why the direct reader is not used
 }
 
 // OpenRing opens a capture ring on cfg.Interface.
@@ -88,6 +98,23 @@ func OpenRing(cfg RingConfig) (*RingSource, error) {
 	ifi, err := net.InterfaceByName(cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("capture ring on %q: %w", cfg.Interface, err)
+	}
+	filter := cfg.Filter
+	if filter == nil {
+		if filter, err = incomingOnly(); err != nil {
+			return nil, fmt.Errorf("capture ring on %s: assemble filter: %w", cfg.Interface, err)
+		}
+	}
+	if len(filter) == 0 {
+		return nil, fmt.Errorf("capture ring on %s: the BPF filter has no instructions", cfg.Interface)
+	}
+	var directErr error
+	if !cfg.Gopacket {
+		d, err := openTPacket(cfg, ifi.Index, filter)
+		if err == nil {
+			return &RingSource{cfg: cfg, d: d, ifindex: ifi.Index}, nil
+		}
+		directErr = err
 	}
 	blocks := max(cfg.RingBytes/cfg.BlockBytes, 1)
 	tp, err := afpacket.NewTPacket(
@@ -100,16 +127,12 @@ func OpenRing(cfg RingConfig) (*RingSource, error) {
 		afpacket.OptPollTimeout(cfg.PollTimeout),
 	)
 	if err != nil {
+		if directErr != nil {
+			return nil, fmt.Errorf("capture ring on %s (%d blocks of %d bytes): %w (direct reader: %v)", cfg.Interface, blocks, cfg.BlockBytes, err, directErr)
+		}
 		return nil, fmt.Errorf("capture ring on %s (%d blocks of %d bytes): %w", cfg.Interface, blocks, cfg.BlockBytes, err)
 	}
-	r := &RingSource{cfg: cfg, tp: tp, ifindex: ifi.Index}
-	filter := cfg.Filter
-	if filter == nil {
-		if filter, err = incomingOnly(); err != nil {
-			tp.Close()
-			return nil, fmt.Errorf("capture ring on %s: assemble filter: %w", cfg.Interface, err)
-		}
-	}
+	r := &RingSource{cfg: cfg, tp: tp, ifindex: ifi.Index, directErr: directErr}
 	if err := tp.SetBPF(filter); err != nil {
 		tp.Close()
 		return nil, fmt.Errorf("capture ring on %s: attach filter: %w", cfg.Interface, err)
@@ -134,6 +157,9 @@ func OpenRing(cfg RingConfig) (*RingSource, error) {
 // stopped working (the link went down or the interface went away): close
 // it and open a new one.
 func (r *RingSource) Read(p *Packet) error {
+	if r.d != nil {
+		return r.d.read(p)
+	}
 	data, ci, err := r.tp.ZeroCopyReadPacketData()
 	if err != nil {
 		if errors.Is(err, afpacket.ErrTimeout) {
@@ -157,6 +183,13 @@ func (r *RingSource) Read(p *Packet) error {
 
 // Stats returns what the kernel counted since the previous call.
 func (r *RingSource) Stats() (SocketStats, error) {
+	if r.d != nil {
+		d, err := r.d.stats()
+		if err != nil {
+			return SocketStats{}, fmt.Errorf("capture ring on %s: statistics: %w", r.cfg.Interface, err)
+		}
+		return d, nil
+	}
 	_, s, err := r.tp.SocketStats()
 	if err != nil {
 		return SocketStats{}, fmt.Errorf("capture ring on %s: statistics: %w", r.cfg.Interface, err)
@@ -170,9 +203,20 @@ func (r *RingSource) Stats() (SocketStats, error) {
 // Ifindex is the index of the interface the ring was opened on.
 func (r *RingSource) Ifindex() int { return r.ifindex }
 
+// Direct tells whether the ring is read directly; when it is not, the
+// error says why the direct reader could not be set up (nil when gopacket's
+// was asked for).
+func (r *RingSource) Direct() (bool, error) { return r.d != nil, r.directErr }
+
 // Close unmaps the ring and closes the socket. Readers must have stopped:
-// gopacket unmaps the ring without waiting for them.
+// the ring is unmapped without waiting for them.
 func (r *RingSource) Close() error {
+	if r.d != nil {
+		if err := r.d.close(); err != nil {
+			return fmt.Errorf("capture ring on %s: close: %w", r.cfg.Interface, err)
+		}
+		return nil
+	}
 	r.tp.Close()
 	return nil
 }

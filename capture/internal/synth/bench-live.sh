@@ -7,6 +7,9 @@
 # and the share of one core.
 # Run as root from the repository root:
 #   capture/internal/synth/bench-live.sh [FILE] [ROUNDS]
+# CAPBENCH_FLAGS adds flags to every capbench run (e.g. "-gopacket" for the
+# gopacket ring); PROFILE_DIR, when set, keeps a CPU profile of each capbench
+# run there (top-1.prof, 100k-1.prof, ...).
 set -euo pipefail
 file=${1:-build/synth-2m.pcap}
 rounds=${2:-2}
@@ -44,7 +47,13 @@ replay() { # replay MODE: top speed or 100 kpps for 1M frames
 
 run_tapbeat() {
 	rm -f "$work/ready"
-	ip netns exec "$ns" build/capbench -i vcap -ready "$work/ready" >"$work/tb.json" &
+	local prof=()
+	if [ -n "${PROFILE_DIR:-}" ]; then
+		mkdir -p "$PROFILE_DIR"
+		prof=(-cpuprofile "$PROFILE_DIR/$1-$round.prof")
+	fi
+	# shellcheck disable=SC2086
+	ip netns exec "$ns" build/capbench -i vcap -ready "$work/ready" ${CAPBENCH_FLAGS:-} "${prof[@]}" >"$work/tb.json" &
 	local pid=$!
 	while [ ! -f "$work/ready" ]; do sleep 0.05; done
 	local r
