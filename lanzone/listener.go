@@ -53,7 +53,7 @@ type Options struct {
 	Logger *slog.Logger
 
 	MaxConns         int           // connections, handshaking ones included (default 100000)
-	MaxHandshakes    int           // concurrent TLS handshakes (default 512)
+	MaxHandshakes    int           // concurrent TLS handshakes (default 128)
 	HandshakeTimeout time.Duration // default 10s
 	HelloTimeout     time.Duration // after the handshake (default 10s)
 	HandshakeRate    float64       // handshakes per second per source address (default 2)
@@ -72,7 +72,7 @@ func (o *Options) defaults() {
 		o.MaxConns = 100000
 	}
 	if o.MaxHandshakes <= 0 {
-		o.MaxHandshakes = 512
+		o.MaxHandshakes = 128
 	}
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = 10 * time.Second

@@ -397,8 +397,13 @@ func TestHandshakeStorm(t *testing.T) {
 		gap, n := f.rec.maxGap(ids[i])
 		// On time: inside the missing deadline (3 intervals) with half an
 		// interval to spare, on a CPU the storm (and whatever else runs on
-		// the machine) saturates.
-		if gap > 2500*time.Millisecond {
+		// the machine) saturates. Under the race detector, inside the
+		// deadline itself.
+		limit := 2500 * time.Millisecond
+		if raceEnabled {
+			limit = 3 * time.Second
+		}
+		if gap > limit {
 			t.Errorf("endpoint %d: longest heartbeat gap %v during the storm (%d heartbeats)", i, gap, n)
 		}
 	}

@@ -1,10 +1,13 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +17,24 @@ import (
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 	"golang.org/x/sys/unix"
 )
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
 
 // isolationLab is two namespaces joined by a veth pair: "self" (10.77.0.1,
 // where the isolator works) and "peer" (10.77.0.2).
@@ -105,10 +126,16 @@ func TestAgentIsolatesRedPeer(t *testing.T) {
 
 	// The agent's netlink socket is opened inside the namespace; its TLS
 	// connection to the sensor stays on the host's loopback.
+	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("agent log:\n%s", logs.String())
+		}
+	})
 	var a *Agent
 	lab.self.Do(t, func() {
 		var err error
-		a, err = New(Config{Bundle: self, Sensors: []string{s.addr}, StateDir: t.TempDir(), Isolate: true, Logger: quiet,
+		a, err = New(Config{Bundle: self, Sensors: []string{s.addr}, StateDir: t.TempDir(), Isolate: true, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 			BackoffMin: 100 * time.Millisecond})
 		if err != nil {
 			t.Error(err)
@@ -124,11 +151,27 @@ func TestAgentIsolatesRedPeer(t *testing.T) {
 	waitFor(t, "agent connected", 5*time.Second, func() bool { return a.Connected() != "" })
 
 	// The peer endpoint speaks the protocol directly, declaring 10.77.0.2.
+	// It retries until the sensor has re-read its trust store and answers.
 	cfg, _ := pki.ClientConfig(peer)
-	c, err := tls.Dial("tcp", s.addr, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	hello, _ := wire.Marshal(wire.TypeHello, wire.Hello{Health: sensor.HealthGreen, Interfaces: []wire.Interface{{Name: "eth0", MAC: lab.peerMAC, IPs: []netip.Addr{netip.MustParseAddr("10.77.0.2")}}}})
+	var c *tls.Conn
+	waitFor(t, "peer session", 5*time.Second, func() bool {
+		var err error
+		if c, err = tls.Dial("tcp", s.addr, cfg); err != nil {
+			return false
+		}
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := c.Write(hello); err != nil {
+			c.Close()
+			return false
+		}
+		if _, err := wire.ReadFrame(c); err != nil {
+			c.Close()
+			return false
+		}
+		c.SetDeadline(time.Time{})
+		return true
+	})
 	defer c.Close()
 	go func() { // drain
 		b := make([]byte, 4096)
@@ -144,7 +187,6 @@ func TestAgentIsolatesRedPeer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	send(wire.TypeHello, wire.Hello{Health: sensor.HealthGreen, Interfaces: []wire.Interface{{Name: "eth0", MAC: lab.peerMAC, IPs: []netip.Addr{netip.MustParseAddr("10.77.0.2")}}}})
 	if !lab.reachable() {
 		t.Fatal("peer unreachable while green")
 	}

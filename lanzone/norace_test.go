@@ -1,0 +1,5 @@
+//go:build !race
+
+package lanzone
+
+const raceEnabled = false
