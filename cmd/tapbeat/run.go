@@ -24,5 +24,5 @@ func raiseFileLimit(log *slog.Logger) {
 			return
 		}
 	}
-	log.Info("open-file limit raised to the hard limit; each connected endpoint holds one", "limit", r.Cur)
+	log.Info("open-file limit (each connected endpoint holds one)", "limit", r.Cur)
 }
