@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +38,21 @@ func repoRoot(t testing.TB) string {
 // named by TAPBEAT_ISO and TAPBEAT_BIN (make iso-test), or freshly built
 // into build/appliance.
 func image(t testing.TB) (iso, tapbeat string) {
+	t.Helper()
+	imageOnce.Do(func() { imageISO, imageTapbeat = buildImage(t) })
+	if imageISO == "" {
+		t.Fatal("the ISO could not be built (see the first test's failure)")
+	}
+	return imageISO, imageTapbeat
+}
+
+// The ISO is built once per test binary.
+var (
+	imageOnce              sync.Once
+	imageISO, imageTapbeat string
+)
+
+func buildImage(t testing.TB) (iso, tapbeat string) {
 	t.Helper()
 	root := repoRoot(t)
 	if iso = os.Getenv("TAPBEAT_ISO"); iso != "" {
@@ -268,4 +284,48 @@ func injectQuiet(port, n int) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// TestFirstBootFormats boots kernel and initramfs with tapbeat.format=1 and
+// an empty disk: the init formats it with the mke2fs it carries, mounts it,
+// and, finding no sensor directory, prints the first-boot instructions
+// instead of starting tapbeat run. Kernel parameters cannot be passed
+// through the ISO's menu from a test, so this boot is direct.
+func TestFirstBootFormats(t *testing.T) {
+	testenv.RequireCommands(t, "qemu-system-x86_64", "e2fsck", "dumpe2fs")
+	iso, _ := image(t)
+	bootDir := filepath.Join(filepath.Dir(iso), "iso", "boot")
+	disk := filepath.Join(t.TempDir(), "empty.img")
+	if err := os.WriteFile(disk, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(disk, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	capTo, capFrom := freePort(t, "udp"), freePort(t, "udp")
+	tx := watchTx(t, capTo)
+	v := boot(t, machine{
+		kernel: filepath.Join(bootDir, "vmlinuz"), initrd: filepath.Join(bootDir, "initrd.img"),
+		cmdline:  "tapbeat.format=1 tapbeat.mgmt=" + mgmtMAC + " tapbeat.ip=10.0.2.15/24,10.0.2.2 tapbeat.capture=" + capMAC,
+		dataDisk: disk, mgmtMAC: mgmtMAC, capMAC: capMAC, fwd: map[int]int{}, capTo: capTo, capFrom: capFrom,
+	})
+	v.waitFor("formatting the empty disk as the data disk", 90*time.Second)
+	v.waitFor("data disk mounted", 60*time.Second)
+	v.waitFor("First boot: the data disk has no sensor directory", 30*time.Second)
+	v.waitFor("management address\" src=init nic=eth0 address=10.0.2.15/24 gateway=10.0.2.2", 30*time.Second)
+	if strings.Contains(v.text(), "tapbeat run started") {
+		t.Error("tapbeat run was started without a sensor directory")
+	}
+	v.powerButton()
+	v.waitExit(90 * time.Second)
+	if n := tx.count(); n != 0 {
+		t.Errorf("the capture NIC transmitted %d frames:\n%s", n, tx.describe())
+	}
+	if out, err := exec.Command("e2fsck", "-fn", disk).CombinedOutput(); err != nil {
+		t.Errorf("formatted disk not clean: %v\n%s", err, out)
+	}
+	out, err := exec.Command("dumpe2fs", "-h", disk).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "TAPBEAT-DATA") || !strings.Contains(string(out), "has_journal") {
+		t.Errorf("disk is not an ext4 filesystem labelled TAPBEAT-DATA: %v\n%s", err, out)
+	}
 }

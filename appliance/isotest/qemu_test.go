@@ -33,11 +33,13 @@ type machine struct {
 	// direct boots kernel and initrd straight from qemu (-kernel/-initrd),
 	// skipping firmware, GRUB and the ISO: the reference for boot times.
 	kernel, initrd string
-	mgmtMAC        string
-	capMAC         string
-	fwd            map[int]int // host loopback port -> guest port
-	capTo          int         // UDP port on 127.0.0.1 where qemu sends the capture NIC's frames
-	capFrom        int         // UDP port qemu receives the capture NIC's frames on
+	// cmdline is appended to the kernel command line of a direct boot.
+	cmdline string
+	mgmtMAC string
+	capMAC  string
+	fwd     map[int]int // host loopback port -> guest port
+	capTo   int         // UDP port on 127.0.0.1 where qemu sends the capture NIC's frames
+	capFrom int         // UDP port qemu receives the capture NIC's frames on
 }
 
 const (
@@ -60,7 +62,7 @@ func boot(t testing.TB, m machine) *vm {
 		"-qmp", "unix:" + v.qmp + ",server=on,wait=off",
 		"-device", "virtio-rng-pci",
 		"-drive", "file=" + m.dataDisk + ",if=virtio,format=raw",
-		"-netdev", "user,id=mgmt," + strings.Join(fwd, ","),
+		"-netdev", strings.Join(append([]string{"user,id=mgmt"}, fwd...), ","),
 		"-device", "virtio-net-pci,netdev=mgmt,mac=" + m.mgmtMAC,
 		"-netdev", fmt.Sprintf("socket,id=cap,udp=127.0.0.1:%d,localaddr=127.0.0.1:%d", m.capTo, m.capFrom),
 		"-device", "e1000,netdev=cap,mac=" + m.capMAC,
@@ -68,7 +70,7 @@ func boot(t testing.TB, m machine) *vm {
 	switch {
 	case m.kernel != "":
 		args = append(args, "-kernel", m.kernel, "-initrd", m.initrd,
-			"-append", "console=ttyS0,115200 loglevel=3 panic=10")
+			"-append", strings.TrimSpace("console=ttyS0,115200 loglevel=3 panic=10 "+m.cmdline))
 	case m.uefi:
 		vars := filepath.Join(dir, "OVMF_VARS.fd")
 		copyFile(t, ovmfVars, vars)

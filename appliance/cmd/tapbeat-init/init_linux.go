@@ -88,6 +88,8 @@ func run() error {
 	if os.Getpid() != 1 {
 		return errors.New("must run as PID 1 (it mounts filesystems, loads modules and powers the machine off)")
 	}
+	// The kernel starts init with an almost empty environment.
+	_ = os.Setenv("PATH", "/sbin:/bin")
 	if err := mountKernelFS(); err != nil {
 		a.log.Error("mounting kernel filesystems", "err", err)
 	}
