@@ -145,7 +145,8 @@ func TestAppliance(t *testing.T) {
 	}
 	// Log lines reach syslog on the host: qemu's user network maps
 	// 10.0.2.2 to the host's loopback.
-	logs := watchTx(t, freePort(t, "udp"))
+	udp := freePorts(t, "udp", 3)
+	logs := watchTx(t, udp[0])
 	logPort := logs.conn.LocalAddr().(*net.UDPAddr).Port
 	writeFile(t, filepath.Join(dir, "appliance.toml"), `# written by the qemu test
 log_syslog = "udp://10.0.2.2:`+strconv.Itoa(logPort)+`"
@@ -157,8 +158,9 @@ address = "dhcp"
 	disk := filepath.Join(work, "data.img")
 	testenv.Run(t, "mke2fs", "-q", "-t", "ext4", "-L", "TAPBEAT-DATA", "-d", dir, disk, "2G")
 
-	lanPort, adminPort := freePort(t, "tcp"), freePort(t, "tcp")
-	capTo, capFrom := freePort(t, "udp"), freePort(t, "udp")
+	tcp := freePorts(t, "tcp", 2)
+	lanPort, adminPort := tcp[0], tcp[1]
+	capTo, capFrom := udp[1], udp[2]
 	tx := watchTx(t, capTo)
 	m := machine{
 		iso: iso, dataDisk: disk, mgmtMAC: mgmtMAC, capMAC: capMAC,
@@ -302,7 +304,8 @@ func TestFirstBootFormats(t *testing.T) {
 	if err := os.Truncate(disk, 1<<30); err != nil {
 		t.Fatal(err)
 	}
-	capTo, capFrom := freePort(t, "udp"), freePort(t, "udp")
+	udp := freePorts(t, "udp", 2)
+	capTo, capFrom := udp[0], udp[1]
 	tx := watchTx(t, capTo)
 	v := boot(t, machine{
 		kernel: filepath.Join(bootDir, "vmlinuz"), initrd: filepath.Join(bootDir, "initrd.img"),

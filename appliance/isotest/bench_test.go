@@ -45,10 +45,11 @@ func BenchmarkBoot(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				disk := filepath.Join(b.TempDir(), "data.img")
 				testenv.Run(b, "mke2fs", "-q", "-t", "ext4", "-L", "TAPBEAT-DATA", "-d", dir, disk, "2G")
+				udp := freePorts(b, "udp", 2)
 				m := machine{
 					iso: iso, dataDisk: disk, mgmtMAC: mgmtMAC, capMAC: capMAC, uefi: mode == "uefi",
-					fwd:   map[int]int{freePort(b, "tcp"): 8347},
-					capTo: freePort(b, "udp"), capFrom: freePort(b, "udp"),
+					fwd:   map[int]int{freePorts(b, "tcp", 1)[0]: 8347},
+					capTo: udp[0], capFrom: udp[1],
 				}
 				if mode == "direct" {
 					m.kernel, m.initrd = kernel, initrd

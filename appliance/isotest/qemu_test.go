@@ -222,25 +222,31 @@ func (v *vm) waitExit(timeout time.Duration) {
 	}
 }
 
-// freePort returns a loopback TCP or UDP port that is free right now.
-func freePort(t testing.TB, network string) int {
+// freePorts returns n distinct loopback TCP or UDP ports that are free
+// right now: all are held open until every one is chosen, so two calls
+// cannot hand out the same port.
+func freePorts(t testing.TB, network string, n int) []int {
 	t.Helper()
-	switch network {
-	case "udp":
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+	var ports []int
+	for i := 0; i < n; i++ {
+		switch network {
+		case "udp":
+			c, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			ports = append(ports, c.LocalAddr().(*net.UDPAddr).Port)
+		default:
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Close()
+			ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 		}
-		defer c.Close()
-		return c.LocalAddr().(*net.UDPAddr).Port
-	default:
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().(*net.TCPAddr).Port
 	}
+	return ports
 }
 
 // txWatch collects the datagrams sent to a loopback UDP port: qemu's output
