@@ -27,9 +27,6 @@ import (
 	"github.com/tapbeat/tapbeat/sensor"
 )
 
-// Version is reported in the hello.
-var Version = "dev"
-
 // Config configures an Agent. Zero fields take the defaults noted.
 type Config struct {
 	// Bundle is the endpoint's enrollment bundle. Required.
@@ -60,6 +57,8 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// DialTimeout bounds connecting to one address (default 5s).
 	DialTimeout time.Duration
+	// Version is the agent's version, reported in the hello.
+	Version string
 }
 
 // Agent is a running endpoint agent.
@@ -114,6 +113,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
 	}
 	if cfg.StateDir == "" {
 		return nil, errors.New("agent: no state directory")
@@ -249,7 +251,7 @@ func (a *Agent) dial(ctx context.Context, addr string) (*tls.Conn, error) {
 func (a *Agent) helloMsg() wire.Hello {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return wire.Hello{Health: a.health, Reasons: a.reasons, Interfaces: a.ifaces, Users: a.users, Agent: "tapbeat-agent " + Version}
+	return wire.Hello{Health: a.health, Reasons: a.reasons, Interfaces: a.ifaces, Users: a.users, Agent: "tapbeat-agent " + a.cfg.Version}
 }
 
 // session speaks the protocol on one connection until it fails.

@@ -41,7 +41,6 @@ func runCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			agent.Version = version
 			a, err := agent.New(agent.Config{
 				Bundle:          b,
 				Sensors:         c.StringSlice("sensor"),
@@ -53,6 +52,7 @@ func runCommand() *cli.Command {
 				OnAtRisk:        c.String("on-at-risk"),
 				Isolate:         c.Bool("isolate"),
 				Logger:          slog.New(slog.NewTextHandler(os.Stderr, nil)),
+				Version:         version,
 			})
 			if err != nil {
 				return err

@@ -21,6 +21,7 @@ type RefusedError struct {
 	Name   string // DNS SAN, when there was a certificate
 }
 
+// Error says who was refused and why.
 func (e *RefusedError) Error() string {
 	if e.ID != "" {
 		return fmt.Sprintf("refused certificate %s (%s): %s", e.ID, e.Name, e.Reason)

@@ -77,6 +77,7 @@ var (
 // VersionError is returned for a frame with an unknown major version.
 type VersionError struct{ Major, Minor uint8 }
 
+// Error names the version and the one this side speaks.
 func (e *VersionError) Error() string {
 	return fmt.Sprintf("protocol version %d.%d not supported (this side speaks %d.x)", e.Major, e.Minor, Major)
 }
