@@ -55,3 +55,5 @@ clean:
 	rm -rf bin build
 
 FORCE:
+
+include appliance/iso.mk
