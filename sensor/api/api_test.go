@@ -251,15 +251,15 @@ func TestBackupThroughSocketRestores(t *testing.T) {
 	}
 }
 
-// pki is a throw-away certificate authority for the mutual TLS tests.
-type pki struct {
+// testCA is a throw-away certificate authority for the mutual TLS tests.
+type testCA struct {
 	t    *testing.T
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pool *x509.CertPool
 }
 
-func newPKI(t *testing.T, name string) *pki {
+func newPKI(t *testing.T, name string) *testCA {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
@@ -273,10 +273,10 @@ func newPKI(t *testing.T, name string) *pki {
 	cert, _ := x509.ParseCertificate(der)
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
-	return &pki{t: t, cert: cert, key: key, pool: pool}
+	return &testCA{t: t, cert: cert, key: key, pool: pool}
 }
 
-func (p *pki) issue(cn string, usage x509.ExtKeyUsage, ips ...net.IP) tls.Certificate {
+func (p *testCA) issue(cn string, usage x509.ExtKeyUsage, ips ...net.IP) tls.Certificate {
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{

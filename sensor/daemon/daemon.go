@@ -157,6 +157,7 @@ func Run(ctx context.Context, opts Options) error {
 		s.pipeline(drain)
 	}()
 	srv := api.NewServer(store, s.engine, s.log.With("part", "api"))
+	srv.HandleEnrollment(func() (api.Enroller, error) { return pki.Open(opts.Dir) })
 	outputs.Add(1)
 	go func() {
 		defer outputs.Done()
