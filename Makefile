@@ -12,7 +12,7 @@ FUZZ_TARGETS ?= ./capture:FuzzParseHeader ./capture:FuzzControlDecoder \
                 ./appliance/config:FuzzCmdline
 FUZZ_TIME    ?= 8s
 
-.PHONY: all build test fuzz-short bench demo clean vet FORCE
+.PHONY: all build test fuzz-short bench bench-capture bench-lanzone bench-history demo clean vet FORCE
 
 all: build
 
@@ -48,8 +48,25 @@ fuzz-short:
 demo: build
 	bin/tapbeat demo --bin bin
 
+# Go benchmarks of every part; the load tools below measure whole processes.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./sensor/
+	$(GO) test -run '^$$' -bench . -benchmem ./sensor/ ./lanzone/wire/ ./capture/
+	$(GO) test -run '^$$' -bench 'Ingest$$' -benchtime 5x ./sensor/history/
+	$(GO) test -run '^$$' -bench 'DeliveryTCP|Stage' -benchmem -benchtime 100000x ./sensor/alert/
+
+# Offline replay against tcpdump, then live capture of a tcpreplay stream (root).
+bench-capture: build
+	capture/internal/synth/bench-offline.sh build/synth-4m.pcap 5
+	capture/internal/synth/bench-live.sh build/synth-2m.pcap 1
+
+# Many agents from one process against a real sensor (root).
+bench-lanzone:
+	$(GO) run ./lanzone/loadtest -count 19000 -reference 1000
+
+# 90 days of synthetic history for 10,000 endpoints, then query latencies.
+bench-history: build
+	bin/tapbeat history-gen --dir build/hist --endpoints 10000 --days 90
+	bin/tapbeat history-bench --dir build/hist
 
 clean:
 	rm -rf bin build
