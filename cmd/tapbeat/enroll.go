@@ -17,17 +17,17 @@ func enrollCommand() *cli.Command {
 			"certificate, the CA certificate, every LAN-zone address and the sensor's pin. Copy it to\n" +
 			"the endpoint and run `tapbeat-agent run --bundle FILE`. With --admin the certificate is\n" +
 			"for the admin API only and the LAN zone refuses it.",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dir", Usage: "sensor state `DIR`", Required: true},
+		Flags: append(authorityFlags(),
 			&cli.StringFlag{Name: "name", Usage: "endpoint host `NAME` (or administrator name with --admin)", Required: true},
 			&cli.StringFlag{Name: "out", Usage: "bundle `FILE` (default NAME.bundle.json, or NAME.admin.json with --admin)"},
 			&cli.BoolFlag{Name: "admin", Usage: "issue an administrator certificate for the admin API"},
-		},
+		),
 		Action: func(c *cli.Context) error {
-			a, err := pki.Open(c.String("dir"))
+			a, closeAuthority, err := openAuthority(c)
 			if err != nil {
 				return err
 			}
+			defer closeAuthority()
 			name, admin := c.String("name"), c.Bool("admin")
 			out := c.String("out")
 			if out == "" {

@@ -4,8 +4,6 @@ import (
 	"fmt"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/tapbeat/tapbeat/lanzone/pki"
 )
 
 func revokeCommand() *cli.Command {
@@ -14,16 +12,16 @@ func revokeCommand() *cli.Command {
 		Usage: "remove an endpoint's (or administrator's) certificate from the trust store",
 		Description: "A running sensor closes the endpoint's connection within a few seconds, forgets the\n" +
 			"endpoint and refuses its certificate from then on (session resumption included).",
-		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dir", Usage: "sensor state `DIR`", Required: true},
+		Flags: append(authorityFlags(),
 			&cli.StringFlag{Name: "name", Usage: "endpoint host `NAME` or endpoint id", Required: true},
 			&cli.BoolFlag{Name: "admin", Usage: "revoke an administrator certificate"},
-		},
+		),
 		Action: func(c *cli.Context) error {
-			a, err := pki.Open(c.String("dir"))
+			a, closeAuthority, err := openAuthority(c)
 			if err != nil {
 				return err
 			}
+			defer closeAuthority()
 			rev, err := a.Revoke(c.String("name"), c.Bool("admin"))
 			if err != nil {
 				return err
