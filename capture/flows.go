@@ -98,6 +98,38 @@ func (f *flowTable) seen(h uint64, ts int64) bool {
 	return true
 }
 
+// due records a packet of the 5-tuple hashed to h at ts and reports
+// whether the 5-tuple is new or was last reported at least f.idle ago (or
+// in the future: a clock step); when it reports, ts becomes the time it was
+// last reported. This is the heartbeat-channel refresh: unlike seen, a
+// steady stream of packets is reported again every f.idle.
+func (f *flowTable) due(h uint64, ts int64) bool {
+	b := &f.buckets[(h>>7)&f.mask]
+	tag := h | 1
+	victim := 0
+	for i := range flowWays {
+		if b.tag[i] == tag {
+			if ts-b.last[i] < f.idle && ts >= b.last[i] {
+				return false
+			}
+			b.last[i] = ts
+			return true
+		}
+		if b.tag[i] == 0 {
+			victim = i
+			break
+		}
+		if b.last[i] < b.last[victim] {
+			victim = i
+		}
+	}
+	if b.tag[victim] != 0 {
+		f.evicted++
+	}
+	b.tag[victim], b.last[victim] = tag, ts
+	return true
+}
+
 func v4mapped(dst *[16]byte, a uint32) {
 	*dst = [16]byte{10: 0xff, 11: 0xff, 12: byte(a >> 24), 13: byte(a >> 16), 14: byte(a >> 8), 15: byte(a)}
 }

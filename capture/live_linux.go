@@ -33,6 +33,12 @@ type LiveConfig struct {
 	Logger *slog.Logger
 }
 
+// batchReader is a Source that can hand out several frames at once, valid
+// together until its next call.
+type batchReader interface {
+	readBatch(ps []Packet) (int, error)
+}
+
 // liveSource is a Source on a live interface.
 type liveSource interface {
 	Source
@@ -342,11 +348,22 @@ func (l *Live) work(ctx context.Context, s liveSource) error {
 		l.periods <- w.take(spare)
 	}
 	defer flush()
-	var pkt Packet
+	var pkts [batchSize]Packet
+	br, batched := s.(batchReader)
 	for {
-		err := s.Read(&pkt)
-		if err == nil {
-			w.packet(pkt.Data, pkt.WireLen, pkt.Time)
+		var n int
+		var err error
+		if batched {
+			n, err = br.readBatch(pkts[:])
+		} else if err = s.Read(&pkts[0]); err == nil {
+			n = 1
+		}
+		if n > 0 {
+			if n == 1 {
+				w.packet(pkts[0].Data, pkts[0].WireLen, pkts[0].Time)
+			} else {
+				w.batch(pkts[:n])
+			}
 			if g := l.gen.Load(); g != gen {
 				gen = g
 				flush()
@@ -354,7 +371,9 @@ func (l *Live) work(ctx context.Context, s liveSource) error {
 					return nil
 				}
 			}
-			continue
+			if err == nil {
+				continue
+			}
 		}
 		if !errors.Is(err, ErrNoPacket) {
 			return err

@@ -181,6 +181,19 @@ func (r *RingSource) Read(p *Packet) error {
 	return nil
 }
 
+// readBatch hands out up to len(ps) frames that stay valid together until
+// the next call: a block's worth from the direct reader, one from
+// gopacket's.
+func (r *RingSource) readBatch(ps []Packet) (int, error) {
+	if r.d != nil {
+		return r.d.readBatch(ps)
+	}
+	if err := r.Read(&ps[0]); err != nil {
+		return 0, err
+	}
+	return 1, nil
+}
+
 // Stats returns what the kernel counted since the previous call.
 func (r *RingSource) Stats() (SocketStats, error) {
 	if r.d != nil {

@@ -2,7 +2,6 @@ package capture
 
 import (
 	"net/netip"
-	"slices"
 	"time"
 
 	"github.com/tapbeat/tapbeat/sensor"
@@ -35,9 +34,18 @@ const trafficRefresh = 5 * time.Minute
 // it the memory is dropped and bindings are reported afresh.
 const maxKnownBindings = 1 << 16
 
+// bindKey holds no pointers (netip.Addr does), so it hashes as plain
+// memory: the bit 1<<63 of mac marks an IPv4 address.
 type bindKey struct {
 	mac uint64
-	ip  netip.Addr
+	ip  [16]byte
+}
+
+func bindKeyOf(mac uint64, ip netip.Addr) bindKey {
+	if ip.Is4() {
+		mac |= 1 << 63
+	}
+	return bindKey{mac, ip.As16()}
 }
 
 // reporter merges worker periods and hands the result to a Sink.
@@ -92,7 +100,18 @@ func (r *reporter) emit() {
 	if r.sink == nil {
 		return
 	}
-	var traffic []sensor.TrafficSummary
+	// One allocation for the summaries and one for all their addresses,
+	// not one per station.
+	senders, nips := 0, 0
+	for i := range a.macs.entries {
+		e := &a.macs.entries[i]
+		if e.txPackets != 0 && e.mac()&(1<<40) == 0 {
+			senders++
+			nips += len(e.ips)
+		}
+	}
+	traffic := make([]sensor.TrafficSummary, 0, senders)
+	ips := make([]netip.Addr, 0, nips)
 	var binds []sensor.Binding
 	for i := range a.macs.entries {
 		e := &a.macs.entries[i]
@@ -100,9 +119,15 @@ func (r *reporter) emit() {
 		if e.txPackets == 0 || mac&(1<<40) != 0 {
 			continue
 		}
+		var own []netip.Addr
+		if len(e.ips) > 0 {
+			n := len(ips)
+			ips = append(ips, e.ips...)
+			own = ips[n:len(ips):len(ips)]
+		}
 		ts := sensor.TrafficSummary{
 			MAC:       sensor.MACFromUint64(mac),
-			IPs:       slices.Clone(e.ips),
+			IPs:       own,
 			Packets:   e.txPackets,
 			Bytes:     e.txBytes,
 			FirstSeen: time.Unix(0, e.txFirst).UTC(),
@@ -110,7 +135,7 @@ func (r *reporter) emit() {
 		}
 		traffic = append(traffic, ts)
 		for _, ip := range e.ips {
-			k := bindKey{mac, ip}
+			k := bindKeyOf(mac, ip)
 			if prev, ok := r.known[k]; ok && e.txLast-prev < int64(trafficRefresh) {
 				continue
 			}

@@ -138,6 +138,24 @@ func (r *tpacketRing) read(p *Packet) error {
 	return r.frame(p)
 }
 
+// readBatch hands out up to len(ps) frames, all from one block, so they
+// stay valid together until the next read or readBatch. When it returns an
+// error with n > 0, the first n frames are still good.
+func (r *tpacketRing) readBatch(ps []Packet) (n int, err error) {
+	for r.left == 0 {
+		if err := r.nextBlock(); err != nil {
+			return 0, err
+		}
+	}
+	for n < len(ps) && r.left > 0 {
+		if err := r.frame(&ps[n]); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
 // frame hands out the frame at r.off.
 func (r *tpacketRing) frame(p *Packet) error {
 	off := r.off

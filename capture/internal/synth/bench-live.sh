@@ -7,7 +7,8 @@
 # and the share of one core.
 # Run as root from the repository root:
 #   capture/internal/synth/bench-live.sh [FILE] [ROUNDS]
-# CAPBENCH_FLAGS adds flags to every capbench run (e.g. "-gopacket" for the
+# CAPBENCH names another capbench binary to run (e.g. one built from an
+# earlier commit); CAPBENCH_FLAGS adds flags to every capbench run (e.g. "-gopacket" for the
 # gopacket ring); PROFILE_DIR, when set, keeps a CPU profile of each capbench
 # run there (top-1.prof, 100k-1.prof, ...).
 set -euo pipefail
@@ -18,7 +19,10 @@ if [ ! -f "$file" ]; then
 	go run ./capture/internal/synth/pcapgen -o "$file" -frames 2000000 -macs 5000
 fi
 mkdir -p build
-go build -o build/capbench ./capture/internal/capbench
+capbench=${CAPBENCH:-build/capbench}
+if [ -z "${CAPBENCH:-}" ]; then
+	go build -o build/capbench ./capture/internal/capbench
+fi
 ns=tblive$$
 work=$(mktemp -d)
 cleanup() {
@@ -53,7 +57,7 @@ run_tapbeat() {
 		prof=(-cpuprofile "$PROFILE_DIR/$1-$round.prof")
 	fi
 	# shellcheck disable=SC2086
-	ip netns exec "$ns" build/capbench -i vcap -ready "$work/ready" ${CAPBENCH_FLAGS:-} "${prof[@]}" >"$work/tb.json" &
+	ip netns exec "$ns" "$capbench" -i vcap -ready "$work/ready" ${CAPBENCH_FLAGS:-} "${prof[@]}" >"$work/tb.json" &
 	local pid=$!
 	while [ ! -f "$work/ready" ]; do sleep 0.05; done
 	local r
@@ -68,7 +72,7 @@ cpu = d["cpu_user_s"] + d["cpu_sys_s"]
 cap = d["cpu_capture_s"]
 k = d["kernel_packets"]
 print(f"tapbeat {sys.argv[2]:>4}: {k} frames seen by the kernel, {d['packets']} counted, {d['kernel_drops']} dropped, "
-      f"cpu {cpu:.3f}s = {cpu / max(k, 1) * 1e6:.3f} us/packet (after start-up {cap:.3f}s = {cap / max(k, 1) * 1e6:.3f} us/packet); replay {sys.argv[3]}")
+      f"cpu {cpu:.3f}s (user {d['cpu_user_s']:.3f}s, sys {d['cpu_sys_s']:.3f}s) = {cpu / max(k, 1) * 1e6:.3f} us/packet (after start-up {cap:.3f}s = {cap / max(k, 1) * 1e6:.3f} us/packet); replay {sys.argv[3]}")
 with open(sys.argv[1] + ".cpu", "w") as f:
     f.write(f"{cpu / max(k, 1) * 1e6} {k} {d['kernel_drops']} {cpu} {cap}\n")
 PY

@@ -1,0 +1,226 @@
+package capture
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/net/bpf"
+)
+
+// openTestRing opens a ring on the lab's capture end and fails the test if
+// it is not the direct reader.
+func openTestRing(t *testing.T, lab *liveLab, cfg RingConfig) *RingSource {
+	t.Helper()
+	cfg.Interface = lab.in
+	r, err := OpenRing(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	if direct, why := r.Direct(); !direct {
+		t.Fatalf("ring on %s is read through gopacket: %v", lab.in, why)
+	}
+	return r
+}
+
+// readN reads frames until want arrived, or the ring ran dry once sent
+// returned true, or timeout passed; it copies each frame.
+func readN(t *testing.T, r *RingSource, want int, sent func() bool, timeout time.Duration) (frames []Packet, batches []int) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var ps [batchSize]Packet
+	for len(frames) < want && time.Now().Before(deadline) {
+		done := sent()
+		n, err := r.readBatch(ps[:])
+		for _, p := range ps[:n] {
+			p.Data = bytes.Clone(p.Data)
+			frames = append(frames, p)
+		}
+		if n > 0 {
+			batches = append(batches, n)
+		}
+		if errors.Is(err, ErrNoPacket) && done {
+			break
+		}
+		if err != nil && !errors.Is(err, ErrNoPacket) {
+			t.Errorf("read: %v", err)
+			break
+		}
+	}
+	return frames, batches
+}
+
+func always() bool { return true }
+
+// ours keeps the frames sent from one of srcs.
+func ours(frames []Packet, srcs ...[6]byte) []Packet {
+	var out []Packet
+	for _, p := range frames {
+		for _, m := range srcs {
+			if bytes.Equal(p.Data[6:12], m[:]) {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// fromMAC accepts only frames sent by src, so frames the system sends on
+// its own (IPv6 neighbour discovery) stay out of exact counts.
+func fromMAC(t *testing.T, src [6]byte) []bpf.RawInstruction {
+	t.Helper()
+	f, err := bpf.Assemble([]bpf.Instruction{
+		bpf.LoadAbsolute{Off: 6, Size: 4},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: binary.BigEndian.Uint32(src[:4]), SkipFalse: 3},
+		bpf.LoadAbsolute{Off: 10, Size: 2},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: uint32(binary.BigEndian.Uint16(src[4:])), SkipFalse: 1},
+		bpf.RetConstant{Val: 0x40000},
+		bpf.RetConstant{Val: 0},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// TestRingWalksManyFramesPerBlock sends numbered frames through a ring of
+// small blocks, so each block holds many frames and the reader goes round
+// the ring many times: every frame must come out once, whole, in order,
+// or be counted as dropped.
+func TestRingWalksManyFramesPerBlock(t *testing.T) {
+	lab := newLiveLab(t, 0)
+	r := openTestRing(t, lab, RingConfig{RingBytes: 32 * 4096, BlockBytes: 4096, BlockTimeout: 5 * time.Millisecond, Filter: fromMAC(t, tbSrc1)})
+	const sent = 3000
+	frames := make([][]byte, sent)
+	for i := range frames {
+		f := testFrame(tbSrc1, tbDst, nil, 60+i%40)
+		binary.BigEndian.PutUint32(f[14+28:], uint32(i))
+		frames[i] = f
+	}
+	var got []Packet
+	var batches []int
+	var wg sync.WaitGroup
+	var injected atomic.Bool
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		got, batches = readN(t, r, sent, injected.Load, 10*time.Second)
+	}()
+	start := time.Now().UnixNano()
+	lab.inject(t, frames, 1)
+	injected.Store(true)
+	wg.Wait()
+	st, err := r.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(got))+st.Drops != sent || st.Packets != sent {
+		t.Fatalf("sent %d: read %d, kernel counted %d with %d drops", sent, len(got), st.Packets, st.Drops)
+	}
+	if len(got) < sent/2 {
+		t.Fatalf("only %d of %d frames read", len(got), sent)
+	}
+	prev := -1
+	for _, p := range got {
+		i := int(binary.BigEndian.Uint32(p.Data[14+28:]))
+		if i <= prev || i >= sent {
+			t.Fatalf("frame %d after frame %d", i, prev)
+		}
+		prev = i
+		if !bytes.Equal(p.Data, frames[i]) || p.WireLen != len(frames[i]) {
+			t.Fatalf("frame %d: %d bytes (wire %d), want %d bytes equal to those sent", i, len(p.Data), p.WireLen, len(frames[i]))
+		}
+		if p.Time < start-int64(time.Second) || p.Time > time.Now().UnixNano() {
+			t.Fatalf("frame %d: time %d is not a time of this test", i, p.Time)
+		}
+	}
+	most := 0
+	for _, n := range batches {
+		most = max(most, n)
+	}
+	if most < 2 {
+		t.Errorf("never more than %d frame per batch over %d batches: blocks were not walked", most, len(batches))
+	}
+}
+
+// TestRingCutsFramesAtSnapLength gives the ring a filter that keeps only
+// the first 100 bytes: frames come out cut, with their length on the wire.
+func TestRingCutsFramesAtSnapLength(t *testing.T) {
+	lab := newLiveLab(t, 9000)
+	filter, err := bpf.Assemble([]bpf.Instruction{bpf.RetConstant{Val: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := openTestRing(t, lab, RingConfig{RingBytes: 1 << 20, BlockBytes: 1 << 16, BlockTimeout: 5 * time.Millisecond, Filter: filter})
+	big := testFrame(tbSrc1, tbDst, nil, 1000)
+	jumbo := testFrame(tbSrc3, tbDst, nil, 9014)
+	lab.inject(t, [][]byte{big, jumbo}, 10)
+	all, _ := readN(t, r, 1<<30, always, 5*time.Second)
+	got := ours(all, tbSrc1, tbSrc3)
+	if len(got) != 20 {
+		t.Fatalf("read %d frames, want 20", len(got))
+	}
+	for i, p := range got {
+		want := big
+		if i%2 == 1 {
+			want = jumbo
+		}
+		if len(p.Data) != 100 || !bytes.Equal(p.Data, want[:100]) || p.WireLen != len(want) {
+			t.Errorf("frame %d: %d bytes captured, %d on the wire; want the first 100 of %d", i, len(p.Data), p.WireLen, len(want))
+		}
+	}
+}
+
+// TestRingPutsVLANTagsBack sends 802.1Q and 802.1ad frames: the kernel
+// takes the outer tag out, and the ring reader must hand the frame out as
+// it was sent, tag and TPID included.
+func TestRingPutsVLANTagsBack(t *testing.T) {
+	lab := newLiveLab(t, 0)
+	r := openTestRing(t, lab, RingConfig{RingBytes: 1 << 20, BlockBytes: 1 << 16, BlockTimeout: 5 * time.Millisecond})
+	dot1q := testFrame(tbSrc2, tbDst, []uint16{EtherTypeVLAN, 0x2000 | 10}, 200) // priority 1, VLAN 10
+	qinq := testFrame(tbSrc2, tbDst, []uint16{EtherTypeQinQ, 20, EtherTypeVLAN, 30}, 300)
+	plain := testFrame(tbSrc1, tbDst, nil, 64)
+	sent := [][]byte{dot1q, qinq, plain}
+	lab.inject(t, sent, 5)
+	all, _ := readN(t, r, 1<<30, always, 5*time.Second)
+	got := ours(all, tbSrc1, tbSrc2)
+	if len(got) != 15 {
+		t.Fatalf("read %d frames, want 15", len(got))
+	}
+	var h Header
+	for i, p := range got {
+		want := sent[i%3]
+		if !bytes.Equal(p.Data, want) || p.WireLen != len(want) {
+			t.Errorf("frame %d: % x (wire %d)\nwant % x (%d)", i, p.Data[:20], p.WireLen, want[:20], len(want))
+			continue
+		}
+		wantTags := [...]struct {
+			n    uint8
+			vlan [maxVLANTags]uint16
+		}{{1, [2]uint16{10}}, {2, [2]uint16{20, 30}}, {0, [2]uint16{}}}[i%3]
+		if !ParseHeader(p.Data, &h) || h.Tags != wantTags.n || h.VLAN != wantTags.vlan || h.Src != tbSrc2.Uint64() && i%3 != 2 {
+			t.Errorf("frame %d parses as %d tags %v from %x, want %d tags %v", i, h.Tags, h.VLAN, h.Src, wantTags.n, wantTags.vlan)
+		}
+	}
+}
+
+// TestLiveGopacketRingCounts keeps the fallback reader honest: the same
+// exact counts through gopacket's ring, VLAN tags included.
+func TestLiveGopacketRingCounts(t *testing.T) {
+	lab := newLiveLab(t, 0)
+	sink := newRecSink()
+	startLive(t, LiveConfig{Interfaces: []string{lab.in}, Ring: RingConfig{Gopacket: true}}, sink)
+	waitHealthy(t, sink)
+	plain := testFrame(tbSrc1, tbDst, nil, 60)
+	dot1q := testFrame(tbSrc2, tbDst, []uint16{EtherTypeVLAN, 10}, 200)
+	lab.inject(t, [][]byte{plain, dot1q}, 200)
+	waitFor(t, "every frame through gopacket's ring", 10*time.Second, func() bool {
+		return sink.counts(tbSrc1) == [2]uint64{200, 200 * 60} && sink.counts(tbSrc2) == [2]uint64{200, 200 * 200}
+	})
+}
