@@ -112,7 +112,7 @@ type liveLab struct {
 	send, in string
 }
 
-func newLiveLab(t *testing.T, mtu int) *liveLab {
+func newLiveLab(t testing.TB, mtu int) *liveLab {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommands(t, "ip")
@@ -141,7 +141,7 @@ func formatInt(n int) string {
 }
 
 // inject writes raw frames on the namespace's end of the pair.
-func (l *liveLab) inject(t *testing.T, frames [][]byte, repeat int) {
+func (l *liveLab) inject(t testing.TB, frames [][]byte, repeat int) {
 	t.Helper()
 	var err error
 	l.ns.Do(t, func() {
