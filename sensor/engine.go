@@ -137,6 +137,13 @@ func (e *Engine) Endpoints() []EndpointState {
 	return e.c.Endpoints()
 }
 
+// StatusCounts returns how many endpoints are in each status.
+func (e *Engine) StatusCounts() map[Status]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c.StatusCounts()
+}
+
 // Unmanaged returns the unmanaged inventory.
 func (e *Engine) Unmanaged() []Station {
 	e.mu.Lock()

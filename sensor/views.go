@@ -129,3 +129,15 @@ func (c *Correlator) Restore(s Snapshot) error {
 	}
 	return nil
 }
+
+// StatusCounts returns how many enrolled endpoints are in each status,
+// without copying their state.
+func (c *Correlator) StatusCounts() map[Status]int {
+	out := map[Status]int{}
+	for _, e := range c.endpoints {
+		if e != nil {
+			out[e.status]++
+		}
+	}
+	return out
+}

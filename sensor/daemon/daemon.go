@@ -151,10 +151,11 @@ func Run(ctx context.Context, opts Options) error {
 	defer stopOutputs()
 	var outputs sync.WaitGroup
 	pipelineDone := make(chan struct{})
-	drain := make(chan struct{})
+	pipeCtx, drainPipeline := context.WithCancel(context.Background())
+	defer drainPipeline()
 	go func() {
 		defer close(pipelineDone)
-		s.pipeline(drain)
+		s.pipeline(pipeCtx)
 	}()
 	srv := api.NewServer(store, s.engine, s.log.With("part", "api"))
 	srv.HandleEnrollment(func() (api.Enroller, error) { return pki.Open(opts.Dir) })
@@ -267,7 +268,7 @@ func Run(ctx context.Context, opts Options) error {
 	s.log.Info("sensor stopping: inputs first, then storing every queued event")
 	stopInputs()
 	inputs.Wait()
-	close(drain)
+	drainPipeline()
 	<-pipelineDone
 	if err := store.SaveSnapshot(s.engine.Snapshot()); err != nil {
 		s.log.Error("save the state snapshot", "err", err)
@@ -282,13 +283,9 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 // pipeline stores events in sequence order, then hands them on. It retries
-// a failing store without dropping anything; the queue bounds memory.
-func (s *Sensor) pipeline(drain <-chan struct{}) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		<-drain
-		cancel()
-	}()
+// a failing store without dropping anything; the queue bounds memory. Once
+// ctx ends it returns as soon as the queue is empty.
+func (s *Sensor) pipeline(ctx context.Context) {
 	for {
 		evs, dropped := s.queue.take(ctx)
 		if dropped > 0 {
@@ -304,11 +301,13 @@ func (s *Sensor) pipeline(drain <-chan struct{}) {
 			}
 			continue
 		}
-		s.store1(evs)
+		s.storeAndForward(evs)
 	}
 }
 
-func (s *Sensor) store1(evs []sensor.Event) {
+// storeAndForward stores events (and their outbox entries) durably, then
+// writes the local alert log, tells the LAN zone and counts them.
+func (s *Sensor) storeAndForward(evs []sensor.Event) {
 	backoff := 100 * time.Millisecond
 	for {
 		s.mu.Lock()

@@ -122,8 +122,8 @@ func (m *metrics) health() health {
 	if m.s.listener != nil {
 		h.Connections = m.s.listener.Connected()
 	}
-	for _, e := range m.s.engine.Endpoints() {
-		h.Endpoints[string(e.Status)]++
+	for st, n := range m.s.engine.StatusCounts() {
+		h.Endpoints[string(st)] = n
 	}
 	m.mu.Lock()
 	for name, c := range m.captures {
@@ -185,8 +185,8 @@ func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
 		counts[st] = 0
 	}
 	if c.s.engine != nil {
-		for _, e := range c.s.engine.Endpoints() {
-			counts[e.Status]++
+		for st, n := range c.s.engine.StatusCounts() {
+			counts[st] = n
 		}
 	}
 	for st, n := range counts {
