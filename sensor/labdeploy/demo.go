@@ -234,19 +234,14 @@ func (m *demo) waitStatus(ctx context.Context, want map[string]sensor.Status, li
 	for {
 		out, err := m.d.Tapbeat(ctx, "query", "endpoints", "--dir", m.d.Opts.Dir, "--format", "json")
 		got := map[string]sensor.Status{}
+		var answer struct {
+			Endpoints []sensor.EndpointState `json:"endpoints"`
+		}
 		if err == nil {
-			var list []sensor.EndpointState
-			if jerr := json.Unmarshal([]byte(out), &list); jerr != nil {
-				var wrapped struct {
-					Endpoints []sensor.EndpointState `json:"endpoints"`
-				}
-				if json.Unmarshal([]byte(out), &wrapped) == nil {
-					list = wrapped.Endpoints
-				}
-			}
-			for _, e := range list {
-				got[e.Name] = e.Status
-			}
+			err = json.Unmarshal([]byte(out), &answer)
+		}
+		for _, e := range answer.Endpoints {
+			got[e.Name] = e.Status
 		}
 		ok := true
 		for h, st := range want {
