@@ -46,6 +46,7 @@ type Report struct {
 func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, error) {
 	w := newWorker(opts)
 	w.fold = sink == nil
+	w.rx = true
 	var rep *reporter
 	if sink != nil {
 		rep = newReporter(sink, true)
@@ -80,15 +81,15 @@ func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, 
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
-	var final *macTable
+	var final []macStats
 	r := &Report{Records: records}
 	if rep != nil {
 		rep.add(w.take(nil))
 		rep.emit()
-		final = rep.total
+		final = rep.total.entries
 		r.Packets, r.Bytes, r.Runts, r.Flows = rep.packets, rep.bytes, rep.runts, rep.flows
 	} else {
-		final = w.cur.macs
+		final, _ = w.macs.handOver(nil, nil)
 		r.Packets, r.Bytes, r.Runts, r.Flows = w.cur.packets, w.cur.bytes, w.cur.runts, uint64(len(w.cur.flows))+w.cur.flowsDropped
 	}
 	r.MACs = macReports(final)
@@ -98,10 +99,10 @@ func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, 
 	return r, nil
 }
 
-func macReports(t *macTable) []MACReport {
-	out := make([]MACReport, 0, len(t.entries))
-	for i := range t.entries {
-		e := &t.entries[i]
+func macReports(stations []macStats) []MACReport {
+	out := make([]MACReport, 0, len(stations))
+	for i := range stations {
+		e := &stations[i]
 		if e.txPackets == 0 && e.rxPackets == 0 {
 			continue
 		}

@@ -48,10 +48,26 @@ func bindKeyOf(mac uint64, ip netip.Addr) bindKey {
 	return bindKey{mac, ip.As16()}
 }
 
+// aggregate is the periods of every worker merged for one report.
+type aggregate struct {
+	macs                                *macTable
+	flows                               []flowRec
+	evidence                            []timedEvidence
+	packets, bytes, runts, flowsDropped uint64
+	first, last                         int64
+}
+
+func (a *aggregate) reset() {
+	a.macs.reset()
+	a.flows = a.flows[:0]
+	a.evidence = a.evidence[:0]
+	a.packets, a.bytes, a.runts, a.flowsDropped, a.first, a.last = 0, 0, 0, 0, 0, 0
+}
+
 // reporter merges worker periods and hands the result to a Sink.
 type reporter struct {
 	sink  Sink
-	agg   *period
+	agg   *aggregate
 	known map[bindKey]int64
 	// total, when set, accumulates every period for a final report.
 	total *macTable
@@ -60,7 +76,7 @@ type reporter struct {
 }
 
 func newReporter(sink Sink, keepTotal bool) *reporter {
-	r := &reporter{sink: sink, agg: newPeriod(), known: make(map[bindKey]int64)}
+	r := &reporter{sink: sink, agg: &aggregate{macs: newMACTable(256)}, known: make(map[bindKey]int64)}
 	if keepTotal {
 		r.total = newMACTable(1024)
 	}
@@ -70,7 +86,7 @@ func newReporter(sink Sink, keepTotal bool) *reporter {
 // add merges a worker's period into the pending report.
 func (r *reporter) add(p *period) {
 	a := r.agg
-	a.macs.mergeTable(p.macs)
+	a.macs.mergeStations(p.stations)
 	a.flows = append(a.flows, p.flows...)
 	a.evidence = append(a.evidence, p.evidence...)
 	if p.packets > 0 {
@@ -84,7 +100,7 @@ func (r *reporter) add(p *period) {
 	a.runts += p.runts
 	a.flowsDropped += p.flowsDropped
 	if r.total != nil {
-		r.total.mergeTable(p.macs)
+		r.total.mergeStations(p.stations)
 	}
 	r.packets += p.packets
 	r.bytes += p.bytes

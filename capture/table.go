@@ -172,11 +172,10 @@ func (e *macStats) merge(o *macStats) {
 	}
 }
 
-// mergeTable adds every entry of o into t.
-func (t *macTable) mergeTable(o *macTable) {
-	for i := range o.entries {
-		src := &o.entries[i]
-		j := t.index(src.mac())
-		t.entries[j].merge(src)
+// mergeStations adds a worker's period figures into t.
+func (t *macTable) mergeStations(ss []macStats) {
+	for i := range ss {
+		j := t.index(ss[i].mac())
+		t.entries[j].merge(&ss[i])
 	}
 }

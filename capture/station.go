@@ -1,0 +1,245 @@
+package capture
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"unsafe"
+)
+
+// stationKeepPeriods is how many reporting periods a worker remembers a
+// station that has gone quiet (one minute at the default 250 ms). A
+// station it still remembers costs one cache line per frame; one it has
+// forgotten costs an insertion on its next frame.
+const stationKeepPeriods = 240
+
+// station is what a worker touches for every frame a MAC sends: one cache
+// line, the MAC and its counters for the current period. Everything else
+// the MAC needs (addresses, host names, frames addressed to it) lives in a
+// stationCold at the same index and is touched only when it changes.
+type station struct {
+	key         uint64 // MAC | macPresent; 0 marks a free slot
+	packets     uint64 // frames sent in the current period
+	bytes       uint64 // their wire length
+	first, last int64  // Unix nanoseconds of the first and last of them
+	lastIP      uint64 // ipMark of the source address last noted this period, 0 for none
+	active      uint32 // the last period the station was listed in
+	listed      bool   // the station is in the dirty list of the current period
+	_           [3]byte
+	_           [8]byte // pad to 64 bytes
+}
+
+// stationCold is the rarely touched rest of a station's period.
+type stationCold struct {
+	rxPackets, rxBytes uint64 // frames addressed to it (only when counting them)
+	rxFirst, rxLast    int64
+	ips                []netip.Addr // source addresses used, at most maxIPsPerMAC
+	ipOverflow         uint64       // addresses not kept because ips was full
+	hostnames          []string     // DHCP host names, rare
+}
+
+// Compile-time check that a station is exactly one cache line.
+var _ [64 - unsafe.Sizeof(station{})]byte
+var _ [unsafe.Sizeof(station{}) - 64]byte
+
+// stationTable is a worker's table of the MACs it has seen, kept from one
+// period to the next so that a station's first frame of a period costs no
+// more than any other. It is open addressing with linear probing over the
+// stations themselves, so a lookup touches one cache line (the stations
+// are found in a cold cache more often than not: between two blocks of the
+// ring the core runs other work). A dirty list names the stations active
+// in the current period, so handing a period over walks only those.
+// Stations quiet for stationKeepPeriods are dropped when the table would
+// otherwise grow.
+type stationTable struct {
+	hot    []station
+	cold   []stationCold
+	mask   uint64
+	shift  uint
+	used   int
+	dirty  []int32 // indexes of the stations listed this period
+	period uint32  // periods handed over so far
+}
+
+func newStationTable(sizeHint int) *stationTable {
+	t := &stationTable{}
+	t.alloc(sizeHint)
+	return t
+}
+
+// alloc gives t empty arrays with room for n stations at half load.
+func (t *stationTable) alloc(n int) {
+	size := 64
+	for size < 2*n {
+		size <<= 1
+	}
+	t.hot = make([]station, size)
+	t.cold = make([]stationCold, size)
+	t.mask = uint64(size - 1)
+	t.shift = 64
+	for s := size; s > 1; s >>= 1 {
+		t.shift--
+	}
+	t.used = 0
+}
+
+// slot is where the search for key starts.
+func (t *stationTable) slot(key uint64) uint64 { return (key * 0x9e3779b97f4a7c15) >> t.shift }
+
+// list returns the index of mac's station, adding it when new and putting
+// it on the dirty list when this is its first frame of the period; ts is
+// the frame's time.
+func (t *stationTable) list(mac uint64, ts int64) int {
+	key := mac | macPresent
+	for i := t.slot(key); ; i = (i + 1) & t.mask {
+		s := &t.hot[i]
+		if s.key == key {
+			if !s.listed {
+				t.enlist(s, i, ts)
+			}
+			return int(i)
+		}
+		if s.key == 0 {
+			return t.insert(key, i, ts)
+		}
+	}
+}
+
+func (t *stationTable) enlist(s *station, i uint64, ts int64) {
+	s.listed = true
+	s.first, s.last = ts, ts
+	t.dirty = append(t.dirty, int32(i))
+}
+
+func (t *stationTable) insert(key uint64, i uint64, ts int64) int {
+	if 2*(t.used+1) > len(t.hot) {
+		t.rebuild()
+		return t.list(key&^macPresent, ts)
+	}
+	t.used++
+	t.hot[i] = station{key: key}
+	c := &t.cold[i]
+	*c = stationCold{ips: c.ips[:0], hostnames: c.hostnames[:0]}
+	t.enlist(&t.hot[i], i, ts)
+	return int(i)
+}
+
+// rebuild moves the stations worth keeping (listed this period, or active
+// within stationKeepPeriods) into fresh arrays, twice as large when more
+// than a quarter of the current ones would still be in use.
+func (t *stationTable) rebuild() {
+	keep := 0
+	for i := range t.hot {
+		if t.hot[i].key != 0 && t.worthKeeping(&t.hot[i]) {
+			keep++
+		}
+	}
+	oldHot, oldCold := t.hot, t.cold
+	size := len(oldHot)
+	if 4*(keep+1) > size {
+		size *= 2
+	}
+	t.alloc(size / 2)
+	t.dirty = t.dirty[:0]
+	for i := range oldHot {
+		s := &oldHot[i]
+		if s.key == 0 || !t.worthKeeping(s) {
+			continue
+		}
+		j := t.slot(s.key)
+		for t.hot[j].key != 0 {
+			j = (j + 1) & t.mask
+		}
+		t.hot[j], t.cold[j] = *s, oldCold[i]
+		t.used++
+		if s.listed {
+			t.dirty = append(t.dirty, int32(j))
+		}
+	}
+}
+
+func (t *stationTable) worthKeeping(s *station) bool {
+	return s.listed || t.period-s.active < stationKeepPeriods
+}
+
+// find returns the index of mac's station, or -1.
+func (t *stationTable) find(mac uint64) int {
+	key := mac | macPresent
+	for i := t.slot(key); ; i = (i + 1) & t.mask {
+		switch t.hot[i].key {
+		case key:
+			return int(i)
+		case 0:
+			return -1
+		}
+	}
+}
+
+// ipMark stands for a source address in station.lastIP: an IPv4 address
+// exactly, an IPv6 address by a 63-bit hash. It is never 0.
+func ipMark4(a uint32) uint64 { return 1<<32 | uint64(a) }
+
+func ipMark6(a *[16]byte) uint64 {
+	return fmix64(binary.LittleEndian.Uint64(a[:8])^fmix64(binary.LittleEndian.Uint64(a[8:]))) | 1<<63
+}
+
+// handOver appends the period's figures of every listed station to out
+// (their addresses to ips, which out's entries then share), resets them,
+// and starts the next period.
+func (t *stationTable) handOver(out []macStats, ips []netip.Addr) ([]macStats, []netip.Addr) {
+	for _, i := range t.dirty {
+		s, c := &t.hot[i], &t.cold[i]
+		e := macStats{
+			key:       s.key,
+			txPackets: s.packets, txBytes: s.bytes,
+			rxPackets: c.rxPackets, rxBytes: c.rxBytes,
+			rxFirst: c.rxFirst, rxLast: c.rxLast,
+			ipOverflow: c.ipOverflow,
+		}
+		if s.packets > 0 {
+			e.txFirst, e.txLast = s.first, s.last
+		}
+		if len(c.ips) > 0 {
+			n := len(ips)
+			ips = append(ips, c.ips...)
+			e.ips = ips[n:len(ips):len(ips)]
+		}
+		if len(c.hostnames) > 0 {
+			e.hostnames = append([]string(nil), c.hostnames...)
+		}
+		out = append(out, e)
+		s.packets, s.bytes, s.lastIP, s.listed = 0, 0, 0, false
+		s.active = t.period
+		*c = stationCold{ips: c.ips[:0], hostnames: c.hostnames[:0]}
+	}
+	t.dirty = t.dirty[:0]
+	t.period++
+	return out, ips
+}
+
+// addIP records a source address of station i for the period.
+func (t *stationTable) addIP(i int, a netip.Addr) {
+	c := &t.cold[i]
+	for _, have := range c.ips {
+		if have == a {
+			return
+		}
+	}
+	if len(c.ips) >= maxIPsPerMAC {
+		c.ipOverflow++
+		return
+	}
+	c.ips = append(c.ips, a)
+}
+
+func (t *stationTable) addHostname(i int, h string) {
+	c := &t.cold[i]
+	if h == "" || len(c.hostnames) >= maxIPsPerMAC {
+		return
+	}
+	for _, have := range c.hostnames {
+		if have == h {
+			return
+		}
+	}
+	c.hostnames = append(c.hostnames, h)
+}
