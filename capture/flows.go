@@ -69,10 +69,13 @@ func flowHash(h *Header) uint64 {
 	return fmix64(x ^ binary.LittleEndian.Uint64(h.Dst6[8:]) ^ 6)
 }
 
+// bucket is where the 5-tuple hashed to h lives.
+func (f *flowTable) bucket(h uint64) uint64 { return (h >> 7) & f.mask }
+
 // seen records a packet of the 5-tuple hashed to h at ts and reports
 // whether it starts a flow.
 func (f *flowTable) seen(h uint64, ts int64) bool {
-	b := &f.buckets[(h>>7)&f.mask]
+	b := &f.buckets[f.bucket(h)]
 	tag := h | 1
 	victim := 0
 	for i := range flowWays {
@@ -104,7 +107,7 @@ func (f *flowTable) seen(h uint64, ts int64) bool {
 // last reported. This is the heartbeat-channel refresh: unlike seen, a
 // steady stream of packets is reported again every f.idle.
 func (f *flowTable) due(h uint64, ts int64) bool {
-	b := &f.buckets[(h>>7)&f.mask]
+	b := &f.buckets[f.bucket(h)]
 	tag := h | 1
 	victim := 0
 	for i := range flowWays {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -418,7 +419,12 @@ type recordingSink struct {
 	binds   []sensor.Binding
 }
 
-func (s *recordingSink) Traffic(b []sensor.TrafficSummary)  { s.traffic = append(s.traffic, b...) }
+func (s *recordingSink) Traffic(b []sensor.TrafficSummary) {
+	for _, t := range b {
+		t.IPs = slices.Clone(t.IPs)
+		s.traffic = append(s.traffic, t)
+	}
+}
 func (s *recordingSink) FlowStarts(f []sensor.Flow)         { s.flows = append(s.flows, f...) }
 func (s *recordingSink) CaptureHealth(sensor.CaptureHealth) {}
 func (s *recordingSink) Bindings(b []sensor.Binding)        { s.binds = append(s.binds, b...) }

@@ -1,7 +1,9 @@
 package capture
 
 import (
+	"encoding/binary"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/tapbeat/tapbeat/sensor"
@@ -11,7 +13,9 @@ import (
 // methods; the daemon's fan-out adds Bindings for the history. Live capture
 // calls Traffic, FlowStarts and Bindings from one goroutine and
 // CaptureHealth from one goroutine per interface, so a Sink must be safe
-// for concurrent use. Slices passed in are the Sink's to keep.
+// for concurrent use. Slices passed in (and those inside their elements,
+// such as TrafficSummary.IPs) are valid only during the call: capture
+// reuses them, and a Sink copies what it keeps.
 type Sink interface {
 	// Traffic gets per-MAC summaries, at most every 250 ms, merged from
 	// all workers. LastSeen comes from packet timestamps.
@@ -34,18 +38,14 @@ const trafficRefresh = 5 * time.Minute
 // it the memory is dropped and bindings are reported afresh.
 const maxKnownBindings = 1 << 16
 
-// bindKey holds no pointers (netip.Addr does), so it hashes as plain
-// memory: the bit 1<<63 of mac marks an IPv4 address.
-type bindKey struct {
-	mac uint64
-	ip  [16]byte
-}
-
-func bindKeyOf(mac uint64, ip netip.Addr) bindKey {
+// bindKey stands for a (MAC, address) pair by a 64-bit hash: two pairs
+// sharing one would merely share a refresh time.
+func bindKey(mac uint64, ip netip.Addr) uint64 {
+	a := ip.As16()
 	if ip.Is4() {
 		mac |= 1 << 63
 	}
-	return bindKey{mac, ip.As16()}
+	return fmix64(fmix64(mac^binary.LittleEndian.Uint64(a[:8])) ^ binary.LittleEndian.Uint64(a[8:]))
 }
 
 // aggregate is the periods of every worker merged for one report.
@@ -68,7 +68,12 @@ func (a *aggregate) reset() {
 type reporter struct {
 	sink  Sink
 	agg   *aggregate
-	known map[bindKey]int64
+	known map[uint64]int64 // bindKey -> when the binding was last reported
+	// Buffers handed to the sink, reused from one report to the next.
+	traffic []sensor.TrafficSummary
+	ips     []netip.Addr
+	binds   []sensor.Binding
+	flowBuf []sensor.Flow
 	// total, when set, accumulates every period for a final report.
 	total *macTable
 	// Counters over the reporter's life.
@@ -76,7 +81,7 @@ type reporter struct {
 }
 
 func newReporter(sink Sink, keepTotal bool) *reporter {
-	r := &reporter{sink: sink, agg: &aggregate{macs: newMACTable(256)}, known: make(map[bindKey]int64)}
+	r := &reporter{sink: sink, agg: &aggregate{macs: newMACTable(256)}, known: make(map[uint64]int64)}
 	if keepTotal {
 		r.total = newMACTable(1024)
 	}
@@ -116,31 +121,22 @@ func (r *reporter) emit() {
 	if r.sink == nil {
 		return
 	}
-	// One allocation for the summaries and one for all their addresses,
-	// not one per station.
-	senders, nips := 0, 0
+	traffic, ips, binds := r.traffic[:0], r.ips[:0], r.binds[:0]
 	for i := range a.macs.entries {
 		e := &a.macs.entries[i]
 		if e.txPackets != 0 && e.mac()&(1<<40) == 0 {
-			senders++
-			nips += len(e.ips)
+			ips = append(ips, e.ips...)
 		}
 	}
-	traffic := make([]sensor.TrafficSummary, 0, senders)
-	ips := make([]netip.Addr, 0, nips)
-	var binds []sensor.Binding
+	nips := 0
 	for i := range a.macs.entries {
 		e := &a.macs.entries[i]
 		mac := e.mac()
 		if e.txPackets == 0 || mac&(1<<40) != 0 {
 			continue
 		}
-		var own []netip.Addr
-		if len(e.ips) > 0 {
-			n := len(ips)
-			ips = append(ips, e.ips...)
-			own = ips[n:len(ips):len(ips)]
-		}
+		own := ips[nips : nips+len(e.ips) : nips+len(e.ips)]
+		nips += len(e.ips)
 		ts := sensor.TrafficSummary{
 			MAC:       sensor.MACFromUint64(mac),
 			IPs:       own,
@@ -149,9 +145,12 @@ func (r *reporter) emit() {
 			FirstSeen: time.Unix(0, e.txFirst).UTC(),
 			LastSeen:  time.Unix(0, e.txLast).UTC(),
 		}
+		if len(own) == 0 {
+			ts.IPs = nil
+		}
 		traffic = append(traffic, ts)
-		for _, ip := range e.ips {
-			k := bindKeyOf(mac, ip)
+		for _, ip := range own {
+			k := bindKey(mac, ip)
 			if prev, ok := r.known[k]; ok && e.txLast-prev < int64(trafficRefresh) {
 				continue
 			}
@@ -175,13 +174,15 @@ func (r *reporter) emit() {
 		r.sink.Traffic(traffic)
 	}
 	if len(a.flows) > 0 {
-		flows := make([]sensor.Flow, len(a.flows))
+		flows := slices.Grow(r.flowBuf[:0], len(a.flows))[:len(a.flows)]
 		for i := range a.flows {
 			flows[i] = a.flows[i].flow()
 		}
 		r.sink.FlowStarts(flows)
+		r.flowBuf = flows
 	}
 	if len(binds) > 0 {
 		r.sink.Bindings(binds)
 	}
+	r.traffic, r.ips, r.binds = traffic, ips, binds
 }

@@ -92,10 +92,10 @@ type worker struct {
 	opts    Options
 	lanPort uint16
 	h       Header
-	hs      [batchSize]Header    // a batch's headers, parsed ahead
-	ok      [batchSize]bool      // hs[i] holds a parsed header
-	ahead   [batchSize][2]uint64 // station slot and flow bucket of hs[i]
-	touched uint64               // keeps batch's look-ahead loads from being optimised away
+	hs      [batchSize]Header // a batch's headers, parsed ahead
+	ok      [batchSize]bool   // hs[i] holds a parsed header
+	ahead   [batchSize]lookahead
+	touched uint64 // keeps batch's look-ahead loads from being optimised away
 	cur     *period
 	macs    *stationTable
 	// rx also counts frames by destination MAC; only replay reports them.
@@ -132,7 +132,11 @@ func (w *worker) packet(data []byte, wireLen int, ts int64) {
 		w.cur.runts++
 		return
 	}
-	w.account(&w.h, data, wireLen, ts)
+	var hash uint64
+	if w.keyed(&w.h) {
+		hash = flowHash(&w.h)
+	}
+	w.account(&w.h, data, wireLen, ts, hash)
 }
 
 // batchSize is the most frames a ring reader hands out at once.
@@ -148,17 +152,22 @@ func (w *worker) batch(ps []Packet) {
 	for i := range ps {
 		h := &hs[i]
 		w.ok[i] = ParseHeader(ps[i].Data, h)
-		w.ahead[i] = [2]uint64{w.macs.slot(h.Src | macPresent), noBucket}
-		if h.HasPorts && h.Proto == ProtoUDP {
-			w.ahead[i][1] = (flowHash(h) >> 7) & w.flows.mask
+		a := &w.ahead[i]
+		a.slot, a.hash = w.macs.slot(h.Src|macPresent), 0
+		if w.ok[i] && w.keyed(h) {
+			a.hash = flowHash(h)
 		}
 	}
 	var touch uint64
 	for i := range ps {
 		a := &w.ahead[i]
-		touch += w.macs.hot[a[0]].key
-		if a[1] != noBucket {
-			touch += w.flows.buckets[a[1]].tag[0]
+		touch += w.macs.hot[a.slot].key
+		if a.hash != 0 {
+			if hs[i].Proto == ProtoUDP {
+				touch += w.flows.buckets[w.flows.bucket(a.hash)].tag[0]
+			} else {
+				touch += w.hb.buckets[w.hb.bucket(a.hash)].tag[0]
+			}
 		}
 	}
 	w.touched += touch
@@ -167,15 +176,25 @@ func (w *worker) batch(ps []Packet) {
 			w.cur.runts++
 			continue
 		}
-		w.account(&hs[i], ps[i].Data, ps[i].WireLen, ps[i].Time)
+		w.account(&hs[i], ps[i].Data, ps[i].WireLen, ps[i].Time, w.ahead[i].hash)
 	}
 }
 
-// noBucket marks a frame with no flow bucket to load ahead.
-const noBucket = ^uint64(0)
+// keyed tells whether a frame's 5-tuple is looked up in a flow table: UDP
+// datagrams and TCP segments to the LAN-zone port.
+func (w *worker) keyed(h *Header) bool {
+	return h.HasPorts && (h.Proto == ProtoUDP || h.Proto == ProtoTCP && w.lanPort != 0 && h.DstPort == w.lanPort)
+}
 
-// account adds one parsed frame to the period.
-func (w *worker) account(h *Header, data []byte, wireLen int, ts int64) {
+// lookahead is what batch works out for a frame before accounting it.
+type lookahead struct {
+	slot uint64 // where the search for the sender's station starts
+	hash uint64 // flowHash of a keyed frame, else 0
+}
+
+// account adds one parsed frame to the period; hash is its flowHash when
+// keyed.
+func (w *worker) account(h *Header, data []byte, wireLen int, ts int64, hash uint64) {
 	p := w.cur
 	if p.packets == 0 || ts < p.first {
 		p.first = ts
@@ -219,7 +238,7 @@ func (w *worker) account(h *Header, data []byte, wireLen int, ts int64) {
 	}
 
 	if h.HasPorts {
-		w.flow(h, ts)
+		w.flow(h, ts, hash)
 	}
 	if isControl(h) {
 		w.control(data, ts)
@@ -240,18 +259,18 @@ func (w *worker) received(dst uint64, wireLen int, ts int64) {
 	c.rxBytes += uint64(wireLen)
 }
 
-func (w *worker) flow(h *Header, ts int64) {
+func (w *worker) flow(h *Header, ts int64, hash uint64) {
 	start := false
 	switch h.Proto {
 	case ProtoTCP:
 		syn := h.TCPFlags&(tcpFlagSYN|tcpFlagACK) == tcpFlagSYN
 		if w.lanPort != 0 && h.DstPort == w.lanPort {
-			start = w.heartbeatChannel(flowHash(h), ts) || syn
+			start = w.heartbeatChannel(hash, ts) || syn
 		} else {
 			start = syn
 		}
 	case ProtoUDP:
-		start = w.flows.seen(flowHash(h), ts)
+		start = w.flows.seen(hash, ts)
 	}
 	if !start {
 		return
