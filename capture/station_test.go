@@ -1,0 +1,119 @@
+package capture
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// send accounts one frame of n bytes from mac at ts, as the worker does.
+func send(t *stationTable, mac uint64, n int, ts int64) {
+	s := &t.hot[t.list(mac, ts)]
+	if ts < s.first {
+		s.first = ts
+	}
+	if ts > s.last {
+		s.last = ts
+	}
+	s.packets++
+	s.bytes += uint64(n)
+}
+
+func byMAC(ss []macStats) map[uint64]macStats {
+	m := make(map[uint64]macStats, len(ss))
+	for _, s := range ss {
+		m[s.mac()] = s
+	}
+	return m
+}
+
+func TestStationTableHandsOverEachActiveStationOnce(t *testing.T) {
+	tab := newStationTable(4)
+	const stations = 300 // several rebuilds from a 64-slot start
+	for round := range 3 {
+		for i := range stations {
+			send(tab, uint64(i), 100, int64(1000+i))
+			send(tab, uint64(i), 60, int64(500+i)) // out of order
+		}
+		if round == 1 {
+			tab.addIP(tab.list(7, 0), netip.MustParseAddr("10.0.0.7"))
+			tab.addIP(tab.list(7, 0), netip.MustParseAddr("10.0.0.7"))
+		}
+		out, _ := tab.handOver(nil, nil)
+		if len(out) != stations {
+			t.Fatalf("round %d: %d stations handed over, want %d", round, len(out), stations)
+		}
+		got := byMAC(out)
+		for i := range stations {
+			s, ok := got[uint64(i)]
+			if !ok {
+				t.Fatalf("round %d: station %d missing", round, i)
+			}
+			if s.txPackets != 2 || s.txBytes != 160 || s.txFirst != int64(500+i) || s.txLast != int64(1000+i) {
+				t.Fatalf("round %d: station %d: %d packets, %d bytes, %d..%d; want 2, 160, %d..%d",
+					round, i, s.txPackets, s.txBytes, s.txFirst, s.txLast, 500+i, 1000+i)
+			}
+		}
+		wantIPs := 0
+		if round == 1 {
+			wantIPs = 1
+		}
+		if n := len(got[7].ips); n != wantIPs {
+			t.Errorf("round %d: station 7 has %d addresses, want %d", round, n, wantIPs)
+		}
+	}
+	// A period with no traffic hands over nothing.
+	if out, _ := tab.handOver(nil, nil); len(out) != 0 {
+		t.Errorf("a quiet period handed over %d stations", len(out))
+	}
+}
+
+func TestStationTableForgetsQuietStationsInsteadOfGrowing(t *testing.T) {
+	tab := newStationTable(0)
+	size := len(tab.hot)
+	// Fill the table to just under half with stations that then go quiet.
+	for i := range size/2 - 1 {
+		send(tab, uint64(i), 60, 1)
+	}
+	tab.handOver(nil, nil)
+	for range stationKeepPeriods {
+		tab.handOver(nil, nil)
+	}
+	// New stations push the table past half: the quiet ones are dropped
+	// and the arrays keep their size.
+	for i := range 8 {
+		send(tab, uint64(1000+i), 60, 2)
+	}
+	if len(tab.hot) != size {
+		t.Errorf("table grew to %d slots, want %d (quiet stations dropped)", len(tab.hot), size)
+	}
+	if tab.find(0) != -1 {
+		t.Errorf("a station quiet for %d periods is still there", stationKeepPeriods)
+	}
+	out, _ := tab.handOver(nil, nil)
+	if len(out) != 8 {
+		t.Errorf("%d stations handed over after the rebuild, want 8", len(out))
+	}
+}
+
+func TestStationTableKeepsRecentStationsWhenGrowing(t *testing.T) {
+	tab := newStationTable(0)
+	size := len(tab.hot)
+	for i := range size {
+		send(tab, uint64(i), 60, 1)
+		if i == size/4 {
+			tab.handOver(nil, nil) // the first quarter is recent, not listed
+		}
+	}
+	if len(tab.hot) <= size {
+		t.Fatalf("table of %d slots holds %d stations without growing", size, size)
+	}
+	for i := range size {
+		if tab.find(uint64(i)) < 0 {
+			t.Fatalf("station %d lost in a rebuild", i)
+		}
+	}
+	out, _ := tab.handOver(nil, nil)
+	if want := size - size/4 - 1; len(out) != want {
+		t.Errorf("%d stations handed over, want %d (those listed since the last hand-over)", len(out), want)
+	}
+}
