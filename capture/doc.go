@@ -6,8 +6,9 @@
 // the kernel dropped, and hands all of it to a Sink at most every 250 ms.
 //
 // Live capture runs one worker per socket of a PACKET_FANOUT_HASH group;
-// each worker keeps its own tables and gives them up on the reporting tick,
-// so the per-packet path takes no lock and does no channel operation.
+// each worker keeps its own tables and hands over the stations active in the
+// period on the reporting tick, so the per-packet path takes no lock and does
+// no channel operation.
 // Replay runs the same worker over a file with packet timestamps as the
 // clock.
 package capture

@@ -128,14 +128,14 @@ func (l *Live) report(done <-chan struct{}) {
 	rep := newReporter(l.sink, false)
 	tick := time.NewTicker(l.cfg.Options.Period)
 	defer tick.Stop()
-	recycle := func(p *period) {
-		rep.add(p)
+	rep.release = func(p *period) {
 		p.reset()
 		select {
 		case l.free <- p:
 		default:
 		}
 	}
+	recycle := rep.add
 	for {
 		select {
 		case p := <-l.periods:

@@ -66,9 +66,16 @@ func (a *aggregate) reset() {
 
 // reporter merges worker periods and hands the result to a Sink.
 type reporter struct {
-	sink  Sink
-	agg   *aggregate
-	known map[uint64]int64 // bindKey -> when the binding was last reported
+	sink Sink
+	agg  *aggregate
+	// held is the report's only period so far, its stations not merged
+	// into agg: with one worker (the usual case) a report goes out
+	// straight from the period's stations, and merging costs nothing.
+	held *period
+	// release, when set, gets every period once the reporter is done
+	// with it.
+	release func(*period)
+	known   map[uint64]int64 // bindKey -> when the binding was last reported
 	// Buffers handed to the sink, reused from one report to the next.
 	traffic []sensor.TrafficSummary
 	ips     []netip.Addr
@@ -91,7 +98,21 @@ func newReporter(sink Sink, keepTotal bool) *reporter {
 // add merges a worker's period into the pending report.
 func (r *reporter) add(p *period) {
 	a := r.agg
-	a.macs.mergeStations(p.stations)
+	if r.total != nil {
+		r.total.mergeStations(p.stations)
+	}
+	keep := false
+	switch {
+	case r.held == nil && len(a.macs.entries) == 0:
+		r.held, keep = p, true
+	case r.held != nil:
+		a.macs.mergeStations(r.held.stations)
+		r.done(r.held)
+		r.held = nil
+		fallthrough
+	default:
+		a.macs.mergeStations(p.stations)
+	}
 	a.flows = append(a.flows, p.flows...)
 	a.evidence = append(a.evidence, p.evidence...)
 	if p.packets > 0 {
@@ -104,33 +125,49 @@ func (r *reporter) add(p *period) {
 	a.bytes += p.bytes
 	a.runts += p.runts
 	a.flowsDropped += p.flowsDropped
-	if r.total != nil {
-		r.total.mergeStations(p.stations)
-	}
 	r.packets += p.packets
 	r.bytes += p.bytes
 	r.runts += p.runts
 	r.flows += uint64(len(p.flows))
 	r.flowsDropped += p.flowsDropped
+	if !keep {
+		r.done(p)
+	}
+}
+
+func (r *reporter) done(p *period) {
+	if r.release != nil {
+		r.release(p)
+	}
 }
 
 // emit hands the pending report to the sink and starts a new one.
 func (r *reporter) emit() {
 	a := r.agg
-	defer a.reset()
+	stations := a.macs.entries
+	if r.held != nil {
+		stations = r.held.stations
+	}
+	defer func() {
+		if r.held != nil {
+			r.done(r.held)
+			r.held = nil
+		}
+		a.reset()
+	}()
 	if r.sink == nil {
 		return
 	}
 	traffic, ips, binds := r.traffic[:0], r.ips[:0], r.binds[:0]
-	for i := range a.macs.entries {
-		e := &a.macs.entries[i]
+	for i := range stations {
+		e := &stations[i]
 		if e.txPackets != 0 && e.mac()&(1<<40) == 0 {
 			ips = append(ips, e.ips...)
 		}
 	}
 	nips := 0
-	for i := range a.macs.entries {
-		e := &a.macs.entries[i]
+	for i := range stations {
+		e := &stations[i]
 		mac := e.mac()
 		if e.txPackets == 0 || mac&(1<<40) != 0 {
 			continue
