@@ -45,17 +45,20 @@ func (c *conn) write(frames ...[]byte) error {
 	return nil
 }
 
-// closeWith sends an error message (best effort, briefly) and closes.
+// closeWith sends an error message (best effort, within about a second)
+// and closes. A write in progress is cut short by the same deadline rather
+// than skipped over, so a peer that reads gets the reason.
 func (c *conn) closeWith(code, msg string) {
 	if c.closed.Swap(true) {
 		return
 	}
 	if f, err := wire.Marshal(wire.TypeError, wire.Error{Code: code, Message: msg}); err == nil {
-		if c.wmu.TryLock() {
-			_ = c.nc.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = c.nc.Write(f)
-			c.wmu.Unlock()
-		}
+		deadline := time.Now().Add(time.Second)
+		_ = c.nc.SetWriteDeadline(deadline)
+		c.wmu.Lock()
+		_ = c.nc.SetWriteDeadline(deadline)
+		_, _ = c.nc.Write(f)
+		c.wmu.Unlock()
 	}
 	c.nc.Close()
 }
