@@ -174,6 +174,26 @@ func (s *FileSource) Read(p *Packet) error {
 	return nil
 }
 
+// readBatch returns up to len(ps) records: several from a mapped pcap,
+// whose frames stay valid until Close, one otherwise. When it returns an
+// error with n > 0, the first n records are good.
+func (s *FileSource) readBatch(ps []Packet) (n int, err error) {
+	if s.mm == nil {
+		if err := s.Read(&ps[0]); err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	s.mm.loadAhead()
+	for n < len(ps) {
+		if err := s.Read(&ps[n]); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
 // Records is how many records Read has returned.
 func (s *FileSource) Records() int64 { return s.records }
 

@@ -33,12 +33,6 @@ type LiveConfig struct {
 	Logger *slog.Logger
 }
 
-// batchReader is a Source that can hand out several frames at once, valid
-// together until its next call.
-type batchReader interface {
-	readBatch(ps []Packet) (int, error)
-}
-
 // liveSource is a Source on a live interface.
 type liveSource interface {
 	Source

@@ -53,30 +53,42 @@ func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, 
 	}
 	period := int64(w.opts.Period)
 	var next int64
-	var pkt Packet
+	var ps [batchSize]Packet
+	br, batched := src.(batchReader)
 	var records, n uint64
 	var err error
 	for {
-		if n++; n&4095 == 0 {
+		if n++; n&127 == 0 {
 			if err = ctx.Err(); err != nil {
 				break
 			}
 		}
-		if err = src.Read(&pkt); err != nil {
+		k := 0
+		if batched {
+			k, err = br.readBatch(ps[:])
+		} else if err = src.Read(&ps[0]); err == nil {
+			k = 1
+		}
+		records += uint64(k)
+		start := 0
+		if rep != nil {
+			// A period ends at the first frame past it.
+			for i := range k {
+				if next == 0 {
+					next = ps[i].Time + period
+				}
+				if ps[i].Time >= next {
+					w.batch(ps[start:i])
+					rep.add(w.take(nil))
+					rep.emit()
+					next, start = ps[i].Time+period, i
+				}
+			}
+		}
+		w.batch(ps[start:k])
+		if err != nil {
 			break
 		}
-		records++
-		if rep != nil {
-			if next == 0 {
-				next = pkt.Time + period
-			}
-			if pkt.Time >= next {
-				rep.add(w.take(nil))
-				rep.emit()
-				next = pkt.Time + period
-			}
-		}
-		w.packet(pkt.Data, pkt.WireLen, pkt.Time)
 	}
 	if errors.Is(err, io.EOF) {
 		err = nil

@@ -21,3 +21,9 @@ type Source interface {
 	Read(p *Packet) error
 	Close() error
 }
+
+// batchReader is a Source that can hand out several frames at once, valid
+// together until its next call.
+type batchReader interface {
+	readBatch(ps []Packet) (int, error)
+}

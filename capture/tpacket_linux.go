@@ -175,10 +175,6 @@ func (r *tpacketRing) readBatch(ps []Packet) (n int, err error) {
 	return n, nil
 }
 
-// aheadBytes is how much of a block loadAhead reads ahead: about a batch of
-// small frames.
-const aheadBytes = 16 << 10
-
 // loadAhead reads one byte of each cache line in the next aheadBytes of the
 // block before the frames there are walked. The kernel wrote those lines on
 // another core; walking frame headers one after another (each header says

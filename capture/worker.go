@@ -142,6 +142,11 @@ func (w *worker) packet(data []byte, wireLen int, ts int64) {
 // batchSize is the most frames a ring reader hands out at once.
 const batchSize = 32
 
+// aheadBytes is how far a reader of frames laid end to end (a ring block, a
+// mapped pcap) loads ahead before walking them: about a batch of small
+// frames.
+const aheadBytes = 16 << 10
+
 // batch accounts frames handed out together (a run of one ring block) in
 // three passes. The first parses every frame; the second loads the cache
 // lines the third will need (the sender's station and, for UDP, the flow
@@ -154,6 +159,9 @@ func (w *worker) batch(ps []Packet) {
 		w.ok[i] = ParseHeader(ps[i].Data, h)
 		a := &w.ahead[i]
 		a.slot, a.hash = w.macs.slot(h.Src|macPresent), 0
+		if w.rx {
+			a.rxSlot = w.macs.slot(h.Dst | macPresent)
+		}
 		if w.ok[i] && w.keyed(h) {
 			a.hash = flowHash(h)
 		}
@@ -162,6 +170,9 @@ func (w *worker) batch(ps []Packet) {
 	for i := range ps {
 		a := &w.ahead[i]
 		touch += w.macs.hot[a.slot].key
+		if w.rx {
+			touch += w.macs.hot[a.rxSlot].key + w.macs.cold[a.rxSlot].rxPackets
+		}
 		if a.hash != 0 {
 			if hs[i].Proto == ProtoUDP {
 				touch += w.flows.buckets[w.flows.bucket(a.hash)].tag[0]
@@ -190,6 +201,9 @@ func (w *worker) keyed(h *Header) bool {
 type lookahead struct {
 	slot uint64 // where the search for the sender's station starts
 	hash uint64 // flowHash of a keyed frame, else 0
+	// rxSlot is where the search for the receiver's station starts
+	// (when counting frames by receiver).
+	rxSlot uint64
 }
 
 // account adds one parsed frame to the period; hash is its flowHash when
