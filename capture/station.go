@@ -24,8 +24,7 @@ type station struct {
 	lastIP      uint64 // ipMark of the source address last noted this period, 0 for none
 	active      uint32 // the last period the station was listed in
 	listed      bool   // the station is in the dirty list of the current period
-	_           [3]byte
-	_           [8]byte // pad to 64 bytes
+	_           [11]byte
 }
 
 // stationCold is the rarely touched rest of a station's period.
