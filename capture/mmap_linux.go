@@ -20,7 +20,7 @@ type mmapPcap struct {
 	nanos  int64 // multiplier from the fraction field to nanoseconds
 	maxCap uint32
 
-	touched byte // keeps loadAhead's loads from being optimised away
+	touched byte // loadAhead's sums
 }
 
 // populateMax is the largest file mapped with MAP_POPULATE.
@@ -68,17 +68,9 @@ func mapPcap(f *os.File) (*mmapPcap, error) {
 	return m, nil
 }
 
-// loadAhead reads one byte of each cache line in the next aheadBytes of the
-// file, so the record headers there (each says where the next begins) are
-// fetched together rather than one after another.
-func (m *mmapPcap) loadAhead() {
-	stop := min(len(m.data), m.off+aheadBytes)
-	var touch byte
-	for o := m.off &^ 63; o < stop; o += 64 {
-		touch += m.data[o]
-	}
-	m.touched += touch
-}
+// loadAhead loads the next aheadBytes of the file before records are
+// walked there.
+func (m *mmapPcap) loadAhead() { m.touched += loadAhead(m.data, m.off) }
 
 // next returns the record at the current offset.
 func (m *mmapPcap) next(p *Packet) error {

@@ -13,16 +13,14 @@ const maxIPsPerMAC = 16
 // 00:00:00:00:00:00 is still non-zero.
 const macPresent = 1 << 63
 
-// macStats is one MAC's accounting for a period.
+// macStats is one MAC's accounting for a period: what a worker hands over
+// for each active station, and what the reporter merges them into.
 type macStats struct {
 	key                uint64 // MAC | macPresent
 	txPackets, txBytes uint64
 	rxPackets, rxBytes uint64
-	txFirst, txLast    int64 // Unix nanoseconds of the first and last frame it sent
-	rxFirst, rxLast    int64 // same for frames addressed to it
-	lastIP4            uint32
-	hasIP4, hasIP6     bool
-	lastIP6            [16]byte
+	txFirst, txLast    int64        // Unix nanoseconds of the first and last frame it sent
+	rxFirst, rxLast    int64        // same for frames addressed to it
 	ips                []netip.Addr // source addresses used, at most maxIPsPerMAC
 	ipOverflow         uint64       // addresses not kept because ips was full
 	hostnames          []string     // DHCP host names, rare
@@ -102,21 +100,6 @@ func (t *macTable) insert(key uint64, slot uint64) int {
 	}
 	t.slots[slot] = int32(n + 1)
 	return n
-}
-
-// lookup returns mac's stats or nil, without adding them.
-func (t *macTable) lookup(mac uint64) *macStats {
-	key := mac | macPresent
-	mask := uint64(len(t.slots) - 1)
-	for i := t.hash(key); ; i = (i + 1) & mask {
-		s := t.slots[i]
-		if s == 0 {
-			return nil
-		}
-		if t.entries[s-1].key == key {
-			return &t.entries[s-1]
-		}
-	}
 }
 
 // reset empties the table, keeping its memory.

@@ -50,7 +50,7 @@ type tpacketRing struct {
 	off  int    // offset in ring of the next frame header
 	end  int    // end of block blk's data in ring
 
-	touched byte // keeps loadAhead's loads from being optimised away
+	touched byte // loadAhead's sums
 }
 
 // openTPacket sets up a TPACKET_V3 ring on ifindex: the socket takes no
@@ -165,7 +165,8 @@ func (r *tpacketRing) readBatch(ps []Packet) (n int, err error) {
 			return 0, err
 		}
 	}
-	r.loadAhead()
+	// The kernel wrote the block from another core.
+	r.touched += loadAhead(r.ring[:r.end], r.off)
 	for n < len(ps) && r.left > 0 {
 		if err := r.frame(&ps[n]); err != nil {
 			return n, err
@@ -173,20 +174,6 @@ func (r *tpacketRing) readBatch(ps []Packet) (n int, err error) {
 		n++
 	}
 	return n, nil
-}
-
-// loadAhead reads one byte of each cache line in the next aheadBytes of the
-// block before the frames there are walked. The kernel wrote those lines on
-// another core; walking frame headers one after another (each header says
-// where the next begins) would wait for them one at a time, while these
-// independent loads wait for them together.
-func (r *tpacketRing) loadAhead() {
-	stop := min(r.end, r.off+aheadBytes)
-	var touch byte
-	for o := r.off &^ 63; o < stop; o += 64 {
-		touch += r.ring[o]
-	}
-	r.touched += touch
 }
 
 // frame hands out the frame at r.off.
