@@ -78,7 +78,6 @@ type reporter struct {
 	known   map[uint64]int64 // bindKey -> when the binding was last reported
 	// Buffers handed to the sink, reused from one report to the next.
 	traffic []sensor.TrafficSummary
-	ips     []netip.Addr
 	binds   []sensor.Binding
 	flowBuf []sensor.Flow
 	// total, when set, accumulates every period for a final report.
@@ -158,35 +157,25 @@ func (r *reporter) emit() {
 	if r.sink == nil {
 		return
 	}
-	traffic, ips, binds := r.traffic[:0], r.ips[:0], r.binds[:0]
-	for i := range stations {
-		e := &stations[i]
-		if e.txPackets != 0 && e.mac()&(1<<40) == 0 {
-			ips = append(ips, e.ips...)
-		}
-	}
-	nips := 0
+	traffic, binds := r.traffic[:0], r.binds[:0]
 	for i := range stations {
 		e := &stations[i]
 		mac := e.mac()
 		if e.txPackets == 0 || mac&(1<<40) != 0 {
 			continue
 		}
-		own := ips[nips : nips+len(e.ips) : nips+len(e.ips)]
-		nips += len(e.ips)
 		ts := sensor.TrafficSummary{
 			MAC:       sensor.MACFromUint64(mac),
-			IPs:       own,
 			Packets:   e.txPackets,
 			Bytes:     e.txBytes,
 			FirstSeen: time.Unix(0, e.txFirst).UTC(),
 			LastSeen:  time.Unix(0, e.txLast).UTC(),
 		}
-		if len(own) == 0 {
-			ts.IPs = nil
+		if len(e.ips) > 0 {
+			ts.IPs = e.ips // valid until the report is reset, after the sink's calls
 		}
 		traffic = append(traffic, ts)
-		for _, ip := range own {
+		for _, ip := range e.ips {
 			k := bindKey(mac, ip)
 			if prev, ok := r.known[k]; ok && e.txLast-prev < int64(trafficRefresh) {
 				continue
@@ -221,5 +210,5 @@ func (r *reporter) emit() {
 	if len(binds) > 0 {
 		r.sink.Bindings(binds)
 	}
-	r.traffic, r.ips, r.binds = traffic, ips, binds
+	r.traffic, r.binds = traffic, binds
 }

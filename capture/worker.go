@@ -163,8 +163,9 @@ func loadAhead(b []byte, off int) byte {
 
 // batch accounts frames handed out together (a run of one ring block) in
 // three passes. The first parses every frame; the second loads the cache
-// lines the third will need (the sender's station and, for UDP, the flow
-// bucket), a tight loop of independent loads whose cache misses overlap
+// lines the third will need (the sender's station, the receiver's when
+// counting by receiver, and the flow bucket of a UDP or heartbeat-channel
+// frame), a tight loop of independent loads whose cache misses overlap
 // instead of coming one after another; the third does the accounting.
 func (w *worker) batch(ps []Packet) {
 	hs := &w.hs
