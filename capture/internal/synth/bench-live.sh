@@ -4,7 +4,8 @@
 # veth pair inside a namespace this script creates; the capture program
 # listens on the other end. Each round runs both programs at top speed and
 # at a paced 100 kpps (1M frames), and prints CPU per packet, kernel drops
-# and the share of one core.
+# and the share of one core, for the whole run and after start-up (process
+# start and ring setup, which both programs pay).
 # Run as root from the repository root:
 #   capture/internal/synth/bench-live.sh [FILE] [ROUNDS]
 # CAPBENCH names another capbench binary to run (e.g. one built from an
@@ -82,6 +83,11 @@ run_tcpdump() {
 	ip netns exec "$ns" /usr/bin/time -o "$work/td.time" -f '%U %S %e' tcpdump -B 65536 -n -i vcap -w /dev/null 2>"$work/td.log" &
 	local pid=$!
 	sleep 1.5
+	# CPU tcpdump used before the replay: start-up and ring setup, in clock
+	# ticks of 10 ms (fields 14 and 15 of /proc/PID/stat).
+	local tdpid startup
+	tdpid=$(pgrep -P "$pid" tcpdump)
+	startup=$(awk '{print ($14+$15)/100}' "/proc/$tdpid/stat")
 	local r
 	r=$(replay "$1")
 	sleep 1
@@ -91,9 +97,9 @@ run_tcpdump() {
 	got=$(grep -Eo '^[0-9]+ packets received by filter' "$work/td.log" | cut -d' ' -f1)
 	drop=$(grep -Eo '^[0-9]+ packets dropped by kernel' "$work/td.log" | cut -d' ' -f1)
 	cpu=$(awk '{print $1+$2}' "$work/td.time")
-	awk -v m="$1" -v g="$got" -v d="$drop" -v c="$cpu" -v r="$r" 'BEGIN {
-		printf "tcpdump %4s: %d frames received by filter, %d dropped, cpu %.3fs = %.3f us/packet; replay %s\n", m, g, d, c, c/g*1e6, r }'
-	awk -v g="$got" -v d="$drop" -v c="$cpu" 'BEGIN { print c/g*1e6, g, d, c }' >"$work/td.cpu"
+	awk -v m="$1" -v g="$got" -v d="$drop" -v c="$cpu" -v s="$startup" -v r="$r" 'BEGIN {
+		printf "tcpdump %4s: %d frames received by filter, %d dropped, cpu %.3fs = %.3f us/packet (after start-up %.2fs = %.3f us/packet); replay %s\n", m, g, d, c, c/g*1e6, c-s, (c-s)/g*1e6, r }'
+	awk -v g="$got" -v d="$drop" -v c="$cpu" -v s="$startup" 'BEGIN { print c/g*1e6, g, d, c, (c-s)/g*1e6 }' >"$work/td.cpu"
 }
 
 for round in $(seq "$rounds"); do
@@ -101,10 +107,10 @@ for round in $(seq "$rounds"); do
 	for mode in top 100k; do
 		run_tapbeat $mode
 		run_tcpdump $mode
-		read -r tbu _ _ tbc tbcap <"$work/tb.json.cpu"
-		read -r tdu _ _ tdc <"$work/td.cpu"
-		awk -v a="$tbu" -v b="$tdu" -v m=$mode -v c="$tbc" -v cap="$tbcap" 'BEGIN {
-			printf "  %s: cpu per packet tcpdump/tapbeat = %.2f", m, b/a
+		read -r tbu k _ tbc tbcap <"$work/tb.json.cpu"
+		read -r tdu _ _ tdc tds <"$work/td.cpu"
+		awk -v a="$tbu" -v b="$tdu" -v m=$mode -v c="$tbc" -v cap="$tbcap" -v k="$k" -v bs="$tds" 'BEGIN {
+			printf "  %s: cpu per packet tcpdump/tapbeat = %.2f (after start-up %.2f)", m, b/a, bs/(cap/k*1e6)
 			if (m == "100k") printf "; tapbeat used %.1f%% of one core over the 10 s replay (%.1f%% after start-up)", c/10*100, cap/10*100
 			printf "\n" }'
 	done
