@@ -26,7 +26,10 @@ type RingConfig struct {
 	// down to whole blocks, at least one.
 	RingBytes int
 	// BlockBytes is the ring's block size, a multiple of the page size
-	// (default 1 MiB); the largest frame captured whole is a little less.
+	// (default 256 KiB, as libpcap uses); the largest frame captured whole
+	// is a little less. The kernel allocates each block as one contiguous
+	// run of pages: 1 MiB blocks made setting up a 64 MiB ring cost
+	// 30–160 ms of CPU here against about 20 ms for 256 KiB ones.
 	BlockBytes int
 	// BlockTimeout hands a partly filled block to the reader after this
 	// long (default 50 ms).
@@ -54,7 +57,7 @@ type RingConfig struct {
 
 func (c RingConfig) withDefaults() RingConfig {
 	if c.BlockBytes <= 0 {
-		c.BlockBytes = 1 << 20
+		c.BlockBytes = 256 << 10
 	}
 	if c.RingBytes <= 0 {
 		c.RingBytes = 64 << 20
