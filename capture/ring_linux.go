@@ -46,8 +46,9 @@ type RingConfig struct {
 	NoPromiscuous bool
 	// Filter is a classic BPF program (e.g. from tcpdump -dd). When nil,
 	// a built-in filter drops frames the host itself sends, which a
-	// mirror port should never carry, and cuts ordinary TCP and UDP frames
-	// to their first headerSnap bytes (see headerRules).
+	// mirror port should never carry, and keeps only the first 128 bytes
+	// of ordinary TCP and UDP frames (ARP, DHCP, ICMPv6 and anything else
+	// stay whole); the wire length is reported either way.
 	Filter []bpf.RawInstruction
 	// Gopacket reads the ring through gopacket's afpacket instead of
 	// walking its blocks directly. The direct reader costs less CPU per
