@@ -3,6 +3,7 @@ package capture
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"unsafe"
 )
 
@@ -31,9 +32,13 @@ type station struct {
 type stationCold struct {
 	rxPackets, rxBytes uint64 // frames addressed to it (only when counting them)
 	rxFirst, rxLast    int64
-	ips                []netip.Addr // source addresses used, at most maxIPsPerMAC
-	ipOverflow         uint64       // addresses not kept because ips was full
-	hostnames          []string     // DHCP host names, rare
+	seen
+}
+
+// empty clears c for the next period, keeping the memory of its lists.
+func (c *stationCold) empty() {
+	c.seen.empty()
+	*c = stationCold{seen: c.seen}
 }
 
 // Compile-time check that a station is exactly one cache line.
@@ -116,8 +121,7 @@ func (t *stationTable) insert(key uint64, i uint64, ts int64) int {
 	}
 	t.used++
 	t.hot[i] = station{key: key}
-	c := &t.cold[i]
-	*c = stationCold{ips: c.ips[:0], hostnames: c.hostnames[:0]}
+	t.cold[i].empty()
 	t.enlist(&t.hot[i], i, ts)
 	return int(i)
 }
@@ -192,8 +196,8 @@ func (t *stationTable) handOver(out []macStats, ips []netip.Addr) ([]macStats, [
 			txPackets: s.packets, txBytes: s.bytes,
 			rxPackets: c.rxPackets, rxBytes: c.rxBytes,
 			rxFirst: c.rxFirst, rxLast: c.rxLast,
-			ipOverflow: c.ipOverflow,
 		}
+		e.ipOverflow = c.ipOverflow
 		if s.packets > 0 {
 			e.txFirst, e.txLast = s.first, s.last
 		}
@@ -203,42 +207,14 @@ func (t *stationTable) handOver(out []macStats, ips []netip.Addr) ([]macStats, [
 			e.ips = ips[n:len(ips):len(ips)]
 		}
 		if len(c.hostnames) > 0 {
-			e.hostnames = append([]string(nil), c.hostnames...)
+			e.hostnames = slices.Clone(c.hostnames)
 		}
 		out = append(out, e)
 		s.packets, s.bytes, s.lastIP, s.listed = 0, 0, 0, false
 		s.active = t.period
-		*c = stationCold{ips: c.ips[:0], hostnames: c.hostnames[:0]}
+		c.empty()
 	}
 	t.dirty = t.dirty[:0]
 	t.period++
 	return out, ips
-}
-
-// addIP records a source address of station i for the period.
-func (t *stationTable) addIP(i int, a netip.Addr) {
-	c := &t.cold[i]
-	for _, have := range c.ips {
-		if have == a {
-			return
-		}
-	}
-	if len(c.ips) >= maxIPsPerMAC {
-		c.ipOverflow++
-		return
-	}
-	c.ips = append(c.ips, a)
-}
-
-func (t *stationTable) addHostname(i int, h string) {
-	c := &t.cold[i]
-	if h == "" || len(c.hostnames) >= maxIPsPerMAC {
-		return
-	}
-	for _, have := range c.hostnames {
-		if have == h {
-			return
-		}
-	}
-	c.hostnames = append(c.hostnames, h)
 }

@@ -35,8 +35,8 @@ func TestStationTableHandsOverEachActiveStationOnce(t *testing.T) {
 			send(tab, uint64(i), 60, int64(500+i)) // out of order
 		}
 		if round == 1 {
-			tab.addIP(tab.list(7, 0), netip.MustParseAddr("10.0.0.7"))
-			tab.addIP(tab.list(7, 0), netip.MustParseAddr("10.0.0.7"))
+			tab.cold[tab.list(7, 0)].addIP(netip.MustParseAddr("10.0.0.7"))
+			tab.cold[tab.list(7, 0)].addIP(netip.MustParseAddr("10.0.0.7"))
 		}
 		out, _ := tab.handOver(nil, nil)
 		if len(out) != stations {

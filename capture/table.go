@@ -19,11 +19,21 @@ type macStats struct {
 	key                uint64 // MAC | macPresent
 	txPackets, txBytes uint64
 	rxPackets, rxBytes uint64
-	txFirst, txLast    int64        // Unix nanoseconds of the first and last frame it sent
-	rxFirst, rxLast    int64        // same for frames addressed to it
-	ips                []netip.Addr // source addresses used, at most maxIPsPerMAC
-	ipOverflow         uint64       // addresses not kept because ips was full
-	hostnames          []string     // DHCP host names, rare
+	txFirst, txLast    int64 // Unix nanoseconds of the first and last frame it sent
+	rxFirst, rxLast    int64 // same for frames addressed to it
+	seen
+}
+
+// seen is what a MAC was seen with in a period besides its counts.
+type seen struct {
+	ips        []netip.Addr // source addresses used, at most maxIPsPerMAC
+	ipOverflow uint64       // addresses not kept because ips was full
+	hostnames  []string     // DHCP host names, rare
+}
+
+// empty clears s, keeping the memory of its lists.
+func (s *seen) empty() {
+	*s = seen{ips: s.ips[:0], hostnames: s.hostnames[:0]}
 }
 
 // macTable is an open-addressing hash table of macStats keyed by MAC. Its
@@ -89,8 +99,8 @@ func (t *macTable) insert(key uint64, slot uint64) int {
 		// Reuse the backing arrays of the entry this one replaces.
 		t.entries = t.entries[:n+1]
 		e := &t.entries[n]
-		ips, hn := e.ips[:0], e.hostnames[:0]
-		*e = macStats{key: key, ips: ips, hostnames: hn}
+		e.seen.empty()
+		*e = macStats{key: key, seen: e.seen}
 	} else {
 		t.entries = append(t.entries, macStats{key: key})
 	}
@@ -111,7 +121,7 @@ func (t *macTable) reset() {
 func (e *macStats) mac() uint64 { return e.key &^ macPresent }
 
 // addIP records a source address, keeping at most maxIPsPerMAC.
-func (e *macStats) addIP(a netip.Addr) {
+func (e *seen) addIP(a netip.Addr) {
 	if slices.Contains(e.ips, a) {
 		return
 	}
@@ -122,7 +132,7 @@ func (e *macStats) addIP(a netip.Addr) {
 	e.ips = append(e.ips, a)
 }
 
-func (e *macStats) addHostname(h string) {
+func (e *seen) addHostname(h string) {
 	if h != "" && !slices.Contains(e.hostnames, h) && len(e.hostnames) < maxIPsPerMAC {
 		e.hostnames = append(e.hostnames, h)
 	}

@@ -251,13 +251,13 @@ func (w *worker) account(h *Header, data []byte, wireLen int, ts int64, hash uin
 		case 4:
 			if h.Src4 != 0 && s.lastIP != ipMark4(h.Src4) {
 				s.lastIP = ipMark4(h.Src4)
-				t.addIP(si, addrOf4(h.Src4))
+				t.cold[si].addIP(addrOf4(h.Src4))
 			}
 		case 6:
 			if h.Src6 != ([16]byte{}) {
 				if m := ipMark6(&h.Src6); s.lastIP != m {
 					s.lastIP = m
-					t.addIP(si, netip.AddrFrom16(h.Src6))
+					t.cold[si].addIP(netip.AddrFrom16(h.Src6))
 				}
 			}
 		}
@@ -332,9 +332,9 @@ func (w *worker) control(data []byte, ts int64) {
 		}
 		if e.Hostname != "" || (w.fold && e.IP.IsValid()) {
 			i := w.macs.list(e.MAC, ts)
-			w.macs.addHostname(i, e.Hostname)
+			w.macs.cold[i].addHostname(e.Hostname)
 			if w.fold && e.IP.IsValid() {
-				w.macs.addIP(i, e.IP)
+				w.macs.cold[i].addIP(e.IP)
 			}
 		}
 	}
