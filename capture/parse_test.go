@@ -138,14 +138,21 @@ func FuzzParseHeader(f *testing.F) {
 		&layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeIPv6},
 		&layers.IPv6{Version: 6, NextHeader: layers.IPProtocolUDP, SrcIP: net.ParseIP("2001:db8::1"), DstIP: net.ParseIP("2001:db8::2")},
 		&layers.UDP{SrcPort: 3, DstPort: 4}))
+	// Transparent Ethernet bridging: gopacket goes on to decode the inner
+	// Ethernet header, whose addresses are not the frame's.
+	f.Add(serialize(f, &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeTransparentEthernetBridging},
+		&layers.Ethernet{SrcMAC: macB, DstMAC: macA, EthernetType: layers.EthernetTypeIPv4},
+		&layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IPv4(10, 0, 0, 1), DstIP: net.IPv4(10, 0, 0, 2)},
+		&layers.UDP{SrcPort: 5, DstPort: 6}))
 	var (
-		eth  layers.Ethernet
-		q    layers.Dot1Q
-		ip4  layers.IPv4
-		ip6  layers.IPv6
-		tcp  layers.TCP
-		udp  layers.UDP
-		lays []gopacket.LayerType
+		outer layers.Ethernet
+		eth   layers.Ethernet
+		q     layers.Dot1Q
+		ip4   layers.IPv4
+		ip6   layers.IPv6
+		tcp   layers.TCP
+		udp   layers.UDP
+		lays  []gopacket.LayerType
 	)
 	p := gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet, &eth, &q, &ip4, &ip6, &tcp, &udp)
 	p.IgnoreUnsupported = true
@@ -165,8 +172,13 @@ func FuzzParseHeader(f *testing.F) {
 		for _, l := range lays {
 			seen[l] = true
 		}
-		if h.Src != mac48(eth.SrcMAC) || h.Dst != mac48(eth.DstMAC) {
-			t.Fatalf("MACs: %x %x vs gopacket %v %v", h.Src, h.Dst, eth.SrcMAC, eth.DstMAC)
+		// The parser layer may have decoded an inner Ethernet header too,
+		// so the frame's own addresses come from a decode of the outer one.
+		if err := outer.DecodeFromBytes(frame, gopacket.NilDecodeFeedback); err != nil {
+			t.Fatalf("gopacket refused the Ethernet header: %v", err)
+		}
+		if h.Src != mac48(outer.SrcMAC) || h.Dst != mac48(outer.DstMAC) {
+			t.Fatalf("MACs: %x %x vs gopacket %v %v", h.Src, h.Dst, outer.SrcMAC, outer.DstMAC)
 		}
 		// gopacket decodes only single 802.1Q/802.1ad chains the same way
 		// the parser does; compare transport ports when both saw them in
