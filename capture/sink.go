@@ -1,8 +1,6 @@
 package capture
 
 import (
-	"encoding/binary"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -31,22 +29,10 @@ type Sink interface {
 }
 
 // trafficRefresh is how often a MAC's use of a source address is reported
-// again as a "traffic" binding while it goes on.
+// again as a "traffic" binding while it goes on. Each worker keeps this
+// memory in its station table, so with several workers a binding may be
+// reported once by each of them.
 const trafficRefresh = 5 * time.Minute
-
-// maxKnownBindings bounds the traffic bindings remembered for refresh; past
-// it the memory is dropped and bindings are reported afresh.
-const maxKnownBindings = 1 << 16
-
-// bindKey stands for a (MAC, address) pair by a 64-bit hash: two pairs
-// sharing one would merely share a refresh time.
-func bindKey(mac uint64, ip netip.Addr) uint64 {
-	a := ip.As16()
-	if ip.Is4() {
-		mac |= 1 << 63
-	}
-	return fmix64(fmix64(mac^binary.LittleEndian.Uint64(a[:8])) ^ binary.LittleEndian.Uint64(a[8:]))
-}
 
 // aggregate is the periods of every worker merged for one report.
 type aggregate struct {
@@ -75,7 +61,6 @@ type reporter struct {
 	// release, when set, gets every period once the reporter is done
 	// with it.
 	release func(*period)
-	known   map[uint64]int64 // bindKey -> when the binding was last reported
 	// Buffers handed to the sink, reused from one report to the next.
 	traffic []sensor.TrafficSummary
 	binds   []sensor.Binding
@@ -87,7 +72,7 @@ type reporter struct {
 }
 
 func newReporter(sink Sink, keepTotal bool) *reporter {
-	r := &reporter{sink: sink, agg: &aggregate{macs: newMACTable(256)}, known: make(map[uint64]int64)}
+	r := &reporter{sink: sink, agg: &aggregate{macs: newMACTable(256)}}
 	if keepTotal {
 		r.total = newMACTable(1024)
 	}
@@ -175,17 +160,6 @@ func (r *reporter) emit() {
 			ts.IPs = e.ips // valid until the report is reset, after the sink's calls
 		}
 		traffic = append(traffic, ts)
-		for _, ip := range e.ips {
-			k := bindKey(mac, ip)
-			if prev, ok := r.known[k]; ok && e.txLast-prev < int64(trafficRefresh) {
-				continue
-			}
-			if len(r.known) >= maxKnownBindings {
-				clear(r.known)
-			}
-			r.known[k] = e.txLast
-			binds = append(binds, sensor.Binding{MAC: ts.MAC, IP: ip, Source: SourceTraffic, Time: ts.LastSeen})
-		}
 	}
 	for _, ev := range a.evidence {
 		if !ev.IP.IsValid() {

@@ -28,22 +28,85 @@ type station struct {
 	_           [11]byte
 }
 
-// stationCold is the rarely touched rest of a station's period.
+// stationCold is the rarely touched rest of a station: its period's
+// addresses, host names and frames addressed to it, and, across periods,
+// when each of its source addresses was last reported as a binding. It is
+// two cache lines; the first holds what noting a source address touches.
 type stationCold struct {
+	bound0 boundIP // the first address reported, kept across periods
+	seen
 	rxPackets, rxBytes uint64 // frames addressed to it (only when counting them)
 	rxFirst, rxLast    int64
-	seen
+	bound              []boundIP // further addresses reported, kept across periods
 }
 
-// empty clears c for the next period, keeping the memory of its lists.
+// boundIP is a source address of a station (as an ipMark, 0 for none) and
+// when the station's use of it was last reported as a traffic binding.
+type boundIP struct {
+	mark uint64
+	at   int64 // Unix nanoseconds
+}
+
+// empty clears c for the next period, keeping the memory of its lists and
+// what it has reported.
 func (c *stationCold) empty() {
 	c.seen.empty()
-	*c = stationCold{seen: c.seen}
+	*c = stationCold{seen: c.seen, bound0: c.bound0, bound: c.bound}
+}
+
+// forget clears what c has reported, for a new station in its slot.
+func (c *stationCold) forget() {
+	c.bound0, c.bound = boundIP{}, c.bound[:0]
+}
+
+// bindingDue records that the station sent from the address marked mark at
+// ts and reports whether that use is to be reported as a traffic binding:
+// the first time, then again once trafficRefresh has passed (or the clock
+// stepped back). At most maxIPsPerMAC addresses are remembered; a new one
+// beyond that replaces the one reported longest ago.
+func (c *stationCold) bindingDue(mark uint64, ts int64) bool {
+	switch c.bound0.mark {
+	case mark:
+		return c.bound0.due(ts)
+	case 0:
+		c.bound0 = boundIP{mark, ts}
+		return true
+	}
+	oldest := &c.bound0
+	for i := range c.bound {
+		b := &c.bound[i]
+		if b.mark == mark {
+			return b.due(ts)
+		}
+		if b.at < oldest.at {
+			oldest = b
+		}
+	}
+	if len(c.bound) < maxIPsPerMAC-1 {
+		c.bound = append(c.bound, boundIP{mark, ts})
+	} else {
+		*oldest = boundIP{mark, ts}
+	}
+	return true
+}
+
+// due reports whether the use b records is due for reporting again at ts,
+// and if so makes ts its last report.
+func (b *boundIP) due(ts int64) bool {
+	if ts-b.at < int64(trafficRefresh) && ts >= b.at {
+		return false
+	}
+	b.at = ts
+	return true
 }
 
 // Compile-time check that a station is exactly one cache line.
 var _ [64 - unsafe.Sizeof(station{})]byte
 var _ [unsafe.Sizeof(station{}) - 64]byte
+
+// Compile-time check that a stationCold is exactly two cache lines.
+var _ [128 - unsafe.Sizeof(stationCold{})]byte
+var _ [unsafe.Sizeof(stationCold{}) - 128]byte
 
 // stationTable is a worker's table of the MACs it has seen, kept from one
 // period to the next so that a station's first frame of a period costs no
@@ -122,6 +185,7 @@ func (t *stationTable) insert(key uint64, i uint64, ts int64) int {
 	t.used++
 	t.hot[i] = station{key: key}
 	t.cold[i].empty()
+	t.cold[i].forget()
 	t.enlist(&t.hot[i], i, ts)
 	return int(i)
 }

@@ -1,8 +1,14 @@
 package capture
 
 import (
+	"fmt"
+	"net"
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket/layers"
 )
 
 // send accounts one frame of n bytes from mac at ts, as the worker does.
@@ -115,5 +121,60 @@ func TestStationTableKeepsRecentStationsWhenGrowing(t *testing.T) {
 	out, _ := tab.handOver(nil, nil)
 	if want := size - size/4 - 1; len(out) != want {
 		t.Errorf("%d stations handed over, want %d (those listed since the last hand-over)", len(out), want)
+	}
+}
+
+// udpFrom is a UDP datagram from macA at src.
+func udpFrom(t *testing.T, src string) []byte {
+	a := netip.MustParseAddr(src)
+	ip := layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: a.AsSlice(), DstIP: net.IPv4(192, 0, 2, 99)}
+	return serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4}, &ip, &layers.UDP{SrcPort: 9, DstPort: 9})
+}
+
+func TestTrafficBindingsRefreshEveryFiveMinutes(t *testing.T) {
+	w := newWorker(Options{})
+	const minute = int64(time.Minute)
+	one, two := udpFrom(t, "192.0.2.1"), udpFrom(t, "192.0.2.2")
+	var got []string
+	period := func(ts int64, frames ...[]byte) {
+		for _, f := range frames {
+			w.packet(f, len(f), ts)
+			w.packet(f, len(f), ts+1) // a second frame in the period changes nothing
+		}
+		p := w.take(nil)
+		for _, e := range p.evidence {
+			if e.Source != SourceTraffic || e.MAC != mac48(macA) {
+				t.Fatalf("unexpected evidence %+v", e)
+			}
+			got = append(got, fmt.Sprintf("%d:%v", e.Time/minute, e.IP))
+		}
+	}
+	period(0, one)        // first use: reported
+	period(1*minute, one) // within 5 minutes: not again
+	period(2*minute, two) // a second address: reported
+	period(4*minute, one, two)
+	period(5*minute, one, two) // the first address is due again
+	period(1*minute, two)      // the clock stepped back: reported again
+	want := []string{"0:192.0.2.1", "2:192.0.2.2", "5:192.0.2.1", "1:192.0.2.2"}
+	if !slices.Equal(got, want) {
+		t.Errorf("traffic bindings %v, want %v", got, want)
+	}
+}
+
+func TestBindingMemoryIsBounded(t *testing.T) {
+	var c stationCold
+	for i := range maxIPsPerMAC + 1 { // the last replaces the first
+		if !c.bindingDue(ipMark4(uint32(i)), int64(i)) {
+			t.Fatalf("address %d: a new address was not due", i)
+		}
+	}
+	if n := 1 + len(c.bound); n != maxIPsPerMAC {
+		t.Fatalf("%d addresses remembered, want %d", n, maxIPsPerMAC)
+	}
+	if c.bindingDue(ipMark4(1), 100) {
+		t.Error("an address still remembered was due again within the refresh")
+	}
+	if !c.bindingDue(ipMark4(0), 100) {
+		t.Error("the address reported longest ago was not the one forgotten")
 	}
 }

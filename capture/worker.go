@@ -64,12 +64,12 @@ type period struct {
 	stations     []macStats   // every station active in the period
 	ips          []netip.Addr // the stations' addresses, shared by their ips slices
 	flows        []flowRec
-	evidence     []timedEvidence
-	packets      uint64 // frames handled
-	bytes        uint64 // their wire length
-	runts        uint64 // frames too short for an Ethernet header
-	flowsDropped uint64 // flow starts over MaxFlowsPerPeriod
-	first, last  int64  // packet time span, Unix nanoseconds
+	evidence     []timedEvidence // control-plane evidence and traffic bindings due
+	packets      uint64          // frames handled
+	bytes        uint64          // their wire length
+	runts        uint64          // frames too short for an Ethernet header
+	flowsDropped uint64          // flow starts over MaxFlowsPerPeriod
+	first, last  int64           // packet time span, Unix nanoseconds
 }
 
 type timedEvidence struct {
@@ -249,15 +249,15 @@ func (w *worker) account(h *Header, data []byte, wireLen int, ts int64, hash uin
 	if h.Src&(1<<40) == 0 { // a unicast sender: note its source address
 		switch h.IPVersion {
 		case 4:
-			if h.Src4 != 0 && s.lastIP != ipMark4(h.Src4) {
-				s.lastIP = ipMark4(h.Src4)
-				t.cold[si].addIP(addrOf4(h.Src4))
+			if m := ipMark4(h.Src4); h.Src4 != 0 && s.lastIP != m {
+				s.lastIP = m
+				w.noteSource(si, h.Src, m, addrOf4(h.Src4), ts)
 			}
 		case 6:
 			if h.Src6 != ([16]byte{}) {
 				if m := ipMark6(&h.Src6); s.lastIP != m {
 					s.lastIP = m
-					t.cold[si].addIP(netip.AddrFrom16(h.Src6))
+					w.noteSource(si, h.Src, m, netip.AddrFrom16(h.Src6), ts)
 				}
 			}
 		}
@@ -271,6 +271,19 @@ func (w *worker) account(h *Header, data []byte, wireLen int, ts int64, hash uin
 	}
 	if isControl(h) {
 		w.control(data, ts)
+	}
+}
+
+// noteSource records that the station at index si (MAC mac) sent from
+// addr, marked m, at ts: the address joins the station's period, and the
+// use becomes a traffic binding when due. It runs for a station's first
+// frame of a period from an address, not for every frame.
+func (w *worker) noteSource(si int, mac, m uint64, addr netip.Addr, ts int64) {
+	c := &w.macs.cold[si]
+	c.addIP(addr)
+	if c.bindingDue(m, ts) && !w.fold {
+		w.cur.evidence = append(w.cur.evidence, timedEvidence{
+			Evidence: Evidence{MAC: mac, IP: addr, Source: SourceTraffic}, Time: ts})
 	}
 }
 
