@@ -328,20 +328,30 @@ loop:
 }
 
 // work reads s until ctx ends or s fails. It flushes its period to the
-// reporter whenever the reporting generation changes, and once more on the
-// way out so nothing it counted is lost.
+// reporter whenever the reporting generation changes (every Period; every
+// TrafficPeriod with the stations' traffic), and once more on the way out,
+// traffic included, so nothing it counted is lost.
 func (l *Live) work(ctx context.Context, s liveSource) error {
 	w := newWorker(l.cfg.Options)
+	every := w.opts.trafficEvery()
 	gen := l.gen.Load()
-	flush := func() {
+	flush := func(traffic bool) {
 		var spare *period
 		select {
 		case spare = <-l.free:
 		default:
 		}
-		l.periods <- w.take(spare)
+		l.periods <- w.take(spare, traffic)
 	}
-	defer flush()
+	// next flushes the period when the reporting generation has moved on
+	// to g, with the stations' traffic when a traffic period ended in
+	// between.
+	next := func(g uint64) {
+		traffic := g/every != gen/every
+		gen = g
+		flush(traffic)
+	}
+	defer flush(true)
 	var pkts [batchSize]Packet
 	br, batched := s.(batchReader)
 	for {
@@ -359,8 +369,7 @@ func (l *Live) work(ctx context.Context, s liveSource) error {
 				w.batch(pkts[:n])
 			}
 			if g := l.gen.Load(); g != gen {
-				gen = g
-				flush()
+				next(g)
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -376,8 +385,7 @@ func (l *Live) work(ctx context.Context, s liveSource) error {
 			return nil
 		}
 		if g := l.gen.Load(); g != gen {
-			gen = g
-			flush()
+			next(g)
 		}
 	}
 }

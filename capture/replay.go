@@ -41,7 +41,7 @@ type Report struct {
 
 // Replay runs src through the capture pipeline with packet timestamps as the
 // clock. When sink is not nil it gets what live capture would report, every
-// opts.Period of packet time. The report covers every record read, even
+// opts.Period (traffic summaries every opts.TrafficPeriod) of packet time. The report covers every record read, even
 // when src ends with an error, which Replay then returns alongside.
 func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, error) {
 	w := newWorker(opts)
@@ -51,8 +51,8 @@ func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, 
 	if sink != nil {
 		rep = newReporter(sink, true)
 	}
-	period := int64(w.opts.Period)
-	var next int64
+	period, trafficPeriod := int64(w.opts.Period), int64(w.opts.TrafficPeriod)
+	var next, nextTraffic int64
 	var ps [batchSize]Packet
 	br, batched := src.(batchReader)
 	var records, n uint64
@@ -75,13 +75,17 @@ func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, 
 			// A period ends at the first frame past it.
 			for i := range k {
 				if next == 0 {
-					next = ps[i].Time + period
+					next, nextTraffic = ps[i].Time+period, ps[i].Time+trafficPeriod
 				}
 				if ps[i].Time >= next {
 					w.batch(ps[start:i])
-					rep.add(w.take(nil))
+					traffic := ps[i].Time >= nextTraffic
+					rep.add(w.take(nil, traffic))
 					rep.emit()
 					next, start = ps[i].Time+period, i
+					if traffic {
+						nextTraffic = ps[i].Time + trafficPeriod
+					}
 				}
 			}
 		}
@@ -96,7 +100,7 @@ func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, 
 	var final []macStats
 	r := &Report{Records: records}
 	if rep != nil {
-		rep.add(w.take(nil))
+		rep.add(w.take(nil, true))
 		rep.emit()
 		final = rep.total.entries
 		r.Packets, r.Bytes, r.Runts, r.Flows = rep.packets, rep.bytes, rep.runts, rep.flows

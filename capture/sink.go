@@ -15,16 +15,19 @@ import (
 // such as TrafficSummary.IPs) are valid only during the call: capture
 // reuses them, and a Sink copies what it keeps.
 type Sink interface {
-	// Traffic gets per-MAC summaries, at most every 250 ms, merged from
-	// all workers. LastSeen comes from packet timestamps.
+	// Traffic gets per-MAC summaries every Options.TrafficPeriod (1 s by
+	// default), merged from all workers. LastSeen comes from packet
+	// timestamps.
 	Traffic([]sensor.TrafficSummary)
-	// FlowStarts gets TCP SYNs, first UDP datagrams of a 5-tuple after an
-	// idle period, and every TCP connection to the LAN-zone port when first
-	// seen and again every Options.LANRefresh while it is active.
+	// FlowStarts gets, every Options.Period (250 ms by default), TCP SYNs,
+	// first UDP datagrams of a 5-tuple after an idle period, and every TCP
+	// connection to the LAN-zone port when first seen and again every
+	// Options.LANRefresh while it is active.
 	FlowStarts([]sensor.Flow)
 	// CaptureHealth gets each interface's report every tick.
 	CaptureHealth(sensor.CaptureHealth)
-	// Bindings gets IP<->MAC evidence from ARP, DHCP, NDP and traffic.
+	// Bindings gets IP<->MAC evidence from ARP, DHCP, NDP and traffic,
+	// every Options.Period.
 	Bindings([]sensor.Binding)
 }
 

@@ -7,11 +7,11 @@ import (
 	"unsafe"
 )
 
-// stationKeepPeriods is how many reporting periods a worker remembers a
-// station that has gone quiet (one minute at the default 250 ms). A
+// stationKeepPeriods is how many hand-overs a worker remembers a station
+// that has gone quiet (one minute at the default 1 s traffic period). A
 // station it still remembers costs one cache line per frame; one it has
 // forgotten costs an insertion on its next frame.
-const stationKeepPeriods = 240
+const stationKeepPeriods = 60
 
 // station is what a worker touches for every frame a MAC sends: one cache
 // line, the MAC and its counters for the current period. Everything else

@@ -141,7 +141,7 @@ func TestTrafficBindingsRefreshEveryFiveMinutes(t *testing.T) {
 			w.packet(f, len(f), ts)
 			w.packet(f, len(f), ts+1) // a second frame in the period changes nothing
 		}
-		p := w.take(nil)
+		p := w.take(nil, true)
 		for _, e := range p.evidence {
 			if e.Source != SourceTraffic || e.MAC != mac48(macA) {
 				t.Fatalf("unexpected evidence %+v", e)

@@ -31,9 +31,15 @@ type Options struct {
 	// MaxFlowsPerPeriod bounds the flow starts one worker reports per
 	// period (default 16384); the excess is counted, not reported.
 	MaxFlowsPerPeriod int
-	// Period is how often summaries go to the sink (default 250 ms, which
-	// is also the shortest allowed).
+	// Period is how often flow starts and bindings go to the sink (default
+	// 250 ms, which is also the shortest allowed).
 	Period time.Duration
+	// TrafficPeriod is how often per-MAC traffic summaries go to the sink
+	// (default 1 s, rounded up to a whole number of Periods). A summary
+	// costs a pass over every active MAC however little it sent, while flow
+	// starts and bindings cost only what happened, so the latter, which
+	// policy alerts wait for, go out more often.
+	TrafficPeriod time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -55,11 +61,20 @@ func (o Options) withDefaults() Options {
 	if o.Period < 250*time.Millisecond {
 		o.Period = 250 * time.Millisecond
 	}
+	if o.TrafficPeriod <= 0 {
+		o.TrafficPeriod = time.Second
+	}
+	o.TrafficPeriod = time.Duration(o.trafficEvery()) * o.Period
 	return o
 }
 
+// trafficEvery is how many Periods make a TrafficPeriod (at least one).
+func (o Options) trafficEvery() uint64 {
+	return uint64(max(1, (o.TrafficPeriod+o.Period-1)/o.Period))
+}
+
 // period is one worker's accounting between two reporting ticks, as handed
-// to the reporter.
+// to the reporter; stations is empty except at the end of a traffic period.
 type period struct {
 	stations     []macStats   // every station active in the period
 	ips          []netip.Addr // the stations' addresses, shared by their ips slices
@@ -354,10 +369,13 @@ func (w *worker) control(data []byte, ts int64) {
 }
 
 // take hands over the current period and starts a fresh one, recycled from
-// spare when it has one.
-func (w *worker) take(spare *period) *period {
+// spare when it has one. The period carries the stations' traffic only when
+// traffic is set; otherwise they go on counting into the next.
+func (w *worker) take(spare *period, traffic bool) *period {
 	p := w.cur
-	p.stations, p.ips = w.macs.handOver(p.stations, p.ips)
+	if traffic {
+		p.stations, p.ips = w.macs.handOver(p.stations, p.ips)
+	}
 	if spare == nil {
 		spare = &period{}
 	}

@@ -3,7 +3,7 @@
 // time the process used, as one line of JSON. It is the capture side of
 // the live benchmark (capture/internal/synth/bench-live.sh).
 //
-//	capbench -i IFACE [-workers N] [-fallback] [-gopacket] [-ring-mb 64] [-block-kb 256] [-block-timeout 50ms] [-period 250ms]
+//	capbench -i IFACE [-workers N] [-fallback] [-gopacket] [-ring-mb 64] [-block-kb 256] [-block-timeout 50ms] [-period 250ms] [-traffic-period 1s]
 package main
 
 import (
@@ -51,7 +51,8 @@ func main() {
 	fallback := flag.Bool("fallback", false, "plain sockets instead of a ring")
 	ringMB := flag.Int("ring-mb", 64, "ring size in MiB")
 	blockKB := flag.Int("block-kb", 0, "ring block size in KiB (0: the default)")
-	period := flag.Duration("period", 0, "reporting period (0: the default, 250ms)")
+	period := flag.Duration("period", 0, "reporting period of flow starts and bindings (0: the default, 250ms)")
+	trafficPeriod := flag.Duration("traffic-period", 0, "reporting period of traffic summaries (0: the default, 1s)")
 	gp := flag.Bool("gopacket", false, "read the ring through gopacket's afpacket instead of directly")
 	blockTimeout := flag.Duration("block-timeout", 0, "ring block timeout (0: the default)")
 	ready := flag.String("ready", "", "create this `FILE` once the interface reports up")
@@ -74,7 +75,7 @@ func main() {
 	live, err := capture.NewLive(capture.LiveConfig{
 		Interfaces: []string{*iface}, Workers: *workers, Fallback: *fallback,
 		Ring:    capture.RingConfig{RingBytes: *ringMB << 20, BlockBytes: *blockKB << 10, Gopacket: *gp, BlockTimeout: *blockTimeout},
-		Options: capture.Options{Period: *period},
+		Options: capture.Options{Period: *period, TrafficPeriod: *trafficPeriod},
 	}, sink)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "capbench:", err)
