@@ -105,3 +105,26 @@ func BenchmarkReplayFile(b *testing.B) {
 	}
 	b.ReportMetric(float64(frames)/b.Elapsed().Seconds()/1e6, "Mpps")
 }
+
+// BenchmarkControlDecoder decodes the control-plane frames of the recorded
+// captures (ARP, DHCP, NDP) in turn. One op is one frame.
+func BenchmarkControlDecoder(b *testing.B) {
+	var frames [][]byte
+	for _, name := range []string{"ping-arp.pcap", "dhcp.pcap", "ndp.pcap"} {
+		for _, f := range framesOf(b, "../testdata/capture/"+name) {
+			var h Header
+			if ParseHeader(f, &h) && isControl(&h) {
+				frames = append(frames, f)
+			}
+		}
+	}
+	if len(frames) == 0 {
+		b.Fatal("no control-plane frames in the recorded captures")
+	}
+	d := NewControlDecoder()
+	var ev []Evidence
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ev = d.Decode(frames[i%len(frames)], ev[:0])
+	}
+}

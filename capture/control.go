@@ -63,9 +63,15 @@ type ControlDecoder struct {
 // NewControlDecoder returns a decoder for Ethernet frames.
 func NewControlDecoder() *ControlDecoder {
 	d := &ControlDecoder{decoded: make([]gopacket.LayerType, 0, 8)}
-	d.parser = gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet,
-		&d.eth, &d.dot1q, &d.ip4, &d.ip6, &d.udp, &d.arp, &d.dhcp,
-		&d.icmp6, &d.ns, &d.na)
+	d.parser = gopacket.NewDecodingLayerParser(layers.LayerTypeEthernet)
+	// A sparse container finds each next layer's decoder by indexing
+	// instead of the default map's hashing; these layer types are small.
+	var dlc gopacket.DecodingLayerContainer = gopacket.DecodingLayerSparse(nil)
+	for _, l := range []gopacket.DecodingLayer{&d.eth, &d.dot1q, &d.ip4, &d.ip6,
+		&d.udp, &d.arp, &d.dhcp, &d.icmp6, &d.ns, &d.na} {
+		dlc = dlc.Put(l)
+	}
+	d.parser.SetDecodingLayerContainer(dlc)
 	d.parser.IgnoreUnsupported = true
 	return d
 }
