@@ -41,8 +41,9 @@ type Report struct {
 
 // Replay runs src through the capture pipeline with packet timestamps as the
 // clock. When sink is not nil it gets what live capture would report, every
-// opts.Period (traffic summaries every opts.TrafficPeriod) of packet time. The report covers every record read, even
-// when src ends with an error, which Replay then returns alongside.
+// opts.Period of packet time (traffic summaries every opts.TrafficPeriod).
+// The report covers every record read, even when src ends with an error,
+// which Replay then returns alongside.
 func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, error) {
 	w := newWorker(opts)
 	w.fold = sink == nil

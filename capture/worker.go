@@ -291,12 +291,13 @@ func (w *worker) account(h *Header, data []byte, wireLen int, ts int64, hash uin
 
 // noteSource records that the station at index si (MAC mac) sent from
 // addr, marked m, at ts: the address joins the station's period, and the
-// use becomes a traffic binding when due. It runs for a station's first
-// frame of a period from an address, not for every frame.
+// use becomes a traffic binding when due. It runs only when a frame's
+// source address differs from the last one the station used in the
+// traffic period, not for every frame.
 func (w *worker) noteSource(si int, mac, m uint64, addr netip.Addr, ts int64) {
 	c := &w.macs.cold[si]
 	c.addIP(addr)
-	if c.bindingDue(m, ts) && !w.fold {
+	if !w.fold && c.bindingDue(m, ts) {
 		w.cur.evidence = append(w.cur.evidence, timedEvidence{
 			Evidence: Evidence{MAC: mac, IP: addr, Source: SourceTraffic}, Time: ts})
 	}
