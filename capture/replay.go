@@ -78,9 +78,9 @@ func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, 
 				if next == 0 {
 					next, nextTraffic = ps[i].Time+period, ps[i].Time+trafficPeriod
 				}
-				if ps[i].Time >= next {
+				traffic := ps[i].Time >= nextTraffic
+				if traffic || ps[i].Time >= next {
 					w.batch(ps[start:i])
-					traffic := ps[i].Time >= nextTraffic
 					rep.add(w.take(nil, traffic))
 					rep.emit()
 					next, start = ps[i].Time+period, i

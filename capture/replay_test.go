@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
@@ -497,5 +499,57 @@ func TestReplayHeartbeatChannelRefreshAndSinkPeriods(t *testing.T) {
 	}
 	if traffic != 1 {
 		t.Errorf("%d traffic bindings for one address, want 1 (refresh is 5 minutes)", traffic)
+	}
+}
+
+// callSink keeps each call's batch apart.
+type callSink struct {
+	recordingSink
+	trafficCalls [][]sensor.TrafficSummary
+	flowCalls    [][]sensor.Flow
+}
+
+func (s *callSink) Traffic(b []sensor.TrafficSummary) {
+	s.trafficCalls = append(s.trafficCalls, slices.Clone(b))
+}
+func (s *callSink) FlowStarts(f []sensor.Flow) { s.flowCalls = append(s.flowCalls, slices.Clone(f)) }
+
+func TestReplayFlowStartsEveryPeriodTrafficEverySecond(t *testing.T) {
+	src := &packetSource{}
+	base := int64(1_700_000_000) * 1e9
+	const step = 100 * time.Millisecond
+	for i := range 30 { // a new UDP 5-tuple every 100 ms for 3 s
+		ip := layers.IPv4{Version: 4, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: net.IPv4(192, 0, 2, 1), DstIP: net.IPv4(192, 0, 2, 2)}
+		src.frames = append(src.frames, serialize(t, &layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv4},
+			&ip, &layers.UDP{SrcPort: layers.UDPPort(1000 + i), DstPort: 53}))
+		src.times = append(src.times, base+int64(i)*int64(step))
+	}
+	sink := &callSink{}
+	if _, err := Replay(context.Background(), src, sink, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	flows := 0
+	for _, call := range sink.flowCalls {
+		flows += len(call)
+		if span := call[len(call)-1].Time.Sub(call[0].Time); span >= 250*time.Millisecond {
+			t.Errorf("one batch of flow starts spans %v, more than a 250 ms period", span)
+		}
+	}
+	if flows != 30 || len(sink.flowCalls) < 11 {
+		t.Errorf("%d flow starts in %d batches, want 30 in one batch per 250 ms", flows, len(sink.flowCalls))
+	}
+	var packets uint64
+	for _, call := range sink.trafficCalls {
+		if len(call) != 1 || call[0].MAC != sensor.MACFromUint64(mac48(macA)) {
+			t.Fatalf("traffic batch %+v, want macA's summary alone", call)
+		}
+		s := call[0]
+		packets += s.Packets
+		if span := s.LastSeen.Sub(s.FirstSeen); span >= time.Second {
+			t.Errorf("one summary spans %v, more than a second", span)
+		}
+	}
+	if packets != 30 || len(sink.trafficCalls) < 3 || len(sink.trafficCalls) > 4 {
+		t.Errorf("%d packets in %d traffic summaries, want 30 in one summary per second", packets, len(sink.trafficCalls))
 	}
 }
