@@ -100,6 +100,18 @@ func (b *boundIP) due(ts int64) bool {
 	return true
 }
 
+// count adds a frame of n bytes sent at ts to the station's period.
+func (s *station) count(n int, ts int64) {
+	if ts < s.first {
+		s.first = ts
+	}
+	if ts > s.last {
+		s.last = ts
+	}
+	s.packets++
+	s.bytes += uint64(n)
+}
+
 // Compile-time check that a station is exactly one cache line.
 var _ [64 - unsafe.Sizeof(station{})]byte
 var _ [unsafe.Sizeof(station{}) - 64]byte
@@ -135,22 +147,16 @@ func newStationTable(sizeHint int) *stationTable {
 
 // alloc gives t empty arrays with room for n stations at half load.
 func (t *stationTable) alloc(n int) {
-	size := 64
-	for size < 2*n {
-		size <<= 1
-	}
+	size, shift := tableSize(n)
 	t.hot = make([]station, size)
 	t.cold = make([]stationCold, size)
 	t.mask = uint64(size - 1)
-	t.shift = 64
-	for s := size; s > 1; s >>= 1 {
-		t.shift--
-	}
+	t.shift = shift
 	t.used = 0
 }
 
 // slot is where the search for key starts.
-func (t *stationTable) slot(key uint64) uint64 { return (key * 0x9e3779b97f4a7c15) >> t.shift }
+func (t *stationTable) slot(key uint64) uint64 { return fibHash(key, t.shift) }
 
 // list returns the index of mac's station, adding it when new and putting
 // it on the dirty list when this is its first frame of the period; ts is

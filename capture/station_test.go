@@ -13,15 +13,7 @@ import (
 
 // send accounts one frame of n bytes from mac at ts, as the worker does.
 func send(t *stationTable, mac uint64, n int, ts int64) {
-	s := &t.hot[t.list(mac, ts)]
-	if ts < s.first {
-		s.first = ts
-	}
-	if ts > s.last {
-		s.last = ts
-	}
-	s.packets++
-	s.bytes += uint64(n)
+	t.hot[t.list(mac, ts)].count(n, ts)
 }
 
 func byMAC(ss []macStats) map[uint64]macStats {

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"math/bits"
 	"net/netip"
 	"slices"
 )
@@ -52,21 +53,30 @@ func newMACTable(sizeHint int) *macTable {
 }
 
 func (t *macTable) resize(n int) {
-	size := 64
-	for size < 2*n {
-		size <<= 1
-	}
+	size, shift := tableSize(n)
 	t.slots = make([]int32, size)
-	t.shift = uint(64)
-	for s := size; s > 1; s >>= 1 {
-		t.shift--
-	}
+	t.shift = shift
 	for i := range t.entries {
 		t.place(t.entries[i].key, int32(i+1))
 	}
 }
 
-func (t *macTable) hash(key uint64) uint64 { return (key * 0x9e3779b97f4a7c15) >> t.shift }
+func (t *macTable) hash(key uint64) uint64 { return fibHash(key, t.shift) }
+
+// tableSize is the slot count of an open-addressing table for n keys at
+// half load (a power of two, at least 64) and the fibHash shift that
+// spreads keys over it.
+func tableSize(n int) (size int, shift uint) {
+	size = 64
+	for size < 2*n {
+		size <<= 1
+	}
+	return size, uint(64 - bits.TrailingZeros(uint(size)))
+}
+
+// fibHash is Fibonacci hashing: the top 64-shift bits of key times 2^64
+// over the golden ratio.
+func fibHash(key uint64, shift uint) uint64 { return (key * 0x9e3779b97f4a7c15) >> shift }
 
 func (t *macTable) place(key uint64, idx int32) {
 	mask := uint64(len(t.slots) - 1)

@@ -252,14 +252,7 @@ func (w *worker) account(h *Header, data []byte, wireLen int, ts int64, hash uin
 	t := w.macs
 	si := t.list(h.Src, ts)
 	s := &t.hot[si]
-	if ts < s.first {
-		s.first = ts
-	}
-	if ts > s.last {
-		s.last = ts
-	}
-	s.packets++
-	s.bytes += uint64(wireLen)
+	s.count(wireLen, ts)
 
 	if h.Src&(1<<40) == 0 { // a unicast sender: note its source address
 		switch h.IPVersion {
