@@ -83,6 +83,12 @@ func macOf(hw net.HardwareAddr) (uint64, bool) {
 	return mac48(hw), true
 }
 
+// bindable reports whether a can stand for one host's address: a unicast,
+// specified address.
+func bindable(a netip.Addr) bool {
+	return a.IsValid() && !a.IsUnspecified() && !a.IsMulticast()
+}
+
 func addrOf(ip net.IP) netip.Addr {
 	a, ok := netip.AddrFromSlice(ip)
 	if !ok {
@@ -123,7 +129,7 @@ func (d *ControlDecoder) fromARP(out []Evidence) []Evidence {
 	mac, ok := macOf(a.SourceHwAddress)
 	ip := addrOf(a.SourceProtAddress)
 	// An ARP probe (sender 0.0.0.0) claims nothing yet.
-	if !ok || !ip.IsValid() || ip.IsUnspecified() || mac == 0 {
+	if !ok || !bindable(ip) || mac == 0 {
 		return out
 	}
 	return append(out, Evidence{MAC: mac, IP: ip, Source: SourceARP})
@@ -157,7 +163,7 @@ func (d *ControlDecoder) fromDHCP(out []Evidence) []Evidence {
 	switch {
 	case p.Operation == layers.DHCPOpReply && msgType == layers.DHCPMsgTypeAck:
 		ev.IP = addrOf(p.YourClientIP)
-		if !ev.IP.IsValid() || ev.IP.IsUnspecified() {
+		if !bindable(ev.IP) {
 			// An ACK to an INFORM assigns nothing: the client already
 			// has ciaddr.
 			ev.IP = addrOf(p.ClientIP)
@@ -170,7 +176,7 @@ func (d *ControlDecoder) fromDHCP(out []Evidence) []Evidence {
 			ev.IP = addrOf(p.ClientIP)
 		}
 	}
-	if ev.IP.IsValid() && ev.IP.IsUnspecified() {
+	if !bindable(ev.IP) {
 		ev.IP = netip.Addr{}
 	}
 	if !ev.IP.IsValid() && ev.Hostname == "" && ev.ClientID == nil {
@@ -197,11 +203,11 @@ func (d *ControlDecoder) fromNS(out []Evidence) []Evidence {
 	if !ok {
 		return out
 	}
-	if src.IsValid() && !src.IsUnspecified() {
+	if bindable(src) {
 		return append(out, Evidence{MAC: mac, IP: src, Source: SourceNDP})
 	}
 	// Duplicate address detection: the sender is about to use the target.
-	if t := addrOf(d.ns.TargetAddress); t.IsValid() {
+	if t := addrOf(d.ns.TargetAddress); bindable(t) {
 		return append(out, Evidence{MAC: mac, IP: t, Source: SourceNDP})
 	}
 	return out
@@ -213,7 +219,7 @@ func (d *ControlDecoder) fromNA(out []Evidence) []Evidence {
 		mac, ok = macOf(d.eth.SrcMAC)
 	}
 	t := addrOf(d.na.TargetAddress)
-	if !ok || !t.IsValid() {
+	if !ok || !bindable(t) {
 		return out
 	}
 	return append(out, Evidence{MAC: mac, IP: t, Source: SourceNDP})

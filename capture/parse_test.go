@@ -203,14 +203,25 @@ func FuzzControlDecoder(f *testing.F) {
 			f.Add(fr)
 		}
 	}
+	// Neighbour discovery naming :: or a multicast group as its target.
+	for _, target := range []net.IP{net.IPv6zero, net.ParseIP("ff02::1")} {
+		ip6 := layers.IPv6{Version: 6, NextHeader: layers.IPProtocolICMPv6, HopLimit: 255,
+			SrcIP: net.IPv6unspecified, DstIP: net.ParseIP("ff02::1")}
+		icmp := layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
+		_ = icmp.SetNetworkLayerForChecksum(&ip6)
+		eth := layers.Ethernet{SrcMAC: macA, DstMAC: macB, EthernetType: layers.EthernetTypeIPv6}
+		f.Add(serialize(f, &eth, &ip6, &icmp, &layers.ICMPv6NeighborSolicitation{TargetAddress: target}))
+		icmp.TypeCode = layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborAdvertisement, 0)
+		f.Add(serialize(f, &eth, &ip6, &icmp, &layers.ICMPv6NeighborAdvertisement{TargetAddress: target}))
+	}
 	d := NewControlDecoder()
 	f.Fuzz(func(t *testing.T, frame []byte) {
 		for _, ev := range d.Decode(frame, nil) {
 			if ev.Source == "" {
 				t.Fatalf("evidence without a source: %+v", ev)
 			}
-			if ev.IP.IsValid() && ev.IP.IsUnspecified() {
-				t.Fatalf("unspecified address as evidence: %+v", ev)
+			if ev.IP.IsValid() && (ev.IP.IsUnspecified() || ev.IP.IsMulticast()) {
+				t.Fatalf("unspecified or multicast address as evidence: %+v", ev)
 			}
 			if !ev.IP.IsValid() && ev.Hostname == "" && ev.ClientID == nil {
 				t.Fatalf("empty evidence: %+v", ev)
