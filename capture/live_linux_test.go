@@ -449,3 +449,40 @@ func TestLiveHeartbeatChannelAndBindings(t *testing.T) {
 		t.Errorf("gratuitous ARP binding not reported: %+v", sink.binds)
 	}
 }
+
+// TestLiveIgnoresFramesTheHostSends sends frames out of the captured
+// interface itself: the built-in filters of both the ring and the fallback
+// socket drop them, while frames arriving on it are counted.
+func TestLiveIgnoresFramesTheHostSends(t *testing.T) {
+	for _, fallback := range []bool{false, true} {
+		t.Run(map[bool]string{false: "ring", true: "fallback"}[fallback], func(t *testing.T) {
+			lab := newLiveLab(t, 0)
+			sink := newRecSink()
+			startLive(t, LiveConfig{Interfaces: []string{lab.in}, Fallback: fallback}, sink)
+			waitHealthy(t, sink)
+			ifi, err := net.InterfaceByName(lab.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := packet.Listen(ifi, packet.Raw, unix.ETH_P_ALL, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			own := testFrame(tbSrc2, tbDst, nil, 100)
+			for range 50 {
+				if _, err := c.WriteTo(own, &packet.Addr{HardwareAddr: own[0:6]}); err != nil {
+					t.Fatalf("send on %s: %v", lab.in, err)
+				}
+			}
+			lab.inject(t, [][]byte{testFrame(tbSrc1, tbDst, nil, 100)}, 50)
+			waitFor(t, "the 50 arriving frames", 10*time.Second, func() bool {
+				return sink.counts(tbSrc1) == [2]uint64{50, 50 * 100}
+			})
+			time.Sleep(1200 * time.Millisecond) // a whole traffic period more
+			if got := sink.counts(tbSrc2); got != [2]uint64{} {
+				t.Errorf("frames the host sent were counted: %d frames, %d bytes", got[0], got[1])
+			}
+		})
+	}
+}

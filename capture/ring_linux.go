@@ -73,14 +73,20 @@ func (c RingConfig) withDefaults() RingConfig {
 	return c
 }
 
+// dropOutgoing starts a filter by dropping the frames the host itself
+// sends, which a mirror port should never carry; the rest of the program
+// follows it.
+func dropOutgoing(rest ...bpf.Instruction) ([]bpf.RawInstruction, error) {
+	return bpf.Assemble(append([]bpf.Instruction{
+		bpf.LoadExtension{Num: bpf.ExtType},
+		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipFalse: 1},
+		bpf.RetConstant{Val: 0},
+	}, rest...))
+}
+
 // incomingOnly accepts every frame except those the host sends.
 func incomingOnly() ([]bpf.RawInstruction, error) {
-	return bpf.Assemble([]bpf.Instruction{
-		bpf.LoadExtension{Num: bpf.ExtType},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipTrue: 1},
-		bpf.RetConstant{Val: fullFrame},
-		bpf.RetConstant{Val: 0},
-	})
+	return dropOutgoing(bpf.RetConstant{Val: fullFrame})
 }
 
 // headerSnap is how much of an ordinary TCP or UDP frame the ring keeps:
@@ -94,11 +100,7 @@ const fullFrame = 0x40000
 // incomingHeaders drops the frames the host sends, then applies
 // headerRules.
 func incomingHeaders() ([]bpf.RawInstruction, error) {
-	return bpf.Assemble(append([]bpf.Instruction{
-		bpf.LoadExtension{Num: bpf.ExtType},
-		bpf.JumpIf{Cond: bpf.JumpEqual, Val: unix.PACKET_OUTGOING, SkipFalse: 1},
-		bpf.RetConstant{Val: 0},
-	}, headerRules()...))
+	return dropOutgoing(headerRules()...)
 }
 
 // headerRules keeps headerSnap bytes of IPv4 TCP, IPv4 UDP other than
