@@ -254,7 +254,7 @@ func (l *Lab) build(ctx context.Context, created *[]string) error {
 			}
 		}
 	}
-	return nil
+	return l.waitSwitching(ctx)
 }
 
 // plug creates a host interface and its bridge port, mirrored to the span
