@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -135,12 +136,17 @@ func TestSendFramesCrossTheSwitchAndTheMirrorOnce(t *testing.T) {
 	if err := l.SendFrames("ep1", 0, [][]byte{{1, 2, 3}}); err == nil {
 		t.Error("a 3-byte frame was accepted")
 	}
-	time.Sleep(100 * time.Millisecond)
+	want := append(frames, untagged)
+	// The frames cross two veth pairs in softirq: wait until each capture
+	// has them all, then a little longer for any duplicate.
+	mirror.waitFor(want, 5*time.Second)
+	dst.waitFor(want, 5*time.Second)
+	time.Sleep(50 * time.Millisecond)
 	for _, c := range []struct {
 		name   string
 		frames [][]byte
 	}{{"mirror", mirror.stop()}, {"ep2", dst.stop()}} {
-		for i, want := range append(frames, untagged) {
+		for i, want := range want {
 			n := 0
 			for _, f := range c.frames {
 				if bytes.Equal(f, want) {
@@ -151,5 +157,21 @@ func TestSendFramesCrossTheSwitchAndTheMirrorOnce(t *testing.T) {
 				t.Errorf("%s saw frame %d %d times, want once", c.name, i, n)
 			}
 		}
+	}
+}
+
+// waitFor returns once c has read every frame in want, or after timeout.
+func (c *frameCapture) waitFor(want [][]byte, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		missing := slices.ContainsFunc(want, func(w []byte) bool {
+			return !slices.ContainsFunc(c.frames, func(f []byte) bool { return bytes.Equal(f, w) })
+		})
+		c.mu.Unlock()
+		if !missing {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
