@@ -352,7 +352,7 @@ func stopNamespaceProcesses(ctx context.Context, ns string) error {
 		for _, pid := range pids {
 			if sig != 0 {
 				slog.Debug("stopping lab process", "namespace", ns, "pid", pid, "signal", sig)
-				_ = syscall.Kill(pid, sig)
+				_ = kill(pid, sig)
 			}
 		}
 		signalled = true

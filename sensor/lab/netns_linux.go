@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -36,3 +37,6 @@ func do(ns string, f func() error) error {
 	}()
 	return <-errc
 }
+
+// kill sends sig to process pid.
+func kill(pid int, sig syscall.Signal) error { return unix.Kill(pid, sig) }
