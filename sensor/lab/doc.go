@@ -30,11 +30,13 @@
 // cable or a host's port (SetMirrorLink, SetPortLink), and checks that the
 // mirror copies every frame exactly once (VerifyMirror).
 //
-// Up creates a lab and writes a state file describing everything it made;
-// Teardown and (*Lab).Down remove it again, from the state file or, when
-// that is gone, from the name prefix alone. Every operation needs root, the
-// ip and tc programs (iproute2) and ethtool; ping (iputils) is used for
-// pings, dnsmasq and busybox for DHCP.
+// Up creates a lab, writes a state file describing everything it made,
+// and returns once every switch port forwards and every link has its
+// carrier, so the first frame sent crosses the switch. Teardown and
+// (*Lab).Down remove it again, from the state file or, when that is gone,
+// from the name prefix alone. Every operation needs root, the ip, tc and
+// bridge programs (iproute2) and ethtool; ping (iputils) is used for pings,
+// dnsmasq and busybox for DHCP.
 //
 // Lab names contain no '-', so "NAME-" is a prefix no other lab's
 // namespaces share.
