@@ -28,9 +28,9 @@ type linkState struct {
 // right after Up crosses the switch and the mirror. Until then the kernel
 // silently drops frames at a port that is not yet forwarding.
 func (l *Lab) waitSwitching(ctx context.Context) error {
-	ports := []string{}
-	hosts := map[string][]string{l.Sensor.Namespace: {l.Sensor.Mirror}}
-	for _, e := range append([]Endpoint{{Namespace: l.Sensor.Namespace, Interfaces: []Interface{l.Sensor.LAN}}}, l.Endpoints...) {
+	ports := []string{l.Sensor.LAN.Port}
+	hosts := map[string][]string{l.Sensor.Namespace: {l.Sensor.Mirror, l.Sensor.LAN.Name}}
+	for _, e := range l.Endpoints {
 		for _, ifc := range e.Interfaces {
 			ports = append(ports, ifc.Port)
 			hosts[e.Namespace] = append(hosts[e.Namespace], ifc.Name)
