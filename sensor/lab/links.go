@@ -36,19 +36,31 @@ func (l *Lab) waitSwitching(ctx context.Context) error {
 			hosts[e.Namespace] = append(hosts[e.Namespace], ifc.Name)
 		}
 	}
+	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, linkSettle)
 	defer cancel()
+	var waiting []string
+	var lastErr error
 	for {
-		waiting, err := l.linksNotUp(ctx, ports, hosts)
-		if err == nil && len(waiting) == 0 {
+		w, err := l.linksNotUp(ctx, ports, hosts)
+		switch {
+		case err == nil && len(w) == 0:
 			return nil
+		case err == nil:
+			waiting, lastErr = w, nil
+		case ctx.Err() == nil:
+			lastErr = err
 		}
 		select {
 		case <-ctx.Done():
-			if err == nil {
-				err = fmt.Errorf("links %s are not up", strings.Join(waiting, ", "))
+			why := lastErr
+			if why == nil && waiting != nil {
+				why = fmt.Errorf("%s not up", strings.Join(waiting, ", "))
 			}
-			return fmt.Errorf("lab %s: wait for the switch to forward: %w after %s; check `dmesg` for veth or bridge errors", l.Name, err, linkSettle)
+			if why == nil {
+				why = ctx.Err()
+			}
+			return fmt.Errorf("lab %s: wait for the switch to forward: %w after %s; check `dmesg` for veth or bridge errors", l.Name, why, time.Since(start).Round(time.Millisecond))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,5 +174,41 @@ func (c *frameCapture) waitFor(want [][]byte, timeout time.Duration) {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestWaitSwitchingNamesLinksThatAreNotUp(t *testing.T) {
+	t.Parallel()
+	testenv.RequireRoot(t)
+	testenv.RequireCommands(t, "ip", "tc", "ethtool", "bridge")
+	ctx := t.Context()
+	l, err := Up(ctx, Config{Name: testenv.UniqueName("tbl"), StateDir: t.TempDir(), Endpoints: Endpoints(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Down(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := l.waitSwitching(ctx); err != nil {
+		t.Fatalf("right after Up: %v", err)
+	}
+	if err := l.SetPortLink(ctx, "ep2", 0, false); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	err = l.waitSwitching(short)
+	port := l.Endpoints[1].Interfaces[0].Port
+	if err == nil || !strings.Contains(err.Error(), "switch port "+port) {
+		t.Fatalf("with ep2's port down: %v, want an error naming switch port %s", err, port)
+	}
+	t.Logf("with ep2's port down: %v", err)
+	if err := l.SetPortLink(ctx, "ep2", 0, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.waitSwitching(ctx); err != nil {
+		t.Fatalf("with ep2's port back up: %v", err)
 	}
 }
