@@ -100,7 +100,6 @@ func TestReadUtmp(t *testing.T) {
 // sensorFixture runs a real LAN-zone listener and engine.
 type sensorFixture struct {
 	dir    string
-	auth   *pki.Authority
 	engine *sensor.Engine
 	l      *lanzone.Listener
 	addr   string

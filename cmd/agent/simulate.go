@@ -52,11 +52,6 @@ type SimStats struct {
 	Lost       int64
 }
 
-type simulator struct {
-	cfg                                        SimConfig
-	connected, sessions, beats, dialErrs, lost atomic.Int64
-}
-
 // SimSource returns the loopback source address of simulated endpoint i:
 // 127.B.C.D outside 127.0.0.0/16, never .0 or .255.
 func SimSource(i int) netip.Addr {

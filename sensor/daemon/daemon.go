@@ -63,7 +63,6 @@ type Sensor struct {
 	alertsDone chan struct{}
 
 	stored    atomic.Uint64 // highest sequence number stored
-	degraded  atomic.Bool   // capture reported blind
 	storeErrs atomic.Uint64
 }
 

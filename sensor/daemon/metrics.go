@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tapbeat/tapbeat/sensor"
@@ -48,7 +49,7 @@ func newMetrics(s *Sensor) *metrics {
 		captures: map[string]sensor.CaptureHealth{},
 	}
 	m.reg.MustRegister(m.alerts, m.packets, m.drops, m.linkUp,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "tapbeat_lanzone_connections", Help: "Endpoints connected to the LAN zone.",
 	}, func() float64 {
