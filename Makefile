@@ -22,8 +22,10 @@ bin/%: FORCE
 	@mkdir -p bin
 	$(GOBUILD) -o $@ ./cmd/$*
 
+# go vet, then staticcheck (a `go tool` pinned in go.mod).
 vet:
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 
 # Every test, privileged ones included (run as root), then the short fuzz
 # runs, then one summary line.
