@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v2"
 )
 
 func freeAddr(t *testing.T) string {
@@ -37,12 +39,30 @@ func TestRunAndEnrollRemotely(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var logs bytes.Buffer
 	done := make(chan error, 1)
+	app := newApp()
+	app.Writer, app.ErrWriter = &bytes.Buffer{}, &logs
+	// The command-line library keeps its help and version flags in
+	// package variables and writes to them while parsing: the other
+	// command lines below run only once the daemon's has been parsed.
+	parsed := make(chan struct{})
+	run := app.Command("run")
+	before := run.Before
+	run.Before = func(c *cli.Context) error {
+		close(parsed)
+		if before != nil {
+			return before(c)
+		}
+		return nil
+	}
 	go func() {
-		app := newApp()
-		app.Writer, app.ErrWriter = &bytes.Buffer{}, &logs
 		done <- app.RunContext(ctx, []string{"tapbeat", "run", "--dir", dir, "--listen", freeAddr(t),
 			"--admin-listen", adminAddr, "--api", filepath.Join(dir, "api.sock")})
 	}()
+	select {
+	case <-parsed:
+	case err := <-done:
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
 	t.Cleanup(func() {
 		cancel()
 		select {
