@@ -12,7 +12,13 @@ FUZZ_TARGETS ?= ./capture:FuzzParseHeader ./capture:FuzzControlDecoder \
                 ./appliance/config:FuzzCmdline
 FUZZ_TIME    ?= 8s
 
-.PHONY: all build test fuzz-short bench bench-capture bench-lanzone bench-history demo clean vet FORCE
+# Packages whose tests `make test` runs a second time under the race
+# detector (the lab end-to-end and appliance image tests drive other
+# processes, which the detector does not see into).
+RACE_PKGS ?= ./sensor/ ./sensor/alert/... ./sensor/history/ ./sensor/api/ ./sensor/lab/ \
+             ./sensor/daemon/ ./lanzone/... ./capture/ ./cmd/...
+
+.PHONY: all build test race fuzz-short bench bench-capture bench-lanzone bench-history demo clean vet FORCE
 
 all: build
 
@@ -27,16 +33,20 @@ vet:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-# Every test, privileged ones included (run as root), then the short fuzz
-# runs, then one summary line.
+# Every test, privileged ones included (run as root), then the race
+# detector's pass, the short fuzz runs, and one summary line.
 test: build vet
 	@mkdir -p build
 	@rc=0; \
 	$(GO) tool gotestsum --format testname --jsonfile build/test.json -- \
 		-count=1 -timeout 18m ./... || rc=$$?; \
+	$(MAKE) --no-print-directory race || rc=1; \
 	$(MAKE) --no-print-directory fuzz-short || rc=1; \
 	.ci/summary build/test.json || rc=1; \
 	exit $$rc
+
+race:
+	$(GO) test -race -count=1 $(RACE_PKGS)
 
 fuzz-short:
 	@for t in $(FUZZ_TARGETS); do \
