@@ -36,44 +36,7 @@ func TestRunAndEnrollRemotely(t *testing.T) {
 		t.Fatalf("enroll --admin: %v\n%s", err, out)
 	}
 	adminAddr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs bytes.Buffer
-	done := make(chan error, 1)
-	app := newApp()
-	app.Writer, app.ErrWriter = &bytes.Buffer{}, &logs
-	// The command-line library keeps its help and version flags in
-	// package variables and writes to them while parsing: the other
-	// command lines below run only once the daemon's has been parsed.
-	parsed := make(chan struct{})
-	run := app.Command("run")
-	before := run.Before
-	run.Before = func(c *cli.Context) error {
-		close(parsed)
-		if before != nil {
-			return before(c)
-		}
-		return nil
-	}
-	go func() {
-		done <- app.RunContext(ctx, []string{"tapbeat", "run", "--dir", dir, "--listen", freeAddr(t),
-			"--admin-listen", adminAddr, "--api", filepath.Join(dir, "api.sock")})
-	}()
-	select {
-	case <-parsed:
-	case err := <-done:
-		t.Fatalf("run: %v\n%s", err, logs.String())
-	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("the daemon did not stop within 20s of its context ending")
-		}
-	})
+	startDaemon(t, "--dir", dir, "--listen", freeAddr(t), "--admin-listen", adminAddr, "--api", filepath.Join(dir, "api.sock"))
 	url := "https://" + adminAddr
 	bundle := filepath.Join(t.TempDir(), "laptop-9.bundle.json")
 	var out string
@@ -101,4 +64,47 @@ func TestRunAndEnrollRemotely(t *testing.T) {
 	if _, err := runApp(t, "enroll", "--server", url, "--name", "x"); err == nil {
 		t.Error("remote enroll without a bundle succeeded")
 	}
+}
+
+// startDaemon runs `tapbeat run ARGS...` in this process until the test
+// ends, then stops it through its context and checks that it stopped
+// cleanly.
+func startDaemon(t *testing.T, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs bytes.Buffer
+	done := make(chan error, 1)
+	app := newApp()
+	app.Writer, app.ErrWriter = &bytes.Buffer{}, &logs
+	// The command-line library keeps its help and version flags in
+	// package variables and writes to them while parsing: other command
+	// lines run only once the daemon's has been parsed.
+	parsed := make(chan struct{})
+	run := app.Command("run")
+	before := run.Before
+	run.Before = func(c *cli.Context) error {
+		close(parsed)
+		if before != nil {
+			return before(c)
+		}
+		return nil
+	}
+	go func() { done <- app.RunContext(ctx, append([]string{"tapbeat", "run"}, args...)) }()
+	select {
+	case <-parsed:
+	case err := <-done:
+		cancel()
+		t.Fatalf("run: %v\n%s", err, logs.String())
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run: %v\n%s", err, logs.String())
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("the daemon did not stop within 20s of its context ending")
+		}
+	})
 }

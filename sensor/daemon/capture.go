@@ -11,9 +11,7 @@ type fanout struct{ s *Sensor }
 
 func (f fanout) Traffic(batch []sensor.TrafficSummary) {
 	f.s.engine.Traffic(batch)
-	if err := f.s.store.AddTraffic(batch); err != nil {
-		f.s.log.Error("store traffic rollups", "err", err)
-	}
+	f.s.noteStore(f.s.store.AddTraffic(batch), "store traffic rollups")
 }
 
 func (f fanout) FlowStarts(flows []sensor.Flow) { f.s.engine.FlowStarts(flows) }
@@ -24,7 +22,5 @@ func (f fanout) CaptureHealth(h sensor.CaptureHealth) {
 }
 
 func (f fanout) Bindings(bs []sensor.Binding) {
-	if err := f.s.store.AddBindings(bs); err != nil {
-		f.s.log.Error("store IP bindings", "err", err)
-	}
+	f.s.noteStore(f.s.store.AddBindings(bs), "store IP bindings")
 }

@@ -64,6 +64,7 @@ type Sensor struct {
 
 	stored    atomic.Uint64 // highest sequence number stored
 	storeErrs atomic.Uint64
+	diskFull  atomic.Bool // the history refuses writes for lack of disk space
 }
 
 // Run runs the sensor until ctx ends, then shuts down cleanly: inputs stop
@@ -314,11 +315,16 @@ func (s *Sensor) storeAndForward(evs []sensor.Event) {
 		s.mu.Unlock()
 		err := s.store.Append(evs, func(wb *badger.WriteBatch) error { return ob.Stage(wb, evs) })
 		if err == nil {
+			s.noteStore(nil, "")
 			break
 		}
 		s.storeErrs.Add(1)
-		s.log.Error("cannot store events; retrying, nothing is dropped (check free disk space in the state directory)",
-			"events", len(evs), "first_seq", evs[0].Seq, "err", err, "retry_in", backoff)
+		if errors.Is(err, history.ErrDiskFull) {
+			s.noteStore(err, "cannot store events: they wait in memory until the history disk has room")
+		} else {
+			s.log.Error("cannot store events; retrying, nothing is dropped (check free disk space in the state directory)",
+				"events", len(evs), "first_seq", evs[0].Seq, "err", err, "retry_in", backoff)
+		}
 		if errors.Is(err, history.ErrClosed) {
 			return
 		}
@@ -333,6 +339,25 @@ func (s *Sensor) storeAndForward(evs []sensor.Event) {
 	}
 	s.listener.Notify(evs)
 	s.metrics.observe(evs)
+}
+
+// noteStore reports the outcome of a write to history (what says which): an
+// error is logged, except that a full disk is logged once until a write
+// succeeds again, since every write fails the same way meanwhile and what
+// it would have written waits in memory.
+func (s *Sensor) noteStore(err error, what string) {
+	switch {
+	case err == nil:
+		if s.diskFull.Swap(false) {
+			s.log.Info("history disk has room again: writing what waited in memory")
+		}
+	case errors.Is(err, history.ErrDiskFull):
+		if !s.diskFull.Swap(true) {
+			s.log.Error(what, "err", err)
+		}
+	default:
+		s.log.Error(what, "err", err)
+	}
 }
 
 // sensorConfig is the correlator's configuration, with the LAN zone's own

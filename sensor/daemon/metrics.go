@@ -139,6 +139,9 @@ func (m *metrics) health() health {
 		}
 	}
 	m.mu.Unlock()
+	if m.s.diskFull.Load() {
+		h.Problems = append(h.Problems, "history disk is full: events, bindings and traffic wait in memory")
+	}
 	if h.QueuedEvents > 10000 {
 		h.Problems = append(h.Problems, "history is falling behind")
 	}

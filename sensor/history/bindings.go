@@ -37,13 +37,30 @@ type openBinding struct {
 // bindingWriteEvery: an open interval's end is rewritten at most this often.
 const bindingWriteEvery = time.Minute
 
-// AddBindings records IP<->MAC observations as validity intervals.
+// maxHeldBindings bounds the observations kept in memory while the disk
+// is full; beyond it the oldest are dropped, counted and logged.
+const maxHeldBindings = 1 << 16
+
+// AddBindings records IP<->MAC observations as validity intervals. While
+// the disk is full it returns ErrDiskFull and holds the observations in
+// memory (up to maxHeldBindings) until a later write finds room.
 func (s *Store) AddBindings(bs []sensor.Binding) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
 	}
+	if err := s.roomToWrite(); err != nil {
+		s.holdBindings(bs)
+		return fmt.Errorf("add bindings: %w; %d observations wait in memory", err, len(s.heldBindings))
+	}
+	if err := s.addHeldBindings(); err != nil {
+		return fmt.Errorf("add bindings: %w", err)
+	}
+	return s.writeBindings(bs)
+}
+
+func (s *Store) writeBindings(bs []sensor.Binding) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, b := range bs {
@@ -54,6 +71,31 @@ func (s *Store) AddBindings(bs []sensor.Binding) error {
 	if err := wb.Flush(); err != nil {
 		return fmt.Errorf("add bindings: %w", err)
 	}
+	return nil
+}
+
+// holdBindings keeps observations that could not be written.
+func (s *Store) holdBindings(bs []sensor.Binding) {
+	s.heldBindings = append(s.heldBindings, bs...)
+	if over := len(s.heldBindings) - maxHeldBindings; over > 0 {
+		s.heldBindings = slices.Delete(s.heldBindings, 0, over)
+		s.droppedBindings += uint64(over)
+	}
+}
+
+// addHeldBindings writes the observations held while the disk was full.
+func (s *Store) addHeldBindings() error {
+	if len(s.heldBindings) == 0 {
+		return nil
+	}
+	if err := s.writeBindings(s.heldBindings); err != nil {
+		return err
+	}
+	if s.droppedBindings > 0 {
+		s.log.Warn("IP bindings observed while the history disk was full were dropped: more than fit in memory",
+			"dropped", s.droppedBindings, "kept", len(s.heldBindings))
+	}
+	s.heldBindings, s.droppedBindings = nil, 0
 	return nil
 }
 

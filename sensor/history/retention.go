@@ -101,7 +101,7 @@ func (s *Store) prune(alerts *[]sensor.Event) (PruneResult, error) {
 			return res, fmt.Errorf("prune: %w", err)
 		}
 		res.FreeBytes = free
-		need := max(s.opts.MinFreeBytes, uint64(s.opts.MinFreeFraction*float64(total)))
+		need := max(s.opts.MinFreeBytes, uint64(s.opts.MinFreeFraction*float64(total)), s.opts.ReserveBytes)
 		if free >= need {
 			return res, nil
 		}
@@ -162,10 +162,13 @@ func (s *Store) Run(ctx context.Context, period time.Duration) error {
 	defer t.Stop()
 	lastPrune := time.Time{}
 	for {
-		if err := s.Flush(); err != nil && !errors.Is(err, ErrClosed) {
+		err := s.Flush()
+		if err != nil && !errors.Is(err, ErrClosed) {
 			s.log.Error("history flush", "err", err)
 		}
-		if now := time.Now(); now.Sub(lastPrune) >= period {
+		// A full disk is not left until the next period: dropping the
+		// oldest days may make room now.
+		if now := time.Now(); now.Sub(lastPrune) >= period || errors.Is(err, ErrDiskFull) {
 			lastPrune = now
 			if _, err := s.Prune(); err != nil && !errors.Is(err, ErrClosed) {
 				s.log.Error("history retention", "err", err)

@@ -29,7 +29,8 @@ type Options struct {
 	// (default 512 MiB).
 	MinFreeBytes uint64
 	// MinFreeFraction is the same threshold as a fraction of the file
-	// system's size; the larger of the two applies (default 0.05).
+	// system's size; the larger of the two applies (default 0.05), and
+	// never less than ReserveBytes.
 	MinFreeFraction float64
 	// IndexCacheSize bounds the memory Badger spends on table indexes and
 	// bloom filters (default 16 MiB; Badger's own default is unbounded).
@@ -39,6 +40,14 @@ type Options struct {
 	// MemTableSize is the size of each of Badger's two memtables (default
 	// 8 MiB).
 	MemTableSize int64
+	// ReserveBytes: while the file system holding the database has less
+	// free space than this, every write is refused with ErrDiskFull and
+	// what it would have written stays in memory (default eight memtables
+	// plus 32 MiB, 96 MiB with the default memtable). Badger writes its
+	// log and new tables through memory-mapped files, and a store into one
+	// on a full file system kills the process; the reserve leaves room for
+	// the memtables and the flushes and compactions already under way.
+	ReserveBytes uint64
 	// Logger receives the store's and Badger's messages (default slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock used for retention (default time.Now).
@@ -68,6 +77,9 @@ func (o Options) withDefaults() Options {
 	if o.MemTableSize <= 0 {
 		o.MemTableSize = 8 << 20
 	}
+	if o.ReserveBytes == 0 {
+		o.ReserveBytes = 8*uint64(o.MemTableSize) + 32<<20
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -83,6 +95,10 @@ var ErrLocked = errors.New("history database is in use by another process (is th
 
 // ErrClosed is returned by a Store used after Close.
 var ErrClosed = errors.New("history store is closed")
+
+// ErrDiskFull is returned by a Store's writes while the file system
+// holding the database has less free space than Options.ReserveBytes.
+var ErrDiskFull = errors.New("history disk is full")
 
 // Registration is an endpoint registry snapshot: what an endpoint declared
 // in a hello (or what the sensor knew of it at a daily checkpoint).
@@ -117,15 +133,27 @@ type Store struct {
 	bindings   map[netip.Addr]*openBinding
 	traffic    rollup
 	stations   map[stationKey]*Station
+	// heldBindings wait for room on a full disk; droppedBindings counts
+	// those that did not fit.
+	heldBindings    []sensor.Binding
+	droppedBindings uint64
 }
 
 // Open opens (creating if needed) the history database in dir. If the
 // previous process was killed, Badger replays its write-ahead log. Opening a
-// database another process holds fails with ErrLocked.
+// database another process holds fails with ErrLocked; opening on a file
+// system with less free space than Options.ReserveBytes fails with
+// ErrDiskFull.
 func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("history: create %s: %w", dir, err)
+	}
+	// Opening replays the write-ahead log into a new memory-mapped one: on
+	// a full disk that would kill the process rather than fail.
+	if free, _, err := freeSpace(dir); err == nil && free < opts.ReserveBytes {
+		return nil, fmt.Errorf("open history %s: %w: %d MiB free, under the %d MiB kept in reserve, and opening may replay the write-ahead log: free disk space or enlarge the volume",
+			dir, ErrDiskFull, free>>20, opts.ReserveBytes>>20)
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{opts.Logger}).
@@ -281,7 +309,9 @@ func (s *Store) replayStates(after uint64, since time.Time) error {
 func (s *Store) DB() *badger.DB { return s.db }
 
 // Close flushes the traffic minutes and binding intervals still in memory
-// and closes the database.
+// and closes the database. On a full disk it returns ErrDiskFull and leaves
+// the database to be recovered from its write-ahead log by the next Open in
+// a new process.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -290,6 +320,14 @@ func (s *Store) Close() error {
 	}
 	ferr := s.flushLocked(true)
 	s.closed = true
+	if err := s.roomToWrite(); err != nil {
+		// Closing Badger writes its memtable into a new table through a
+		// memory-mapped file, which on a full disk kills the process.
+		// Leave the database open instead: its write-ahead log holds every
+		// write that returned nil and is replayed at the next open, as
+		// after a crash. The process is expected to exit.
+		return fmt.Errorf("close history: left open, to be recovered from its write-ahead log at the next start: %w", err)
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close history: %w", err)
 	}
@@ -329,6 +367,9 @@ func (s *Store) Append(evs []sensor.Event, stage func(*badger.WriteBatch) error)
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
+	}
+	if err := s.roomToWrite(); err != nil {
+		return fmt.Errorf("append: %w", err)
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
@@ -753,6 +794,9 @@ func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
+	}
+	if err := s.roomToWrite(); err != nil {
+		return fmt.Errorf("save snapshot: %w", err)
 	}
 	now := s.opts.Now()
 	day := dayOf(now)

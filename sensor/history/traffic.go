@@ -184,6 +184,9 @@ func trafficKey(m sensor.MAC, minute uint32) []byte {
 // flushTraffic writes the minutes below `below` and the dirty inventory
 // records.
 func (s *Store) flushTraffic(below uint32) error {
+	if err := s.roomToWrite(); err != nil {
+		return fmt.Errorf("flush traffic: %w", err)
+	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	if err := s.stageTraffic(wb, below); err != nil {
@@ -257,6 +260,12 @@ func (s *Store) flushLocked(all bool) error {
 	below := uint32(s.opts.Now().Unix()/60) - 1
 	if all {
 		below = ^uint32(0)
+	}
+	if err := s.roomToWrite(); err != nil {
+		return fmt.Errorf("flush: %w", err)
+	}
+	if err := s.addHeldBindings(); err != nil {
+		return fmt.Errorf("flush: %w", err)
 	}
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
