@@ -375,6 +375,11 @@ func (dp *Dispatcher) persist(s *destState) error {
 	if done {
 		return nil
 	}
+	if !dp.ob.hasRoom() {
+		// Delivery goes on; the cursor is saved once there is room. A
+		// restart meanwhile resends from the last saved one.
+		return nil
+	}
 	err := dp.ob.db.Update(func(txn *badger.Txn) error {
 		if err := txn.Set(append(bytes.Clone(cursorPrefix), s.d.Name...), u64(cur)); err != nil {
 			return err

@@ -53,6 +53,11 @@ type OutboxOptions struct {
 	MaxEntries int
 	// Logger receives the outbox's logs (slog.Default when nil).
 	Logger *slog.Logger
+	// Room, when set, is asked before each write the outbox and its
+	// dispatcher make on their own (delivery cursors, deleting delivered
+	// entries); while it returns an error those writes are skipped and
+	// made later. The history store's full-disk guard goes here.
+	Room func() error
 }
 
 // Outbox is the durable queue of alerts waiting for delivery, kept in Badger
@@ -64,6 +69,7 @@ type Outbox struct {
 	log   *slog.Logger
 	count atomic.Int64 // entries staged and not yet deleted (approximate until committed)
 	full  chan struct{}
+	room  func() error
 
 	staged atomic.Uint64                   // highest sequence number staged
 	stages atomic.Uint64                   // Stage calls that staged something
@@ -75,7 +81,7 @@ type Outbox struct {
 // alerts raised from now on); the cursors of destinations no longer
 // configured are deleted, so they no longer hold entries back.
 func NewOutbox(db *badger.DB, opts OutboxOptions) (*Outbox, error) {
-	o := &Outbox{db: db, dests: opts.Destinations, max: opts.MaxEntries, log: opts.Logger, full: make(chan struct{}, 1)}
+	o := &Outbox{db: db, dests: opts.Destinations, max: opts.MaxEntries, log: opts.Logger, full: make(chan struct{}, 1), room: opts.Room}
 	if o.max <= 0 {
 		o.max = DefaultMaxEntries
 	}
@@ -244,6 +250,9 @@ func (o *Outbox) read(after uint64, n int, f Filter) ([]entry, uint64, error) {
 // deleteThrough deletes every entry up to and including seq, and returns
 // how many it deleted.
 func (o *Outbox) deleteThrough(seq uint64) (int, error) {
+	if !o.hasRoom() {
+		return 0, nil // delivered entries stay until there is room to delete them
+	}
 	var keys [][]byte
 	err := o.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix})
@@ -330,3 +339,6 @@ func loadU64(db *badger.DB, key []byte) (uint64, error) {
 	})
 	return v, err
 }
+
+// hasRoom tells whether the outbox may write to the database now.
+func (o *Outbox) hasRoom() bool { return o.room == nil || o.room() == nil }

@@ -424,6 +424,7 @@ func (s *Sensor) startAlerts(cfg Alerts, record func(sensor.Event)) error {
 	}
 	ob, err := alert.NewOutbox(s.store.DB(), alert.OutboxOptions{
 		Destinations: dests, MaxEntries: cfg.OutboxLimit, Logger: s.log.With("part", "outbox"),
+		Room: s.store.RoomToWrite,
 	})
 	if err != nil {
 		return fmt.Errorf("alert outbox: %w", err)

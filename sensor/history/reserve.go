@@ -2,6 +2,11 @@ package history
 
 import "fmt"
 
+// RoomToWrite returns ErrDiskFull, as the Store's own writes do, while
+// the file system holding the database has less free space than
+// Options.ReserveBytes. Others writing to DB() ask it first.
+func (s *Store) RoomToWrite() error { return s.roomToWrite() }
+
 // roomToWrite returns ErrDiskFull, with the figures, when the file system
 // holding the database has less free space than the reserve. Badger writes
 // its log and new tables through memory-mapped sparse files: a store into
