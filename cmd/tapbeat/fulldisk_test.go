@@ -2,15 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"errors"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,13 +18,7 @@ import (
 // the daemon keeps running and says the disk is full, then stores the
 // event once there is room again.
 func TestRunOnFullDisk(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "mount", "umount")
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	mnt := testenv.Tmpfs(t, "256m")
 	dir := filepath.Join(mnt, "sensor")
 	if out, err := runApp(t, "init", "--dir", dir, "--org", "acme", "--lan", "127.0.0.1"); err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
@@ -62,20 +52,7 @@ func TestRunOnFullDisk(t *testing.T) {
 	}
 	waitHealth("ok", func(h health) bool { return h.Status == "ok" })
 
-	filler := filepath.Join(mnt, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for buf := make([]byte, 1<<20); ; {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	f.Close()
+	freeDisk := testenv.FillDisk(t, mnt)
 
 	// A peer that speaks no TLS: an auth_failed event the daemon cannot
 	// store yet.
@@ -87,9 +64,7 @@ func TestRunOnFullDisk(t *testing.T) {
 	c.Close()
 	waitHealth("the full disk", func(h health) bool { return h.Status == "degraded" && diskFull(h) })
 
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
+	freeDisk()
 	waitHealth("ok again", func(h health) bool { return h.Status == "ok" && !diskFull(h) })
 	out, err := runApp(t, "query", "alerts", "--api", sock, "--type", "auth_failed", "--since", "1h", "--format", "json")
 	if err != nil || !strings.Contains(out, "refused") {

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,13 +20,7 @@ import (
 // refuse writes with ErrDiskFull instead, keep what it could not write, and
 // write it once there is room again.
 func TestFullDiskRefusesWritesAndLosesNothing(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "mount", "umount")
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	mnt := testenv.Tmpfs(t, "48m")
 	dir := filepath.Join(mnt, "history")
 	now := at(12, 0)
 	opts := Options{
@@ -61,20 +54,7 @@ func TestFullDiskRefusesWritesAndLosesNothing(t *testing.T) {
 	}
 
 	// Another writer fills the file system to the last block.
-	filler := filepath.Join(mnt, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for buf := make([]byte, 1<<20); ; {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	f.Close()
+	freeDisk := testenv.FillDisk(t, mnt)
 
 	// Every write is refused, with an error that says what to do; the
 	// process survives.
@@ -99,9 +79,7 @@ func TestFullDiskRefusesWritesAndLosesNothing(t *testing.T) {
 
 	// Room again: the refused events go in as the daemon retries them, and
 	// the held bindings with the next write.
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
+	freeDisk()
 	if err := s.Append(refused, nil); err != nil {
 		t.Fatalf("append once there is room: %v", err)
 	}
@@ -133,13 +111,8 @@ func TestFullDiskRefusesWritesAndLosesNothing(t *testing.T) {
 // write-ahead log. A copy of the directory, opened once there is room,
 // holds every event Append accepted.
 func TestCloseOnFullDiskLeavesTheLogToReplay(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "mount", "umount", "cp")
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=48m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	testenv.RequireCommands(t, "cp")
+	mnt := testenv.Tmpfs(t, "48m")
 	now := at(12, 0)
 	opts := Options{Now: func() time.Time { return now }, MinFreeBytes: 1, MinFreeFraction: 1e-9,
 		MemTableSize: 1 << 20, BlockCacheSize: 4 << 20, IndexCacheSize: 4 << 20, ReserveBytes: 8 << 20}
@@ -155,26 +128,11 @@ func TestCloseOnFullDiskLeavesTheLogToReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	filler := filepath.Join(mnt, "filler")
-	f, err := os.Create(filler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for buf := make([]byte, 1<<20); ; {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatal(err)
-			}
-			break
-		}
-	}
-	f.Close()
+	freeDisk := testenv.FillDisk(t, mnt)
 	if err := s.Close(); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("close on a full disk: %v, want ErrDiskFull", err)
 	}
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
+	freeDisk()
 	// This process still holds the database's lock: open a copy, as the
 	// next process would open the original.
 	cp := filepath.Join(t.TempDir(), "history")

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -125,13 +124,7 @@ func TestRetentionDropsWholeDaysAndFreesDisk(t *testing.T) {
 // more free space than it has: the oldest days go first, the current day
 // stays, and each drop raises a storage_low event.
 func TestDiskLowDropsOldestDays(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "mount", "umount")
-	mnt := t.TempDir()
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", mnt).CombinedOutput(); err != nil {
-		t.Fatalf("mount tmpfs: %v: %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("umount", "-l", mnt).Run() })
+	mnt := testenv.Tmpfs(t, "96m")
 	now := at(12, 0)
 	var alerts []sensor.Event
 	var s *Store

@@ -17,15 +17,7 @@ func TestMirrorCarriesWireSizedFramesWithChecksums(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommands(t, "ip", "tc", "ethtool")
 	ctx := t.Context()
-	l, err := Up(ctx, Config{Name: testenv.UniqueName("tbl"), StateDir: t.TempDir(), Endpoints: Endpoints(2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	l := upTwoEndpoints(t)
 	c, err := startCapture(l.Sensor.Namespace, l.Sensor.Mirror)
 	if err != nil {
 		t.Fatal(err)
@@ -98,16 +90,7 @@ func TestSendFramesCrossTheSwitchAndTheMirrorOnce(t *testing.T) {
 	t.Parallel()
 	testenv.RequireRoot(t)
 	testenv.RequireCommands(t, "ip", "tc", "ethtool")
-	ctx := t.Context()
-	l, err := Up(ctx, Config{Name: testenv.UniqueName("tbl"), StateDir: t.TempDir(), Endpoints: Endpoints(2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	l := upTwoEndpoints(t)
 	mirror, err := startCapture(l.Sensor.Namespace, l.Sensor.Mirror)
 	if err != nil {
 		t.Fatal(err)
@@ -182,15 +165,7 @@ func TestWaitSwitchingNamesLinksThatAreNotUp(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireCommands(t, "ip", "tc", "ethtool", "bridge")
 	ctx := t.Context()
-	l, err := Up(ctx, Config{Name: testenv.UniqueName("tbl"), StateDir: t.TempDir(), Endpoints: Endpoints(2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(context.Background()); err != nil {
-			t.Error(err)
-		}
-	})
+	l := upTwoEndpoints(t)
 	if err := l.waitSwitching(ctx); err != nil {
 		t.Fatalf("right after Up: %v", err)
 	}
@@ -199,7 +174,7 @@ func TestWaitSwitchingNamesLinksThatAreNotUp(t *testing.T) {
 	}
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	err = l.waitSwitching(short)
+	err := l.waitSwitching(short)
 	port := l.Endpoints[1].Interfaces[0].Port
 	if err == nil || !strings.Contains(err.Error(), "switch port "+port) {
 		t.Fatalf("with ep2's port down: %v, want an error naming switch port %s", err, port)
@@ -211,4 +186,20 @@ func TestWaitSwitchingNamesLinksThatAreNotUp(t *testing.T) {
 	if err := l.waitSwitching(ctx); err != nil {
 		t.Fatalf("with ep2's port back up: %v", err)
 	}
+}
+
+// upTwoEndpoints brings up a lab with two endpoints, taken down when the
+// test ends.
+func upTwoEndpoints(t *testing.T) *Lab {
+	t.Helper()
+	l, err := Up(t.Context(), Config{Name: testenv.UniqueName("tbl"), StateDir: t.TempDir(), Endpoints: Endpoints(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := l.Down(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	return l
 }
