@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -168,7 +169,7 @@ func TestInterfacesMatchState(t *testing.T) {
 		t.Errorf("mirror interface has addresses %+v", mirror.AddrInfo)
 	}
 	for _, f := range []string{"PROMISC", "NOARP", "UP", "LOWER_UP"} {
-		if !contains(mirror.Flags, f) {
+		if !slices.Contains(mirror.Flags, f) {
 			t.Errorf("mirror interface flags %v lack %s", mirror.Flags, f)
 		}
 	}
@@ -188,15 +189,6 @@ func TestInterfacesMatchState(t *testing.T) {
 	if stats.Stats.TX.Packets != 0 {
 		t.Errorf("the mirror interface transmitted %d frames", stats.Stats.TX.Packets)
 	}
-}
-
-func contains(s []string, x string) bool {
-	for _, v := range s {
-		if v == x {
-			return true
-		}
-	}
-	return false
 }
 
 func TestMultiHomedEndpointFailsOverWhenAPortGoesDown(t *testing.T) {
