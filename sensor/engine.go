@@ -102,15 +102,31 @@ func (e *Engine) Tick() {
 	e.out(e.c.Tick())
 }
 
-// Run ticks every period until ctx ends.
+// ClockStepped tells the correlator that the wall clock jumped by step.
+func (e *Engine) ClockStepped(step time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.out(e.c.ClockStepped(step))
+}
+
+// Run ticks every period until ctx ends. Before each tick it compares the
+// wall clock with the monotonic one and reports a step of more than
+// ClockStepTolerance to the correlator, which reads the wall clock.
 func (e *Engine) Run(ctx context.Context, period time.Duration) error {
 	t := time.NewTicker(period)
 	defer t.Stop()
+	start := time.Now()
+	var watch StepWatch
+	watch.Observe(start.Round(0), 0)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			now := time.Now()
+			if step := watch.Observe(now.Round(0), now.Sub(start)); step > ClockStepTolerance || step < -ClockStepTolerance {
+				e.ClockStepped(step)
+			}
 			e.Tick()
 		}
 	}

@@ -23,6 +23,7 @@ const (
 	EventAuthFailed        EventType = "auth_failed"        // a refused LAN-zone peer
 	EventAlertsLost        EventType = "alerts_lost"        // an alert destination dropped undelivered alerts
 	EventStorageLow        EventType = "storage_low"        // history dropped old days to keep disk free
+	EventClockStepped      EventType = "clock_stepped"      // the sensor's wall clock jumped
 
 	EventEndpointHello        EventType = "endpoint_hello"        // an endpoint (re)declared itself
 	EventEndpointDisconnected EventType = "endpoint_disconnected" // its LAN-zone connection closed
