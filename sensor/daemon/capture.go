@@ -11,7 +11,11 @@ type fanout struct{ s *Sensor }
 
 func (f fanout) Traffic(batch []sensor.TrafficSummary) {
 	f.s.engine.Traffic(batch)
-	f.s.noteStore(f.s.store.AddTraffic(batch), "store traffic rollups")
+	// AddTraffic writes only when a minute closes: a nil error does not
+	// say the disk has room.
+	if err := f.s.store.AddTraffic(batch); err != nil {
+		f.s.noteStore(err, "store traffic rollups")
+	}
 }
 
 func (f fanout) FlowStarts(flows []sensor.Flow) { f.s.engine.FlowStarts(flows) }

@@ -64,7 +64,7 @@ type Sensor struct {
 
 	stored    atomic.Uint64 // highest sequence number stored
 	storeErrs atomic.Uint64
-	diskFull  atomic.Bool // the history refuses writes for lack of disk space
+	diskFull  atomic.Bool // a history write was refused for lack of disk space, and none succeeded since
 }
 
 // Run runs the sensor until ctx ends, then shuts down cleanly: inputs stop

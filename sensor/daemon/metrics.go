@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/history"
 )
 
 // metrics exposes the sensor's counters to Prometheus and answers /healthz.
@@ -139,7 +140,7 @@ func (m *metrics) health() health {
 		}
 	}
 	m.mu.Unlock()
-	if m.s.diskFull.Load() {
+	if m.s.store != nil && errors.Is(m.s.store.RoomToWrite(), history.ErrDiskFull) {
 		h.Problems = append(h.Problems, "history disk is full: events, bindings and traffic wait in memory")
 	}
 	if h.QueuedEvents > 10000 {

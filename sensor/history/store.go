@@ -151,9 +151,8 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	// Opening replays the write-ahead log into a new memory-mapped one: on
 	// a full disk that would kill the process rather than fail.
-	if free, _, err := freeSpace(dir); err == nil && free < opts.ReserveBytes {
-		return nil, fmt.Errorf("open history %s: %w: %d MiB free, under the %d MiB kept in reserve, and opening may replay the write-ahead log: free disk space or enlarge the volume",
-			dir, ErrDiskFull, free>>20, opts.ReserveBytes>>20)
+	if err := checkRoom(dir, opts.ReserveBytes); err != nil {
+		return nil, fmt.Errorf("open history: %w, and opening may replay the write-ahead log: free disk space or enlarge the volume", err)
 	}
 	bo := badger.DefaultOptions(dir).
 		WithLogger(badgerLogger{opts.Logger}).
@@ -318,15 +317,15 @@ func (s *Store) Close() error {
 	if s.closed {
 		return nil
 	}
-	ferr := s.flushLocked(true)
+	ferr := s.flushLocked(true) // refused on a full disk
 	s.closed = true
-	if err := s.roomToWrite(); err != nil {
+	if errors.Is(ferr, ErrDiskFull) {
 		// Closing Badger writes its memtable into a new table through a
 		// memory-mapped file, which on a full disk kills the process.
 		// Leave the database open instead: its write-ahead log holds every
 		// write that returned nil and is replayed at the next open, as
 		// after a crash. The process is expected to exit.
-		return fmt.Errorf("close history: left open, to be recovered from its write-ahead log at the next start: %w", err)
+		return fmt.Errorf("close history: left open, to be recovered from its write-ahead log at the next start: %w", ferr)
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close history: %w", err)
