@@ -19,7 +19,7 @@ type Correlator struct {
 	cfg   *compiled
 	clock Clock
 
-	startedAt int64 // unix nanoseconds, as every time kept here
+	startedAt int64 // unix nanoseconds, as every time kept here (ClockStepped moves them all)
 	nextSeq   uint64
 
 	endpoints []*endpoint      // by index; nil where removed
