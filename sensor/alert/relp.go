@@ -74,18 +74,22 @@ func readRELPFrame(r *bufio.Reader) (txnr int, cmd string, data []byte, err erro
 	if err != nil {
 		return 0, "", nil, err
 	}
-	if txnr, err = strconv.Atoi(t); err != nil {
+	var ok bool
+	if txnr, ok = relpNumber(t, 9); !ok {
 		return 0, "", nil, fmt.Errorf("RELP: bad transaction number %q", t)
 	}
 	if cmd, _, err = field(" "); err != nil {
 		return 0, "", nil, err
 	}
+	if !relpCommand(cmd) {
+		return 0, "", nil, fmt.Errorf("RELP: bad command %q", cmd)
+	}
 	l, delim, err := field(" \n")
 	if err != nil {
 		return 0, "", nil, err
 	}
-	n, err := strconv.Atoi(l)
-	if err != nil || n < 0 || n > 1<<20 {
+	n, ok := relpNumber(l, 7)
+	if !ok || n > 1<<20 {
 		return 0, "", nil, fmt.Errorf("RELP: bad data length %q", l)
 	}
 	if n > 0 {
@@ -105,6 +109,21 @@ func readRELPFrame(r *bufio.Reader) (txnr int, cmd string, data []byte, err erro
 		return 0, "", nil, errors.New("RELP: frame not terminated by LF")
 	}
 	return txnr, cmd, data, nil
+}
+
+// relpNumber parses a RELP number: 1 to max decimal digits, no sign.
+func relpNumber(s string, max int) (int, bool) {
+	if len(s) == 0 || len(s) > max || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil
+}
+
+// relpCommand tells whether s is a RELP command: 1 to 32 ASCII letters.
+func relpCommand(s string) bool {
+	notLetter := func(r rune) bool { return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') }
+	return len(s) > 0 && len(s) <= 32 && strings.IndexFunc(s, notLetter) < 0
 }
 
 // dialRELP connects, completes the TLS handshake for relp+tls, and opens a

@@ -90,7 +90,9 @@ func TestRELPFrames(t *testing.T) {
 			t.Errorf("frame %q, want %q", got, want)
 		}
 	}
-	for _, bad := range []string{"x rsp 0\n", "1 rsp 5 200\n", "1 rsp 3 200X", "1 rsp -1\n", "1 rsp 3\n"} {
+	for _, bad := range []string{"x rsp 0\n", "1 rsp 5 200\n", "1 rsp 3 200X", "1 rsp -1\n", "1 rsp 3\n",
+		// A sign, an empty or non-alphabetic command, an over-long number.
+		"-1 rsp 0\n", "+1 rsp 0\n", "1  0\n", "1 rs1 0\n", "1 rsp +0\n", "1234567890 rsp 0\n"} {
 		if _, _, _, err := readRELPFrame(bufio.NewReader(strings.NewReader(bad))); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
