@@ -23,10 +23,7 @@ func TestFullDiskRefusesWritesAndLosesNothing(t *testing.T) {
 	mnt := testenv.Tmpfs(t, "48m")
 	dir := filepath.Join(mnt, "history")
 	now := at(12, 0)
-	opts := Options{
-		Now: func() time.Time { return now }, MinFreeBytes: 1, MinFreeFraction: 1e-9,
-		MemTableSize: 1 << 20, BlockCacheSize: 4 << 20, IndexCacheSize: 4 << 20, ReserveBytes: 8 << 20,
-	}
+	opts := tmpfsOptions(now)
 	s, err := Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -35,8 +32,7 @@ func TestFullDiskRefusesWritesAndLosesNothing(t *testing.T) {
 
 	seq := s.NextSeq()
 	event := func() []sensor.Event {
-		ev := sensor.Event{Seq: seq, Time: now.Add(time.Duration(seq) * time.Second), Type: sensor.EventAuthFailed,
-			Severity: sensor.SeverityWarning, Reason: "refused peer " + strings.Repeat("x", 500)}
+		ev := refusedPeer(seq, now, " "+strings.Repeat("x", 500))
 		seq++
 		return []sensor.Event{ev}
 	}
@@ -114,17 +110,14 @@ func TestCloseOnFullDiskLeavesTheLogToReplay(t *testing.T) {
 	testenv.RequireCommands(t, "cp")
 	mnt := testenv.Tmpfs(t, "48m")
 	now := at(12, 0)
-	opts := Options{Now: func() time.Time { return now }, MinFreeBytes: 1, MinFreeFraction: 1e-9,
-		MemTableSize: 1 << 20, BlockCacheSize: 4 << 20, IndexCacheSize: 4 << 20, ReserveBytes: 8 << 20}
+	opts := tmpfsOptions(now)
 	dir := filepath.Join(mnt, "history")
 	s, err := Open(dir, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 100; i++ {
-		ev := sensor.Event{Seq: uint64(i), Time: now.Add(time.Duration(i) * time.Second), Type: sensor.EventAuthFailed,
-			Severity: sensor.SeverityWarning, Reason: "refused peer"}
-		if err := s.Append([]sensor.Event{ev}, nil); err != nil {
+		if err := s.Append([]sensor.Event{refusedPeer(uint64(i), now, "")}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -154,4 +147,20 @@ func TestCloseOnFullDiskLeavesTheLogToReplay(t *testing.T) {
 	if next := s2.NextSeq(); next != 101 {
 		t.Errorf("next sequence after recovery %d, want 101", next)
 	}
+}
+
+// tmpfsOptions sizes a store for a small tmpfs: small memtables and caches,
+// an 8 MiB reserve, no pruning for space.
+func tmpfsOptions(now time.Time) Options {
+	return Options{
+		Now: func() time.Time { return now }, MinFreeBytes: 1, MinFreeFraction: 1e-9,
+		MemTableSize: 1 << 20, BlockCacheSize: 4 << 20, IndexCacheSize: 4 << 20, ReserveBytes: 8 << 20,
+	}
+}
+
+// refusedPeer is auth_failed event seq, seq seconds after now, its reason
+// followed by pad.
+func refusedPeer(seq uint64, now time.Time, pad string) sensor.Event {
+	return sensor.Event{Seq: seq, Time: now.Add(time.Duration(seq) * time.Second), Type: sensor.EventAuthFailed,
+		Severity: sensor.SeverityWarning, Reason: "refused peer" + pad}
 }
