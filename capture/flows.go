@@ -3,6 +3,7 @@ package capture
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/tapbeat/tapbeat/sensor"
@@ -133,8 +134,11 @@ func (f *flowTable) due(h uint64, ts int64) bool {
 	return true
 }
 
+// v4mapped writes a as an IPv4-mapped IPv6 address (::ffff:a) to dst,
+// as two 8-byte stores.
 func v4mapped(dst *[16]byte, a uint32) {
-	*dst = [16]byte{10: 0xff, 11: 0xff, 12: byte(a >> 24), 13: byte(a >> 16), 14: byte(a >> 8), 15: byte(a)}
+	binary.LittleEndian.PutUint64(dst[:8], 0)
+	binary.BigEndian.PutUint64(dst[8:], 0xffff<<32|uint64(a))
 }
 
 func addrOf4(a uint32) netip.Addr {
@@ -152,16 +156,22 @@ type flowRec struct {
 	ts           int64
 }
 
-func recordFlow(h *Header, ts int64) flowRec {
-	f := flowRec{src: h.Src, dst: h.Dst, proto: h.Proto, dstPort: h.DstPort, ts: ts}
-	if h.IPVersion == 4 {
-		f.v4 = true
+// appendFlow appends the flow start of the frame h to fs at ts. It fills
+// the new record in place: building it on the stack and copying it in
+// stalled on the copy's loads of the fields just stored.
+func appendFlow(fs []flowRec, h *Header, ts int64) []flowRec {
+	n := len(fs)
+	fs = slices.Grow(fs, 1)[:n+1]
+	f := &fs[n]
+	f.src, f.dst, f.proto, f.dstPort, f.ts = h.Src, h.Dst, h.Proto, h.DstPort, ts
+	f.v4 = h.IPVersion == 4
+	if f.v4 {
 		v4mapped(&f.srcIP, h.Src4)
 		v4mapped(&f.dstIP, h.Dst4)
 	} else {
 		f.srcIP, f.dstIP = h.Src6, h.Dst6
 	}
-	return f
+	return fs
 }
 
 // flow converts the record for the sink.

@@ -3,6 +3,7 @@ package capture
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/gopacket/gopacket"
@@ -216,7 +217,9 @@ func FuzzControlDecoder(f *testing.F) {
 	}
 	d := NewControlDecoder()
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		for _, ev := range d.Decode(frame, nil) {
+		evidence := d.Decode(frame, nil)
+		checkRepeatedARP(t, d, frame, evidence)
+		for _, ev := range evidence {
 			if ev.Source == "" {
 				t.Fatalf("evidence without a source: %+v", ev)
 			}
@@ -228,4 +231,36 @@ func FuzzControlDecoder(f *testing.F) {
 			}
 		}
 	})
+}
+
+// checkRepeatedARP checks what lets the worker skip decoding a repeated ARP
+// claim: for a frame station.repeatsARP takes note of, the evidence depends
+// on nothing but the frame up to the ARP sender's address, so any later
+// frame that repeats that much gives the same evidence.
+func checkRepeatedARP(t *testing.T, d *ControlDecoder, frame []byte, evidence []Evidence) {
+	var h Header
+	if !ParseHeader(frame, &h) || h.EtherType != EtherTypeARP {
+		return
+	}
+	var s station
+	if s.repeatsARP(frame, &h) || s.arpIP == 0 {
+		return // not noted: the worker decodes it
+	}
+	if !s.repeatsARP(frame, &h) {
+		t.Fatal("the same ARP frame twice was not taken as a repeat")
+	}
+	other := slices.Clone(frame)
+	for i := h.L3Offset + 18; i < len(other); i++ { // target addresses and anything after them
+		other[i] ^= 0x5a
+	}
+	other[h.L3Offset+6] ^= 0x03 // the operation
+	if !s.repeatsARP(other, &h) {
+		t.Fatal("an ARP frame with the same sender was not taken as a repeat")
+	}
+	again := d.Decode(other, nil)
+	if !slices.EqualFunc(evidence, again, func(a, b Evidence) bool {
+		return a.MAC == b.MAC && a.IP == b.IP && a.Source == b.Source && a.Hostname == b.Hostname
+	}) {
+		t.Fatalf("a repeated ARP claim gives evidence %+v, the first gave %+v", again, evidence)
+	}
 }

@@ -49,8 +49,15 @@ func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, 
 	w.fold = sink == nil
 	w.rx = true
 	var rep *reporter
+	var spare *period // a period the reporter is done with, for the next
 	if sink != nil {
 		rep = newReporter(sink, true)
+		rep.release = func(p *period) { p.reset(); spare = p }
+	}
+	take := func(traffic bool) *period {
+		p := w.take(spare, traffic)
+		spare = nil
+		return p
 	}
 	period, trafficPeriod := int64(w.opts.Period), int64(w.opts.TrafficPeriod)
 	var next, nextTraffic int64
@@ -81,7 +88,7 @@ func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, 
 				traffic := ps[i].Time >= nextTraffic
 				if traffic || ps[i].Time >= next {
 					w.batch(ps[start:i])
-					rep.add(w.take(nil, traffic))
+					rep.add(take(traffic))
 					rep.emit()
 					next, start = ps[i].Time+period, i
 					if traffic {
@@ -101,7 +108,7 @@ func Replay(ctx context.Context, src Source, sink Sink, opts Options) (*Report, 
 	var final []macStats
 	r := &Report{Records: records}
 	if rep != nil {
-		rep.add(w.take(nil, true))
+		rep.add(take(true))
 		rep.emit()
 		final = rep.total.entries
 		r.Packets, r.Bytes, r.Runts, r.Flows = rep.packets, rep.bytes, rep.runts, rep.flows

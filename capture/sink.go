@@ -39,27 +39,26 @@ const trafficRefresh = 5 * time.Minute
 
 // aggregate is the periods of every worker merged for one report.
 type aggregate struct {
-	macs                                *macTable
-	flows                               []flowRec
-	evidence                            []timedEvidence
-	packets, bytes, runts, flowsDropped uint64
-	first, last                         int64
+	macs     *macTable
+	flows    []flowRec
+	evidence []timedEvidence
+	merged   bool // a period was merged since the last reset
 }
 
 func (a *aggregate) reset() {
 	a.macs.reset()
 	a.flows = a.flows[:0]
 	a.evidence = a.evidence[:0]
-	a.packets, a.bytes, a.runts, a.flowsDropped, a.first, a.last = 0, 0, 0, 0, 0, 0
+	a.merged = false
 }
 
 // reporter merges worker periods and hands the result to a Sink.
 type reporter struct {
 	sink Sink
 	agg  *aggregate
-	// held is the report's only period so far, its stations not merged
-	// into agg: with one worker (the usual case) a report goes out
-	// straight from the period's stations, and merging costs nothing.
+	// held is the report's only period so far, not merged into agg: with
+	// one worker (the usual case) a report goes out straight from the
+	// period, and merging costs nothing.
 	held *period
 	// release, when set, gets every period once the reporter is done
 	// with it.
@@ -90,28 +89,16 @@ func (r *reporter) add(p *period) {
 	}
 	keep := false
 	switch {
-	case r.held == nil && len(a.macs.entries) == 0:
+	case r.held == nil && !a.merged:
 		r.held, keep = p, true
 	case r.held != nil:
-		a.macs.mergeStations(r.held.stations)
+		a.merge(r.held)
 		r.done(r.held)
 		r.held = nil
 		fallthrough
 	default:
-		a.macs.mergeStations(p.stations)
+		a.merge(p)
 	}
-	a.flows = append(a.flows, p.flows...)
-	a.evidence = append(a.evidence, p.evidence...)
-	if p.packets > 0 {
-		if a.packets == 0 || p.first < a.first {
-			a.first = p.first
-		}
-		a.last = max(a.last, p.last)
-	}
-	a.packets += p.packets
-	a.bytes += p.bytes
-	a.runts += p.runts
-	a.flowsDropped += p.flowsDropped
 	r.packets += p.packets
 	r.bytes += p.bytes
 	r.runts += p.runts
@@ -120,6 +107,14 @@ func (r *reporter) add(p *period) {
 	if !keep {
 		r.done(p)
 	}
+}
+
+// merge adds p to a.
+func (a *aggregate) merge(p *period) {
+	a.merged = true
+	a.macs.mergeStations(p.stations)
+	a.flows = append(a.flows, p.flows...)
+	a.evidence = append(a.evidence, p.evidence...)
 }
 
 func (r *reporter) done(p *period) {
@@ -131,9 +126,9 @@ func (r *reporter) done(p *period) {
 // emit hands the pending report to the sink and starts a new one.
 func (r *reporter) emit() {
 	a := r.agg
-	stations := a.macs.entries
+	stations, flows, evidence := a.macs.entries, a.flows, a.evidence
 	if r.held != nil {
-		stations = r.held.stations
+		stations, flows, evidence = r.held.stations, r.held.flows, r.held.evidence
 	}
 	defer func() {
 		if r.held != nil {
@@ -164,7 +159,7 @@ func (r *reporter) emit() {
 		}
 		traffic = append(traffic, ts)
 	}
-	for _, ev := range a.evidence {
+	for _, ev := range evidence {
 		if !ev.IP.IsValid() {
 			continue
 		}
@@ -176,13 +171,13 @@ func (r *reporter) emit() {
 	if len(traffic) > 0 {
 		r.sink.Traffic(traffic)
 	}
-	if len(a.flows) > 0 {
-		flows := slices.Grow(r.flowBuf[:0], len(a.flows))[:len(a.flows)]
-		for i := range a.flows {
-			flows[i] = a.flows[i].flow()
+	if len(flows) > 0 {
+		out := slices.Grow(r.flowBuf[:0], len(flows))[:len(flows)]
+		for i := range flows {
+			out[i] = flows[i].flow()
 		}
-		r.sink.FlowStarts(flows)
-		r.flowBuf = flows
+		r.sink.FlowStarts(out)
+		r.flowBuf = out
 	}
 	if len(binds) > 0 {
 		r.sink.Bindings(binds)

@@ -24,8 +24,11 @@ type station struct {
 	first, last int64  // Unix nanoseconds of the first and last of them
 	lastIP      uint64 // ipMark of the source address last noted this period, 0 for none
 	active      uint32 // the last period the station was listed in
-	listed      bool   // the station is in the dirty list of the current period
-	_           [11]byte
+	// arpIP is the sender address of the station's last ARP message this
+	// period that named the station's own MAC as sender, 0 for none.
+	arpIP  uint32
+	listed bool // the station is in the dirty list of the current period
+	_      [7]byte
 }
 
 // stationCold is the rarely touched rest of a station: its period's
@@ -98,6 +101,37 @@ func (b *boundIP) due(ts int64) bool {
 	}
 	b.at = ts
 	return true
+}
+
+// arpLen is the length of an ARP message for Ethernet and IPv4.
+const arpLen = 28
+
+// repeatsARP reports whether frame, an ARP message the station sent (h
+// its parsed header), claims for the station's own MAC the same IPv4
+// address as the last one it sent in this period. Such a repeat adds
+// nothing to the evidence the first one gave (the control-plane decoder
+// reads nothing else from an ARP message), so it is not decoded again;
+// an ARP sweep, thousands of requests a second from one sender, costs
+// one decode a period. Anything else is noted and left to the decoder.
+func (s *station) repeatsARP(frame []byte, h *Header) bool {
+	if len(frame) < h.L3Offset+arpLen {
+		return false
+	}
+	b := frame[h.L3Offset : h.L3Offset+arpLen]
+	// Hardware type Ethernet, protocol IPv4, address lengths 6 and 4,
+	// and the station itself as sender.
+	if binary.BigEndian.Uint32(b[0:4]) != 0x00010800 || b[4] != 6 || b[5] != 4 || mac48(b[8:14]) != h.Src {
+		return false
+	}
+	ip := binary.BigEndian.Uint32(b[14:18])
+	if ip == 0 {
+		return false
+	}
+	if s.arpIP == ip {
+		return true
+	}
+	s.arpIP = ip
+	return false
 }
 
 // count adds a frame of n bytes sent at ts to the station's period.
@@ -280,7 +314,7 @@ func (t *stationTable) handOver(out []macStats, ips []netip.Addr) ([]macStats, [
 			e.hostnames = slices.Clone(c.hostnames)
 		}
 		out = append(out, e)
-		s.packets, s.bytes, s.lastIP, s.listed = 0, 0, 0, false
+		s.packets, s.bytes, s.lastIP, s.arpIP, s.listed = 0, 0, 0, 0, false
 		s.active = t.period
 		c.empty()
 	}

@@ -170,3 +170,52 @@ func TestBindingMemoryIsBounded(t *testing.T) {
 		t.Error("the address reported longest ago was not the one forgotten")
 	}
 }
+
+func arpFrom(t *testing.T, frameSrc, sender net.HardwareAddr, ip string, vlan bool) []byte {
+	a := netip.MustParseAddr(ip)
+	arp := &layers.ARP{AddrType: layers.LinkTypeEthernet, Protocol: layers.EthernetTypeIPv4,
+		HwAddressSize: 6, ProtAddressSize: 4, Operation: layers.ARPRequest,
+		SourceHwAddress: sender, SourceProtAddress: a.AsSlice(),
+		DstHwAddress: make(net.HardwareAddr, 6), DstProtAddress: net.IPv4(192, 0, 2, 254).To4()}
+	eth := &layers.Ethernet{SrcMAC: frameSrc, DstMAC: layers.EthernetBroadcast, EthernetType: layers.EthernetTypeARP}
+	if vlan {
+		eth.EthernetType = layers.EthernetTypeDot1Q
+		return serialize(t, eth, &layers.Dot1Q{VLANIdentifier: 7, Type: layers.EthernetTypeARP}, arp)
+	}
+	return serialize(t, eth, arp)
+}
+
+func TestRepeatedARPClaimsAreDecodedOncePerPeriod(t *testing.T) {
+	w := newWorker(Options{})
+	macC := net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0c}
+	one, two := arpFrom(t, macA, macA, "192.0.2.1", false), arpFrom(t, macA, macA, "192.0.2.2", false)
+	tagged := arpFrom(t, macA, macA, "192.0.2.1", true)
+	proxy := arpFrom(t, macA, macC, "192.0.2.3", false) // sent by A on behalf of C
+	period := func(frames ...[]byte) []string {
+		for i, f := range frames {
+			w.packet(f, len(f), int64(i))
+		}
+		var got []string
+		for _, e := range w.take(nil, true).evidence {
+			if e.Source == SourceARP {
+				got = append(got, fmt.Sprintf("%012x=%v@%d", e.MAC, e.IP, e.Time))
+			}
+		}
+		return got
+	}
+	a1, a2, c3 := "02000000000a=192.0.2.1", "02000000000a=192.0.2.2", "02000000000c=192.0.2.3"
+	for _, tc := range []struct {
+		name   string
+		frames [][]byte
+		want   []string
+	}{
+		{"repeats", [][]byte{one, one, tagged, one}, []string{a1 + "@0"}},
+		{"the next period", [][]byte{one, one}, []string{a1 + "@0"}},
+		{"a new claim each time the address changes", [][]byte{one, two, two, one}, []string{a1 + "@0", a2 + "@1", a1 + "@3"}},
+		{"another sender's claims are always decoded", [][]byte{proxy, proxy, one, one}, []string{c3 + "@0", c3 + "@1", a1 + "@2"}},
+	} {
+		if got := period(tc.frames...); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: ARP evidence %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -124,20 +124,47 @@ type worker struct {
 	fold bool
 }
 
+// initialStations is how many stations a worker's table holds before it
+// first grows: a few thousand MACs, a large office LAN, at 3 MiB.
+const initialStations = 8192
+
+// initialEvidence is the evidence a new period has room for before it
+// grows.
+const initialEvidence = 1024
+
 func newWorker(o Options) *worker {
 	o = o.withDefaults()
 	w := &worker{
 		opts:  o,
-		cur:   &period{},
-		macs:  newStationTable(256),
+		macs:  newStationTable(initialStations),
 		flows: newFlowTable(o.FlowTableSize, o.FlowIdle),
 		ctl:   NewControlDecoder(),
 		hb:    newFlowTable(maxHeartbeatChannels, o.LANRefresh),
 	}
+	w.cur = w.newPeriod()
 	if o.LANPort > 0 && o.LANPort < 65536 {
 		w.lanPort = uint16(o.LANPort)
 	}
+	// The tables have their final size from the start, so their pages
+	// are mapped now rather than a fault at a time while the first
+	// frames arrive.
+	touch(w.flows.buckets)
+	touch(w.hb.buckets)
+	touch(w.macs.hot)
+	touch(w.macs.cold)
 	return w
+}
+
+// newPeriod returns an empty period with room, already mapped, for a full
+// period's flow starts and some evidence.
+func (w *worker) newPeriod() *period {
+	p := &period{
+		flows:    make([]flowRec, 0, w.opts.MaxFlowsPerPeriod),
+		evidence: make([]timedEvidence, 0, initialEvidence),
+	}
+	touch(p.flows)
+	touch(p.evidence)
+	return p
 }
 
 // packet accounts one frame: data as captured (possibly cut at the snap
@@ -270,6 +297,7 @@ func (w *worker) account(h *Header, data []byte, wireLen int, ts int64, hash uin
 			}
 		}
 	}
+	decode := isControl(h) && !(h.EtherType == EtherTypeARP && s.repeatsARP(data, h))
 	if w.rx { // after the last use of s: this may move the stations
 		w.received(h.Dst, wireLen, ts)
 	}
@@ -277,7 +305,7 @@ func (w *worker) account(h *Header, data []byte, wireLen int, ts int64, hash uin
 	if h.HasPorts {
 		w.flow(h, ts, hash)
 	}
-	if isControl(h) {
+	if decode {
 		w.control(data, ts)
 	}
 }
@@ -330,7 +358,7 @@ func (w *worker) flow(h *Header, ts int64, hash uint64) {
 		w.cur.flowsDropped++
 		return
 	}
-	w.cur.flows = append(w.cur.flows, recordFlow(h, ts))
+	w.cur.flows = appendFlow(w.cur.flows, h, ts)
 }
 
 // maxHeartbeatChannels is the size of the table of heartbeat connections
@@ -371,7 +399,7 @@ func (w *worker) take(spare *period, traffic bool) *period {
 		p.stations, p.ips = w.macs.handOver(p.stations, p.ips)
 	}
 	if spare == nil {
-		spare = &period{}
+		spare = w.newPeriod()
 	}
 	w.cur = spare
 	return p
