@@ -58,13 +58,13 @@ func fmix64(h uint64) uint64 {
 	return h ^ h>>33
 }
 
-// flowHash hashes the 5-tuple of h.
-func flowHash(h *Header) uint64 {
+// flowHash hashes the 5-tuple of h, keyed with seed.
+func flowHash(h *Header, seed uint64) uint64 {
 	ports := uint64(h.SrcPort)<<24 | uint64(h.DstPort)<<8 | uint64(h.Proto)
 	if h.IPVersion == 4 {
-		return fmix64(fmix64(uint64(h.Src4)<<32|uint64(h.Dst4)) ^ ports)
+		return fmix64(fmix64(uint64(h.Src4)<<32|uint64(h.Dst4)^seed) ^ ports)
 	}
-	x := fmix64(binary.LittleEndian.Uint64(h.Src6[:8]) ^ ports)
+	x := fmix64(binary.LittleEndian.Uint64(h.Src6[:8]) ^ ports ^ seed)
 	x = fmix64(x ^ binary.LittleEndian.Uint64(h.Src6[8:]))
 	x = fmix64(x ^ binary.LittleEndian.Uint64(h.Dst6[:8]))
 	return fmix64(x ^ binary.LittleEndian.Uint64(h.Dst6[8:]) ^ 6)

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"encoding/binary"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"unsafe"
@@ -168,13 +169,14 @@ type stationTable struct {
 	cold   []stationCold
 	mask   uint64
 	shift  uint
+	seed   uint64 // keys slotHash and ipMark6
 	used   int
 	dirty  []int32 // indexes of the stations listed this period
 	period uint32  // periods handed over so far
 }
 
 func newStationTable(sizeHint int) *stationTable {
-	t := &stationTable{}
+	t := &stationTable{seed: rand.Uint64()}
 	t.alloc(sizeHint)
 	return t
 }
@@ -190,7 +192,7 @@ func (t *stationTable) alloc(n int) {
 }
 
 // slot is where the search for key starts.
-func (t *stationTable) slot(key uint64) uint64 { return fibHash(key, t.shift) }
+func (t *stationTable) slot(key uint64) uint64 { return slotHash(key, t.seed, t.shift) }
 
 // list returns the index of mac's station, adding it when new and putting
 // it on the dirty list when this is its first frame of the period; ts is
@@ -282,11 +284,13 @@ func (t *stationTable) find(mac uint64) int {
 }
 
 // ipMark stands for a source address in station.lastIP: an IPv4 address
-// exactly, an IPv6 address by a 63-bit hash. It is never 0.
+// exactly, an IPv6 address by a 63-bit hash keyed with seed (a host that
+// knew the hash could pick a second address that passes for its first,
+// and go unnoted). It is never 0.
 func ipMark4(a uint32) uint64 { return 1<<32 | uint64(a) }
 
-func ipMark6(a *[16]byte) uint64 {
-	return fmix64(binary.LittleEndian.Uint64(a[:8])^fmix64(binary.LittleEndian.Uint64(a[8:]))) | 1<<63
+func ipMark6(a *[16]byte, seed uint64) uint64 {
+	return fmix64(binary.LittleEndian.Uint64(a[:8])^fmix64(binary.LittleEndian.Uint64(a[8:])^seed)) | 1<<63
 }
 
 // handOver appends the period's figures of every listed station to out

@@ -219,3 +219,59 @@ func TestRepeatedARPClaimsAreDecodedOncePerPeriod(t *testing.T) {
 		}
 	}
 }
+
+// craftedMACs returns n MACs an attacker who knows the code would pick to
+// pile up in one spot of a table hashed by multiplying with the golden
+// ratio constant (Fibonacci hashing, unkeyed): steps d whose product
+// with the constant lies closest to a multiple of 2^64.
+func craftedMACs(n int) []uint64 {
+	const k = 0x9e3779b97f4a7c15
+	best, step := uint64(1<<63), uint64(1)
+	for d := uint64(1); d < 1<<22; d++ {
+		p := d * k
+		if p > 1<<63 {
+			p = -p
+		}
+		if p < best {
+			best, step = p, d
+		}
+	}
+	macs := make([]uint64, n)
+	for i := range macs {
+		macs[i] = 0x020000000000 + uint64(i)*step
+	}
+	return macs
+}
+
+// TestTablesResistCraftedMACs checks that MACs chosen to collide under a
+// public hash function spread out in the worker's station table and the
+// reporter's table, whose hashes take a random key: otherwise a host
+// forging source MACs could turn every lookup into a walk along one long
+// run of slots.
+func TestTablesResistCraftedMACs(t *testing.T) {
+	macs := craftedMACs(4096)
+	st := newStationTable(initialStations)
+	mt := newMACTable(256)
+	for _, m := range macs {
+		st.list(m, 1)
+		mt.index(m)
+	}
+	longest := func(name string, slots int, home func(key uint64) uint64, at func(key uint64) uint64) {
+		most := uint64(0)
+		for _, m := range macs {
+			key := m | macPresent
+			most = max(most, (at(key)-home(key))&uint64(slots-1))
+		}
+		if most > 64 {
+			t.Errorf("%s: a lookup walks %d slots past where it starts, want a short run", name, most)
+		}
+	}
+	longest("station table", len(st.hot), st.slot, func(key uint64) uint64 { return uint64(st.find(key &^ macPresent)) })
+	longest("report table", len(mt.slots), mt.hash, func(key uint64) uint64 {
+		for i := mt.hash(key); ; i = (i + 1) & uint64(len(mt.slots)-1) {
+			if s := mt.slots[i]; s != 0 && mt.entries[s-1].key == key {
+				return i
+			}
+		}
+	})
+}

@@ -2,6 +2,7 @@ package capture
 
 import (
 	"math/bits"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 )
@@ -43,11 +44,12 @@ func (s *seen) empty() {
 type macTable struct {
 	slots   []int32 // index+1 into entries, 0 when empty
 	shift   uint
+	seed    uint64 // keys slotHash
 	entries []macStats
 }
 
 func newMACTable(sizeHint int) *macTable {
-	t := &macTable{}
+	t := &macTable{seed: rand.Uint64()}
 	t.resize(sizeHint)
 	return t
 }
@@ -61,10 +63,10 @@ func (t *macTable) resize(n int) {
 	}
 }
 
-func (t *macTable) hash(key uint64) uint64 { return fibHash(key, t.shift) }
+func (t *macTable) hash(key uint64) uint64 { return slotHash(key, t.seed, t.shift) }
 
 // tableSize is the slot count of an open-addressing table for n keys at
-// half load (a power of two, at least 64) and the fibHash shift that
+// half load (a power of two, at least 64) and the slotHash shift that
 // spreads keys over it.
 func tableSize(n int) (size int, shift uint) {
 	size = 64
@@ -74,9 +76,13 @@ func tableSize(n int) (size int, shift uint) {
 	return size, uint(64 - bits.TrailingZeros(uint(size)))
 }
 
-// fibHash is Fibonacci hashing: the top 64-shift bits of key times 2^64
-// over the golden ratio.
-func fibHash(key uint64, shift uint) uint64 { return (key * 0x9e3779b97f4a7c15) >> shift }
+// slotHash is where the search for key starts in a table of 2^(64-shift)
+// slots: the top bits of MurmurHash3's finaliser of key xor the table's
+// random seed. MACs are the keys, and any host can forge its source MAC:
+// against a fixed function (Fibonacci hashing, say) it could pick MACs
+// that all start in the same few slots and make every lookup walk one
+// long run of them. Not knowing the seed, it cannot.
+func slotHash(key, seed uint64, shift uint) uint64 { return fmix64(key^seed) >> shift }
 
 func (t *macTable) place(key uint64, idx int32) {
 	mask := uint64(len(t.slots) - 1)

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"math/rand/v2"
 	"net/netip"
 	"time"
 )
@@ -116,9 +117,12 @@ type worker struct {
 	// rx also counts frames by destination MAC; only replay reports them.
 	rx    bool
 	flows *flowTable
-	ctl   *ControlDecoder
-	ev    []Evidence
-	hb    *flowTable // heartbeat connections and when each was last reported
+	// seed keys flowHash, so no host can pick 5-tuples that share a flow
+	// bucket (and push each other out) or a tag.
+	seed uint64
+	ctl  *ControlDecoder
+	ev   []Evidence
+	hb   *flowTable // heartbeat connections and when each was last reported
 	// fold puts control-plane evidence straight into the MAC table instead
 	// of queueing it for a sink (offline replay without one).
 	fold bool
@@ -140,6 +144,7 @@ func newWorker(o Options) *worker {
 		flows: newFlowTable(o.FlowTableSize, o.FlowIdle),
 		ctl:   NewControlDecoder(),
 		hb:    newFlowTable(maxHeartbeatChannels, o.LANRefresh),
+		seed:  rand.Uint64(),
 	}
 	w.cur = w.newPeriod()
 	if o.LANPort > 0 && o.LANPort < 65536 {
@@ -176,7 +181,7 @@ func (w *worker) packet(data []byte, wireLen int, ts int64) {
 	}
 	var hash uint64
 	if w.keyed(&w.h) {
-		hash = flowHash(&w.h)
+		hash = flowHash(&w.h, w.seed)
 	}
 	w.account(&w.h, data, wireLen, ts, hash)
 }
@@ -220,7 +225,7 @@ func (w *worker) batch(ps []Packet) {
 			a.rxSlot = w.macs.slot(h.Dst | macPresent)
 		}
 		if w.ok[i] && w.keyed(h) {
-			a.hash = flowHash(h)
+			a.hash = flowHash(h, w.seed)
 		}
 	}
 	var touch uint64
@@ -290,7 +295,7 @@ func (w *worker) account(h *Header, data []byte, wireLen int, ts int64, hash uin
 			}
 		case 6:
 			if h.Src6 != ([16]byte{}) {
-				if m := ipMark6(&h.Src6); s.lastIP != m {
+				if m := ipMark6(&h.Src6, t.seed); s.lastIP != m {
 					s.lastIP = m
 					w.noteSource(si, h.Src, m, netip.AddrFrom16(h.Src6), ts)
 				}
