@@ -165,11 +165,15 @@ var _ [unsafe.Sizeof(stationCold{}) - 128]byte
 // Stations quiet for stationKeepPeriods are dropped when the table would
 // otherwise grow.
 type stationTable struct {
-	hot    []station
-	cold   []stationCold
-	mask   uint64
-	shift  uint
-	seed   uint64 // keys slotHash and ipMark6
+	hot   []station
+	cold  []stationCold
+	mask  uint64
+	shift uint
+	seed  uint64 // keys slotHash and ipMark6
+	// keyed makes slot use slotHash instead of fibSlot: set for good
+	// once an insertion found its free slot more than maxRun slots past
+	// where its search started.
+	keyed  bool
 	used   int
 	dirty  []int32 // indexes of the stations listed this period
 	period uint32  // periods handed over so far
@@ -191,8 +195,20 @@ func (t *stationTable) alloc(n int) {
 	t.used = 0
 }
 
+// maxRun is the longest search for a free slot the station table takes
+// before it changes to its keyed hash. With Fibonacci hashing at most half
+// full, MACs that are not chosen against it come nowhere near: this is a
+// host forging MACs, and a few such runs cost it a few cache lines per
+// frame, not a table walk.
+const maxRun = 24
+
 // slot is where the search for key starts.
-func (t *stationTable) slot(key uint64) uint64 { return slotHash(key, t.seed, t.shift) }
+func (t *stationTable) slot(key uint64) uint64 {
+	if t.keyed {
+		return slotHash(key, t.seed, t.shift)
+	}
+	return fibSlot(key, t.shift)
+}
 
 // list returns the index of mac's station, adding it when new and putting
 // it on the dirty list when this is its first frame of the period; ts is
@@ -220,6 +236,11 @@ func (t *stationTable) enlist(s *station, i uint64, ts int64) {
 }
 
 func (t *stationTable) insert(key uint64, i uint64, ts int64) int {
+	if !t.keyed && (i-t.slot(key))&t.mask > maxRun {
+		t.keyed = true
+		t.rebuild()
+		return t.list(key&^macPresent, ts)
+	}
 	if 2*(t.used+1) > len(t.hot) {
 		t.rebuild()
 		return t.list(key&^macPresent, ts)

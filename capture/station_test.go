@@ -244,10 +244,10 @@ func craftedMACs(n int) []uint64 {
 }
 
 // TestTablesResistCraftedMACs checks that MACs chosen to collide under a
-// public hash function spread out in the worker's station table and the
-// reporter's table, whose hashes take a random key: otherwise a host
-// forging source MACs could turn every lookup into a walk along one long
-// run of slots.
+// public hash function spread out in the worker's station table (which
+// changes to its keyed hash when they pile up) and the reporter's table
+// (always keyed): otherwise a host forging source MACs could turn every
+// lookup into a walk along one long run of slots.
 func TestTablesResistCraftedMACs(t *testing.T) {
 	macs := craftedMACs(4096)
 	st := newStationTable(initialStations)
@@ -266,6 +266,9 @@ func TestTablesResistCraftedMACs(t *testing.T) {
 			t.Errorf("%s: a lookup walks %d slots past where it starts, want a short run", name, most)
 		}
 	}
+	if !st.keyed {
+		t.Error("the station table kept its fixed hash under forged MACs")
+	}
 	longest("station table", len(st.hot), st.slot, func(key uint64) uint64 { return uint64(st.find(key &^ macPresent)) })
 	longest("report table", len(mt.slots), mt.hash, func(key uint64) uint64 {
 		for i := mt.hash(key); ; i = (i + 1) & uint64(len(mt.slots)-1) {
@@ -274,4 +277,22 @@ func TestTablesResistCraftedMACs(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestStationTableKeepsFibonacciHashingForOrdinaryMACs checks that MACs
+// nobody chose against the fixed hash, a run of neighbours and a spread of
+// vendors' addresses, keep the faster fixed hash.
+func TestStationTableKeepsFibonacciHashingForOrdinaryMACs(t *testing.T) {
+	for name, mac := range map[string]func(i int) uint64{
+		"neighbours": func(i int) uint64 { return 0x025b00000000 + uint64(i) },
+		"vendors":    func(i int) uint64 { return uint64(i%7)*0x0d5a1e000000 + fmix64(uint64(i))&0xffffff },
+	} {
+		st := newStationTable(initialStations)
+		for i := range 8000 {
+			st.list(mac(i), 1)
+		}
+		if st.keyed {
+			t.Errorf("%s: the station table changed to its keyed hash", name)
+		}
+	}
 }

@@ -79,10 +79,18 @@ func tableSize(n int) (size int, shift uint) {
 // slotHash is where the search for key starts in a table of 2^(64-shift)
 // slots: the top bits of MurmurHash3's finaliser of key xor the table's
 // random seed. MACs are the keys, and any host can forge its source MAC:
-// against a fixed function (Fibonacci hashing, say) it could pick MACs
-// that all start in the same few slots and make every lookup walk one
-// long run of them. Not knowing the seed, it cannot.
+// against a fixed function it could pick MACs that all start in the same
+// few slots and make every lookup walk one long run of them. Not knowing
+// the seed, it cannot.
 func slotHash(key, seed uint64, shift uint) uint64 { return fmix64(key^seed) >> shift }
+
+// fibSlot is Fibonacci hashing: the top 64-shift bits of key times 2^64
+// over the golden ratio. Runs of neighbouring keys, such as the MACs of
+// one batch of NICs or of virtual machines, land in slots spread as evenly
+// as they can be, so more of them are found in the first slot searched
+// than with any random-looking hash; but it is a fixed function, which
+// forged MACs can defeat.
+func fibSlot(key uint64, shift uint) uint64 { return (key * 0x9e3779b97f4a7c15) >> shift }
 
 func (t *macTable) place(key uint64, idx int32) {
 	mask := uint64(len(t.slots) - 1)
