@@ -12,20 +12,8 @@
 set -euo pipefail
 rounds=$1 file=$2
 shift 2
-ns=tbab$$
-work=$(mktemp -d)
-cleanup() {
-	ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
-	ip netns del "$ns" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-ip netns add "$ns"
-inns() { ip netns exec "$ns" "$@"; }
-inns sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
-inns ip link add vsend type veth peer name vcap
-inns ip link set vsend up
-inns ip link set vcap up
+# shellcheck source=capture/internal/synth/veth-ns.sh
+. "$(dirname "$0")/veth-ns.sh"
 cat "$file" >/dev/null
 for r in $(seq "$rounds"); do
 	for b in "$@"; do
