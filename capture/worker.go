@@ -150,9 +150,9 @@ func newWorker(o Options) *worker {
 	if o.LANPort > 0 && o.LANPort < 65536 {
 		w.lanPort = uint16(o.LANPort)
 	}
-	// The tables have their final size from the start, so their pages
-	// are mapped now rather than a fault at a time while the first
-	// frames arrive.
+	// The tables are sized from the start (the station table for
+	// initialStations), so their pages are mapped now rather than a
+	// fault at a time while the first frames arrive.
 	touch(w.flows.buckets)
 	touch(w.hb.buckets)
 	touch(w.macs.hot)
