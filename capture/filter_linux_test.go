@@ -33,8 +33,8 @@ func etherFrame(n int, etherType uint16, byte20 uint8) []byte {
 }
 
 // TestHeaderRulesKeepControlFramesWhole runs the built-in filter's rules in
-// a BPF interpreter: ordinary TCP and UDP frames are cut to headerSnap
-// bytes, anything the control-plane decoder reads or the rules cannot
+// a BPF interpreter: ordinary TCP and UDP frames are cut after the
+// transport header's first transportBytes, anything the control-plane decoder reads or the rules cannot
 // judge stays whole, and no frame is dropped (a cBPF load past the end of
 // a frame would drop it).
 func TestHeaderRulesKeepControlFramesWhole(t *testing.T) {
@@ -42,17 +42,19 @@ func TestHeaderRulesKeepControlFramesWhole(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const cut, whole = headerSnap, -1
+	const whole = -1
+	cut4 := func(ihl int) int { return 14 + ihl + transportBytes }
 	cases := []struct {
 		name  string
 		frame []byte
-		want  int
+		want  int // bytes kept, or whole
 	}{
-		{"IPv4 TCP", ipv4Frame(600, 20, ProtoTCP, 0, 40000, 443), cut},
-		{"IPv4 TCP to the LAN-zone port", ipv4Frame(300, 20, ProtoTCP, 0, 40000, DefaultLANPort), cut},
-		{"IPv4 UDP (DNS)", ipv4Frame(300, 20, ProtoUDP, 0, 40000, 53), cut},
-		{"IPv4 UDP with options", ipv4Frame(300, 24, ProtoUDP, 0, 40000, 53), cut},
-		{"short IPv4 TCP, under the snap length", ipv4Frame(60, 20, ProtoTCP, 0, 40000, 22), cut},
+		{"IPv4 TCP", ipv4Frame(600, 20, ProtoTCP, 0, 40000, 443), cut4(20)},
+		{"IPv4 TCP with options", ipv4Frame(600, 60, ProtoTCP, 0, 40000, 443), cut4(60)},
+		{"IPv4 TCP to the LAN-zone port", ipv4Frame(300, 20, ProtoTCP, 0, 40000, DefaultLANPort), cut4(20)},
+		{"IPv4 UDP (DNS)", ipv4Frame(300, 20, ProtoUDP, 0, 40000, 53), cut4(20)},
+		{"IPv4 UDP with options", ipv4Frame(300, 24, ProtoUDP, 0, 40000, 53), cut4(24)},
+		{"short IPv4 TCP, under the snap length", ipv4Frame(40, 20, ProtoTCP, 0, 40000, 22), 40},
 		{"DHCP request", ipv4Frame(400, 20, ProtoUDP, 0, 68, 67), whole},
 		{"DHCP reply", ipv4Frame(400, 20, ProtoUDP, 0, 67, 68), whole},
 		{"DHCP to port 67 from elsewhere", ipv4Frame(400, 20, ProtoUDP, 0, 40000, 67), whole},
@@ -61,8 +63,8 @@ func TestHeaderRulesKeepControlFramesWhole(t *testing.T) {
 		{"IPv4 UDP cut before its ports", ipv4Frame(40, 60, ProtoUDP, 0, 0, 0), whole},
 		{"IPv4 ICMP", ipv4Frame(300, 20, 1, 0, 0, 0), whole},
 		{"ARP", etherFrame(60, EtherTypeARP, 0), whole},
-		{"IPv6 TCP", etherFrame(300, EtherTypeIPv6, ProtoTCP), cut},
-		{"IPv6 UDP", etherFrame(300, EtherTypeIPv6, ProtoUDP), cut},
+		{"IPv6 TCP", etherFrame(300, EtherTypeIPv6, ProtoTCP), ipv6HeaderSnap},
+		{"IPv6 UDP", etherFrame(300, EtherTypeIPv6, ProtoUDP), ipv6HeaderSnap},
 		{"IPv6 neighbour discovery", etherFrame(300, EtherTypeIPv6, ProtoICMPv6), whole},
 		{"IPv6 with a hop-by-hop header", etherFrame(300, EtherTypeIPv6, 0), whole},
 		{"inner VLAN tag left in the frame", etherFrame(300, EtherTypeVLAN, 0), whole},
@@ -70,10 +72,11 @@ func TestHeaderRulesKeepControlFramesWhole(t *testing.T) {
 		{"runt claiming IPv6", etherFrame(21, EtherTypeIPv6, ProtoTCP), whole},
 		{"bare Ethernet header", etherFrame(14, EtherTypeIPv4, 0), whole},
 	}
+	var h Header
 	for _, c := range cases {
 		want := len(c.frame)
-		if c.want == cut {
-			want = min(cut, len(c.frame))
+		if c.want != whole {
+			want = c.want
 		}
 		verdict, err := vm.Run(c.frame)
 		if err != nil {
@@ -85,6 +88,14 @@ func TestHeaderRulesKeepControlFramesWhole(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("%s (%d bytes): filter keeps %d bytes, want %d", c.name, len(c.frame), got, want)
+		}
+		// What is kept of a cut frame still gives the parser its ports
+		// and TCP flags.
+		if c.want != whole && len(c.frame) > got {
+			var full Header
+			if ParseHeader(c.frame, &full) != ParseHeader(c.frame[:got], &h) || h != full {
+				t.Errorf("%s: the cut frame parses as %+v, the whole one as %+v", c.name, h, full)
+			}
 		}
 	}
 }

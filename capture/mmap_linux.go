@@ -21,6 +21,7 @@ type mmapPcap struct {
 	maxCap uint32
 
 	touched byte // loadAhead's sums
+	ahead   int  // how far loadAhead has asked for
 }
 
 // populateMax is the largest file mapped with MAP_POPULATE.
@@ -70,7 +71,7 @@ func mapPcap(f *os.File) (*mmapPcap, error) {
 
 // loadAhead loads the next aheadBytes of the file before records are
 // walked there.
-func (m *mmapPcap) loadAhead() { m.touched += loadAhead(m.data, m.off) }
+func (m *mmapPcap) loadAhead() { m.touched += loadAhead(m.data, m.off, &m.ahead) }
 
 // next returns the record at the current offset.
 func (m *mmapPcap) next(p *Packet) error {

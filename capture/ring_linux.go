@@ -46,9 +46,10 @@ type RingConfig struct {
 	NoPromiscuous bool
 	// Filter is a classic BPF program (e.g. from tcpdump -dd). When nil,
 	// a built-in filter drops frames the host itself sends, which a
-	// mirror port should never carry, and keeps only the first 128 bytes
-	// of ordinary TCP and UDP frames (ARP, DHCP, ICMPv6 and anything else
-	// stay whole); the wire length is reported either way.
+	// mirror port should never carry, and keeps only the Ethernet, IP and
+	// first 14 TCP or UDP header bytes of ordinary TCP and UDP frames
+	// (ARP, DHCP, ICMPv6 and anything else stay whole); the wire length is
+	// reported either way.
 	Filter []bpf.RawInstruction
 	// Gopacket reads the ring through gopacket's afpacket instead of
 	// walking its blocks directly. The direct reader costs less CPU per
@@ -89,10 +90,14 @@ func incomingOnly() ([]bpf.RawInstruction, error) {
 	return dropOutgoing(bpf.RetConstant{Val: fullFrame})
 }
 
-// headerSnap is how much of an ordinary TCP or UDP frame the ring keeps:
-// an Ethernet header, one VLAN tag left in the frame, the longest IPv4
-// header and the 14 bytes of TCP the accounting reads come to 92.
-const headerSnap = 128
+// transportBytes is how much of a TCP or UDP header the accounting reads:
+// the ports and, for TCP, the flags in byte 13.
+const transportBytes = 14
+
+// ipv6HeaderSnap is how much of an IPv6 TCP or UDP frame the ring keeps:
+// the Ethernet header, the fixed IPv6 header and transportBytes. (An IPv4
+// frame keeps as much, with its own header length.)
+const ipv6HeaderSnap = 14 + 40 + transportBytes
 
 // fullFrame is the snap length of frames kept whole.
 const fullFrame = 0x40000
@@ -103,13 +108,16 @@ func incomingHeaders() ([]bpf.RawInstruction, error) {
 	return dropOutgoing(headerRules()...)
 }
 
-// headerRules keeps headerSnap bytes of IPv4 TCP, IPv4 UDP other than
-// DHCP (ports 67 and 68) and first fragments only, and IPv6 TCP and UDP;
-// every other frame (ARP, DHCP, ICMPv6 neighbour discovery, anything
-// tagged twice or unknown) stays whole for the control-plane decoder.
-// Counting needs no more: byte counts come from the wire length, which the
-// kernel reports beside the cut frame. Less of each frame is written to the
-// ring and read back: about a tenth of the capture's CPU per frame here.
+// headerRules keeps the Ethernet, IP and first transportBytes of TCP
+// bytes of IPv4 TCP, IPv4 UDP other than DHCP (ports 67 and 68) and first
+// fragments only, and of IPv6 TCP and UDP (ipv6HeaderSnap); every other
+// frame (ARP, DHCP, ICMPv6 neighbour discovery, anything tagged twice or
+// unknown) stays whole for the control-plane decoder. Counting needs no
+// more: byte counts come from the wire length, which the kernel reports
+// beside the cut frame. Less of each frame is written to the ring and read
+// back, and the reader's cost follows the ring's cache lines it reads: a
+// small IPv4 TCP or UDP frame takes 144 bytes of a ring block, where a
+// fixed 128-byte snap took 224.
 // The kernel has usually taken the outer VLAN tag out of the frame before
 // the filter runs, so offset 12 holds the EtherType.
 func headerRules() []bpf.Instruction {
@@ -117,32 +125,35 @@ func headerRules() []bpf.Instruction {
 		// A load past the end of a frame would end the program and drop
 		// the frame: lengths are checked first.
 		/* 0 */ bpf.LoadExtension{Num: bpf.ExtLen},
-		/* 1 */ bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: 38, SkipFalse: 19}, // -> 21
+		/* 1 */ bpf.JumpIf{Cond: bpf.JumpGreaterOrEqual, Val: 38, SkipFalse: 22}, // -> 24
 		/* 2 */ bpf.LoadAbsolute{Off: 12, Size: 2},
-		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: EtherTypeIPv6, SkipTrue: 18}, // -> 22
-		/* 4 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: EtherTypeIPv4, SkipFalse: 16}, // -> 21
+		/* 3 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: EtherTypeIPv6, SkipTrue: 21}, // -> 25
+		/* 4 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: EtherTypeIPv4, SkipFalse: 19}, // -> 24
 		/* 5 */ bpf.LoadAbsolute{Off: 23, Size: 1}, // IPv4 protocol
 		/* 6 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoTCP, SkipTrue: 13}, // -> 20
-		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoUDP, SkipFalse: 13}, // -> 21
+		/* 7 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoUDP, SkipFalse: 16}, // -> 24
 		/* 8 */ bpf.LoadAbsolute{Off: 20, Size: 2}, // fragment offset
-		/* 9 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 11}, // -> 21
+		/* 9 */ bpf.JumpIf{Cond: bpf.JumpBitsSet, Val: 0x1fff, SkipTrue: 14}, // -> 24
 		/* 10 */ bpf.LoadMemShift{Off: 14}, // X = IPv4 header length
 		/* 11 */ bpf.LoadExtension{Num: bpf.ExtLen},
 		/* 12 */ bpf.ALUOpConstant{Op: bpf.ALUOpSub, Val: 18},
-		/* 13 */ bpf.JumpIfX{Cond: bpf.JumpGreaterOrEqual, SkipFalse: 7}, // both ports in the frame? else -> 21
+		/* 13 */ bpf.JumpIfX{Cond: bpf.JumpGreaterOrEqual, SkipFalse: 10}, // both ports in the frame? else -> 24
 		/* 14 */ bpf.LoadIndirect{Off: 14, Size: 2}, // UDP source port
-		/* 15 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 67, SkipTrue: 5}, // -> 21
-		/* 16 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 68, SkipTrue: 4}, // -> 21
+		/* 15 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 67, SkipTrue: 8}, // -> 24
+		/* 16 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 68, SkipTrue: 7}, // -> 24
 		/* 17 */ bpf.LoadIndirect{Off: 16, Size: 2}, // UDP destination port
-		/* 18 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 67, SkipTrue: 2}, // -> 21
-		/* 19 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 68, SkipTrue: 1}, // -> 21
-		/* 20 */ bpf.RetConstant{Val: headerSnap},
-		/* 21 */ bpf.RetConstant{Val: fullFrame},
-		/* 22 */ bpf.LoadAbsolute{Off: 20, Size: 1}, // IPv6 next header
-		/* 23 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoTCP, SkipTrue: 2}, // -> 26
-		/* 24 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoUDP, SkipTrue: 1}, // -> 26
-		/* 25 */ bpf.RetConstant{Val: fullFrame},
-		/* 26 */ bpf.RetConstant{Val: headerSnap},
+		/* 18 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 67, SkipTrue: 5}, // -> 24
+		/* 19 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: 68, SkipTrue: 4}, // -> 24
+		/* 20 */ bpf.LoadMemShift{Off: 14}, // X = IPv4 header length
+		/* 21 */ bpf.TXA{},
+		/* 22 */ bpf.ALUOpConstant{Op: bpf.ALUOpAdd, Val: 14 + transportBytes},
+		/* 23 */ bpf.RetA{}, // Ethernet, IPv4 and transport headers
+		/* 24 */ bpf.RetConstant{Val: fullFrame},
+		/* 25 */ bpf.LoadAbsolute{Off: 20, Size: 1}, // IPv6 next header
+		/* 26 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoTCP, SkipTrue: 2}, // -> 29
+		/* 27 */ bpf.JumpIf{Cond: bpf.JumpEqual, Val: ProtoUDP, SkipTrue: 1}, // -> 29
+		/* 28 */ bpf.RetConstant{Val: fullFrame},
+		/* 29 */ bpf.RetConstant{Val: ipv6HeaderSnap},
 	}
 }
 

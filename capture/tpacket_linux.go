@@ -51,6 +51,7 @@ type tpacketRing struct {
 	end  int    // end of block blk's data in ring
 
 	touched byte // loadAhead's sums
+	ahead   int  // how far loadAhead has asked for in the held block
 }
 
 // openTPacket sets up a TPACKET_V3 ring on ifindex: the socket takes no
@@ -166,7 +167,7 @@ func (r *tpacketRing) readBatch(ps []Packet) (n int, err error) {
 		}
 	}
 	// The kernel wrote the block from another core.
-	r.touched += loadAhead(r.ring[:r.end], r.off)
+	r.touched += loadAhead(r.ring[:r.end], r.off, &r.ahead)
 	for n < len(ps) && r.left > 0 {
 		if err := r.frame(&ps[n]); err != nil {
 			return n, err
@@ -237,7 +238,7 @@ func (r *tpacketRing) nextBlock() error {
 		}
 	}
 	base := r.blk * r.blockSize
-	r.held = true
+	r.held, r.ahead = true, 0
 	r.left = r.u32(base + blockNumOff)
 	r.off = base + int(r.u32(base+blockFirstOff))
 	r.end = base + min(int(r.u32(base+blockLenOff)), r.blockSize)

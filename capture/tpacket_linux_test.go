@@ -172,9 +172,9 @@ func TestRingCutsFramesAtSnapLength(t *testing.T) {
 // TestRingPutsVLANTagsBack sends 802.1Q and 802.1ad frames: the kernel
 // takes the outer tag out, and the ring reader must hand the frame out as
 // it was sent, tag and TPID included. The built-in filter cuts the
-// single-tagged UDP frame to its headers (the tag put back in front) and
-// keeps the double-tagged one whole; the wire length is the sent length
-// either way.
+// single-tagged and the untagged UDP frames to their headers (the tag put
+// back in front) and keeps the double-tagged one whole; the wire length is
+// the sent length either way.
 func TestRingPutsVLANTagsBack(t *testing.T) {
 	lab := newLiveLab(t, 0)
 	r := openTestRing(t, lab, RingConfig{RingBytes: 1 << 20, BlockBytes: 1 << 16, BlockTimeout: 5 * time.Millisecond})
@@ -189,7 +189,8 @@ func TestRingPutsVLANTagsBack(t *testing.T) {
 		t.Fatalf("read %d frames, want 15", len(got))
 	}
 	var h Header
-	kept := [...]int{headerSnap + vlanLen, len(qinq), len(plain)}
+	cut := 14 + 20 + transportBytes // dot1q and plain are IPv4 UDP
+	kept := [...]int{cut + vlanLen, len(qinq), cut}
 	for i, p := range got {
 		want := sent[i%3]
 		if len(p.Data) != kept[i%3] || !bytes.Equal(p.Data, want[:kept[i%3]]) || p.WireLen != len(want) {

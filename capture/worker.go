@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"time"
+	"unsafe"
 )
 
 // DefaultLANPort is the TCP port of the sensor's LAN zone, where agents
@@ -111,7 +112,9 @@ type worker struct {
 	hs      [batchSize]Header // a batch's headers, parsed ahead
 	ok      [batchSize]bool   // hs[i] holds a parsed header
 	ahead   [batchSize]lookahead
-	touched uint64 // keeps batch's look-ahead loads from being optimised away
+	// lines holds the cache lines batch asks for ahead of accounting.
+	lines   [3 * batchSize]unsafe.Pointer
+	touched uint64 // keeps the loading fallback of prefetchLines from being optimised away
 	cur     *period
 	macs    *stationTable
 	// rx also counts frames by destination MAC; only replay reports them.
@@ -190,30 +193,33 @@ func (w *worker) packet(data []byte, wireLen int, ts int64) {
 const batchSize = 32
 
 // aheadBytes is how far a reader of frames laid end to end (a ring block, a
-// mapped pcap) loads ahead before walking them: about a batch of small
+// mapped pcap) asks for ahead before walking them: about a batch of small
 // frames.
 const aheadBytes = 16 << 10
 
-// loadAhead reads one byte of each cache line of the aheadBytes of b from
-// off on, before a reader walks the frames or records laid end to end
-// there. Each one says where the next begins, so walking them waits for
-// their cache lines one at a time; these independent loads wait for them
-// together. The sum only keeps the loads from being optimised away.
-func loadAhead(b []byte, off int) byte {
+// loadAhead asks for the cache lines of the aheadBytes of b from off on,
+// before a reader walks the frames or records laid end to end there. Each
+// one says where the next begins, so walking them would wait for their
+// cache lines one at a time; requested together, they arrive together.
+// done is how far earlier calls have asked for: lines before it are not
+// asked for again (the caller resets it to 0 when b changes).
+func loadAhead(b []byte, off int, done *int) byte {
+	from := max(off, *done)
 	stop := min(len(b), off+aheadBytes)
-	var sum byte
-	for o := off &^ 63; o < stop; o += 64 {
-		sum += b[o]
+	if from >= stop {
+		return 0
 	}
-	return sum
+	*done = stop
+	return prefetchBytes(b[from:stop])
 }
 
 // batch accounts frames handed out together (a run of one ring block) in
-// three passes. The first parses every frame; the second loads the cache
+// three passes. The first parses every frame; the second asks for the cache
 // lines the third will need (the sender's station, the receiver's when
 // counting by receiver, and the flow bucket of a UDP or heartbeat-channel
-// frame), a tight loop of independent loads whose cache misses overlap
-// instead of coming one after another; the third does the accounting.
+// frame) without waiting for them, so their misses overlap with each other
+// and with the accounting instead of coming one after another; the third
+// does the accounting.
 func (w *worker) batch(ps []Packet) {
 	hs := &w.hs
 	for i := range ps {
@@ -228,22 +234,22 @@ func (w *worker) batch(ps []Packet) {
 			a.hash = flowHash(h, w.seed)
 		}
 	}
-	var touch uint64
+	lines := w.lines[:0]
 	for i := range ps {
 		a := &w.ahead[i]
-		touch += w.macs.hot[a.slot].key
+		lines = append(lines, unsafe.Pointer(&w.macs.hot[a.slot]))
 		if w.rx {
-			touch += w.macs.hot[a.rxSlot].key + w.macs.cold[a.rxSlot].rxPackets
+			lines = append(lines, unsafe.Pointer(&w.macs.hot[a.rxSlot]), unsafe.Pointer(&w.macs.cold[a.rxSlot].rxPackets))
 		}
 		if a.hash != 0 {
 			if hs[i].Proto == ProtoUDP {
-				touch += w.flows.buckets[w.flows.bucket(a.hash)].tag[0]
+				lines = append(lines, unsafe.Pointer(&w.flows.buckets[w.flows.bucket(a.hash)]))
 			} else {
-				touch += w.hb.buckets[w.hb.bucket(a.hash)].tag[0]
+				lines = append(lines, unsafe.Pointer(&w.hb.buckets[w.hb.bucket(a.hash)]))
 			}
 		}
 	}
-	w.touched += touch
+	w.touched += uint64(prefetchLines(lines))
 	for i := range ps {
 		if !w.ok[i] {
 			w.cur.runts++
