@@ -19,10 +19,11 @@ type Sink interface {
 	// default), merged from all workers. LastSeen comes from packet
 	// timestamps.
 	Traffic([]sensor.TrafficSummary)
-	// FlowStarts gets, every Options.Period (250 ms by default), TCP SYNs,
-	// first UDP datagrams of a 5-tuple after an idle period, and every TCP
-	// connection to the LAN-zone port when first seen and again every
-	// Options.LANRefresh while it is active.
+	// FlowStarts gets, every Options.Period (250 ms by default) in
+	// batches of at most flowBatch, TCP SYNs, first UDP datagrams of a
+	// 5-tuple after an idle period, and every TCP connection to the
+	// LAN-zone port when first seen and again every Options.LANRefresh
+	// while it is active.
 	FlowStarts([]sensor.Flow)
 	// CaptureHealth gets each interface's report every tick.
 	CaptureHealth(sensor.CaptureHealth)
@@ -123,6 +124,11 @@ func (r *reporter) done(p *period) {
 	}
 }
 
+// flowBatch is the most flow starts handed to Sink.FlowStarts at once: a
+// period's flow starts are converted and handed over a batch at a time, so
+// the converted batch is still in the cache when the sink reads it.
+const flowBatch = 512
+
 // emit hands the pending report to the sink and starts a new one.
 func (r *reporter) emit() {
 	a := r.agg
@@ -171,13 +177,14 @@ func (r *reporter) emit() {
 	if len(traffic) > 0 {
 		r.sink.Traffic(traffic)
 	}
-	if len(flows) > 0 {
-		out := slices.Grow(r.flowBuf[:0], len(flows))[:len(flows)]
-		for i := range flows {
+	for len(flows) > 0 {
+		n := min(len(flows), flowBatch)
+		out := slices.Grow(r.flowBuf[:0], n)[:n]
+		for i := range out {
 			out[i] = flows[i].flow()
 		}
 		r.sink.FlowStarts(out)
-		r.flowBuf = out
+		r.flowBuf, flows = out, flows[n:]
 	}
 	if len(binds) > 0 {
 		r.sink.Bindings(binds)

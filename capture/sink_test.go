@@ -46,3 +46,32 @@ func TestReporterMergesEveryPeriodOfAReport(t *testing.T) {
 		t.Errorf("%d periods released, want all 4", released)
 	}
 }
+
+// TestReporterHandsFlowStartsOverInBatches: a report with more flow starts
+// than flowBatch reaches the sink in order, in calls of at most flowBatch,
+// none lost.
+func TestReporterHandsFlowStartsOverInBatches(t *testing.T) {
+	const n = 2*flowBatch + 7
+	p := &period{}
+	for i := range n {
+		p.flows = append(p.flows, flowRec{dstPort: uint16(i), v4: true, ts: int64(i)})
+	}
+	sink := &callSink{}
+	rep := newReporter(sink, false)
+	rep.add(p)
+	rep.emit()
+	var sizes []int
+	next := 0
+	for _, call := range sink.flowCalls {
+		sizes = append(sizes, len(call))
+		for _, f := range call {
+			if int(f.DstPort) != next || f.Time.UnixNano() != int64(next) {
+				t.Fatalf("flow start %d arrived as port %d at %v", next, f.DstPort, f.Time)
+			}
+			next++
+		}
+	}
+	if want := []int{flowBatch, flowBatch, 7}; !slices.Equal(sizes, want) {
+		t.Errorf("batches of %v flow starts, want %v", sizes, want)
+	}
+}
