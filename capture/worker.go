@@ -111,7 +111,7 @@ type worker struct {
 	h       Header
 	hs      [batchSize]Header // a batch's headers, parsed ahead
 	ok      [batchSize]bool   // hs[i] holds a parsed header
-	ahead   [batchSize]lookahead
+	hashes  [batchSize]uint64 // flowHash of hs[i] when keyed, else 0
 	// lines holds the cache lines batch asks for ahead of accounting.
 	lines   [3 * batchSize]unsafe.Pointer
 	touched uint64 // keeps the loading fallback of prefetchLines from being optimised away
@@ -214,38 +214,31 @@ func loadAhead(b []byte, off int, done *int) byte {
 }
 
 // batch accounts frames handed out together (a run of one ring block) in
-// three passes. The first parses every frame; the second asks for the cache
-// lines the third will need (the sender's station, the receiver's when
-// counting by receiver, and the flow bucket of a UDP or heartbeat-channel
-// frame) without waiting for them, so their misses overlap with each other
-// and with the accounting instead of coming one after another; the third
-// does the accounting.
+// two passes. The first parses every frame and asks for the cache lines
+// the second will need (the sender's station, the receiver's when counting
+// by receiver, and the flow bucket of a UDP or heartbeat-channel frame)
+// without waiting for them, so their misses overlap with each other and
+// with the accounting instead of coming one after another; the second does
+// the accounting.
 func (w *worker) batch(ps []Packet) {
-	hs := &w.hs
-	for i := range ps {
-		h := &hs[i]
-		w.ok[i] = ParseHeader(ps[i].Data, h)
-		a := &w.ahead[i]
-		a.slot, a.hash = w.macs.slot(h.Src|macPresent), 0
-		if w.rx {
-			a.rxSlot = w.macs.slot(h.Dst | macPresent)
-		}
-		if w.ok[i] && w.keyed(h) {
-			a.hash = flowHash(h, w.seed)
-		}
-	}
+	hs, t := &w.hs, w.macs
 	lines := w.lines[:0]
 	for i := range ps {
-		a := &w.ahead[i]
-		lines = append(lines, unsafe.Pointer(&w.macs.hot[a.slot]))
+		h := &hs[i]
+		ok := ParseHeader(ps[i].Data, h)
+		w.ok[i], w.hashes[i] = ok, 0
+		lines = append(lines, unsafe.Pointer(&t.hot[t.slot(h.Src|macPresent)]))
 		if w.rx {
-			lines = append(lines, unsafe.Pointer(&w.macs.hot[a.rxSlot]), unsafe.Pointer(&w.macs.cold[a.rxSlot].rxPackets))
+			rx := t.slot(h.Dst | macPresent)
+			lines = append(lines, unsafe.Pointer(&t.hot[rx]), unsafe.Pointer(&t.cold[rx].rxPackets))
 		}
-		if a.hash != 0 {
-			if hs[i].Proto == ProtoUDP {
-				lines = append(lines, unsafe.Pointer(&w.flows.buckets[w.flows.bucket(a.hash)]))
+		if ok && w.keyed(h) {
+			hash := flowHash(h, w.seed)
+			w.hashes[i] = hash
+			if h.Proto == ProtoUDP {
+				lines = append(lines, unsafe.Pointer(&w.flows.buckets[w.flows.bucket(hash)]))
 			} else {
-				lines = append(lines, unsafe.Pointer(&w.hb.buckets[w.hb.bucket(a.hash)]))
+				lines = append(lines, unsafe.Pointer(&w.hb.buckets[w.hb.bucket(hash)]))
 			}
 		}
 	}
@@ -255,7 +248,7 @@ func (w *worker) batch(ps []Packet) {
 			w.cur.runts++
 			continue
 		}
-		w.account(&hs[i], ps[i].Data, ps[i].WireLen, ps[i].Time, w.ahead[i].hash)
+		w.account(&hs[i], ps[i].Data, ps[i].WireLen, ps[i].Time, w.hashes[i])
 	}
 }
 
@@ -263,15 +256,6 @@ func (w *worker) batch(ps []Packet) {
 // datagrams and TCP segments to the LAN-zone port.
 func (w *worker) keyed(h *Header) bool {
 	return h.HasPorts && (h.Proto == ProtoUDP || h.Proto == ProtoTCP && w.lanPort != 0 && h.DstPort == w.lanPort)
-}
-
-// lookahead is what batch works out for a frame before accounting it.
-type lookahead struct {
-	slot uint64 // where the search for the sender's station starts
-	hash uint64 // flowHash of a keyed frame, else 0
-	// rxSlot is where the search for the receiver's station starts
-	// (when counting frames by receiver).
-	rxSlot uint64
 }
 
 // account adds one parsed frame to the period; hash is its flowHash when
