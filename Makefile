@@ -21,7 +21,7 @@ FUZZ_TIME    ?= 100000x
 RACE_PKGS ?= ./sensor/ ./sensor/alert/... ./sensor/history/ ./sensor/api/ ./sensor/lab/ \
              ./sensor/daemon/ ./lanzone/... ./capture/ ./cmd/...
 
-.PHONY: all build test race fuzz-short bench bench-capture bench-lanzone bench-history demo clean vet FORCE
+.PHONY: all build test race fuzz-short bench bench-capture bench-lanzone bench-history demo clean vet pgo FORCE
 
 all: build
 
@@ -73,6 +73,11 @@ bench:
 bench-capture: build
 	capture/internal/synth/bench-offline.sh build/synth-4m.pcap 5
 	capture/internal/synth/bench-live.sh build/synth-2m.pcap 1
+
+# Records cmd/tapbeat/default.pgo, the CPU profile of live capture that
+# builds of the sensor are optimised with (root).
+pgo:
+	capture/internal/synth/profile-live.sh cmd/tapbeat/default.pgo 30
 
 # Many agents from one process against a real sensor (root).
 bench-lanzone:

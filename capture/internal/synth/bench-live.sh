@@ -22,7 +22,7 @@ fi
 mkdir -p build
 capbench=${CAPBENCH:-build/capbench}
 if [ -z "${CAPBENCH:-}" ]; then
-	go build -o build/capbench ./capture/internal/capbench
+	go build -pgo=cmd/tapbeat/default.pgo -o build/capbench ./capture/internal/capbench
 fi
 # shellcheck source=capture/internal/synth/veth-ns.sh
 . "$(dirname "$0")/veth-ns.sh"
