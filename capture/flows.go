@@ -77,29 +77,48 @@ func (f *flowTable) bucket(h uint64) uint64 { return (h >> 7) & f.mask }
 // whether it starts a flow.
 func (f *flowTable) seen(h uint64, ts int64) bool {
 	b := &f.buckets[f.bucket(h)]
-	tag := h | 1
-	victim := 0
-	for i := range flowWays {
-		if b.tag[i] == tag {
-			start := ts-b.last[i] > f.idle
-			if ts > b.last[i] {
-				b.last[i] = ts
-			}
-			return start
-		}
-		if b.tag[i] == 0 {
-			victim = i
-			break
-		}
-		if b.last[i] < b.last[victim] {
-			victim = i
+	i := b.find(h | 1)
+	if i < 0 {
+		f.put(b, h|1, ts)
+		return true
+	}
+	start := ts-b.last[i] > f.idle
+	b.last[i] = max(b.last[i], ts)
+	return start
+}
+
+// find is written out for four ways: these array lengths stop the build
+// if flowWays changes.
+var _ [flowWays - 4][4 - flowWays]struct{}
+
+// find returns the way holding tag, or -1.
+func (b *flowBucket) find(tag uint64) int {
+	switch tag {
+	case b.tag[0]:
+		return 0
+	case b.tag[1]:
+		return 1
+	case b.tag[2]:
+		return 2
+	case b.tag[3]:
+		return 3
+	}
+	return -1
+}
+
+// put stores tag at ts in b's first empty way, or in place of its least
+// recently active one, counting an eviction when that one was still live.
+func (f *flowTable) put(b *flowBucket, tag uint64, ts int64) {
+	v := 0
+	for i := 1; i < flowWays; i++ {
+		if b.tag[v] != 0 && (b.tag[i] == 0 || b.last[i] < b.last[v]) {
+			v = i
 		}
 	}
-	if b.tag[victim] != 0 && ts-b.last[victim] <= f.idle {
+	if b.tag[v] != 0 && ts-b.last[v] <= f.idle {
 		f.evicted++
 	}
-	b.tag[victim], b.last[victim] = tag, ts
-	return true
+	b.tag[v], b.last[v] = tag, ts
 }
 
 // due records a packet of the 5-tuple hashed to h at ts and reports
@@ -109,28 +128,15 @@ func (f *flowTable) seen(h uint64, ts int64) bool {
 // steady stream of packets is reported again every f.idle.
 func (f *flowTable) due(h uint64, ts int64) bool {
 	b := &f.buckets[f.bucket(h)]
-	tag := h | 1
-	victim := 0
-	for i := range flowWays {
-		if b.tag[i] == tag {
-			if ts-b.last[i] < f.idle && ts >= b.last[i] {
-				return false
-			}
-			b.last[i] = ts
-			return true
-		}
-		if b.tag[i] == 0 {
-			victim = i
-			break
-		}
-		if b.last[i] < b.last[victim] {
-			victim = i
-		}
+	i := b.find(h | 1)
+	if i < 0 {
+		f.put(b, h|1, ts)
+		return true
 	}
-	if b.tag[victim] != 0 {
-		f.evicted++
+	if ts-b.last[i] < f.idle && ts >= b.last[i] {
+		return false
 	}
-	b.tag[victim], b.last[victim] = tag, ts
+	b.last[i] = ts
 	return true
 }
 

@@ -60,8 +60,10 @@ func ParseHeader(frame []byte, h *Header) bool {
 		return false
 	}
 	*h = Header{}
-	h.Dst = mac48(frame[0:6])
-	h.Src = mac48(frame[6:12])
+	// Both addresses as two 8-byte loads: the first six bytes of the
+	// first, the last six of the second.
+	h.Dst = binary.BigEndian.Uint64(frame[0:8]) >> 16
+	h.Src = binary.BigEndian.Uint64(frame[4:12]) & (1<<48 - 1)
 	off := 12
 	et := binary.BigEndian.Uint16(frame[off:])
 	for et == EtherTypeVLAN || et == EtherTypeQinQ || et == etherType9100 {
