@@ -2,6 +2,8 @@ package capture
 
 import (
 	"encoding/binary"
+	"math"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"time"
@@ -91,34 +93,53 @@ func (f *flowTable) seen(h uint64, ts int64) bool {
 // if flowWays changes.
 var _ [flowWays - 4][4 - flowWays]struct{}
 
-// find returns the way holding tag, or -1.
+// find returns the way holding tag, or -1. The four compares make a mask
+// without branches: which way matches is as good as random, so branching
+// on each compare mispredicted often.
 func (b *flowBucket) find(tag uint64) int {
-	switch tag {
-	case b.tag[0]:
-		return 0
-	case b.tag[1]:
-		return 1
-	case b.tag[2]:
-		return 2
-	case b.tag[3]:
-		return 3
+	m := b2u(b.tag[0] == tag) | b2u(b.tag[1] == tag)<<1 | b2u(b.tag[2] == tag)<<2 | b2u(b.tag[3] == tag)<<3
+	if m == 0 {
+		return -1
 	}
-	return -1
+	return bits.TrailingZeros(m)
 }
 
 // put stores tag at ts in b's first empty way, or in place of its least
 // recently active one, counting an eviction when that one was still live.
 func (f *flowTable) put(b *flowBucket, tag uint64, ts int64) {
-	v := 0
-	for i := 1; i < flowWays; i++ {
-		if b.tag[v] != 0 && (b.tag[i] == 0 || b.last[i] < b.last[v]) {
-			v = i
-		}
+	v, oldest := 0, b.age(0)
+	if a := b.age(1); a < oldest {
+		v, oldest = 1, a
+	}
+	if a := b.age(2); a < oldest {
+		v, oldest = 2, a
+	}
+	if b.age(3) < oldest {
+		v = 3
 	}
 	if b.tag[v] != 0 && ts-b.last[v] <= f.idle {
 		f.evicted++
 	}
 	b.tag[v], b.last[v] = tag, ts
+}
+
+// age orders way i for replacement: its last-packet time, and an empty
+// way before every live one. Compiled without branches, as are put's
+// comparisons of the four.
+func (b *flowBucket) age(i int) int64 {
+	a := b.last[i]
+	if b.tag[i] == 0 {
+		a = math.MinInt64
+	}
+	return a
+}
+
+// b2u is 1 for true and 0 for false, without a branch.
+func b2u(c bool) uint {
+	if c {
+		return 1
+	}
+	return 0
 }
 
 // due records a packet of the 5-tuple hashed to h at ts and reports
