@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"golang.org/x/net/bpf"
 )
 
@@ -267,5 +269,29 @@ func BenchmarkRingRead(b *testing.B) {
 				b.Fatal("nothing read")
 			}
 		})
+	}
+}
+
+// TestRingBlocksDefault: the default block is 1 MiB, a small ring still
+// gets minRingBlocks blocks of whole pages, and a block size set
+// explicitly is kept.
+func TestRingBlocksDefault(t *testing.T) {
+	page := unix.Getpagesize()
+	cases := []struct {
+		cfg  RingConfig
+		want int
+	}{
+		{RingConfig{}, 1 << 20},
+		{RingConfig{RingBytes: 256 << 20}, 1 << 20},
+		{RingConfig{RingBytes: 4 << 20}, 256 << 10},
+		{RingConfig{RingBytes: 1 << 20}, 64 << 10},
+		{RingConfig{RingBytes: 3 * page}, page},
+		{RingConfig{RingBytes: 1 << 20, BlockBytes: 8 * page}, 8 * page},
+	}
+	for _, c := range cases {
+		got := c.cfg.withDefaults()
+		if got.BlockBytes != c.want || got.BlockBytes%page != 0 {
+			t.Errorf("ring of %d bytes, block %d: default block %d, want %d", c.cfg.RingBytes, c.cfg.BlockBytes, got.BlockBytes, c.want)
+		}
 	}
 }

@@ -3,7 +3,7 @@
 // time the process used, as one line of JSON. It is the capture side of
 // the live benchmark (capture/internal/synth/bench-live.sh).
 //
-//	capbench -i IFACE [-workers N] [-fallback] [-gopacket] [-ring-mb 64] [-block-kb 256] [-block-timeout 50ms] [-period 250ms] [-traffic-period 1s]
+//	capbench -i IFACE [-workers N] [-fallback] [-gopacket] [-ring-mb 64] [-block-kb 1024] [-block-timeout 50ms] [-period 250ms] [-traffic-period 1s]
 package main
 
 import (
