@@ -184,7 +184,7 @@ func (s *FileSource) readBatch(ps []Packet) (n int, err error) {
 		}
 		return 1, nil
 	}
-	s.mm.loadAhead()
+	s.mm.prefetchAhead()
 	for n < len(ps) {
 		if err := s.Read(&ps[n]); err != nil {
 			return n, err

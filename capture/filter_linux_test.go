@@ -33,10 +33,10 @@ func etherFrame(n int, etherType uint16, byte20 uint8) []byte {
 }
 
 // TestHeaderRulesKeepControlFramesWhole runs the built-in filter's rules in
-// a BPF interpreter: ordinary TCP and UDP frames are cut after the
-// transport header's first transportBytes, anything the control-plane decoder reads or the rules cannot
-// judge stays whole, and no frame is dropped (a cBPF load past the end of
-// a frame would drop it).
+// a BPF interpreter: ordinary TCP and UDP frames are cut after the first
+// transportBytes of their transport header, anything the control-plane
+// decoder reads or the rules cannot judge stays whole, and no frame is
+// dropped (a cBPF load past the end of a frame would drop it).
 func TestHeaderRulesKeepControlFramesWhole(t *testing.T) {
 	vm, err := bpf.NewVM(headerRules())
 	if err != nil {

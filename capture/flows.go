@@ -78,10 +78,10 @@ func (f *flowTable) bucket(h uint64) uint64 { return (h >> 7) & f.mask }
 // seen records a packet of the 5-tuple hashed to h at ts and reports
 // whether it starts a flow.
 func (f *flowTable) seen(h uint64, ts int64) bool {
-	b := &f.buckets[f.bucket(h)]
-	i := b.find(h | 1)
+	b, tag := &f.buckets[f.bucket(h)], h|1
+	i := b.find(tag)
 	if i < 0 {
-		f.put(b, h|1, ts)
+		f.put(b, tag, ts)
 		return true
 	}
 	start := ts-b.last[i] > f.idle
@@ -148,10 +148,10 @@ func b2u(c bool) uint {
 // last reported. This is the heartbeat-channel refresh: unlike seen, a
 // steady stream of packets is reported again every f.idle.
 func (f *flowTable) due(h uint64, ts int64) bool {
-	b := &f.buckets[f.bucket(h)]
-	i := b.find(h | 1)
+	b, tag := &f.buckets[f.bucket(h)], h|1
+	i := b.find(tag)
 	if i < 0 {
-		f.put(b, h|1, ts)
+		f.put(b, tag, ts)
 		return true
 	}
 	if ts-b.last[i] < f.idle && ts >= b.last[i] {

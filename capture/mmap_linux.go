@@ -20,8 +20,8 @@ type mmapPcap struct {
 	nanos  int64 // multiplier from the fraction field to nanoseconds
 	maxCap uint32
 
-	touched byte // loadAhead's sums
-	ahead   int  // how far loadAhead has asked for
+	touched byte // prefetchAhead's sums (on architectures where it loads)
+	ahead   int  // how far prefetchAhead has asked for
 }
 
 // populateMax is the largest file mapped with MAP_POPULATE.
@@ -69,9 +69,9 @@ func mapPcap(f *os.File) (*mmapPcap, error) {
 	return m, nil
 }
 
-// loadAhead loads the next aheadBytes of the file before records are
-// walked there.
-func (m *mmapPcap) loadAhead() { m.touched += loadAhead(m.data, m.off, &m.ahead) }
+// prefetchAhead asks for the next aheadBytes of the file before records
+// are walked there.
+func (m *mmapPcap) prefetchAhead() { m.touched += prefetchAhead(m.data, m.off, &m.ahead) }
 
 // next returns the record at the current offset.
 func (m *mmapPcap) next(p *Packet) error {

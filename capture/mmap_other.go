@@ -10,6 +10,6 @@ func mapPcap(*os.File) (*mmapPcap, error) { return nil, nil }
 
 func (m *mmapPcap) next(*Packet) error { panic("unreachable") }
 
-func (m *mmapPcap) loadAhead() {}
+func (m *mmapPcap) prefetchAhead() {}
 
 func (m *mmapPcap) close() error { return nil }

@@ -50,8 +50,8 @@ type tpacketRing struct {
 	off  int    // offset in ring of the next frame header
 	end  int    // end of block blk's data in ring
 
-	touched byte // loadAhead's sums
-	ahead   int  // how far loadAhead has asked for in the held block
+	touched byte // prefetchAhead's sums (on architectures where it loads)
+	ahead   int  // how far prefetchAhead has asked for in the held block
 }
 
 // openTPacket sets up a TPACKET_V3 ring on ifindex: the socket takes no
@@ -167,7 +167,7 @@ func (r *tpacketRing) readBatch(ps []Packet) (n int, err error) {
 		}
 	}
 	// The kernel wrote the block from another core.
-	r.touched += loadAhead(r.ring[:r.end], r.off, &r.ahead)
+	r.touched += prefetchAhead(r.ring[:r.end], r.off, &r.ahead)
 	for n < len(ps) && r.left > 0 {
 		if err := r.frame(&ps[n]); err != nil {
 			return n, err

@@ -197,13 +197,13 @@ const batchSize = 32
 // frames.
 const aheadBytes = 16 << 10
 
-// loadAhead asks for the cache lines of the aheadBytes of b from off on,
+// prefetchAhead asks for the cache lines of the aheadBytes of b from off on,
 // before a reader walks the frames or records laid end to end there. Each
 // one says where the next begins, so walking them would wait for their
 // cache lines one at a time; requested together, they arrive together.
 // done is how far earlier calls have asked for: lines before it are not
 // asked for again (the caller resets it to 0 when b changes).
-func loadAhead(b []byte, off int, done *int) byte {
+func prefetchAhead(b []byte, off int, done *int) byte {
 	from := max(off, *done)
 	stop := min(len(b), off+aheadBytes)
 	if from >= stop {
