@@ -32,8 +32,8 @@ type RingConfig struct {
 	// cost less CPU per frame: 1 MiB blocks took 15 % less than 256 KiB
 	// ones at 460 kpps. The kernel zeroes each block, one contiguous run
 	// of pages, when the ring is set up: about 45 ms of CPU for 64 MiB on
-	// a virtual machine here, 240 ms when its host had to back the memory
-	// first.
+	// a virtual machine here, up to 240 ms when the memory had lately
+	// been handed back to its host.
 	BlockBytes int
 	// BlockTimeout hands a partly filled block to the reader after this
 	// long (default 50 ms).
