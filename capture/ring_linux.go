@@ -118,9 +118,10 @@ func incomingHeaders() ([]bpf.RawInstruction, error) {
 	return dropOutgoing(headerRules()...)
 }
 
-// headerRules keeps the Ethernet, IP and first transportBytes of TCP
-// bytes of IPv4 TCP, IPv4 UDP other than DHCP (ports 67 and 68) and first
-// fragments only, and of IPv6 TCP and UDP (ipv6HeaderSnap); every other
+// headerRules keeps the Ethernet and IP headers and the first
+// transportBytes of the transport header of IPv4 TCP, IPv4 UDP other than
+// DHCP (ports 67 and 68) and first fragments only, and of IPv6 TCP and UDP
+// (ipv6HeaderSnap); every other
 // frame (ARP, DHCP, ICMPv6 neighbour discovery, anything tagged twice or
 // unknown) stays whole for the control-plane decoder. Counting needs no
 // more: byte counts come from the wire length, which the kernel reports
