@@ -280,7 +280,7 @@ func TestDisconnectKeepsStatusUntilDeadline(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.at(0).hello("e1", HealthGreen, mac)
 	h.at(10)
-	h.add(h.c.Disconnect("e1"))
+	h.add(h.c.Disconnect(Disconnect{EndpointID: "e1", Cause: CauseCloseNotify}))
 	if d := h.ofType(EventEndpointDisconnected); len(d) != 1 || d[0].IsAlert() {
 		t.Fatalf("disconnect events %+v, want one informational", d)
 	}

@@ -186,7 +186,7 @@ func (c *endpointCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc 
 func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[sensor.Status]int{}
 	for _, st := range []sensor.Status{sensor.StatusGreen, sensor.StatusYellow, sensor.StatusRed,
-		sensor.StatusMissing, sensor.StatusOffline, sensor.StatusUnknown} {
+		sensor.StatusMissing, sensor.StatusOffline, sensor.StatusUnknown, sensor.StatusStopped} {
 		counts[st] = 0
 	}
 	if c.s.engine != nil {
