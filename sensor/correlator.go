@@ -329,6 +329,9 @@ func (c *Correlator) heartbeat(out []Event, e *endpoint, h Health, reasons []str
 	e.lastHB = now
 	c.lastHBAt = now
 	e.connected = true
+	// Heartbeating again answers for how the agent last left.
+	e.dropAt, e.dropCause, e.dropJudged = 0, 0, false
+	e.goodbye, e.goodbyeAt = "", 0
 	e.health = h
 	if !slices.Equal(e.reasons, reasons) {
 		e.reasons = slices.Clone(reasons)
