@@ -35,6 +35,7 @@ func (c *Correlator) ClockStepped(step time.Duration) []Event {
 			shift(&e.lastHB)
 			shift(&e.dropAt)
 			shift(&e.goodbyeAt)
+			shift(&e.wokeAt)
 		}
 	}
 	for i := range c.macs {

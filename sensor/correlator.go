@@ -69,6 +69,7 @@ type endpoint struct {
 	dropJudged bool          // the dropped-connection rule has judged this drop
 	goodbye    GoodbyeReason // the agent said goodbye with this reason
 	goodbyeAt  int64
+	wokeAt     int64 // an offline endpoint started sending again (wake-up grace)
 }
 
 type macState struct {
@@ -332,6 +333,7 @@ func (c *Correlator) heartbeat(out []Event, e *endpoint, h Health, reasons []str
 	// Heartbeating again answers for how the agent last left.
 	e.dropAt, e.dropCause, e.dropJudged = 0, 0, false
 	e.goodbye, e.goodbyeAt = "", 0
+	e.wokeAt = 0
 	e.health = h
 	if !slices.Equal(e.reasons, reasons) {
 		e.reasons = slices.Clone(reasons)

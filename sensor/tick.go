@@ -115,10 +115,24 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 		return out
 	case StatusOffline, StatusUnknown:
 		if blind || !sending {
+			e.wokeAt = 0
 			if e.status == StatusUnknown && !blind {
 				return c.setStatus(out, e, StatusOffline, now, "no heartbeat and no traffic")
 			}
 			return out
+		}
+		// An offline endpoint sends again after a silence the sensor saw: a
+		// laptop waking from suspend, a host booting. Its agent gets an
+		// interval (its next heartbeat) and the reconnect grace to come
+		// back before it is missing. (Unknown was not seen silent: the
+		// capture was blind.)
+		if e.status == StatusOffline {
+			if e.wokeAt == 0 {
+				e.wokeAt = now
+			}
+			if now-e.wokeAt < int64(c.cfg.HeartbeatInterval+c.cfg.ReconnectGrace) {
+				return out
+			}
 		}
 	default: // green, yellow, red, stopped: the deadline just passed
 		if blind {
@@ -149,6 +163,10 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 		reason += fmt.Sprintf("; its connection dropped without goodbye (%s)", e.dropCause.Text())
 		details["left"] = "dropped"
 		details["disconnect"] = e.dropCause.String()
+	}
+	if e.wokeAt != 0 {
+		reason += fmt.Sprintf("; it started sending again %s ago after a silence and its agent did not come back",
+			time.Duration(now-e.wokeAt).Round(time.Second))
 	}
 	if c.agentConnectionSeen(e, now) {
 		reason += "; its connection to the LAN zone is still active: agent present but silent"
