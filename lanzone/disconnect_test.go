@@ -1,10 +1,12 @@
 package lanzone
 
 import (
+	"fmt"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
 	"github.com/tapbeat/tapbeat/sensor"
 )
@@ -124,5 +126,61 @@ func TestReplacedConnectionIsNoDrop(t *testing.T) {
 	st, _ := f.rec.Endpoint(b.ID)
 	if !st.Connected {
 		t.Errorf("endpoint not connected after the newer connection took over")
+	}
+}
+
+// TestHostileDropsDoNotCount: connections that never authenticated as the
+// endpoint, or authenticated but never said hello, and drop (a flood from a
+// spoofed address, a stolen certificate probing) never count as the
+// endpoint's drop: its own connection stays, and nothing reaches the
+// correlator but auth_failed.
+func TestHostileDropsDoNotCount(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.HandshakeRate, o.HandshakeBurst = 1000, 1000 })
+	b := f.enroll(t, "ws-target.example")
+	c := f.connect(t, b, "127.0.0.1", sensor.HealthGreen)
+	if _, err := c.next(wire.TypeConfig, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := pki.ClientConfig(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCert := cfg.Clone()
+	noCert.Certificates = nil
+	for i := range 20 {
+		src := fmt.Sprintf("127.0.0.%d", 30+i%10)
+		switch i % 3 {
+		case 0: // plaintext, then a reset
+			nc, err := net.Dial("tcp", f.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+			nc.(*net.TCPConn).SetLinger(0)
+			nc.Close()
+		case 1: // TLS without a certificate
+			if tc, err := dialFrom(t, f.addr, src, noCert); err == nil {
+				tc.NetConn().Close()
+			}
+		case 2: // the endpoint's own certificate, dropped before any hello
+			tc, err := dialFrom(t, f.addr, src, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.NetConn().Close()
+		}
+	}
+	waitFor(t, "the refusals", func() bool { return f.l.Stats().Refused >= 7 })
+	time.Sleep(200 * time.Millisecond)
+	if f.rec.has(sensor.EventEndpointDisconnected, b.ID) {
+		t.Errorf("a hostile connection's drop was reported as the endpoint's")
+	}
+	st, _ := f.rec.Endpoint(b.ID)
+	if !st.Connected || st.Status != sensor.StatusGreen {
+		t.Errorf("endpoint after the flood: %+v", st)
+	}
+	c.send(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthGreen})
+	if _, err := c.next(wire.TypeAtRisk, 3*time.Second); err != nil && !isTimeout(err) {
+		t.Errorf("the endpoint's own connection broke: %v", err)
 	}
 }
