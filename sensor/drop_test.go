@@ -410,3 +410,47 @@ func TestPropertyDropRule(t *testing.T) {
 		}
 	})
 }
+
+// TestEarlyMissingEscalates: a missing verdict from a dropped connection is
+// escalation 0; the ladder's first step (the missing deadline) re-alerts.
+func TestEarlyMissingEscalates(t *testing.T) {
+	h := newHarness(t, Config{})
+	h.at(0).helloInstance("e1", "a", dropMAC)
+	h.run(1, 5, func(int) { h.traffic(dropMAC) })
+	h.at(5.1).disconnect("e1", CauseEOF, "")
+	h.run(6, 46, func(int) { h.traffic(dropMAC) })
+	m := h.ofType(EventHeartbeatMissing)
+	if len(m) != 2 || m[0].Details["escalation"] != 0 || m[1].Details["escalation"] != 1 || sec(m[1]) != 45 {
+		t.Fatalf("missing alerts %+v, want escalation 0 at 9 s and 1 at 45 s", m)
+	}
+}
+
+// TestInterfaceSwitchWithinGrace: a laptop moving from Wi-Fi to cable drops
+// its connection and reconnects from its other MAC within the grace: not
+// missing, and no restart (the same agent process).
+func TestInterfaceSwitchWithinGrace(t *testing.T) {
+	const wifi, cable = "02:00:00:00:00:01", "02:00:00:00:00:02"
+	h := newHarness(t, Config{})
+	itfs := []Interface{{Name: "wlan0", MAC: MustParseMAC(wifi)}, {Name: "eth0", MAC: MustParseMAC(cable)}}
+	hello := func(instance string) {
+		evs, err := h.c.Hello(Hello{EndpointID: "e1", Name: "laptop", Health: HealthGreen, Interfaces: itfs, Instance: instance})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.add(evs)
+	}
+	h.at(0)
+	hello("a")
+	h.run(1, 10, func(int) { h.traffic(wifi) })
+	h.at(10.2).disconnect("e1", CauseReset, "")
+	h.at(11).traffic(cable)
+	h.at(12.4)
+	hello("a")
+	h.run(13, 80, func(s int) { h.traffic(cable); beatEvery(h, "e1", s-13, 80) })
+	if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+		t.Fatalf("missing at %vs after an interface switch", sec(m[0]))
+	}
+	if r := h.ofType(EventAgentRestarted); len(r) != 0 {
+		t.Errorf("a reconnect from another interface raised agent_restarted")
+	}
+}

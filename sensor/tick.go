@@ -185,7 +185,9 @@ func (c *Correlator) silence(e *endpoint, now int64) time.Duration {
 }
 
 // markMissing makes e missing and raises heartbeat_missing with reason and
-// details (silent_for_seconds and escalation added).
+// details (silent_for_seconds and escalation added). Escalation counts the
+// ladder's steps reached: 0 for a verdict before the missing deadline (a
+// dropped connection), whose first re-alert then comes at that deadline.
 func (c *Correlator) markMissing(out []Event, e *endpoint, now int64, reason string, details map[string]any) []Event {
 	prev := e.status
 	e.status, e.statusSince = StatusMissing, now
@@ -198,7 +200,10 @@ func (c *Correlator) markMissing(out []Event, e *endpoint, now int64, reason str
 	ev.PreviousStatus = prev
 	ev.Reason = reason
 	details["silent_for_seconds"] = silent.Seconds()
-	details["escalation"] = max(e.realert, 1)
+	details["escalation"] = e.realert
+	if silent >= c.cfg.deadline {
+		details["escalation"] = max(e.realert, 1)
+	}
 	ev.Details = details
 	return c.emit(out, ev)
 }

@@ -300,6 +300,11 @@ func (a *Agent) session(ctx context.Context, c *tls.Conn) error {
 	readErr := make(chan error, 1)
 	go func() { readErr <- a.readLoop(c, intervalChanged) }()
 
+	var local netip.Addr
+	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		local = ta.AddrPort().Addr().Unmap()
+	}
+	hadLocal := a.hasAddr(local)
 	tick := time.NewTicker(a.Interval())
 	defer tick.Stop()
 	disc := time.NewTicker(a.cfg.DiscoverEvery)
@@ -325,6 +330,13 @@ func (a *Agent) session(ctx context.Context, c *tls.Conn) error {
 			tick.Reset(a.Interval())
 		case <-disc.C:
 			if a.discover() {
+				// The interface carrying the connection went away (Wi-Fi
+				// to cable): its packets can no longer arrive, so
+				// reconnect now over another one rather than after
+				// timeouts; the sensor replaces the old connection.
+				if local.IsValid() && hadLocal && !a.hasAddr(local) {
+					return fmt.Errorf("the interface with address %s that carried the connection went away", local)
+				}
 				if err := send(wire.TypeHello, a.helloMsg()); err != nil {
 					return fmt.Errorf("send hello: %w", err)
 				}
@@ -464,6 +476,20 @@ func (a *Agent) hookLoop(ctx context.Context) {
 			runHook(ctx, a.log, a.cfg.OnAtRisk, filepath.Join(a.cfg.StateDir, AtRiskFile), time.Minute)
 		}
 	}
+}
+
+// hasAddr reports whether one of the endpoint's interfaces has ip.
+func (a *Agent) hasAddr(ip netip.Addr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, itf := range a.ifaces {
+		for _, x := range itf.IPs {
+			if x.Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // discover re-reads interfaces and users and reports whether they changed.
