@@ -69,7 +69,13 @@ func (tk *talker) setSilent(host string, silent bool) {
 // sensor was ready.
 func upRealLab(t *testing.T, n int) (*Deployment, *talker, time.Time) {
 	t.Helper()
-	d := upLab(t, lab.Endpoints(n), Options{HeartbeatInterval: realInterval})
+	return upRealLabOf(t, lab.Endpoints(n))
+}
+
+func upRealLabOf(t *testing.T, specs []lab.EndpointSpec) (*Deployment, *talker, time.Time) {
+	t.Helper()
+	n := len(specs)
+	d := upLab(t, specs, Options{HeartbeatInterval: realInterval})
 	started := time.Now()
 	hosts := make([]string, n)
 	for i := range hosts {
@@ -252,6 +258,36 @@ func TestDroppedConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(15 * time.Second)
+		waitConnected(t, d, 2)
+		noMissing(t, d)
+	})
+
+	run("roam", func(t *testing.T) {
+		// A laptop leaves Wi-Fi for its cable: the interface carrying the
+		// agent's connection loses its address and its link; the agent
+		// notices, reconnects over the other interface, and the sensor
+		// replaces the old connection. Never missing.
+		d, _, ready := upRealLabOf(t, []lab.EndpointSpec{{Interfaces: 2}, {}})
+		ctx := context.Background()
+		afterStartupGrace(ready)
+		itfs, err := d.Lab.Interfaces("ep1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.Lab.Run(ctx, "ep1", "ip", "addr", "flush", "dev", itfs[0].Name); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Lab.SetPortLink(ctx, "ep1", 0, false); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(d.AgentOutput("ep1"), "went away") {
+			if time.Now().After(deadline) {
+				t.Fatalf("the agent did not notice its interface went away:\n%s", d.AgentOutput("ep1"))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		time.Sleep(5 * time.Second)
 		waitConnected(t, d, 2)
 		noMissing(t, d)
 	})
