@@ -11,6 +11,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tapbeat/tapbeat/lanzone/pki"
@@ -18,10 +19,28 @@ import (
 	"github.com/tapbeat/tapbeat/sensor"
 )
 
+// eofConn notes whether the TCP connection under TLS reached its end.
+// crypto/tls reports both a close_notify and a bare TCP close at a record
+// boundary as io.EOF; only the raw end tells them apart: after a
+// close_notify TLS stops reading, so the raw EOF is never read.
+type eofConn struct {
+	net.Conn
+	eof atomic.Bool
+}
+
+func (e *eofConn) Read(p []byte) (int, error) {
+	n, err := e.Conn.Read(p)
+	if err == io.EOF {
+		e.eof.Store(true)
+	}
+	return n, err
+}
+
 // conn is one authenticated agent connection.
 type conn struct {
 	l      *Listener
 	nc     net.Conn
+	raw    *eofConn // under nc
 	remote netip.AddrPort
 	id     string
 	name   string
@@ -30,6 +49,49 @@ type conn struct {
 
 	wmu    sync.Mutex
 	closed atomic.Bool
+	// cause is how the connection ended (a sensor.DisconnectCause), set
+	// once by whoever saw the end first: the sensor closing it on purpose,
+	// or the reader.
+	cause   atomic.Uint32
+	goodbye wire.Goodbye // the agent's goodbye, with sensor.CauseGoodbye (reader only)
+}
+
+// setCause records how the connection ended unless that is already known.
+func (c *conn) setCause(cause sensor.DisconnectCause) {
+	c.cause.CompareAndSwap(0, uint32(cause))
+}
+
+// causeOf tells how a connection ended from the error its read (or write)
+// returned: io.EOF is a close_notify unless the raw connection ended (a TCP
+// close without close_notify); io.ErrUnexpectedEOF a close inside a record
+// or frame.
+func (c *conn) causeOf(err error) sensor.DisconnectCause {
+	switch {
+	case errors.Is(err, io.EOF) && c.raw != nil && c.raw.eof.Load():
+		return sensor.CauseEOF
+	case errors.Is(err, io.EOF):
+		return sensor.CauseCloseNotify
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return sensor.CauseEOF
+	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED):
+		return sensor.CauseReset
+	case isTimeout(err):
+		return sensor.CauseIdleTimeout
+	}
+	return sensor.CauseTLSError
+}
+
+// causeOfCode is how a connection the sensor closes with an error code ends.
+func causeOfCode(code string) sensor.DisconnectCause {
+	switch code {
+	case wire.CodeRevoked:
+		return sensor.CauseRevoked
+	case wire.CodeReplaced:
+		return sensor.CauseReplaced
+	case wire.CodeShutdown:
+		return sensor.CauseSensorShutdown
+	}
+	return sensor.CauseProtocol
 }
 
 // write sends frames with the write timeout.
@@ -49,6 +111,7 @@ func (c *conn) write(frames ...[]byte) error {
 // and closes. A write in progress is cut short by the same deadline rather
 // than skipped over, so a peer that reads gets the reason.
 func (c *conn) closeWith(code, msg string) {
+	c.setCause(causeOfCode(code))
 	if c.closed.Swap(true) {
 		return
 	}
@@ -126,8 +189,11 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	defer func() {
 		c.nc.Close()
+		d := c.disconnect()
+		// Only the endpoint's current connection speaks for it, and the
+		// sensor's own shutdown judges nobody.
 		if c.l.unregister(c) && ctx.Err() == nil {
-			c.l.corr.Disconnect(c.id)
+			c.l.corr.Disconnect(d)
 		}
 	}()
 	if err := c.l.corr.Hello(c.sensorHello(h)); err != nil {
@@ -138,6 +204,7 @@ func (c *conn) serve(ctx context.Context) {
 	c.l.stats.hellos.Add(1)
 	frames := append([][]byte{*c.l.cfgFrame.Load()}, c.l.atRiskFrames(time.Second)...)
 	if err := c.write(frames...); err != nil {
+		c.setCause(c.causeOf(err))
 		return
 	}
 	beats := 0
@@ -151,9 +218,14 @@ func (c *conn) serve(ctx context.Context) {
 				c.closeWith(wire.CodeUnsupportedVersion, ve.Error())
 			case isTimeout(err):
 				c.l.stats.idleClosed.Add(1)
+				c.setCause(sensor.CauseIdleTimeout)
 				c.closeWith(wire.CodeProtocol, "idle for 3 heartbeat intervals")
 			case errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrShortFrame):
 				c.closeWith(wire.CodeLimit, err.Error())
+			default:
+				// Set first by the sensor if it closed the connection itself
+				// (replaced, revoked, shutdown, a failed push).
+				c.setCause(c.causeOf(err))
 			}
 			return
 		}
@@ -175,6 +247,7 @@ func (c *conn) serve(ctx context.Context) {
 			beats++
 			if beats%2 == 0 {
 				if err := c.write(c.l.atRiskFrames(time.Second)...); err != nil {
+					c.setCause(c.causeOf(err))
 					return
 				}
 			}
@@ -192,6 +265,17 @@ func (c *conn) serve(ctx context.Context) {
 		case wire.TypeError:
 			e, _ := wire.DecodeError(f.Payload)
 			c.l.log.Info("LAN zone: agent reported an error", "id", c.id, "code", e.Code, "message", e.Message)
+			c.goodbye.Message = e.Code + ": " + e.Message
+			c.setCause(sensor.CauseAgentError)
+			return
+		case wire.TypeGoodbye:
+			g, err := wire.DecodeGoodbye(f.Payload)
+			if err != nil {
+				c.closeWith(wire.CodeProtocol, err.Error())
+				return
+			}
+			c.goodbye = g
+			c.setCause(sensor.CauseGoodbye)
 			return
 		default:
 			// Unknown or sensor-to-agent types are ignored, so later minor
@@ -200,10 +284,30 @@ func (c *conn) serve(ctx context.Context) {
 	}
 }
 
+// disconnect says how the connection ended, for the correlator and the log.
+func (c *conn) disconnect() sensor.Disconnect {
+	cause := sensor.DisconnectCause(c.cause.Load())
+	if cause == 0 {
+		cause = sensor.CauseTLSError
+	}
+	d := sensor.Disconnect{EndpointID: c.id, Cause: cause, Message: c.goodbye.Message}
+	if cause == sensor.CauseGoodbye {
+		d.Goodbye = c.goodbye.Reason
+	}
+	c.l.stats.ended[cause].Add(1)
+	if cause == sensor.CauseSensorShutdown {
+		return d
+	}
+	c.l.log.Info("LAN zone: connection ended", "id", c.id, "name", c.name, "remote", c.remote.String(),
+		"how", cause.String(), "goodbye", string(d.Goodbye))
+	return d
+}
+
 func (c *conn) sensorHello(h wire.Hello) sensor.Hello {
 	out := sensor.Hello{
 		EndpointID: c.id, Name: c.name, Org: c.org,
 		Health: h.Health, Reasons: h.Reasons, Users: h.Users, Remote: c.remote,
+		Instance: h.Instance,
 	}
 	for _, itf := range h.Interfaces {
 		out.Interfaces = append(out.Interfaces, sensor.Interface{Name: itf.Name, MAC: itf.MAC, IPs: itf.IPs})
@@ -216,6 +320,7 @@ type counters struct {
 	handshakes, resumed, refused, refusedCap atomic.Uint64
 	hellos, heartbeats, pushes, idleClosed   atomic.Uint64
 	latency                                  histogram
+	ended                                    [16]atomic.Uint64 // by sensor.DisconnectCause
 }
 
 // Stats is a snapshot of the listener's counters.
@@ -229,6 +334,9 @@ type Stats struct {
 	Heartbeats uint64 `json:"heartbeats"`
 	Pushes     uint64 `json:"at_risk_pushes"`
 	IdleClosed uint64 `json:"idle_closed"`
+	// Ended counts ended endpoint connections by how they ended
+	// (sensor.DisconnectCause names: "goodbye", "eof", "reset", ...).
+	Ended map[string]uint64 `json:"ended,omitempty"`
 	// Latency percentiles from an agent's sent_at to the correlator's
 	// return, over heartbeats that carried sent_at (same clock only).
 	LatencyP50 time.Duration `json:"latency_p50"`
@@ -249,6 +357,14 @@ func (l *Listener) Stats() Stats {
 		Heartbeats: l.stats.heartbeats.Load(),
 		Pushes:     l.stats.pushes.Load(),
 		IdleClosed: l.stats.idleClosed.Load(),
+	}
+	for i := range l.stats.ended {
+		if n := l.stats.ended[i].Load(); n > 0 {
+			if s.Ended == nil {
+				s.Ended = map[string]uint64{}
+			}
+			s.Ended[sensor.DisconnectCause(i).String()] = n
+		}
 	}
 	s.LatencyP50, s.LatencyP99, s.LatencyMax, s.LatencyN = l.stats.latency.summary()
 	return s

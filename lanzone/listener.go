@@ -34,7 +34,7 @@ import (
 type Correlator interface {
 	Hello(sensor.Hello) error
 	Heartbeat(sensor.Heartbeat) error
-	Disconnect(id string)
+	Disconnect(sensor.Disconnect)
 	Remove(id string)
 	Record(sensor.Event)
 	AtRisk() sensor.AtRiskList
@@ -501,7 +501,8 @@ func (l *Listener) handle(ctx context.Context, nc net.Conn) {
 		nc.Close()
 		return
 	}
-	tc := tls.Server(nc, l.tls)
+	raw := &eofConn{Conn: nc}
+	tc := tls.Server(raw, l.tls)
 	_ = nc.SetDeadline(deadline)
 	// The handshake runs on a goroutine of its own: its deep stack is freed
 	// when it ends instead of staying with the connection's long-lived
@@ -523,7 +524,7 @@ func (l *Listener) handle(ctx context.Context, nc net.Conn) {
 		l.stats.resumed.Add(1)
 	}
 	leaf := cs.PeerCertificates[0]
-	c := &conn{l: l, nc: tc, remote: remote, id: leaf.Subject.CommonName}
+	c := &conn{l: l, nc: tc, raw: raw, remote: remote, id: leaf.Subject.CommonName}
 	if len(leaf.DNSNames) > 0 {
 		c.name = leaf.DNSNames[0]
 	}
@@ -546,7 +547,7 @@ func (l *Listener) Notify(evs []sensor.Event) {
 		}
 		switch ev.Type {
 		case sensor.EventStatusChanged, sensor.EventHeartbeatMissing, sensor.EventHeartbeatRestored,
-			sensor.EventEndpointRemoved, sensor.EventEndpointHello:
+			sensor.EventEndpointRemoved, sensor.EventEndpointHello, sensor.EventAgentStopped:
 			// The cached list is stale: the next periodic push rebuilds it.
 			l.riskDirty.Store(true)
 		}
@@ -603,6 +604,7 @@ func (l *Listener) broadcast(frames [][]byte) {
 			defer wg.Done()
 			for c := range work {
 				if err := c.write(frames...); err != nil {
+					c.setCause(c.causeOf(err))
 					c.nc.Close()
 				}
 			}

@@ -33,6 +33,9 @@ func (c *Correlator) ClockStepped(step time.Duration) []Event {
 		if e != nil {
 			shift(&e.statusSince)
 			shift(&e.lastHB)
+			shift(&e.dropAt)
+			shift(&e.goodbyeAt)
+			shift(&e.wokeAt)
 		}
 	}
 	for i := range c.macs {

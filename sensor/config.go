@@ -20,6 +20,13 @@ type Config struct {
 	// StartupGrace is how many intervals after the sensor starts no missing
 	// and no no-heartbeat verdict is raised, so agents can reconnect (default 3).
 	StartupGrace int `toml:"startup_grace" json:"startup_grace"`
+	// ReconnectGrace: an endpoint whose agent's connection dropped without
+	// a goodbye (EOF without TLS close_notify, a reset, a TLS error: what a
+	// killed agent leaves) and whose MACs send after the drop is missing
+	// once this long passed without the agent coming back, instead of after
+	// missing_after intervals (default 3s, or half the missing deadline if
+	// that is shorter). It must stay below the missing deadline.
+	ReconnectGrace time.Duration `toml:"reconnect_grace" json:"reconnect_grace"`
 	// NoHeartbeatAfter is how long a station must send traffic without an
 	// enrolled endpoint claiming its MAC before no_heartbeat is raised
 	// (default one heartbeat interval).
@@ -80,6 +87,7 @@ func DefaultConfig() Config {
 		HeartbeatInterval: 15 * time.Second,
 		MissingAfter:      3,
 		StartupGrace:      3,
+		ReconnectGrace:    3 * time.Second,
 		NoHeartbeatAfter:  15 * time.Second,
 		MissingRealert:    []time.Duration{45 * time.Second, 5 * time.Minute, time.Hour},
 		DropThreshold:     0.01,
@@ -103,6 +111,10 @@ func (c Config) withDefaults() Config {
 		c.StartupGrace = 0
 	} else if c.StartupGrace == 0 {
 		c.StartupGrace = d.StartupGrace
+	}
+	if c.ReconnectGrace <= 0 {
+		// Below the missing deadline however short a lab's interval is.
+		c.ReconnectGrace = min(d.ReconnectGrace, c.HeartbeatInterval*time.Duration(c.MissingAfter)/2)
 	}
 	if c.NoHeartbeatAfter <= 0 {
 		c.NoHeartbeatAfter = c.HeartbeatInterval
@@ -160,6 +172,9 @@ func compile(c Config) (*compiled, error) {
 		if c.MissingRealert[i] <= c.MissingRealert[i-1] {
 			errs = append(errs, fmt.Errorf("missing_realert: steps must increase, %v follows %v", c.MissingRealert[i], c.MissingRealert[i-1]))
 		}
+	}
+	if deadline := c.HeartbeatInterval * time.Duration(c.MissingAfter); c.ReconnectGrace >= deadline {
+		errs = append(errs, fmt.Errorf("reconnect_grace %v: want less than the missing deadline (%v = missing_after x heartbeat interval), or a dropped connection would never be judged sooner", c.ReconnectGrace, deadline))
 	}
 	if c.DropThreshold >= 1 {
 		errs = append(errs, fmt.Errorf("drop_threshold %v: want a fraction between 0 and 1", c.DropThreshold))

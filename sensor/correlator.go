@@ -61,6 +61,15 @@ type endpoint struct {
 	users       []string
 	owned       []int32 // indices into macs of the MACs this endpoint owns
 	ips         []netip.Addr
+	instance    string // the agent process's instance, from its hello
+
+	// How the agent left, until it says hello again.
+	dropAt     int64 // its connection dropped without goodbye; the reconnect grace counts from here
+	dropCause  DisconnectCause
+	dropJudged bool          // the dropped-connection rule has judged this drop
+	goodbye    GoodbyeReason // the agent said goodbye with this reason
+	goodbyeAt  int64
+	wokeAt     int64 // an offline endpoint started sending again (wake-up grace)
 }
 
 type macState struct {
@@ -214,6 +223,7 @@ func (c *Correlator) Hello(h Hello) ([]Event, error) {
 	e.users = slices.Clone(h.Users)
 	e.interfaces = cloneInterfaces(h.Interfaces)
 	out = c.claim(out, e, now)
+	out = c.agentBack(out, e, h.Instance, now)
 
 	hello := c.endpointEvent(e, EventEndpointHello, SeverityInfo)
 	hello.Reason = "endpoint declared its interfaces and users"
@@ -320,6 +330,10 @@ func (c *Correlator) heartbeat(out []Event, e *endpoint, h Health, reasons []str
 	e.lastHB = now
 	c.lastHBAt = now
 	e.connected = true
+	// Heartbeating again answers for how the agent last left.
+	e.dropAt, e.dropCause, e.dropJudged = 0, 0, false
+	e.goodbye, e.goodbyeAt = "", 0
+	e.wokeAt = 0
 	e.health = h
 	if !slices.Equal(e.reasons, reasons) {
 		e.reasons = slices.Clone(reasons)
@@ -362,10 +376,35 @@ func (c *Correlator) heartbeat(out []Event, e *endpoint, h Health, reasons []str
 	return c.emit(out, ev)
 }
 
-// Disconnect records that an endpoint's LAN-zone connection closed. Its
-// status stands until the missing deadline judges it.
-func (c *Correlator) Disconnect(id string) []Event {
-	idx, ok := c.byID[id]
+// agentBack notes a hello after the agent left. A new agent process after a
+// dropped connection is a restart, worth an event (not an alert): an agent
+// that crashed and was restarted by its service manager, or one killed and
+// started again. A reconnect of the same process, or a return after a
+// goodbye, is not.
+func (c *Correlator) agentBack(out []Event, e *endpoint, instance string, now int64) []Event {
+	if e.dropAt != 0 && e.goodbye == "" && (instance == "" || instance != e.instance) {
+		down := time.Duration(now - e.dropAt)
+		ev := c.endpointEvent(e, EventAgentRestarted, SeverityInfo)
+		ev.Reason = fmt.Sprintf("agent restarted %s after its connection dropped without goodbye (%s)",
+			down.Round(time.Millisecond), e.dropCause.Text())
+		ev.Details = map[string]any{"down_for_seconds": down.Seconds(), "disconnect": e.dropCause.String()}
+		if instance == "" {
+			ev.Details["instance"] = "not reported by this agent"
+		}
+		out = c.emit(out, ev)
+	}
+	e.instance = instance
+	e.dropAt, e.dropCause, e.dropJudged = 0, 0, false
+	e.goodbye, e.goodbyeAt = "", 0
+	return out
+}
+
+// Disconnect records that an endpoint's authenticated LAN-zone connection
+// ended and how. A goodbye makes the endpoint stopped (agent_stopped); a
+// drop starts the reconnect grace, after which Tick judges it; any other end
+// leaves the status to the missing deadline.
+func (c *Correlator) Disconnect(d Disconnect) []Event {
+	idx, ok := c.byID[d.EndpointID]
 	if !ok {
 		return nil
 	}
@@ -373,10 +412,42 @@ func (c *Correlator) Disconnect(id string) []Event {
 	if !e.connected {
 		return nil
 	}
+	now := c.now()
 	e.connected = false
 	ev := c.endpointEvent(e, EventEndpointDisconnected, SeverityInfo)
-	ev.Reason = "LAN-zone connection closed"
-	return c.emit(nil, ev)
+	ev.Reason = "LAN-zone connection closed: " + d.Cause.Text()
+	ev.Details = map[string]any{"disconnect": d.Cause.String()}
+	if d.Cause == CauseGoodbye {
+		ev.Details["goodbye"] = string(d.Goodbye)
+	}
+	if d.Message != "" {
+		ev.Details["message"] = d.Message
+	}
+	out := c.emit(nil, ev)
+	switch {
+	case d.Cause == CauseGoodbye:
+		e.goodbye, e.goodbyeAt = d.Goodbye, now
+		if e.goodbye == "" {
+			e.goodbye = GoodbyeStop
+		}
+		e.dropAt, e.dropCause, e.dropJudged = 0, 0, false
+		stopped := c.endpointEvent(e, EventAgentStopped, SeverityInfo)
+		stopped.PreviousStatus = e.status
+		stopped.Reason = fmt.Sprintf("agent stopped on purpose (goodbye: %s)", e.goodbye)
+		if d.Message != "" {
+			stopped.Reason += ": " + d.Message
+		}
+		stopped.Details = map[string]any{"goodbye": string(e.goodbye)}
+		// A missing endpoint stays missing: a goodbye clears nothing.
+		if e.status != StatusMissing {
+			e.status, e.statusSince = StatusStopped, now
+		}
+		stopped.Status = e.status
+		out = c.emit(out, stopped)
+	case d.Cause.Dropped():
+		e.dropAt, e.dropCause, e.dropJudged = now, d.Cause, false
+	}
+	return out
 }
 
 // Remove forgets an endpoint whose certificate was revoked. Its MACs are

@@ -145,8 +145,8 @@ func TestMissingTiming(t *testing.T) {
 	}{
 		{name: "continuous traffic: missing at exactly 45 s", trafficFrom: 0, trafficTo: 100, until: 60,
 			wantMissing: []float64{45}, wantStatus: StatusMissing},
-		{name: "traffic from 50 s: offline at 45, missing at the first tick after", trafficFrom: 50, trafficTo: 100, until: 60,
-			wantMissing: []float64{50}, wantStatus: StatusMissing},
+		{name: "traffic from 50 s: offline at 45, missing once the wake-up grace (interval + reconnect grace) passed", trafficFrom: 50, trafficTo: 100, until: 70,
+			wantMissing: []float64{68}, wantStatus: StatusMissing},
 		{name: "heartbeats every 15 s: never missing", heartbeats: []int{15, 30, 45, 60, 75, 90}, trafficFrom: 0, trafficTo: 100, until: 100,
 			wantStatus: StatusGreen},
 		{name: "heartbeat late by 22 s (1.5 intervals): not missing", heartbeats: []int{22, 44, 66, 88}, trafficFrom: 0, trafficTo: 100, until: 100,
@@ -267,9 +267,14 @@ func TestOfflineIsNotAnAlert(t *testing.T) {
 	if last.IsAlert() {
 		t.Errorf("offline is an alert (severity %s), want info", last.Severity)
 	}
-	// A silent offline endpoint that starts sending becomes missing.
-	h.at(51).traffic("02:00:00:00:00:01")
-	h.tick()
+	// A silent offline endpoint that starts sending becomes missing once
+	// its agent had an interval and the reconnect grace to come back (a
+	// laptop waking up).
+	h.run(51, 68, func(int) { h.traffic("02:00:00:00:00:01") })
+	if st := h.status("e1"); st != StatusOffline {
+		t.Errorf("offline endpoint sending for 17 s: status %s, want still offline", st)
+	}
+	h.run(69, 69, func(int) { h.traffic("02:00:00:00:00:01") })
 	if st := h.status("e1"); st != StatusMissing {
 		t.Errorf("offline endpoint sending: status %s, want missing", st)
 	}
@@ -280,7 +285,7 @@ func TestDisconnectKeepsStatusUntilDeadline(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.at(0).hello("e1", HealthGreen, mac)
 	h.at(10)
-	h.add(h.c.Disconnect("e1"))
+	h.add(h.c.Disconnect(Disconnect{EndpointID: "e1", Cause: CauseCloseNotify}))
 	if d := h.ofType(EventEndpointDisconnected); len(d) != 1 || d[0].IsAlert() {
 		t.Fatalf("disconnect events %+v, want one informational", d)
 	}

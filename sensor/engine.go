@@ -51,11 +51,11 @@ func (e *Engine) Heartbeat(hb Heartbeat) error {
 	return err
 }
 
-// Disconnect records that an endpoint's connection closed.
-func (e *Engine) Disconnect(id string) {
+// Disconnect records that an endpoint's connection ended, and how.
+func (e *Engine) Disconnect(d Disconnect) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.out(e.c.Disconnect(id))
+	e.out(e.c.Disconnect(d))
 }
 
 // Remove forgets a revoked endpoint.
@@ -179,4 +179,11 @@ func (e *Engine) Config() Config {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.c.Config()
+}
+
+// Endpoint returns one endpoint's state.
+func (e *Engine) Endpoint(id string) (EndpointState, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.c.Endpoint(id)
 }

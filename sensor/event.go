@@ -28,6 +28,8 @@ const (
 	EventEndpointHello        EventType = "endpoint_hello"        // an endpoint (re)declared itself
 	EventEndpointDisconnected EventType = "endpoint_disconnected" // its LAN-zone connection closed
 	EventEndpointRemoved      EventType = "endpoint_removed"      // its certificate was revoked
+	EventAgentStopped         EventType = "agent_stopped"         // its agent said goodbye: stopped on purpose
+	EventAgentRestarted       EventType = "agent_restarted"       // a new agent process came back after a dropped connection
 )
 
 // Severity follows RFC 5424's severity levels; lower numbers are more severe.

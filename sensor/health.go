@@ -83,6 +83,9 @@ const (
 	// StatusUnknown: heartbeats stopped while the capture was blind, so the
 	// sensor cannot tell missing from offline.
 	StatusUnknown Status = "unknown"
+	// StatusStopped: the agent said goodbye (stopped on purpose) and has not
+	// come back. Not an alarm by itself; the missing rule still applies.
+	StatusStopped Status = "stopped"
 	// StatusNoHeartbeat: a station that sends traffic and belongs to no
 	// enrolled endpoint.
 	StatusNoHeartbeat Status = "no_heartbeat"

@@ -1,6 +1,7 @@
 package sensor
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 )
@@ -49,6 +50,9 @@ type Hello struct {
 	Users      []string    `json:"users,omitempty"`
 	// Remote is the address the LAN-zone connection came from, if known.
 	Remote netip.AddrPort `json:"remote,omitzero"`
+	// Instance identifies the agent process, if it says: a new one after a
+	// dropped connection means the agent was restarted.
+	Instance string `json:"instance,omitempty"`
 }
 
 // Heartbeat is an endpoint's periodic proof of life.
@@ -103,4 +107,99 @@ type Binding struct {
 	ClientID string     `json:"client_id,omitempty"` // DHCP option 61 (hex), when seen
 	Source   string     `json:"source"`              // "arp", "dhcp", "ndp", "hello", "traffic"
 	Time     time.Time  `json:"time"`
+}
+
+// DisconnectCause says how an endpoint's LAN-zone connection ended.
+type DisconnectCause uint8
+
+// How connections end. The first three are the agent's own doing; a drop
+// (EOF without close_notify, reset, TLS error) is what a killed or crashed
+// agent leaves behind, since its kernel closes the socket without the TLS
+// close_notify a stopping agent sends.
+const (
+	CauseGoodbye        DisconnectCause = iota + 1 // the agent said goodbye, then closed
+	CauseCloseNotify                               // TLS close_notify without a goodbye (an older agent stopping)
+	CauseAgentError                                // the agent sent an error message and closed
+	CauseEOF                                       // TCP closed without TLS close_notify
+	CauseReset                                     // TCP reset
+	CauseTLSError                                  // a TLS record or alert error
+	CauseIdleTimeout                               // no message for 3 intervals, or the agent stopped reading
+	CauseProtocol                                  // the sensor closed it for a protocol violation
+	CauseSensorShutdown                            // the sensor is stopping
+	CauseRevoked                                   // the endpoint's certificate was revoked
+	CauseReplaced                                  // a newer connection of the same endpoint took over
+)
+
+var causeNames = [...]string{
+	CauseGoodbye:        "goodbye",
+	CauseCloseNotify:    "close_notify",
+	CauseAgentError:     "agent_error",
+	CauseEOF:            "eof",
+	CauseReset:          "reset",
+	CauseTLSError:       "tls_error",
+	CauseIdleTimeout:    "idle_timeout",
+	CauseProtocol:       "protocol_error",
+	CauseSensorShutdown: "sensor_shutdown",
+	CauseRevoked:        "revoked",
+	CauseReplaced:       "replaced",
+}
+
+var causeTexts = [...]string{
+	CauseGoodbye:        "goodbye",
+	CauseCloseNotify:    "TLS close_notify without goodbye",
+	CauseAgentError:     "the agent reported an error",
+	CauseEOF:            "EOF without close_notify",
+	CauseReset:          "connection reset",
+	CauseTLSError:       "TLS error",
+	CauseIdleTimeout:    "idle timeout",
+	CauseProtocol:       "protocol violation",
+	CauseSensorShutdown: "sensor shutdown",
+	CauseRevoked:        "certificate revoked",
+	CauseReplaced:       "replaced by a newer connection",
+}
+
+// String returns the cause's stable name ("eof").
+func (c DisconnectCause) String() string {
+	if int(c) < len(causeNames) && causeNames[c] != "" {
+		return causeNames[c]
+	}
+	return fmt.Sprintf("cause(%d)", uint8(c))
+}
+
+// Text says in words how the connection ended ("EOF without close_notify").
+func (c DisconnectCause) Text() string {
+	if int(c) < len(causeTexts) && causeTexts[c] != "" {
+		return causeTexts[c]
+	}
+	return c.String()
+}
+
+// Dropped reports whether the connection ended the way a killed or crashed
+// agent's does: without goodbye and without close_notify.
+func (c DisconnectCause) Dropped() bool {
+	return c == CauseEOF || c == CauseReset || c == CauseTLSError
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (c DisconnectCause) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// GoodbyeReason is why an agent said it stops: "stop", "upgrade",
+// "shutdown". Reasons a newer agent may add are kept as sent.
+type GoodbyeReason string
+
+// Goodbye reasons the reference agent sends.
+const (
+	GoodbyeStop     GoodbyeReason = "stop"     // the service was stopped or restarted
+	GoodbyeUpgrade  GoodbyeReason = "upgrade"  // a new version replaces the agent
+	GoodbyeShutdown GoodbyeReason = "shutdown" // the endpoint is shutting down or rebooting
+)
+
+// Disconnect is the end of an endpoint's authenticated LAN-zone connection.
+type Disconnect struct {
+	EndpointID string
+	Cause      DisconnectCause
+	// Goodbye is the agent's reason, with CauseGoodbye.
+	Goodbye GoodbyeReason
+	// Message is the goodbye's or the agent error's text, if any.
+	Message string
 }

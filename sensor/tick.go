@@ -38,7 +38,57 @@ func (c *Correlator) Tick() []Event {
 	return out
 }
 
+// teardownMargin: frames an endpoint sends within this long of its
+// connection's drop are not counted as "still sending": they may be the TCP
+// teardown of the dropped connection itself (the kernel answering the
+// sensor's close with a reset), not a host that carries on.
+const teardownMargin = 500 * time.Millisecond
+
+// sentSince reports whether any MAC of e sent a frame after t.
+func (c *Correlator) sentSince(e *endpoint, t int64) bool {
+	for _, mi := range e.owned {
+		if c.macs[mi].lastSeen > t {
+			return true
+		}
+	}
+	return false
+}
+
+func heartbeating(s Status) bool {
+	return s == StatusGreen || s == StatusYellow || s == StatusRed
+}
+
+// judgeDrop applies the dropped-connection rule: once the reconnect grace
+// after a drop has passed without the agent coming back, an endpoint whose
+// MACs sent after the drop is missing. Traffic from before the drop does
+// not count, so a link that went down with the connection (a flap, a
+// suspend) never makes it missing here; the missing deadline still judges
+// it later as it judges any silence.
+func (c *Correlator) judgeDrop(out []Event, e *endpoint, now int64, blind bool) ([]Event, bool) {
+	if e.dropAt == 0 || e.dropJudged || e.connected || now-e.dropAt < int64(c.cfg.ReconnectGrace) {
+		return out, false
+	}
+	e.dropJudged = true
+	if blind || !heartbeating(e.status) || !c.sentSince(e, e.dropAt+int64(teardownMargin)) {
+		return out, false
+	}
+	gone := time.Duration(now - e.dropAt)
+	reason := fmt.Sprintf("connection dropped without goodbye (%s), host still sending: no agent for %s after the drop, "+
+		"so it was killed or crashed and not restarted", e.dropCause.Text(), gone.Round(100*time.Millisecond))
+	details := map[string]any{
+		"left":                    "dropped",
+		"disconnect":              e.dropCause.String(),
+		"since_drop_seconds":      gone.Seconds(),
+		"reconnect_grace_seconds": c.cfg.ReconnectGrace.Seconds(),
+	}
+	return c.markMissing(out, e, now, reason, details), true
+}
+
 func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Event {
+	var judged bool
+	if out, judged = c.judgeDrop(out, e, now, blind); judged {
+		return out
+	}
 	silentFor := now - max(e.lastHB, c.startedAt)
 	if silentFor < int64(c.cfg.deadline) {
 		return out
@@ -65,12 +115,26 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 		return out
 	case StatusOffline, StatusUnknown:
 		if blind || !sending {
+			e.wokeAt = 0
 			if e.status == StatusUnknown && !blind {
 				return c.setStatus(out, e, StatusOffline, now, "no heartbeat and no traffic")
 			}
 			return out
 		}
-	default: // green, yellow, red: the deadline just passed
+		// An offline endpoint sends again after a silence the sensor saw: a
+		// laptop waking from suspend, a host booting. Its agent gets an
+		// interval (its next heartbeat) and the reconnect grace to come
+		// back before it is missing. (Unknown was not seen silent: the
+		// capture was blind.)
+		if e.status == StatusOffline {
+			if e.wokeAt == 0 {
+				e.wokeAt = now
+			}
+			if now-e.wokeAt < int64(c.cfg.HeartbeatInterval+c.cfg.ReconnectGrace) {
+				return out
+			}
+		}
+	default: // green, yellow, red, stopped: the deadline just passed
 		if blind {
 			return c.setStatus(out, e, StatusUnknown, now, "no heartbeat while the capture is blind: missing or offline cannot be told")
 		}
@@ -79,24 +143,68 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 		}
 	}
 	// No heartbeat past the deadline and its MACs send: missing.
+	silent := c.silence(e, now)
+	reason := fmt.Sprintf("no heartbeat for %s while its MACs keep sending", silent.Round(time.Second))
+	details := map[string]any{}
+	switch {
+	case e.goodbye == GoodbyeShutdown:
+		ago := time.Duration(now - e.goodbyeAt).Round(time.Second)
+		reason += fmt.Sprintf("; its agent said goodbye for a shutdown %s ago, yet the host kept sending: "+
+			"a shutdown that did not happen is suspicious (a goodbye can be forged to hide a stopped agent)", ago)
+		details["left"] = "goodbye"
+		details["goodbye"] = string(e.goodbye)
+		details["suspicious_goodbye"] = true
+	case e.goodbye != "":
+		ago := time.Duration(now - e.goodbyeAt).Round(time.Second)
+		reason += fmt.Sprintf("; its agent said goodbye (%s) %s ago and did not come back", e.goodbye, ago)
+		details["left"] = "goodbye"
+		details["goodbye"] = string(e.goodbye)
+	case e.dropAt != 0:
+		reason += fmt.Sprintf("; its connection dropped without goodbye (%s)", e.dropCause.Text())
+		details["left"] = "dropped"
+		details["disconnect"] = e.dropCause.String()
+	}
+	if e.wokeAt != 0 {
+		reason += fmt.Sprintf("; it started sending again %s ago after a silence and its agent did not come back",
+			time.Duration(now-e.wokeAt).Round(time.Second))
+	}
+	if c.agentConnectionSeen(e, now) {
+		reason += "; its connection to the LAN zone is still active: agent present but silent"
+		details["agent_connection_seen"] = true
+	}
+	return c.markMissing(out, e, now, reason, details)
+}
+
+// silence is how long e has not heartbeated (since the sensor started, if
+// it never did).
+func (c *Correlator) silence(e *endpoint, now int64) time.Duration {
+	if e.lastHB == 0 {
+		return time.Duration(now - c.startedAt)
+	}
+	return time.Duration(now - e.lastHB)
+}
+
+// markMissing makes e missing and raises heartbeat_missing with reason and
+// details (silent_for_seconds and escalation added). Escalation counts the
+// ladder's steps reached: 0 for a verdict before the missing deadline (a
+// dropped connection), whose first re-alert then comes at that deadline.
+func (c *Correlator) markMissing(out []Event, e *endpoint, now int64, reason string, details map[string]any) []Event {
 	prev := e.status
 	e.status, e.statusSince = StatusMissing, now
-	silent := time.Duration(now - e.lastHB)
-	if e.lastHB == 0 {
-		silent = time.Duration(now - c.startedAt)
-	}
+	silent := c.silence(e, now)
 	e.realert = 0
 	for e.realert < len(c.cfg.MissingRealert) && silent >= c.cfg.MissingRealert[e.realert] {
 		e.realert++
 	}
 	ev := c.endpointEvent(e, EventHeartbeatMissing, SeverityError)
 	ev.PreviousStatus = prev
-	ev.Reason = fmt.Sprintf("no heartbeat for %s while its MACs keep sending", silent.Round(time.Second))
-	ev.Details = map[string]any{"silent_for_seconds": silent.Seconds(), "escalation": max(e.realert, 1)}
-	if c.agentConnectionSeen(e, now) {
-		ev.Reason += "; its connection to the LAN zone is still active: agent present but silent"
-		ev.Details["agent_connection_seen"] = true
+	ev.Reason = reason
+	details["silent_for_seconds"] = silent.Seconds()
+	details["escalation"] = e.realert
+	if silent >= c.cfg.deadline {
+		details["escalation"] = max(e.realert, 1)
 	}
+	ev.Details = details
 	return c.emit(out, ev)
 }
 

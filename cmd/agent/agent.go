@@ -7,12 +7,13 @@ package agent
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -59,17 +60,22 @@ type Config struct {
 	DialTimeout time.Duration
 	// Version is the agent's version, reported in the hello.
 	Version string
+	// StopReason is asked, when Run's context ends, why the agent stops;
+	// the answer goes to the sensor in the goodbye (default: always
+	// "stop"). See StopReason for the reference answer.
+	StopReason func() sensor.GoodbyeReason
 }
 
 // Agent is a running endpoint agent.
 type Agent struct {
-	cfg     Config
-	log     *slog.Logger
-	tls     *tls.Config
-	id      string
-	isol    *Isolator
-	hookc   chan struct{}
-	healthc chan struct{} // the health changed: heartbeat now
+	cfg      Config
+	log      *slog.Logger
+	instance string // random per process: tells the sensor a restart from a reconnect
+	tls      *tls.Config
+	id       string
+	isol     *Isolator
+	hookc    chan struct{}
+	healthc  chan struct{} // the health changed: heartbeat now
 
 	mu       sync.Mutex
 	addrs    []string
@@ -132,7 +138,11 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, tls: tc, id: cfg.Bundle.ID, hookc: make(chan struct{}, 1), healthc: make(chan struct{}, 1), health: sensor.HealthGreen}
+	if cfg.StopReason == nil {
+		cfg.StopReason = func() sensor.GoodbyeReason { return sensor.GoodbyeStop }
+	}
+	a := &Agent{cfg: cfg, log: cfg.Logger, tls: tc, id: cfg.Bundle.ID, hookc: make(chan struct{}, 1), healthc: make(chan struct{}, 1), health: sensor.HealthGreen,
+		instance: rand.Text()[:16]}
 	a.interval.Store(int64(15 * time.Second))
 	a.addrs = a.initialAddrs()
 	if cfg.Isolate {
@@ -224,7 +234,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			backoff = a.cfg.BackoffMin
 		}
 		// Full jitter around the delay, so a fleet does not reconnect in step.
-		d := time.Duration(float64(backoff) * (0.5 + rand.Float64()))
+		d := time.Duration(float64(backoff) * (0.5 + mrand.Float64()))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -251,7 +261,8 @@ func (a *Agent) dial(ctx context.Context, addr string) (*tls.Conn, error) {
 func (a *Agent) helloMsg() wire.Hello {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return wire.Hello{Health: a.health, Reasons: a.reasons, Interfaces: a.ifaces, Users: a.users, Agent: "tapbeat-agent " + a.cfg.Version}
+	return wire.Hello{Health: a.health, Reasons: a.reasons, Interfaces: a.ifaces, Users: a.users, Agent: "tapbeat-agent " + a.cfg.Version,
+		Instance: a.instance}
 }
 
 // session speaks the protocol on one connection until it fails.
@@ -273,15 +284,27 @@ func (a *Agent) session(ctx context.Context, c *tls.Conn) error {
 		return fmt.Errorf("send hello: %w", err)
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	closed := make(chan struct{})
 	go func() {
+		defer close(closed)
 		<-sctx.Done()
+		if ctx.Err() != nil {
+			// Stopping on purpose: say so before the close_notify, so the
+			// sensor does not take the close for a killed agent.
+			a.goodbye(c, &wmu)
+		}
 		c.Close()
 	}()
+	defer func() { cancel(); <-closed }()
 	intervalChanged := make(chan struct{}, 1)
 	readErr := make(chan error, 1)
 	go func() { readErr <- a.readLoop(c, intervalChanged) }()
 
+	var local netip.Addr
+	if ta, ok := c.LocalAddr().(*net.TCPAddr); ok {
+		local = ta.AddrPort().Addr().Unmap()
+	}
+	hadLocal := a.hasAddr(local)
 	tick := time.NewTicker(a.Interval())
 	defer tick.Stop()
 	disc := time.NewTicker(a.cfg.DiscoverEvery)
@@ -307,6 +330,13 @@ func (a *Agent) session(ctx context.Context, c *tls.Conn) error {
 			tick.Reset(a.Interval())
 		case <-disc.C:
 			if a.discover() {
+				// The interface carrying the connection went away (Wi-Fi
+				// to cable): its packets can no longer arrive, so
+				// reconnect now over another one rather than after
+				// timeouts; the sensor replaces the old connection.
+				if local.IsValid() && hadLocal && !a.hasAddr(local) {
+					return fmt.Errorf("the interface with address %s that carried the connection went away", local)
+				}
 				if err := send(wire.TypeHello, a.helloMsg()); err != nil {
 					return fmt.Errorf("send hello: %w", err)
 				}
@@ -323,6 +353,25 @@ func (a *Agent) session(ctx context.Context, c *tls.Conn) error {
 			}
 		}
 	}
+}
+
+// goodbye sends the goodbye message, within 2 s (the network may already be
+// going away at shutdown).
+func (a *Agent) goodbye(c *tls.Conn, wmu *sync.Mutex) {
+	reason := a.cfg.StopReason()
+	f, err := wire.Marshal(wire.TypeGoodbye, wire.Goodbye{Reason: reason, Message: "tapbeat-agent " + a.cfg.Version + " stopping"})
+	if err != nil {
+		a.log.Warn("encoding the goodbye failed", "err", err)
+		return
+	}
+	wmu.Lock()
+	defer wmu.Unlock()
+	_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write(f); err != nil {
+		a.log.Warn("saying goodbye to the sensor failed", "err", err)
+		return
+	}
+	a.log.Info("said goodbye to the sensor", "reason", reason)
 }
 
 func (a *Agent) readLoop(c *tls.Conn, intervalChanged chan<- struct{}) error {
@@ -427,6 +476,20 @@ func (a *Agent) hookLoop(ctx context.Context) {
 			runHook(ctx, a.log, a.cfg.OnAtRisk, filepath.Join(a.cfg.StateDir, AtRiskFile), time.Minute)
 		}
 	}
+}
+
+// hasAddr reports whether one of the endpoint's interfaces has ip.
+func (a *Agent) hasAddr(ip netip.Addr) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, itf := range a.ifaces {
+		for _, x := range itf.IPs {
+			if x.Unmap() == ip {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // discover re-reads interfaces and users and reports whether they changed.

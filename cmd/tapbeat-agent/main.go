@@ -33,6 +33,7 @@ func newApp() *cli.App {
 			},
 			runCommand(),
 			simulateCommand(),
+			stoppingCommand(),
 			// commands: keep one per line
 		},
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tapbeat/tapbeat/cmd/agent"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
+	"github.com/tapbeat/tapbeat/sensor"
 )
 
 func runCommand() *cli.Command {
@@ -22,7 +23,11 @@ func runCommand() *cli.Command {
 			"signed-in users change, and keeps the sensor's at-risk list in the state directory.\n" +
 			"Health: each --check follows the Nagios plugin convention (exit 0 green, 1 yellow,\n" +
 			"2 red, anything else yellow); --signature-file older than --signature-max-age is yellow;\n" +
-			"the worst result wins.",
+			"the worst result wins.\n" +
+			"Stopping (SIGTERM, SIGINT) sends the sensor a goodbye with the reason: the word in\n" +
+			"STATE_DIR/stop-reason if present (an upgrade script writes \"upgrade\"; see `stopping`),\n" +
+			"\"shutdown\" while systemd takes the system down, else \"stop\". A killed agent sends none,\n" +
+			"and the sensor treats its dropped connection as suspect.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "bundle", Usage: "enrollment bundle `FILE` from `tapbeat enroll`", Required: true},
 			&cli.StringSliceFlag{Name: "sensor", Usage: "sensor `HOST:PORT` overriding the bundle's addresses (repeatable; e.g. behind NAT)"},
@@ -53,11 +58,29 @@ func runCommand() *cli.Command {
 				Isolate:         c.Bool("isolate"),
 				Logger:          slog.New(slog.NewTextHandler(os.Stderr, nil)),
 				Version:         version,
+				StopReason:      func() sensor.GoodbyeReason { return agent.StopReason(c.String("state-dir")) },
 			})
 			if err != nil {
 				return err
 			}
 			return a.Run(ctx)
+		},
+	}
+}
+
+func stoppingCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "stopping",
+		Usage: "record why the agent is about to be stopped, for its goodbye to the sensor",
+		Description: "Writes REASON to STATE_DIR/stop-reason; the running agent reads it when it stops and\n" +
+			"tells the sensor. Package scripts run `tapbeat-agent stopping --reason upgrade` before\n" +
+			"restarting the service.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "reason", Usage: "`REASON`: upgrade, shutdown or stop", Required: true},
+			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/tapbeat-agent", Usage: "the agent's state `DIR`"},
+		},
+		Action: func(c *cli.Context) error {
+			return agent.WriteStopReason(c.String("state-dir"), sensor.GoodbyeReason(c.String("reason")))
 		},
 	}
 }

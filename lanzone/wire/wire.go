@@ -23,7 +23,7 @@ import (
 // optional fields.
 const (
 	Major = 1
-	Minor = 0
+	Minor = 1
 )
 
 // Limits.
@@ -49,6 +49,7 @@ const (
 	TypeConfig    Type = 3 // sensor -> agent, after hello and on change
 	TypeAtRisk    Type = 4 // sensor -> agent, every second heartbeat and on change
 	TypeError     Type = 5 // either way, before a close
+	TypeGoodbye   Type = 6 // agent -> sensor, last message of an agent stopping on purpose (1.1)
 )
 
 // String returns the type's name.
@@ -64,6 +65,8 @@ func (t Type) String() string {
 		return "at_risk"
 	case TypeError:
 		return "error"
+	case TypeGoodbye:
+		return "goodbye"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -151,6 +154,9 @@ type Hello struct {
 	Interfaces []Interface   `json:"interfaces,omitempty"`
 	Users      []string      `json:"users,omitempty"`
 	Agent      string        `json:"agent,omitempty"` // software name and version
+	// Instance is random per agent process (1.1, optional): a reconnect of
+	// the same process keeps it, a restarted agent has a new one.
+	Instance string `json:"instance,omitempty"`
 }
 
 // Heartbeat is the agent's periodic proof of life.
@@ -214,6 +220,43 @@ const (
 	CodeShutdown           = "shutdown"
 )
 
+// Goodbye is the last message of an agent that stops on purpose; a TLS
+// close_notify follows it. A connection that ends without one (the agent
+// was killed or crashed) is what the sensor treats as suspect.
+type Goodbye struct {
+	Reason  GoodbyeReason `json:"reason"`
+	Message string        `json:"message,omitempty"`
+}
+
+// GoodbyeReason says why an agent stops. A reason this side does not know
+// is kept as sent and treated like GoodbyeStop.
+type GoodbyeReason = sensor.GoodbyeReason
+
+// Goodbye reasons.
+const (
+	GoodbyeStop     = sensor.GoodbyeStop
+	GoodbyeUpgrade  = sensor.GoodbyeUpgrade
+	GoodbyeShutdown = sensor.GoodbyeShutdown
+)
+
+// DecodeGoodbye decodes and checks a goodbye payload.
+func DecodeGoodbye(p []byte) (Goodbye, error) {
+	var g Goodbye
+	if err := json.Unmarshal(p, &g); err != nil {
+		return Goodbye{}, fmt.Errorf("goodbye: %w", err)
+	}
+	if g.Reason == "" {
+		return Goodbye{}, errors.New("goodbye: reason missing (want stop, upgrade or shutdown)")
+	}
+	if err := checkString("goodbye reason", string(g.Reason)); err != nil {
+		return Goodbye{}, err
+	}
+	if err := checkString("goodbye message", g.Message); err != nil {
+		return Goodbye{}, err
+	}
+	return g, nil
+}
+
 // DecodeHello decodes and checks a hello payload.
 func DecodeHello(p []byte) (Hello, error) {
 	var h Hello
@@ -245,7 +288,10 @@ func (h *Hello) Check() error {
 	if err := checkStrings("hello users", h.Users, MaxUsers); err != nil {
 		return err
 	}
-	return checkString("agent", h.Agent)
+	if err := checkString("agent", h.Agent); err != nil {
+		return err
+	}
+	return checkString("instance", h.Instance)
 }
 
 // DecodeHeartbeat decodes and checks a heartbeat payload.

@@ -242,3 +242,27 @@ func BenchmarkReadFrameOnly(b *testing.B) {
 		}
 	}
 }
+
+func TestGoodbye(t *testing.T) {
+	f, err := Marshal(TypeGoodbye, Goodbye{Reason: GoodbyeUpgrade, Message: "1.3.0 replaces 1.2.0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr, err := ReadFrame(bytes.NewReader(f))
+	if err != nil || fr.Type != TypeGoodbye || fr.Minor != Minor {
+		t.Fatalf("frame %+v, %v", fr, err)
+	}
+	g, err := DecodeGoodbye(fr.Payload)
+	if err != nil || g.Reason != GoodbyeUpgrade || g.Message != "1.3.0 replaces 1.2.0" {
+		t.Fatalf("goodbye %+v, %v", g, err)
+	}
+	for _, bad := range []string{`{}`, `{"reason":""}`, `{"reason":"stop","message":"` + strings.Repeat("x", MaxString+1) + `"}`, `[]`} {
+		if _, err := DecodeGoodbye([]byte(bad)); err == nil {
+			t.Errorf("goodbye %.40s accepted", bad)
+		}
+	}
+	// A reason this side does not know is kept as sent.
+	if g, err := DecodeGoodbye([]byte(`{"reason":"hibernate"}`)); err != nil || g.Reason != "hibernate" {
+		t.Errorf("unknown reason: %+v, %v", g, err)
+	}
+}

@@ -46,6 +46,8 @@ var signatureIDs = map[sensor.EventType]signature{
 	sensor.EventEndpointHello:        {"1101", "Endpoint hello"},
 	sensor.EventEndpointDisconnected: {"1102", "Endpoint disconnected"},
 	sensor.EventEndpointRemoved:      {"1103", "Endpoint removed"},
+	sensor.EventAgentStopped:         {"1104", "Agent stopped"},
+	sensor.EventAgentRestarted:       {"1105", "Agent restarted"},
 }
 
 // SignatureID returns the CEF signature id of an event type; unknown types

@@ -34,6 +34,7 @@ type Config struct {
 type Correlation struct {
 	MissingAfter     int             `toml:"missing_after"`
 	StartupGrace     int             `toml:"startup_grace"`
+	ReconnectGrace   time.Duration   `toml:"reconnect_grace"`
 	NoHeartbeatAfter time.Duration   `toml:"no_heartbeat_after"`
 	MissingRealert   []time.Duration `toml:"missing_realert"`
 	DropThreshold    float64         `toml:"drop_threshold"`
@@ -128,6 +129,7 @@ func (c Config) SensorConfig() sensor.Config {
 		HeartbeatInterval: c.LANZone.WithDefaults().HeartbeatInterval,
 		MissingAfter:      c.Correlation.MissingAfter,
 		StartupGrace:      c.Correlation.StartupGrace,
+		ReconnectGrace:    c.Correlation.ReconnectGrace,
 		NoHeartbeatAfter:  c.Correlation.NoHeartbeatAfter,
 		MissingRealert:    c.Correlation.MissingRealert,
 		DropThreshold:     c.Correlation.DropThreshold,

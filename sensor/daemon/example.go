@@ -20,6 +20,12 @@ heartbeat_interval = "15s"
 missing_after = 3
 # No missing or no-heartbeat verdicts during this many intervals after start.
 startup_grace = 3
+# An agent connection that drops without a goodbye (killed or crashed agent:
+# no TLS close_notify) while the endpoint's MACs keep sending makes it
+# missing after this reconnect grace, not after missing_after intervals.
+# Agents behind NAT or a firewall that may reset connections learn of a
+# reset only at their next heartbeat: there, raise it above the interval.
+reconnect_grace = "3s"
 # A MAC sending this long without an enrolled owner has no heartbeat
 # (default: one heartbeat interval).
 # no_heartbeat_after = "15s"

@@ -84,6 +84,8 @@ func newMetrics(s *Sensor) *metrics {
 	}))
 	m.reg.MustRegister(&endpointCollector{s: s, desc: prometheus.NewDesc(
 		"tapbeat_endpoints", "Enrolled endpoints by status.", []string{"status"}, nil)})
+	m.reg.MustRegister(&endedCollector{s: s, desc: prometheus.NewDesc(
+		"tapbeat_lanzone_connections_ended_total", "Endpoint connections ended, by how they ended.", []string{"how"}, nil)})
 	return m
 }
 
@@ -186,7 +188,7 @@ func (c *endpointCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc 
 func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := map[sensor.Status]int{}
 	for _, st := range []sensor.Status{sensor.StatusGreen, sensor.StatusYellow, sensor.StatusRed,
-		sensor.StatusMissing, sensor.StatusOffline, sensor.StatusUnknown} {
+		sensor.StatusMissing, sensor.StatusOffline, sensor.StatusUnknown, sensor.StatusStopped} {
 		counts[st] = 0
 	}
 	if c.s.engine != nil {
@@ -196,5 +198,23 @@ func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for st, n := range counts {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), string(st))
+	}
+}
+
+// endedCollector reports how the LAN zone's authenticated connections
+// ended: goodbye, close_notify, eof, reset, ... (sensor.DisconnectCause).
+type endedCollector struct {
+	s    *Sensor
+	desc *prometheus.Desc
+}
+
+func (c *endedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *endedCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.s.listener == nil {
+		return
+	}
+	for how, n := range c.s.listener.Stats().Ended {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), how)
 	}
 }

@@ -465,6 +465,8 @@ func isTransition(ev *sensor.Event) bool {
 	switch ev.Type {
 	case sensor.EventStatusChanged, sensor.EventHeartbeatRestored, sensor.EventEndpointRemoved:
 		return true
+	case sensor.EventAgentStopped:
+		return ev.Status != ev.PreviousStatus
 	case sensor.EventHeartbeatMissing:
 		return ev.PreviousStatus != sensor.StatusMissing
 	}

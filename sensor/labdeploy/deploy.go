@@ -212,6 +212,25 @@ func (d *Deployment) StopAgent(host string, kill bool) error {
 	return p.Stop()
 }
 
+// PauseAgent freezes (SIGSTOP) or resumes (SIGCONT) an endpoint's agent, as
+// a suspended laptop or a stalled process would.
+func (d *Deployment) PauseAgent(host string, pause bool) error {
+	d.mu.Lock()
+	p := d.agents[host]
+	d.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("no agent running on %s", host)
+	}
+	sig := syscall.SIGCONT
+	if pause {
+		sig = syscall.SIGSTOP
+	}
+	if err := p.Cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("signal the agent on %s: %w", host, err)
+	}
+	return nil
+}
+
 // AgentOutput returns what an endpoint's agent logged so far.
 func (d *Deployment) AgentOutput(host string) string {
 	d.mu.Lock()
