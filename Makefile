@@ -21,7 +21,7 @@ FUZZ_TIME    ?= 100000x
 RACE_PKGS ?= ./sensor/ ./sensor/alert/... ./sensor/history/ ./sensor/api/ ./sensor/lab/ \
              ./sensor/daemon/ ./lanzone/... ./capture/ ./cmd/...
 
-.PHONY: all build test race fuzz-short bench bench-capture bench-lanzone bench-history demo clean vet pgo FORCE
+.PHONY: all build test race fuzz-short bench bench-capture bench-lanzone bench-history demo clean vet pgo FORCE packages
 
 all: build
 
@@ -87,6 +87,11 @@ bench-lanzone:
 bench-history: build
 	bin/tapbeat history-gen --dir build/hist --endpoints 10000 --days 90
 	bin/tapbeat history-bench --dir build/hist
+
+# .deb and .rpm packages of tapbeat and tapbeat-agent in build/packages,
+# versioned from git (appliance/packages, nfpm).
+packages: build
+	$(GO) run ./appliance/packages -bin bin -out build/packages
 
 clean:
 	rm -rf bin build
