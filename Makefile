@@ -36,9 +36,11 @@ vet:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-# Every test, privileged ones included (run as root), then the race
+# Every test, privileged ones included (run as root, which also installs
+# the Debian packages they need: .ci/install-deps), then the race
 # detector's pass, the short fuzz runs, and one summary line.
 test: build vet
+	@.ci/install-deps test
 	@mkdir -p build
 	@rc=0; \
 	$(GO) tool gotestsum --format testname --jsonfile build/test.json -- \
@@ -59,8 +61,10 @@ fuzz-short:
 	done
 
 # The demo: a namespace lab with a mirror port, five endpoints and agents,
-# a scenario that raises every alert, forensic queries, teardown (root).
+# a scenario that raises every alert, forensic queries, teardown (root;
+# installs the Debian packages the lab needs first).
 demo: build
+	@.ci/install-deps demo
 	bin/tapbeat demo --bin bin
 
 # Go benchmarks of every part; the load tools below measure whole processes.
