@@ -175,9 +175,21 @@ func TestPackagesInstallOnDebian12(t *testing.T) {
 		agentWaits(ctx, t, root)
 	})
 
-	// A stand-in for the history: removal must keep it, purge must not.
-	if err := os.WriteFile(filepath.Join(root, "/var/lib/tapbeat/tapbeat.toml"), []byte("# kept\n"), 0o600); err != nil {
-		t.Fatal(err)
+	t.Run("the documented first steps", func(t *testing.T) {
+		// What the postinst message and README say to do next, as the
+		// service user, so the daemon can read what they write.
+		must("runuser", "-u", "tapbeat", "--", "tapbeat", "init", "--dir", "/var/lib/tapbeat", "--org", "Example Corp", "--lan", "127.0.0.1")
+		must("runuser", "-u", "tapbeat", "--", "tapbeat", "enroll", "--dir", "/var/lib/tapbeat", "--name", "ep1", "--out", "/tmp/ep1.bundle.json")
+		if !exists("/var/lib/tapbeat/tapbeat.toml") || !exists("/tmp/ep1.bundle.json") {
+			t.Fatal("init and enroll left no configuration or bundle")
+		}
+	})
+	// The sensor's state (here its configuration and CA): removal must
+	// keep it, purge must not.
+	if !exists("/var/lib/tapbeat/tapbeat.toml") {
+		if err := os.WriteFile(filepath.Join(root, "/var/lib/tapbeat/tapbeat.toml"), []byte("# kept\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	must("dpkg", "-r", "tapbeat", "tapbeat-agent")
 	for _, f := range []string{"/var/lib/tapbeat/tapbeat.toml", "/var/lib/tapbeat-agent", "/etc/default/tapbeat", "/etc/default/tapbeat-agent"} {

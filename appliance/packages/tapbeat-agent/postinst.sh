@@ -26,7 +26,7 @@ configure | 1 | 2)
 	if [ ! -e /etc/tapbeat-agent/bundle.json ]; then
 		cat <<'MSG'
 tapbeat-agent: waiting for this endpoint's enrollment bundle. On the sensor:
-  tapbeat enroll --dir /var/lib/tapbeat --name HOST --out HOST.bundle.json
+  runuser -u tapbeat -- tapbeat enroll --dir /var/lib/tapbeat --name HOST --out /tmp/HOST.bundle.json
 then copy it here as /etc/tapbeat-agent/bundle.json (mode 0600): the service
 starts heartbeating on its own.
 MSG

@@ -21,7 +21,7 @@ configure | 1 | 2)
 	else
 		cat <<'MSG'
 tapbeat: the sensor is not configured yet, so it was not started. Next:
-  sudo -u tapbeat tapbeat init --dir /var/lib/tapbeat --org "ORG" --lan LAN-ADDRESS
+  runuser -u tapbeat -- tapbeat init --dir /var/lib/tapbeat --org "ORG" --lan LAN-ADDRESS
   set the capture interface in /etc/default/tapbeat (TAPBEAT_CAPTURE=eth1)
   systemctl enable --now tapbeat
 MSG
