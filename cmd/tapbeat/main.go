@@ -42,6 +42,7 @@ func newApp() *cli.App {
 			restoreCommand(),
 			alertTestCommand(),
 			clidoc.Command(),
+			enrollCodeCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}
