@@ -62,6 +62,7 @@ func enrollCodeCommand() *cli.Command {
 			"use --dir; elsewhere an administrator's --server URL --bundle ADMIN.json.",
 		Flags: append(authorityFlags(),
 			&cli.BoolFlag{Name: "admin", Usage: "the code enrolls an administrator"},
+			&cli.BoolFlag{Name: "first", Usage: "with --dir: an administrator's code, only while no administrator is enrolled (what a new appliance shows)"},
 		),
 		Action: func(c *cli.Context) error {
 			admin := c.Bool("admin")
@@ -94,7 +95,12 @@ func enrollCodeCommand() *cli.Command {
 			case c.String("dir") != "":
 				now := time.Now()
 				var err error
-				code, err = pki.IssueCode(c.String("dir"), admin, now)
+				if c.Bool("first") {
+					admin = true
+					code, err = pki.IssueFirstAdminCode(c.String("dir"), now)
+				} else {
+					code, err = pki.IssueCode(c.String("dir"), admin, now)
+				}
 				if err != nil {
 					return err
 				}
