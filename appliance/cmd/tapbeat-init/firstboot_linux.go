@@ -91,8 +91,10 @@ func (a *appliance) showFirstAdminCode(ctx context.Context, cfg config.Config) {
 		port = "8348"
 	}
 	a.notice(fmt.Sprintf("No administrator yet. Enroll the first one from a workstation within the hour:\n"+
-		"  tapbeat enroll --admin --name NAME --server https://%s --code %s --pin %s\n"+
-		"enrollment code: %s (single use; a new one at each boot until an administrator exists)\n"+
+		"  tapbeat enroll --admin --name NAME --server https://%s \\\n"+
+		"    --code %s \\\n"+
+		"    --pin %s\n"+
+		"enrollment code: %s (single use; a new one each boot until an admin exists)\n"+
 		"admin certificate pin: %s", net.JoinHostPort(host, port), code, pin, code, pin))
 }
 

@@ -278,7 +278,8 @@ func firstBootMessage(label string, diskFound bool) string {
 	b.WriteString("and reboot. NIC settings can also be given as kernel parameters ('e' at the\n")
 	b.WriteString("boot menu): tapbeat.mgmt=MAC tapbeat.ip=ADDR/PREFIX,GATEWAY|dhcp\n")
 	b.WriteString("tapbeat.capture=MAC; tapbeat.format=1 formats the one empty disk;\n")
-	b.WriteString("tapbeat.org=\"ORG\" sets it up on the box itself (CA, certificate, enrollment code).\n")
+	b.WriteString("tapbeat.org=\"ORG\" sets the disk up on the box itself (CA, certificate,\n")
+	b.WriteString("a one-time code to enroll the first administrator).\n")
 	b.WriteString("Press the power button to shut down.")
 	return b.String()
 }
