@@ -31,8 +31,11 @@ func (a *appliance) mgmtAddress(ctx context.Context) (netip.Addr, error) {
 			s = a.nics[0].Address
 		}
 		a.mu.Unlock()
-		if p, err := netip.ParsePrefix(strings.Fields(s + " ")[0]); err == nil {
-			return p.Addr(), nil
+		// "ADDR/PREFIX via GATEWAY" once configured, empty before.
+		if f := strings.Fields(s); len(f) > 0 {
+			if p, err := netip.ParsePrefix(f[0]); err == nil {
+				return p.Addr(), nil
+			}
 		}
 		select {
 		case <-ctx.Done():
