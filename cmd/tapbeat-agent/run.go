@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -46,6 +49,9 @@ func runCommand() *cli.Command {
 				}
 			}
 			b, err := pki.ReadBundle(c.String("bundle"))
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w: give --bundle FILE from `tapbeat enroll`, or copy it to %s (--wait-for-bundle waits for it)", err, DefaultBundle)
+			}
 			if err != nil {
 				return err
 			}
