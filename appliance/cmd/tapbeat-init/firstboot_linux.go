@@ -104,12 +104,16 @@ func (a *appliance) showFirstAdminCode(ctx context.Context, cfg config.Config) {
 // followMgmtAddress re-issues the LAN-zone certificate for a new management
 // address when the first boot set the LAN zone up for the old one.
 func (a *appliance) followMgmtAddress(ctx context.Context, addr netip.Addr) {
-	p := filepath.Join(dataDir, lanFollowsMgmt)
+	a.followAddress(ctx, dataDir, addr)
+}
+
+func (a *appliance) followAddress(ctx context.Context, dir string, addr netip.Addr) {
+	p := filepath.Join(dir, lanFollowsMgmt)
 	old, err := os.ReadFile(p)
 	if err != nil || strings.TrimSpace(string(old)) == addr.String() {
 		return
 	}
-	out, err := a.tapbeat(ctx, "config", "set", "--dir", dataDir, "lan", addr.String())
+	out, err := a.tapbeat(ctx, "config", "set", "--dir", dir, "lan", addr.String())
 	if err != nil {
 		a.notice(fmt.Sprintf("The management address changed to %s but the LAN zone did not follow: %v\n%s", addr, err, out))
 		return
@@ -124,7 +128,11 @@ func (a *appliance) followMgmtAddress(ctx context.Context, addr netip.Addr) {
 func (a *appliance) tapbeat(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, tapbeatBin, args...)
+	bin := a.tapbeatBin
+	if bin == "" {
+		bin = tapbeatBin
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = []string{"PATH=/bin:/sbin", "HOME=" + dataDir, "TZ=UTC"}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

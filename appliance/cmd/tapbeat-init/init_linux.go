@@ -50,6 +50,9 @@ type appliance struct {
 	nics    []status.NIC
 	mgmt    string
 	cfg     config.Config
+
+	// tapbeatBin overrides the path of the tapbeat binary (tests).
+	tapbeatBin string
 }
 
 // lockedWriter serialises writes from the init and the child's output.
