@@ -93,9 +93,12 @@ bench-history: build
 	bin/tapbeat history-bench --dir build/hist
 
 # .deb and .rpm packages of tapbeat and tapbeat-agent in build/packages,
-# versioned from git (appliance/packages, nfpm).
-packages: build
-	$(GO) run ./appliance/packages -bin bin -out build/packages
+# versioned from git (appliance/packages, nfpm); the binaries report the
+# same version.
+packages:
+	@v=$$($(GO) run ./appliance/packages -print-version) && \
+	$(MAKE) --no-print-directory build VERSION=$$v && \
+	$(GO) run ./appliance/packages -bin bin -out build/packages -version $$v
 
 clean:
 	rm -rf bin build

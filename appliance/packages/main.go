@@ -24,9 +24,19 @@ func main() {
 	flag.StringVar(&o.Out, "out", "build/packages", "`DIR` the packages are written to")
 	flag.StringVar(&o.Version, "version", "", "package `VERSION` (default: derived from git describe)")
 	flag.StringVar(&o.Maintainer, "maintainer", DefaultMaintainer, "the packages' Maintainer field, `NAME <EMAIL>`")
+	printVersion := flag.Bool("print-version", false, "print the version the packages would get from git, and build nothing")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *printVersion {
+		v, err := gitVersion(ctx, ".")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "packages:", err)
+			os.Exit(1)
+		}
+		fmt.Println(v)
+		return
+	}
 	built, err := Build(ctx, o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "packages:", err)
