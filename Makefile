@@ -21,7 +21,7 @@ FUZZ_TIME    ?= 100000x
 RACE_PKGS ?= ./sensor/ ./sensor/alert/... ./sensor/history/ ./sensor/api/ ./sensor/lab/ \
              ./sensor/daemon/ ./lanzone/... ./capture/ ./cmd/...
 
-.PHONY: all build test race fuzz-short bench bench-capture bench-lanzone bench-history demo clean vet pgo FORCE
+.PHONY: all build test race fuzz-short bench bench-capture bench-lanzone bench-history demo clean vet pgo FORCE packages
 
 all: build
 
@@ -36,9 +36,11 @@ vet:
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
-# Every test, privileged ones included (run as root), then the race
+# Every test, privileged ones included (run as root, which also installs
+# the Debian packages they need: .ci/install-deps), then the race
 # detector's pass, the short fuzz runs, and one summary line.
 test: build vet
+	@.ci/install-deps test
 	@mkdir -p build
 	@rc=0; \
 	$(GO) tool gotestsum --format testname --jsonfile build/test.json -- \
@@ -59,8 +61,10 @@ fuzz-short:
 	done
 
 # The demo: a namespace lab with a mirror port, five endpoints and agents,
-# a scenario that raises every alert, forensic queries, teardown (root).
+# a scenario that raises every alert, forensic queries, teardown (root;
+# installs the Debian packages the lab needs first).
 demo: build
+	@.ci/install-deps demo
 	bin/tapbeat demo --bin bin
 
 # Go benchmarks of every part; the load tools below measure whole processes.
@@ -87,6 +91,14 @@ bench-lanzone:
 bench-history: build
 	bin/tapbeat history-gen --dir build/hist --endpoints 10000 --days 90
 	bin/tapbeat history-bench --dir build/hist
+
+# .deb and .rpm packages of tapbeat and tapbeat-agent in build/packages,
+# versioned from git (appliance/packages, nfpm); the binaries report the
+# same version.
+packages:
+	@v=$$($(GO) run ./appliance/packages -print-version) && \
+	$(MAKE) --no-print-directory build VERSION=$$v && \
+	$(GO) run ./appliance/packages -bin bin -out build/packages -version $$v
 
 clean:
 	rm -rf bin build

@@ -28,6 +28,10 @@ type Config struct {
 	// Format allows formatting an empty disk (no partition table, no
 	// filesystem, all zeros at the start) as the data disk when none is found.
 	Format bool `toml:"format"`
+	// Org, when the data disk has no sensor directory yet, makes the first
+	// boot create one: the organisation's CA and the LAN-zone certificate
+	// for the management address, then a one-time administrator code.
+	Org string `toml:"org"`
 	// Hostname is the appliance's host name (default "tapbeat").
 	Hostname string `toml:"hostname"`
 	// Mgmt is the management NIC.
@@ -209,12 +213,15 @@ type Cmdline struct {
 func ParseCmdline(s string) (Cmdline, error) {
 	out := Cmdline{Params: map[string]string{}}
 	var errs []error
-	for _, f := range strings.Fields(s) {
+	for _, f := range cmdlineFields(s) {
 		name, ok := strings.CutPrefix(f, "tapbeat.")
 		if !ok {
 			continue
 		}
 		k, v, _ := strings.Cut(name, "=")
+		if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+			v = v[1 : len(v)-1]
+		}
 		if _, known := cmdlineKeys[k]; !known {
 			errs = append(errs, fmt.Errorf("kernel parameter tapbeat.%s is unknown (known: %s)", k, knownKeys()))
 			continue
@@ -230,6 +237,7 @@ func ParseCmdline(s string) (Cmdline, error) {
 var cmdlineKeys = map[string]string{
 	"label":    "filesystem label of the data disk",
 	"format":   "1 allows formatting an empty disk",
+	"org":      "organisation: a first boot creates the sensor directory for it",
 	"hostname": "host name",
 	"mgmt":     "MAC of the management NIC",
 	"ip":       "dhcp or ADDR/PREFIX[,GATEWAY[,DNS...]]",
@@ -241,8 +249,34 @@ var cmdlineKeys = map[string]string{
 }
 
 func knownKeys() string {
-	keys := []string{"label", "format", "hostname", "mgmt", "ip", "capture", "listen", "admin", "syslog", "log"}
+	keys := []string{"label", "format", "org", "hostname", "mgmt", "ip", "capture", "listen", "admin", "syslog", "log"}
 	return "tapbeat." + strings.Join(keys, ", tapbeat.")
+}
+
+// cmdlineFields splits a kernel command line as the kernel does: at
+// spaces, except inside double quotes (tapbeat.org="Example Corp").
+func cmdlineFields(s string) []string {
+	var out []string
+	var cur strings.Builder
+	quoted := false
+	for _, r := range s {
+		switch {
+		case r == '"':
+			quoted = !quoted
+			cur.WriteRune(r)
+		case !quoted && (r == ' ' || r == '\t' || r == '\n'):
+			if cur.Len() > 0 {
+				out = append(out, cur.String())
+				cur.Reset()
+			}
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if cur.Len() > 0 {
+		out = append(out, cur.String())
+	}
+	return out
 }
 
 // Empty reports whether no tapbeat.* parameter was given.
@@ -274,6 +308,8 @@ func (k Cmdline) Apply(c Config) (Config, error) {
 				errs = append(errs, fmt.Errorf("tapbeat.format=%s: want 1 or 0", v))
 			}
 			c.Format = b
+		case "org":
+			c.Org = v
 		case "hostname":
 			c.Hostname = v
 		case "mgmt":

@@ -145,3 +145,17 @@ func FuzzCmdline(f *testing.F) {
 		_ = c.Defaults().RunArgs("/data", nil)
 	})
 }
+
+func TestCmdlineQuotedOrganisation(t *testing.T) {
+	k, err := ParseCmdline(`BOOT_IMAGE=/vmlinuz console=ttyS0 tapbeat.format=1 tapbeat.org="Example Corp" tapbeat.hostname=hq quiet`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := k.Apply(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Org != "Example Corp" || c.Hostname != "hq" || !c.Format {
+		t.Fatalf("config %+v: want org \"Example Corp\", hostname hq, format on", c)
+	}
+}

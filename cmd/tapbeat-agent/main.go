@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/tapbeat/tapbeat/cmd/internal/clidoc"
 )
 
 // Set at link time by the Makefile.
@@ -18,10 +20,10 @@ var (
 
 func newApp() *cli.App {
 	return &cli.App{
-		Name:        "tapbeat-agent",
-		Usage:       "heartbeat agent for the tapbeat sensor",
-		Version:     version,
-		HideVersion: true,
+		Name:                 "tapbeat-agent",
+		Usage:                "heartbeat agent for the tapbeat sensor",
+		Version:              version + " (commit " + commit + ")",
+		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			{
 				Name:  "version",
@@ -34,6 +36,7 @@ func newApp() *cli.App {
 			runCommand(),
 			simulateCommand(),
 			stoppingCommand(),
+			clidoc.Command(),
 			// commands: keep one per line
 		},
 	}

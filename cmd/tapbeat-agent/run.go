@@ -1,6 +1,9 @@
 package main
 
 import (
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -29,34 +32,53 @@ func runCommand() *cli.Command {
 			"\"shutdown\" while systemd takes the system down, else \"stop\". A killed agent sends none,\n" +
 			"and the sensor treats its dropped connection as suspect.",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "bundle", Usage: "enrollment bundle `FILE` from `tapbeat enroll`", Required: true},
-			&cli.StringSliceFlag{Name: "sensor", Usage: "sensor `HOST:PORT` overriding the bundle's addresses (repeatable; e.g. behind NAT)"},
+			&cli.StringFlag{Name: "bundle", Value: DefaultBundle, Usage: "enrollment bundle `FILE` from `tapbeat enroll`", EnvVars: []string{"TAPBEAT_AGENT_BUNDLE"}},
+			&cli.BoolFlag{Name: "wait-for-bundle", Usage: "wait for the bundle file to appear instead of failing when it is missing (the packaged service does)", EnvVars: []string{"TAPBEAT_AGENT_WAIT_FOR_BUNDLE"}},
+			&cli.StringSliceFlag{Name: "sensor", Usage: "sensor `HOST:PORT` overriding the bundle's addresses (repeatable; e.g. behind NAT)", EnvVars: []string{"TAPBEAT_AGENT_SENSOR"}},
 			&cli.StringSliceFlag{Name: "check", Usage: "health check `CMD` run by /bin/sh (repeatable)"},
-			&cli.DurationFlag{Name: "check-timeout", Value: 10 * time.Second, Usage: "timeout of each check"},
-			&cli.StringFlag{Name: "signature-file", Usage: "`PATH` whose age is the signature age"},
-			&cli.DurationFlag{Name: "signature-max-age", Value: 24 * time.Hour, Usage: "signature age that makes the endpoint yellow"},
-			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/tapbeat-agent", Usage: "`DIR` for the at-risk list and the sensor addresses"},
-			&cli.StringFlag{Name: "on-at-risk", Usage: "`CMD` run by /bin/sh when the at-risk list changes (TAPBEAT_AT_RISK_FILE names it)"},
-			&cli.BoolFlag{Name: "isolate", Usage: "drop traffic from red and missing endpoints with nftables (Linux, root)"},
+			&cli.StringFlag{Name: "check-dir", Usage: "`DIR` whose executable files are each a health check", EnvVars: []string{"TAPBEAT_AGENT_CHECK_DIR"}},
+			&cli.DurationFlag{Name: "check-timeout", Value: 10 * time.Second, Usage: "timeout of each check", EnvVars: []string{"TAPBEAT_AGENT_CHECK_TIMEOUT"}},
+			&cli.StringFlag{Name: "signature-file", Usage: "`PATH` whose age is the signature age", EnvVars: []string{"TAPBEAT_AGENT_SIGNATURE_FILE"}},
+			&cli.DurationFlag{Name: "signature-max-age", Value: 24 * time.Hour, Usage: "signature age that makes the endpoint yellow", EnvVars: []string{"TAPBEAT_AGENT_SIGNATURE_MAX_AGE"}},
+			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/tapbeat-agent", Usage: "`DIR` for the at-risk list and the sensor addresses", EnvVars: []string{"TAPBEAT_AGENT_STATE_DIR"}},
+			&cli.StringFlag{Name: "on-at-risk", Usage: "`CMD` run by /bin/sh when the at-risk list changes (TAPBEAT_AT_RISK_FILE names it)", EnvVars: []string{"TAPBEAT_AGENT_ON_AT_RISK"}},
+			&cli.BoolFlag{Name: "isolate", Usage: "drop traffic from red and missing endpoints with nftables (Linux, root)", EnvVars: []string{"TAPBEAT_AGENT_ISOLATE"}},
 		},
 		Action: func(c *cli.Context) error {
 			ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+			if c.Bool("wait-for-bundle") {
+				if err := waitForBundle(ctx, c.String("bundle"), 2*time.Second, logger); err != nil {
+					return err
+				}
+			}
 			b, err := pki.ReadBundle(c.String("bundle"))
+			if errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("%w: give --bundle FILE from `tapbeat enroll`, or copy it to %s (--wait-for-bundle waits for it)", err, DefaultBundle)
+			}
 			if err != nil {
 				return err
+			}
+			checks := c.StringSlice("check")
+			if d := c.String("check-dir"); d != "" {
+				more, err := checksIn(d)
+				if err != nil {
+					return err
+				}
+				checks = append(checks, more...)
 			}
 			a, err := agent.New(agent.Config{
 				Bundle:          b,
 				Sensors:         c.StringSlice("sensor"),
-				Checks:          c.StringSlice("check"),
+				Checks:          checks,
 				CheckTimeout:    c.Duration("check-timeout"),
 				SignatureFile:   c.String("signature-file"),
 				SignatureMaxAge: c.Duration("signature-max-age"),
 				StateDir:        c.String("state-dir"),
 				OnAtRisk:        c.String("on-at-risk"),
 				Isolate:         c.Bool("isolate"),
-				Logger:          slog.New(slog.NewTextHandler(os.Stderr, nil)),
+				Logger:          logger,
 				Version:         version,
 				StopReason:      func() sensor.GoodbyeReason { return agent.StopReason(c.String("state-dir")) },
 			})

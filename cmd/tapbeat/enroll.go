@@ -13,6 +13,7 @@ func enrollCommand() *cli.Command {
 		Name:  "enroll",
 		Usage: "issue an endpoint (or administrator) certificate and write its bundle",
 		Description: "Issues a certificate (O = organisation, CN = a new endpoint id, DNS SAN = HOST), adds it\n" +
+			"(with --code: asks the sensor at --server, trusted by --pin, to issue it; the code is used up)\n" +
 			"to the sensor's trust store and writes ONE bundle file (mode 0600) holding the key, the\n" +
 			"certificate, the CA certificate, every LAN-zone address and the sensor's pin. Copy it to\n" +
 			"the endpoint and run `tapbeat-agent run --bundle FILE`. With --admin the certificate is\n" +
@@ -21,8 +22,13 @@ func enrollCommand() *cli.Command {
 			&cli.StringFlag{Name: "name", Usage: "endpoint host `NAME` (or administrator name with --admin)", Required: true},
 			&cli.StringFlag{Name: "out", Usage: "bundle `FILE` (default NAME.bundle.json, or NAME.admin.json with --admin)"},
 			&cli.BoolFlag{Name: "admin", Usage: "issue an administrator certificate for the admin API"},
+			&cli.StringFlag{Name: "code", Usage: "one-time enrollment `CODE` (from the appliance's console or `tapbeat enroll-code`), with --server and --pin instead of --bundle"},
+			&cli.StringFlag{Name: "pin", Usage: "the sensor certificate's `sha256/...` pin, shown with the code: --code trusts only that sensor"},
 		),
 		Action: func(c *cli.Context) error {
+			if c.String("code") != "" {
+				return enrollWithCode(c)
+			}
 			a, closeAuthority, err := openAuthority(c)
 			if err != nil {
 				return err

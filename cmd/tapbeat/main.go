@@ -8,6 +8,8 @@ import (
 	"os"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/tapbeat/tapbeat/cmd/internal/clidoc"
 )
 
 // Set at link time by the Makefile.
@@ -20,9 +22,8 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:                 "tapbeat",
 		Usage:                "Security Heartbeat sensor for a switch's mirror port",
-		Version:              version,
-		HideVersion:          true,
-		EnableBashCompletion: false,
+		Version:              version + " (commit " + commit + ")",
+		EnableBashCompletion: true,
 		Commands: []*cli.Command{
 			versionCommand(),
 			replayCommand(),
@@ -40,6 +41,8 @@ func newApp() *cli.App {
 			queryCommand(),
 			restoreCommand(),
 			alertTestCommand(),
+			clidoc.Command(),
+			enrollCodeCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}

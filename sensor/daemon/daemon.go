@@ -159,6 +159,7 @@ func Run(ctx context.Context, opts Options) error {
 	}()
 	srv := api.NewServer(store, s.engine, s.log.With("part", "api"))
 	srv.HandleEnrollment(func() (api.Enroller, error) { return pki.Open(opts.Dir) })
+	srv.HandleEnrollmentCodes(opts.Dir, time.Now)
 	outputs.Add(1)
 	go func() {
 		defer outputs.Done()
@@ -167,7 +168,7 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}()
 	if cfg.API.AdminListen != "" {
-		tlsCfg, err := pki.AdminServerConfig(opts.Dir)
+		tlsCfg, err := pki.AdminServerConfigWithCodes(opts.Dir)
 		if err != nil {
 			return fmt.Errorf("admin API: %w", err)
 		}

@@ -50,6 +50,9 @@ type appliance struct {
 	nics    []status.NIC
 	mgmt    string
 	cfg     config.Config
+
+	// tapbeatBin overrides the path of the tapbeat binary (tests).
+	tapbeatBin string
 }
 
 // lockedWriter serialises writes from the init and the child's output.
@@ -169,12 +172,20 @@ func run() error {
 
 	var sup *supervise.Supervisor
 	var supDone chan struct{}
+	if mounted && !provisioned && cfg.Org != "" {
+		if err := a.firstBoot(ctx, cfg); err != nil {
+			a.notice(fmt.Sprintf("First boot for %q: %v", cfg.Org, err))
+		} else {
+			provisioned = true
+		}
+	}
 	switch {
 	case !mounted:
 		// mountData already explained what is missing.
 	case !provisioned:
 		a.notice(firstBootMessage(cfg.DataLabel, true))
 	default:
+		go a.showFirstAdminCode(ctx, cfg)
 		sup = &supervise.Supervisor{
 			Path: tapbeatBin,
 			Args: cfg.RunArgs(dataDir, plan.CaptureNames()),
@@ -269,7 +280,9 @@ func firstBootMessage(label string, diskFound bool) string {
 	fmt.Fprintf(&b, "  mke2fs -t ext4 -L %s -d DIR /dev/DISK   (a USB disk or the 2nd disk)\n", label)
 	b.WriteString("and reboot. NIC settings can also be given as kernel parameters ('e' at the\n")
 	b.WriteString("boot menu): tapbeat.mgmt=MAC tapbeat.ip=ADDR/PREFIX,GATEWAY|dhcp\n")
-	b.WriteString("tapbeat.capture=MAC; tapbeat.format=1 formats the one empty disk.\n")
+	b.WriteString("tapbeat.capture=MAC; tapbeat.format=1 formats the one empty disk;\n")
+	b.WriteString("tapbeat.org=\"ORG\" sets the disk up on the box itself (CA, certificate,\n")
+	b.WriteString("a one-time code to enroll the first administrator).\n")
 	b.WriteString("Press the power button to shut down.")
 	return b.String()
 }
@@ -434,6 +447,7 @@ func (a *appliance) setupNetwork(ctx context.Context, cfg config.Config) netsetu
 			}
 		}
 		a.log.Info("management address", "nic", plan.Mgmt.Name, "address", l.Address.String(), "gateway", l.Gateway.String())
+		a.followMgmtAddress(ctx, l.Address.Addr())
 	}
 	if !cfg.Mgmt.DHCP() {
 		p, gw, _ := cfg.Mgmt.Static()
