@@ -58,6 +58,16 @@ type Options struct {
 	HelloTimeout     time.Duration // after the handshake (default 10s)
 	HandshakeRate    float64       // handshakes per second per source address (default 2)
 	HandshakeBurst   int           // default 20
+	// PreHandshakeTimeout bounds the wait for a connection's first TLS
+	// byte; until it arrives the connection holds no handshake slot
+	// (default 3s).
+	PreHandshakeTimeout time.Duration
+	// HandshakesPerPrefix caps unfinished handshakes from one /24 or /64
+	// whose addresses completed none recently (default 16).
+	HandshakesPerPrefix int
+	// ReservedHandshakesPct is the share of MaxHandshakes only addresses
+	// that completed a handshake recently may take (default 25).
+	ReservedHandshakesPct int
 	PollInterval     time.Duration // trust store and config re-read (default 1s)
 	AuthEventWindow  time.Duration // one auth_failed per source and reason per window (default 1m)
 	AuthEventsPerSec int           // auth_failed events per second in total (default 10)
@@ -85,6 +95,15 @@ func (o *Options) defaults() {
 	}
 	if o.HandshakeBurst <= 0 {
 		o.HandshakeBurst = 20
+	}
+	if o.PreHandshakeTimeout <= 0 {
+		o.PreHandshakeTimeout = 3 * time.Second
+	}
+	if o.HandshakesPerPrefix <= 0 {
+		o.HandshakesPerPrefix = 16
+	}
+	if o.ReservedHandshakesPct <= 0 || o.ReservedHandshakesPct >= 100 {
+		o.ReservedHandshakesPct = 25
 	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
@@ -121,9 +140,8 @@ type Listener struct {
 	loops    sync.WaitGroup // accept, poll and push loops
 	errc     chan error     // first fatal accept error
 
-	handshakes chan struct{}
 	nConns     atomic.Int64
-	srcLimit   *sourceLimiter
+	admit      *admission
 	authLimit  *eventLimiter
 
 	mu    sync.Mutex
@@ -167,8 +185,7 @@ func New(opts Options) (*Listener, error) {
 		corr:       opts.Correlator,
 		trust:      trust,
 		cert:       cert,
-		handshakes: make(chan struct{}, opts.MaxHandshakes),
-		srcLimit:   newSourceLimiter(opts.HandshakeRate, opts.HandshakeBurst),
+		admit:      newAdmission(&opts),
 		authLimit:  newEventLimiter(opts.AuthEventWindow, opts.AuthEventsPerSec),
 		conns:      map[string]*conn{},
 		raw:        map[net.Conn]struct{}{},
@@ -425,6 +442,21 @@ func (l *Listener) acceptLoop(ctx context.Context, b *boundLn) error {
 	}
 }
 
+// prefixedConn gives back the bytes read before the TLS stack took over.
+type prefixedConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixedConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
 func remoteAddr(nc net.Conn) netip.AddrPort {
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		ap := ta.AddrPort()
@@ -487,36 +519,51 @@ func classify(err error) (string, *pki.RefusedError) {
 func (l *Listener) handle(ctx context.Context, nc net.Conn) {
 	remote := remoteAddr(nc)
 	start := time.Now()
-	if !l.srcLimit.allow(remote.Addr(), start) {
-		l.refuse(nc, remote, "too many handshakes from this address", nil)
+	t, why := l.admit.enter(remote.Addr(), start)
+	if t == nil {
+		l.refuse(nc, remote, why, nil)
 		return
 	}
-	deadline := start.Add(l.opts.HandshakeTimeout)
-	select {
-	case l.handshakes <- struct{}{}:
-	case <-time.After(time.Until(deadline)):
+	defer t.release()
+	// No slot until the peer speaks: a silent connection costs a
+	// descriptor for PreHandshakeTimeout and nothing else.
+	_ = nc.SetReadDeadline(start.Add(l.opts.PreHandshakeTimeout))
+	var first [1]byte
+	if _, err := io.ReadFull(nc, first[:]); err != nil {
+		reason := "closed the connection before a TLS ClientHello"
+		if isTimeout(err) {
+			reason = fmt.Sprintf("no TLS ClientHello within %s (silent peer)", l.opts.PreHandshakeTimeout)
+		}
+		l.refuse(nc, remote, reason, nil)
+		return
+	}
+	deadline := time.Now().Add(l.opts.HandshakeTimeout)
+	hctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if !t.slotWait(hctx) {
+		if ctx.Err() != nil {
+			nc.Close()
+			return
+		}
 		l.refuse(nc, remote, "TLS handshake not completed in time (sensor busy)", nil)
 		return
-	case <-ctx.Done():
-		nc.Close()
-		return
 	}
-	tc := tls.Server(nc, l.tls)
+	tc := tls.Server(&prefixedConn{Conn: nc, pre: first[:]}, l.tls)
 	_ = nc.SetDeadline(deadline)
 	// The handshake runs on a goroutine of its own: its deep stack is freed
 	// when it ends instead of staying with the connection's long-lived
 	// goroutine (16 KiB per endpoint otherwise).
-	hctx, cancel := context.WithDeadline(ctx, deadline)
 	herr := make(chan error, 1)
 	go func() { herr <- tc.HandshakeContext(hctx) }()
 	err := <-herr
 	cancel()
-	<-l.handshakes
+	t.release()
 	if err != nil {
 		reason, re := classify(err)
 		l.refuse(nc, remote, reason, re)
 		return
 	}
+	l.admit.completed(remote.Addr(), time.Now())
 	l.stats.handshakes.Add(1)
 	cs := tc.ConnectionState()
 	if cs.DidResume {
