@@ -16,6 +16,7 @@ import (
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
 	"github.com/tapbeat/tapbeat/sensor"
+	"golang.org/x/time/rate"
 )
 
 // conn is one authenticated agent connection.
@@ -107,6 +108,9 @@ func (c *conn) serve(ctx context.Context) {
 		c.preHello(err)
 		return
 	}
+	if !c.helloAllowed(len(f.Payload)) {
+		return
+	}
 	if ctx.Err() != nil {
 		c.nc.Close()
 		return
@@ -179,6 +183,9 @@ func (c *conn) serve(ctx context.Context) {
 				}
 			}
 		case wire.TypeHello:
+			if !c.helloAllowed(len(f.Payload)) {
+				return
+			}
 			h, err := wire.DecodeHello(f.Payload)
 			if err != nil {
 				c.closeWith(wire.CodeLimit, err.Error())
@@ -200,6 +207,51 @@ func (c *conn) serve(ctx context.Context) {
 	}
 }
 
+// helloBudget is one endpoint's hello allowance. It outlives connections,
+// so reconnecting does not refill it.
+type helloBudget struct {
+	count, bytes *rate.Limiter
+}
+
+// helloAllowed takes a hello of size bytes from the endpoint's budget. Past
+// it, the connection is closed with a limit_exceeded error and a
+// limit_exceeded event is raised (rate-limited like auth_failed).
+func (c *conn) helloAllowed(size int) bool {
+	o := &c.l.opts
+	c.l.mu.Lock()
+	b := c.l.budgets[c.id]
+	if b == nil {
+		b = &helloBudget{
+			count: rate.NewLimiter(rate.Every(o.HelloEvery), o.HelloBurst),
+			bytes: rate.NewLimiter(rate.Limit(o.HelloBytesPerSec), o.HelloBytesBurst),
+		}
+		c.l.budgets[c.id] = b
+	}
+	c.l.mu.Unlock()
+	now := time.Now()
+	why := ""
+	switch {
+	case !b.count.AllowN(now, 1):
+		why = fmt.Sprintf("more hellos than the budget allows (%d at once, then one every %s): send a hello only when interfaces or users change", o.HelloBurst, o.HelloEvery)
+	case !b.bytes.AllowN(now, size):
+		why = fmt.Sprintf("hellos larger than the budget allows (%d KiB at once, then %d KiB/s)", o.HelloBytesBurst>>10, o.HelloBytesPerSec>>10)
+	default:
+		return true
+	}
+	c.l.stats.helloLimited.Add(1)
+	c.closeWith(wire.CodeLimit, why)
+	if ok, _, _ := c.l.authLimit.admit(c.remote.Addr(), "hello budget", now); ok {
+		c.l.corr.Record(sensor.Event{
+			Type: sensor.EventLimitExceeded, Severity: sensor.SeverityWarning,
+			EndpointID: c.id, EndpointName: c.name, Org: c.org,
+			IPs:     []string{c.remote.Addr().String()},
+			Reason:  fmt.Sprintf("endpoint %s (%s) closed: %s", c.name, c.remote, why),
+			Details: map[string]any{"peer": c.remote.String(), "limit": "hello"},
+		})
+	}
+	return false
+}
+
 func (c *conn) sensorHello(h wire.Hello) sensor.Hello {
 	out := sensor.Hello{
 		EndpointID: c.id, Name: c.name, Org: c.org,
@@ -215,6 +267,7 @@ func (c *conn) sensorHello(h wire.Hello) sensor.Hello {
 type counters struct {
 	handshakes, resumed, refused, refusedCap atomic.Uint64
 	hellos, heartbeats, pushes, idleClosed   atomic.Uint64
+	helloLimited                             atomic.Uint64
 	latency                                  histogram
 }
 
@@ -229,6 +282,8 @@ type Stats struct {
 	Heartbeats uint64 `json:"heartbeats"`
 	Pushes     uint64 `json:"at_risk_pushes"`
 	IdleClosed uint64 `json:"idle_closed"`
+	// HelloLimited counts connections closed for exceeding the hello budget.
+	HelloLimited uint64 `json:"hello_limited"`
 	// Latency percentiles from an agent's sent_at to the correlator's
 	// return, over heartbeats that carried sent_at (same clock only).
 	LatencyP50 time.Duration `json:"latency_p50"`
@@ -240,15 +295,16 @@ type Stats struct {
 // Stats returns the listener's counters.
 func (l *Listener) Stats() Stats {
 	s := Stats{
-		Connected:  l.Connected(),
-		Handshakes: l.stats.handshakes.Load(),
-		Resumed:    l.stats.resumed.Load(),
-		Refused:    l.stats.refused.Load(),
-		RefusedCap: l.stats.refusedCap.Load(),
-		Hellos:     l.stats.hellos.Load(),
-		Heartbeats: l.stats.heartbeats.Load(),
-		Pushes:     l.stats.pushes.Load(),
-		IdleClosed: l.stats.idleClosed.Load(),
+		Connected:    l.Connected(),
+		Handshakes:   l.stats.handshakes.Load(),
+		Resumed:      l.stats.resumed.Load(),
+		Refused:      l.stats.refused.Load(),
+		RefusedCap:   l.stats.refusedCap.Load(),
+		Hellos:       l.stats.hellos.Load(),
+		Heartbeats:   l.stats.heartbeats.Load(),
+		Pushes:       l.stats.pushes.Load(),
+		IdleClosed:   l.stats.idleClosed.Load(),
+		HelloLimited: l.stats.helloLimited.Load(),
 	}
 	s.LatencyP50, s.LatencyP99, s.LatencyMax, s.LatencyN = l.stats.latency.summary()
 	return s

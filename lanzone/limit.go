@@ -33,11 +33,11 @@ type admission struct {
 	shared  chan struct{} // slots any source may take
 	reserve chan struct{} // slots only known sources may take
 
-	mu      sync.Mutex
-	addrs   map[netip.Addr]*rate.Limiter
-	nets    map[netip.Prefix]*netState
-	known   map[netip.Addr]time.Time
-	pruned  time.Time
+	mu     sync.Mutex
+	addrs  map[netip.Addr]*rate.Limiter
+	nets   map[netip.Prefix]*netState
+	known  map[netip.Addr]time.Time
+	pruned time.Time
 }
 
 type netState struct {

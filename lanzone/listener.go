@@ -68,7 +68,16 @@ type Options struct {
 	// ReservedHandshakesPct is the share of MaxHandshakes only addresses
 	// that completed a handshake recently may take (default 25).
 	ReservedHandshakesPct int
-	PollInterval     time.Duration // trust store and config re-read (default 1s)
+	PollInterval          time.Duration // trust store and config re-read (default 1s)
+	// HelloEvery and HelloBurst are one endpoint's hello allowance: a
+	// hello every HelloEvery on average, HelloBurst at once (defaults 5s,
+	// 6). HelloBytesPerSec and HelloBytesBurst bound their size the same
+	// way (defaults 8 KiB/s, 256 KiB). Past either the connection is
+	// closed with limit_exceeded and a limit_exceeded event is raised.
+	HelloEvery       time.Duration
+	HelloBurst       int
+	HelloBytesPerSec int
+	HelloBytesBurst  int
 	AuthEventWindow  time.Duration // one auth_failed per source and reason per window (default 1m)
 	AuthEventsPerSec int           // auth_failed events per second in total (default 10)
 	WriteTimeout     time.Duration // per message to an agent (default 5s)
@@ -108,6 +117,18 @@ func (o *Options) defaults() {
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
 	}
+	if o.HelloEvery <= 0 {
+		o.HelloEvery = 5 * time.Second
+	}
+	if o.HelloBurst <= 0 {
+		o.HelloBurst = 6
+	}
+	if o.HelloBytesPerSec <= 0 {
+		o.HelloBytesPerSec = 8 << 10
+	}
+	if o.HelloBytesBurst < wire.MaxFrame {
+		o.HelloBytesBurst = 256 << 10
+	}
 	if o.AuthEventWindow <= 0 {
 		o.AuthEventWindow = time.Minute
 	}
@@ -140,13 +161,14 @@ type Listener struct {
 	loops    sync.WaitGroup // accept, poll and push loops
 	errc     chan error     // first fatal accept error
 
-	nConns     atomic.Int64
-	admit      *admission
-	authLimit  *eventLimiter
+	nConns    atomic.Int64
+	admit     *admission
+	authLimit *eventLimiter
 
-	mu    sync.Mutex
-	conns map[string]*conn      // endpoint id -> its current connection
-	raw   map[net.Conn]struct{} // every accepted connection, closed on shutdown
+	mu      sync.Mutex
+	conns   map[string]*conn        // endpoint id -> its current connection
+	budgets map[string]*helloBudget // endpoint id -> its hello allowance
+	raw     map[net.Conn]struct{}   // every accepted connection, closed on shutdown
 
 	riskMu    sync.Mutex
 	riskDirty atomic.Bool
@@ -180,16 +202,17 @@ func New(opts Options) (*Listener, error) {
 		return nil, fmt.Errorf("lanzone: %w", err)
 	}
 	l := &Listener{
-		opts:       opts,
-		log:        opts.Logger,
-		corr:       opts.Correlator,
-		trust:      trust,
-		cert:       cert,
-		admit:      newAdmission(&opts),
-		authLimit:  newEventLimiter(opts.AuthEventWindow, opts.AuthEventsPerSec),
-		conns:      map[string]*conn{},
-		raw:        map[net.Conn]struct{}{},
-		pushc:      make(chan struct{}, 1),
+		opts:      opts,
+		log:       opts.Logger,
+		corr:      opts.Correlator,
+		trust:     trust,
+		cert:      cert,
+		admit:     newAdmission(&opts),
+		authLimit: newEventLimiter(opts.AuthEventWindow, opts.AuthEventsPerSec),
+		conns:     map[string]*conn{},
+		budgets:   map[string]*helloBudget{},
+		raw:       map[net.Conn]struct{}{},
+		pushc:     make(chan struct{}, 1),
 	}
 	l.tls = pki.ServerConfig(cert, pki.NewVerifier(a.CACertificate(), trust, false))
 	if err := l.rotateTickets(); err != nil {
