@@ -29,8 +29,9 @@ type conn struct {
 	org    string
 	fp     pki.Fingerprint
 
-	wmu    sync.Mutex
-	closed atomic.Bool
+	wmu       sync.Mutex
+	closed    atomic.Bool
+	lastFrame atomic.Int64 // unix nanoseconds of the newest frame read
 }
 
 // write sends frames with the write timeout.
@@ -115,7 +116,9 @@ func (c *conn) serve(ctx context.Context) {
 		c.nc.Close()
 		return
 	}
-	c.l.register(c)
+	if !c.l.register(c) {
+		return
+	}
 	if ctx.Err() != nil {
 		c.l.unregister(c)
 		c.nc.Close()
@@ -148,6 +151,7 @@ func (c *conn) serve(ctx context.Context) {
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(3 * c.interval()))
 		f, err := wire.ReadFrame(c.nc)
+		c.lastFrame.Store(time.Now().UnixNano())
 		if err != nil {
 			var ve *wire.VersionError
 			switch {
@@ -267,7 +271,7 @@ func (c *conn) sensorHello(h wire.Hello) sensor.Hello {
 type counters struct {
 	handshakes, resumed, refused, refusedCap atomic.Uint64
 	hellos, heartbeats, pushes, idleClosed   atomic.Uint64
-	helloLimited                             atomic.Uint64
+	helloLimited, duplicates                 atomic.Uint64
 	latency                                  histogram
 }
 
@@ -284,6 +288,9 @@ type Stats struct {
 	IdleClosed uint64 `json:"idle_closed"`
 	// HelloLimited counts connections closed for exceeding the hello budget.
 	HelloLimited uint64 `json:"hello_limited"`
+	// Duplicates counts connections refused because the same certificate
+	// was connected from another address.
+	Duplicates uint64 `json:"duplicate_identity_refused"`
 	// Latency percentiles from an agent's sent_at to the correlator's
 	// return, over heartbeats that carried sent_at (same clock only).
 	LatencyP50 time.Duration `json:"latency_p50"`
@@ -305,6 +312,7 @@ func (l *Listener) Stats() Stats {
 		Pushes:       l.stats.pushes.Load(),
 		IdleClosed:   l.stats.idleClosed.Load(),
 		HelloLimited: l.stats.helloLimited.Load(),
+		Duplicates:   l.stats.duplicates.Load(),
 	}
 	s.LatencyP50, s.LatencyP99, s.LatencyMax, s.LatencyN = l.stats.latency.summary()
 	return s

@@ -138,3 +138,55 @@ func TestHelloBudget(t *testing.T) {
 	}
 	t.Fatal(fmt.Sprint("no limit_exceeded event"))
 }
+
+// TestDuplicateIdentity: one bundle connected from two addresses. The first
+// connection keeps its place, the second is refused with a reason, one
+// duplicate_identity event names both addresses, and once the first goes
+// away the second gets in.
+func TestDuplicateIdentity(t *testing.T) {
+	f := newFixture(t, nil)
+	b, stop := f.heartbeater(t, "cloned", "127.0.0.60")
+	time.Sleep(1200 * time.Millisecond)
+	for i := range 3 {
+		c := f.connect(t, b, "127.0.0.61", sensor.HealthGreen)
+		fr, err := c.next(wire.TypeError, 5*time.Second)
+		if err != nil {
+			t.Fatalf("clone %d: %v", i, err)
+		}
+		if e, _ := wire.DecodeError(fr.Payload); e.Code != wire.CodeDuplicate || !strings.Contains(e.Message, "127.0.0.60") {
+			t.Fatalf("clone %d: error %+v", i, e)
+		}
+		c.c.Close()
+		time.Sleep(300 * time.Millisecond)
+	}
+	var dups []sensor.Event
+	f.rec.mu.Lock()
+	for _, ev := range f.rec.events {
+		switch ev.Type {
+		case sensor.EventDuplicateIdentity:
+			dups = append(dups, ev)
+		case sensor.EventEndpointDisconnected:
+			t.Errorf("the first connection was knocked off: %+v", ev)
+		}
+	}
+	f.rec.mu.Unlock()
+	if len(dups) != 1 {
+		t.Fatalf("%d duplicate_identity events, want 1", len(dups))
+	}
+	if got := strings.Join(dups[0].IPs, ","); got != "127.0.0.60,127.0.0.61" {
+		t.Fatalf("duplicate_identity addresses %q", got)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("the first connection broke: %v", err)
+	}
+	if gap, n := f.rec.maxGap(b.ID); gap > 1500*time.Millisecond || n < 2 {
+		t.Fatalf("first connection's heartbeats: longest gap %v over %d", gap, n)
+	}
+	// The first machine goes away (its connection falls silent): after an
+	// interval and a half the second one is admitted.
+	time.Sleep(1600 * time.Millisecond)
+	c := f.connect(t, b, "127.0.0.61", sensor.HealthGreen)
+	if _, err := c.next(wire.TypeConfig, 5*time.Second); err != nil {
+		t.Fatalf("second machine not admitted once the first fell silent: %v", err)
+	}
+}

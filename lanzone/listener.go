@@ -81,6 +81,9 @@ type Options struct {
 	AuthEventWindow  time.Duration // one auth_failed per source and reason per window (default 1m)
 	AuthEventsPerSec int           // auth_failed events per second in total (default 10)
 	WriteTimeout     time.Duration // per message to an agent (default 5s)
+	// DuplicateEventWindow: one duplicate_identity per endpoint and
+	// refused address per window (default 10m).
+	DuplicateEventWindow time.Duration
 }
 
 func (o *Options) defaults() {
@@ -135,6 +138,9 @@ func (o *Options) defaults() {
 	if o.AuthEventsPerSec <= 0 {
 		o.AuthEventsPerSec = 10
 	}
+	if o.DuplicateEventWindow <= 0 {
+		o.DuplicateEventWindow = 10 * time.Minute
+	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 5 * time.Second
 	}
@@ -168,6 +174,7 @@ type Listener struct {
 	mu      sync.Mutex
 	conns   map[string]*conn        // endpoint id -> its current connection
 	budgets map[string]*helloBudget // endpoint id -> its hello allowance
+	dupSeen map[string]time.Time    // endpoint id|refused address -> last duplicate_identity
 	raw     map[net.Conn]struct{}   // every accepted connection, closed on shutdown
 
 	riskMu    sync.Mutex
@@ -211,6 +218,7 @@ func New(opts Options) (*Listener, error) {
 		authLimit: newEventLimiter(opts.AuthEventWindow, opts.AuthEventsPerSec),
 		conns:     map[string]*conn{},
 		budgets:   map[string]*helloBudget{},
+		dupSeen:   map[string]time.Time{},
 		raw:       map[net.Conn]struct{}{},
 		pushc:     make(chan struct{}, 1),
 	}
@@ -758,16 +766,54 @@ func (l *Listener) poll() {
 	}
 }
 
-// register makes c its endpoint's current connection, replacing an older
-// one.
-func (l *Listener) register(c *conn) {
+// register makes c its endpoint's current connection. A connection from
+// the address of the current one replaces it (the agent restarted, or its
+// old connection is half-open). From another address, while the current
+// connection is alive (a frame within the last interval and a half), it is
+// a second machine using the same certificate: c is refused and
+// duplicate_identity raised, so the first keeps its place until it goes
+// away instead of the two knocking each other off.
+func (l *Listener) register(c *conn) bool {
+	now := time.Now()
 	l.mu.Lock()
 	old := l.conns[c.id]
+	if old != nil && old.remote.Addr() != c.remote.Addr() &&
+		now.Sub(time.Unix(0, old.lastFrame.Load())) < 3*c.interval()/2 && !old.closed.Load() {
+		key := c.id + "|" + c.remote.Addr().String()
+		report := now.Sub(l.dupSeen[key]) >= l.opts.DuplicateEventWindow
+		if report {
+			if len(l.dupSeen) >= 10000 {
+				clear(l.dupSeen)
+			}
+			l.dupSeen[key] = now
+		}
+		l.stats.duplicates.Add(1)
+		l.mu.Unlock()
+		msg := fmt.Sprintf("endpoint certificate %s (%s) is in use from %s; this connection from %s is refused until that one ends (one certificate per machine: enroll this one under its own name)",
+			c.id, c.name, old.remote.Addr(), c.remote.Addr())
+		c.closeWith(wire.CodeDuplicate, msg)
+		if report {
+			l.corr.Record(sensor.Event{
+				Type: sensor.EventDuplicateIdentity, Severity: sensor.SeverityError,
+				EndpointID: c.id, EndpointName: c.name, Org: c.org,
+				IPs:    []string{old.remote.Addr().String(), c.remote.Addr().String()},
+				Reason: msg,
+				Details: map[string]any{
+					"connected_from": old.remote.String(),
+					"refused_from":   c.remote.String(),
+				},
+			})
+		}
+		l.log.Warn("LAN zone: endpoint certificate used from two places", "id", c.id, "connected", old.remote, "refused", c.remote)
+		return false
+	}
+	c.lastFrame.Store(now.UnixNano())
 	l.conns[c.id] = c
 	l.mu.Unlock()
 	if old != nil {
 		old.closeWith(wire.CodeReplaced, "a newer connection of this endpoint took over")
 	}
+	return true
 }
 
 // unregister removes c if it is still its endpoint's connection and reports

@@ -212,6 +212,7 @@ const (
 	CodeRevoked            = "revoked"
 	CodeReplaced           = "replaced" // a newer connection of the same endpoint took over
 	CodeShutdown           = "shutdown"
+	CodeDuplicate          = "duplicate_identity" // the certificate is connected from another address
 )
 
 // DecodeHello decodes and checks a hello payload.
