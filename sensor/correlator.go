@@ -29,14 +29,14 @@ type Correlator struct {
 	macIndex  map[MAC]int32 // MAC -> index into macs
 	macs      []macState
 
-	pending    []MAC               // unclaimed senders waiting for the no-heartbeat verdict
-	unmanaged  map[MAC]*Station    // the unmanaged inventory
-	alerted    map[MAC]struct{}    // MACs reported as no_heartbeat, ever
-	hbChannel  map[MAC]int64       // MAC -> last time it carried a heartbeat connection
-	hbSource   map[netip.Addr]MAC  // source address -> the MAC its newest heartbeat connection came from
+	pending    []MAC              // unclaimed senders waiting for the no-heartbeat verdict
+	unmanaged  map[MAC]*Station   // the unmanaged inventory
+	alerted    map[MAC]struct{}   // MACs reported as no_heartbeat, ever
+	hbChannel  map[MAC]int64      // MAC -> last time it carried a heartbeat connection
+	hbSource   map[netip.Addr]MAC // source address -> the MAC its newest heartbeat connection came from
 	byRemote   map[netip.Addr]int32
 	ipSeen     map[netip.Addr]int32 // IP -> the endpoint whose MAC the wire showed sending from it
-	policySeen map[policyKey]int64 // de-duplication: last alert time
+	policySeen map[policyKey]int64  // de-duplication: last alert time
 	pairSeen   map[pairKey]int64
 	lastPrune  int64
 
