@@ -168,6 +168,7 @@ type Listener struct {
 	errc     chan error     // first fatal accept error
 
 	nConns    atomic.Int64
+	fdEventAt atomic.Int64 // unix nanoseconds of the last descriptors_exhausted
 	admit     *admission
 	authLimit *eventLimiter
 
@@ -443,6 +444,9 @@ func (l *Listener) acceptLoop(ctx context.Context, b *boundLn) error {
 					delay *= 2
 				}
 				l.log.Warn("LAN zone accept failed; retrying", "err", err, "delay", delay)
+				if !(errors.As(err, &ne) && ne.Timeout()) {
+					l.descriptorsExhausted(ln.Addr(), err)
+				}
 				time.Sleep(delay)
 				continue
 			}
@@ -453,6 +457,7 @@ func (l *Listener) acceptLoop(ctx context.Context, b *boundLn) error {
 			l.nConns.Add(-1)
 			l.stats.refusedCap.Add(1)
 			nc.Close()
+			l.descriptorsExhausted(ln.Addr(), fmt.Errorf("connection cap (%d) reached", l.opts.MaxConns))
 			continue
 		}
 		l.mu.Lock()
@@ -494,6 +499,20 @@ func remoteAddr(nc net.Conn) netip.AddrPort {
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	return netip.AddrPort{}
+}
+
+// descriptorsExhausted raises descriptors_exhausted, at most once a minute.
+func (l *Listener) descriptorsExhausted(addr net.Addr, err error) {
+	now := time.Now()
+	last := l.fdEventAt.Load()
+	if now.UnixNano()-last < int64(time.Minute) || !l.fdEventAt.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	l.corr.Record(sensor.Event{
+		Type: sensor.EventDescriptorsLow, Severity: sensor.SeverityCritical,
+		Reason:  fmt.Sprintf("LAN zone on %s cannot take more connections: %v; connected agents stay, new ones wait", addr, err),
+		Details: map[string]any{"listener": "lanzone", "addr": addr.String(), "max_conns": l.opts.MaxConns},
+	})
 }
 
 // refuse records an auth_failed event (rate-limited) and closes nc.

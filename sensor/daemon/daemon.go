@@ -135,8 +135,11 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer s.stopAlertDispatch()
 
+	fds := newFDBudget(openFileLimit())
+	s.log.Info("file descriptor budget", "limit", openFileLimit(), "lan_zone_connections", fds.lanConns, "api_connections_per_listener", fds.apiConns)
 	s.listener, err = lanzone.New(lanzone.Options{
 		Dir: opts.Dir, Listen: opts.Listen, Correlator: s.engine, Logger: s.log.With("part", "lanzone"),
+		MaxConns: fds.lanConns,
 	})
 	if err != nil {
 		return err
@@ -158,6 +161,7 @@ func Run(ctx context.Context, opts Options) error {
 		s.pipeline(pipeCtx)
 	}()
 	srv := api.NewServer(store, s.engine, s.log.With("part", "api"))
+	srv.SetLimits(api.Limits{MaxConns: fds.apiConns, Record: s.engine.Record})
 	srv.HandleEnrollment(func() (api.Enroller, error) { return pki.Open(opts.Dir) })
 	outputs.Add(1)
 	go func() {
