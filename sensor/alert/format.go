@@ -12,6 +12,7 @@ import (
 
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert/syslog"
+	"github.com/tapbeat/tapbeat/sensor/safetext"
 )
 
 // SDID is the structured-data ID of tapbeat's event fields, under the
@@ -131,7 +132,7 @@ func (f *Formatter) append(dst []byte, ev *sensor.Event, details string) ([]byte
 	case FormatCEF:
 		f.body = f.appendCEF(f.body, ev, details)
 	case FormatJSON:
-		f.body = appendEventJSON(f.body, ev, details)
+		f.body = jsonSafe(appendEventJSON(f.body, ev, details))
 	default:
 		f.body = appendSummary(f.body, ev)
 	}
@@ -158,7 +159,7 @@ func appendSummary(dst []byte, ev *sensor.Event) []byte {
 	switch {
 	case ev.EndpointName != "":
 		dst = append(dst, " endpoint "...)
-		dst = append(dst, ev.EndpointName...)
+		dst = safetext.Append(dst, ev.EndpointName, false)
 	case ev.EndpointID != "":
 		dst = append(dst, " endpoint "...)
 		dst = append(dst, ev.EndpointID...)
@@ -177,7 +178,7 @@ func appendSummary(dst []byte, ev *sensor.Event) []byte {
 	}
 	if ev.Reason != "" {
 		dst = append(dst, ": "...)
-		dst = append(dst, ev.Reason...)
+		dst = safetext.Append(dst, ev.Reason, true)
 	}
 	return dst
 }
@@ -249,21 +250,25 @@ func (f *Formatter) appendCEF(dst []byte, ev *sensor.Event, details string) []by
 }
 
 func cefHeader(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		switch c := s[i]; c {
 		case '\\', '|':
 			dst = append(dst, '\\', c)
 		case '\r', '\n':
 			dst = append(dst, ' ')
 		default:
-			dst = append(dst, c)
+			n := 1
+			dst, n = cefSafe(dst, s[i:])
+			i += n
+			continue
 		}
+		i++
 	}
 	return dst
 }
 
 func cefValue(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		switch c := s[i]; c {
 		case '\\', '=':
 			dst = append(dst, '\\', c)
@@ -272,10 +277,29 @@ func cefValue(dst []byte, s string) []byte {
 		case '\r':
 			dst = append(dst, '\\', 'r')
 		default:
-			dst = append(dst, c)
+			n := 1
+			dst, n = cefSafe(dst, s[i:])
+			i += n
+			continue
 		}
+		i++
 	}
 	return dst
+}
+
+// cefSafe appends the first character of s, or its escape (see safetext)
+// when it is a control, a bidirectional control or invalid UTF-8; the
+// escape's backslash is doubled as CEF wants. It returns the bytes used.
+func cefSafe(dst []byte, s string) ([]byte, int) {
+	if c := s[0]; c >= 0x20 && c < 0x7f {
+		return append(dst, c), 1
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	if (r == utf8.RuneError && n == 1) || safetext.Unsafe(r) {
+		esc := safetext.Append(nil, s[:n], false)
+		return append(append(dst, '\\'), esc...), n
+	}
+	return append(dst, s[:n]...), n
 }
 
 // appendEventJSON writes ev exactly as encoding/json marshals sensor.Event
@@ -326,6 +350,45 @@ func appendEventJSON(dst []byte, ev *sensor.Event, details string) []byte {
 		dst = append(dst, details...)
 	}
 	return append(dst, '}')
+}
+
+// jsonSafe rewrites, in place when it can, the characters encoding/json
+// leaves raw that safetext calls unsafe (C1 controls, bidirectional
+// controls, the byte-order mark) as \uXXXX escapes. In JSON text they can
+// only sit inside strings, where the escape decodes to the same string.
+func jsonSafe(b []byte) []byte {
+	clean := true
+	for i := 0; i < len(b); {
+		if b[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if safetext.Unsafe(r) {
+			clean = false
+			break
+		}
+		i += n
+	}
+	if clean {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for i := 0; i < len(b); {
+		if b[i] < utf8.RuneSelf {
+			out = append(out, b[i])
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if safetext.Unsafe(r) {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[i:i+n]...)
+		}
+		i += n
+	}
+	return out
 }
 
 // appendJSONString writes s as encoding/json does: quoted, with '"', '\',
