@@ -67,7 +67,7 @@ type Sensor struct {
 	// alerts are delivered from memory meanwhile (Outbox.Hold).
 	held      []sensor.Event
 	heldLost  uint64
-	spillRead string // a spill file whose events are in held, removed once they are stored
+	spillRead string        // a spill file whose events are in held, removed once they are stored
 	stored    atomic.Uint64 // highest sequence number stored
 	storeErrs atomic.Uint64
 	diskFull  atomic.Bool // a history write was refused for lack of disk space, and none succeeded since
