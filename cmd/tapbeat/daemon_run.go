@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -40,7 +41,7 @@ func daemonRunCommand() *cli.Command {
 				return err
 			}
 			dir := c.String("dir")
-			log := newLogger(c.String("log-format"))
+			log := newLogger(c.App.ErrWriter, c.String("log-format"))
 			path := c.String("config")
 			if path == "" {
 				path = filepath.Join(dir, "tapbeat.toml")
@@ -102,11 +103,14 @@ func daemonRunCommand() *cli.Command {
 	}
 }
 
-func newLogger(format string) *slog.Logger {
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+func newLogger(w io.Writer, format string) *slog.Logger {
+	if w == nil {
+		w = os.Stderr
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
 }
 
 // validateRunFlags refuses flag values that make no sense, where the
