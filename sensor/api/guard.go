@@ -145,17 +145,23 @@ func (g *guard) acceptLoop() {
 		if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 			src = ta.AddrPort().Addr().Unmap()
 		}
-		if why := g.admit(src); why != "" {
+		if why, capped := g.admit(src); why != "" {
 			nc.Close()
 			g.refused(src, nc.RemoteAddr(), why)
+			if capped {
+				g.event("cap", sensor.Event{Type: sensor.EventDescriptorsLow, Severity: sensor.SeverityCritical,
+					Reason:  fmt.Sprintf("%s at its connection cap (%d): new connections are closed so the descriptors the LAN zone, trust store and capture need stay free", g.name, g.lim.MaxConns),
+					Details: map[string]any{"listener": g.name, "addr": g.ln.Addr().String(), "max_conns": g.lim.MaxConns}})
+			}
 			continue
 		}
 		go g.prepare(nc, src)
 	}
 }
 
-// admit counts a new connection against the limits or says why not.
-func (g *guard) admit(src netip.Addr) string {
+// admit counts a new connection against the limits or says why not, and
+// whether the listener's cap is what refused it.
+func (g *guard) admit(src netip.Addr) (string, bool) {
 	now := time.Now()
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -173,27 +179,27 @@ func (g *guard) admit(src netip.Addr) string {
 		g.pruned = now
 	}
 	if g.open >= g.lim.MaxConns {
-		return fmt.Sprintf("%s connection cap (%d) reached", g.name, g.lim.MaxConns)
+		return fmt.Sprintf("%s connection cap (%d) reached", g.name, g.lim.MaxConns), true
 	}
 	if src.IsValid() {
 		if g.bySrc[src] >= g.lim.PerSource {
-			return fmt.Sprintf("more than %d connections from this address", g.lim.PerSource)
+			return fmt.Sprintf("more than %d connections from this address", g.lim.PerSource), false
 		}
 		rl := g.rates[src]
 		if rl == nil {
 			if len(g.rates) >= 1<<16 {
-				return "too many sources at once"
+				return "too many sources at once", false
 			}
 			rl = rate.NewLimiter(rate.Limit(g.lim.SourceRate), g.lim.SourceBurst)
 			g.rates[src] = rl
 		}
 		if !rl.AllowN(now, 1) {
-			return "too many connections from this address"
+			return "too many connections from this address", false
 		}
 		g.bySrc[src]++
 	}
 	g.open++
-	return ""
+	return "", false
 }
 
 func (g *guard) release(src netip.Addr) {
