@@ -1,7 +1,6 @@
 package lanzone
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -136,7 +135,7 @@ func TestHelloBudget(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Fatal(fmt.Sprint("no limit_exceeded event"))
+	t.Fatal("no limit_exceeded event")
 }
 
 // TestDuplicateIdentity: one bundle connected from two addresses. The first

@@ -81,7 +81,6 @@ type guard struct {
 	second   time.Time
 	inSecond int
 	pruned   time.Time
-	handing  sync.WaitGroup
 }
 
 func newGuard(ln net.Listener, cfg *tls.Config, lim Limits, log *slog.Logger, name string) *guard {
