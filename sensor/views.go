@@ -13,8 +13,11 @@ import (
 // traffic or carried its heartbeat connection, an IP it holds that one of
 // its MACs sent from or its connection came from. A hello's word alone puts
 // nothing on the list, so no endpoint can have another isolated by
-// declaring its addresses.
+// declaring its addresses. A sensor with no capture at all has no wire to
+// weigh claims against: it lists the MACs and IPs the endpoint holds
+// uncontested.
 func (c *Correlator) AtRisk() AtRiskList {
+	noWire := !c.captureSeen
 	list := AtRiskList{Generated: c.clock.Now(), Endpoints: []AtRiskEndpoint{}}
 	for _, e := range c.endpoints {
 		if e == nil || (e.status != StatusRed && e.status != StatusYellow && e.status != StatusMissing) {
@@ -26,12 +29,12 @@ func (c *Correlator) AtRisk() AtRiskList {
 			if !ok || c.macs[mi].owner != e.idx || slices.Contains(a.MACs, itf.MAC) {
 				continue
 			}
-			if c.macs[mi].lastSeen > 0 || itf.MAC == e.wireMAC {
+			if noWire || c.macs[mi].lastSeen > 0 || itf.MAC == e.wireMAC {
 				a.MACs = append(a.MACs, itf.MAC)
 			}
 		}
 		for _, ip := range e.ips {
-			if o, ok := c.ipSeen[ip]; (ok && o == e.idx) || ip == e.remote {
+			if o, ok := c.ipSeen[ip]; noWire || (ok && o == e.idx) || ip == e.remote {
 				a.IPs = append(a.IPs, ip)
 			}
 		}
