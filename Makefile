@@ -9,7 +9,7 @@ GOBUILD := CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)'
 FUZZ_TARGETS ?= ./capture:FuzzParseHeader ./capture:FuzzControlDecoder \
                 ./lanzone/wire:FuzzReadFrame ./sensor/alert/syslog:FuzzAppend \
                 ./sensor/alert:FuzzRELPFrame ./sensor/alert:FuzzDecodeEvent \
-                ./appliance/config:FuzzCmdline
+                ./appliance/config:FuzzCmdline ./sensor/safetext:FuzzString
 # A count, not a duration: a duration-based -fuzztime can end in a spurious
 # "context deadline exceeded" failure on a loaded machine (a race in the
 # fuzzing coordinator of Go 1.26, fixed in Go 1.27).

@@ -17,6 +17,7 @@ import (
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
 	"github.com/tapbeat/tapbeat/sensor"
+	"golang.org/x/time/rate"
 )
 
 // eofConn notes whether the TCP connection under TLS reached its end.
@@ -47,8 +48,9 @@ type conn struct {
 	org    string
 	fp     pki.Fingerprint
 
-	wmu    sync.Mutex
-	closed atomic.Bool
+	wmu       sync.Mutex
+	closed    atomic.Bool
+	lastFrame atomic.Int64 // unix nanoseconds of the newest frame read
 	// cause is how the connection ended (a sensor.DisconnectCause), set
 	// once by whoever saw the end first: the sensor closing it on purpose,
 	// or the reader.
@@ -170,11 +172,16 @@ func (c *conn) serve(ctx context.Context) {
 		c.preHello(err)
 		return
 	}
+	if !c.helloAllowed(len(f.Payload)) {
+		return
+	}
 	if ctx.Err() != nil {
 		c.nc.Close()
 		return
 	}
-	c.l.register(c)
+	if !c.l.register(c) {
+		return
+	}
 	if ctx.Err() != nil {
 		c.l.unregister(c)
 		c.nc.Close()
@@ -211,6 +218,7 @@ func (c *conn) serve(ctx context.Context) {
 	for {
 		_ = c.nc.SetReadDeadline(time.Now().Add(3 * c.interval()))
 		f, err := wire.ReadFrame(c.nc)
+		c.lastFrame.Store(time.Now().UnixNano())
 		if err != nil {
 			var ve *wire.VersionError
 			switch {
@@ -252,6 +260,9 @@ func (c *conn) serve(ctx context.Context) {
 				}
 			}
 		case wire.TypeHello:
+			if !c.helloAllowed(len(f.Payload)) {
+				return
+			}
 			h, err := wire.DecodeHello(f.Payload)
 			if err != nil {
 				c.closeWith(wire.CodeLimit, err.Error())
@@ -303,6 +314,51 @@ func (c *conn) disconnect() sensor.Disconnect {
 	return d
 }
 
+// helloBudget is one endpoint's hello allowance. It outlives connections,
+// so reconnecting does not refill it.
+type helloBudget struct {
+	count, bytes *rate.Limiter
+}
+
+// helloAllowed takes a hello of size bytes from the endpoint's budget. Past
+// it, the connection is closed with a limit_exceeded error and a
+// limit_exceeded event is raised (rate-limited like auth_failed).
+func (c *conn) helloAllowed(size int) bool {
+	o := &c.l.opts
+	c.l.mu.Lock()
+	b := c.l.budgets[c.id]
+	if b == nil {
+		b = &helloBudget{
+			count: rate.NewLimiter(rate.Every(o.HelloEvery), o.HelloBurst),
+			bytes: rate.NewLimiter(rate.Limit(o.HelloBytesPerSec), o.HelloBytesBurst),
+		}
+		c.l.budgets[c.id] = b
+	}
+	c.l.mu.Unlock()
+	now := time.Now()
+	why := ""
+	switch {
+	case !b.count.AllowN(now, 1):
+		why = fmt.Sprintf("more hellos than the budget allows (%d at once, then one every %s): send a hello only when interfaces or users change", o.HelloBurst, o.HelloEvery)
+	case !b.bytes.AllowN(now, size):
+		why = fmt.Sprintf("hellos larger than the budget allows (%d KiB at once, then %d KiB/s)", o.HelloBytesBurst>>10, o.HelloBytesPerSec>>10)
+	default:
+		return true
+	}
+	c.l.stats.helloLimited.Add(1)
+	c.closeWith(wire.CodeLimit, why)
+	if ok, _, _ := c.l.authLimit.admit(c.remote.Addr(), "hello budget", now); ok {
+		c.l.corr.Record(sensor.Event{
+			Type: sensor.EventLimitExceeded, Severity: sensor.SeverityWarning,
+			EndpointID: c.id, EndpointName: c.name, Org: c.org,
+			IPs:     []string{c.remote.Addr().String()},
+			Reason:  fmt.Sprintf("endpoint %s (%s) closed: %s", c.name, c.remote, why),
+			Details: map[string]any{"peer": c.remote.String(), "limit": "hello"},
+		})
+	}
+	return false
+}
+
 func (c *conn) sensorHello(h wire.Hello) sensor.Hello {
 	out := sensor.Hello{
 		EndpointID: c.id, Name: c.name, Org: c.org,
@@ -319,6 +375,7 @@ func (c *conn) sensorHello(h wire.Hello) sensor.Hello {
 type counters struct {
 	handshakes, resumed, refused, refusedCap atomic.Uint64
 	hellos, heartbeats, pushes, idleClosed   atomic.Uint64
+	helloLimited, duplicates                 atomic.Uint64
 	latency                                  histogram
 	ended                                    [16]atomic.Uint64 // by sensor.DisconnectCause
 }
@@ -337,6 +394,11 @@ type Stats struct {
 	// Ended counts ended endpoint connections by how they ended
 	// (sensor.DisconnectCause names: "goodbye", "eof", "reset", ...).
 	Ended map[string]uint64 `json:"ended,omitempty"`
+	// HelloLimited counts connections closed for exceeding the hello budget.
+	HelloLimited uint64 `json:"hello_limited"`
+	// Duplicates counts connections refused because the same certificate
+	// was connected from another address.
+	Duplicates uint64 `json:"duplicate_identity_refused"`
 	// Latency percentiles from an agent's sent_at to the correlator's
 	// return, over heartbeats that carried sent_at (same clock only).
 	LatencyP50 time.Duration `json:"latency_p50"`
@@ -348,15 +410,17 @@ type Stats struct {
 // Stats returns the listener's counters.
 func (l *Listener) Stats() Stats {
 	s := Stats{
-		Connected:  l.Connected(),
-		Handshakes: l.stats.handshakes.Load(),
-		Resumed:    l.stats.resumed.Load(),
-		Refused:    l.stats.refused.Load(),
-		RefusedCap: l.stats.refusedCap.Load(),
-		Hellos:     l.stats.hellos.Load(),
-		Heartbeats: l.stats.heartbeats.Load(),
-		Pushes:     l.stats.pushes.Load(),
-		IdleClosed: l.stats.idleClosed.Load(),
+		Connected:    l.Connected(),
+		Handshakes:   l.stats.handshakes.Load(),
+		Resumed:      l.stats.resumed.Load(),
+		Refused:      l.stats.refused.Load(),
+		RefusedCap:   l.stats.refusedCap.Load(),
+		Hellos:       l.stats.hellos.Load(),
+		Heartbeats:   l.stats.heartbeats.Load(),
+		Pushes:       l.stats.pushes.Load(),
+		IdleClosed:   l.stats.idleClosed.Load(),
+		HelloLimited: l.stats.helloLimited.Load(),
+		Duplicates:   l.stats.duplicates.Load(),
 	}
 	for i := range l.stats.ended {
 		if n := l.stats.ended[i].Load(); n > 0 {

@@ -58,10 +58,32 @@ type Options struct {
 	HelloTimeout     time.Duration // after the handshake (default 10s)
 	HandshakeRate    float64       // handshakes per second per source address (default 2)
 	HandshakeBurst   int           // default 20
-	PollInterval     time.Duration // trust store and config re-read (default 1s)
+	// PreHandshakeTimeout bounds the wait for a connection's first TLS
+	// byte; until it arrives the connection holds no handshake slot
+	// (default 3s).
+	PreHandshakeTimeout time.Duration
+	// HandshakesPerPrefix caps unfinished handshakes from one /24 or /64
+	// whose addresses completed none recently (default 16).
+	HandshakesPerPrefix int
+	// ReservedHandshakesPct is the share of MaxHandshakes only addresses
+	// that completed a handshake recently may take (default 25).
+	ReservedHandshakesPct int
+	PollInterval          time.Duration // trust store and config re-read (default 1s)
+	// HelloEvery and HelloBurst are one endpoint's hello allowance: a
+	// hello every HelloEvery on average, HelloBurst at once (defaults 5s,
+	// 6). HelloBytesPerSec and HelloBytesBurst bound their size the same
+	// way (defaults 8 KiB/s, 256 KiB). Past either the connection is
+	// closed with limit_exceeded and a limit_exceeded event is raised.
+	HelloEvery       time.Duration
+	HelloBurst       int
+	HelloBytesPerSec int
+	HelloBytesBurst  int
 	AuthEventWindow  time.Duration // one auth_failed per source and reason per window (default 1m)
 	AuthEventsPerSec int           // auth_failed events per second in total (default 10)
 	WriteTimeout     time.Duration // per message to an agent (default 5s)
+	// DuplicateEventWindow: one duplicate_identity per endpoint and
+	// refused address per window (default 10m).
+	DuplicateEventWindow time.Duration
 }
 
 func (o *Options) defaults() {
@@ -86,14 +108,38 @@ func (o *Options) defaults() {
 	if o.HandshakeBurst <= 0 {
 		o.HandshakeBurst = 20
 	}
+	if o.PreHandshakeTimeout <= 0 {
+		o.PreHandshakeTimeout = 3 * time.Second
+	}
+	if o.HandshakesPerPrefix <= 0 {
+		o.HandshakesPerPrefix = 16
+	}
+	if o.ReservedHandshakesPct <= 0 || o.ReservedHandshakesPct >= 100 {
+		o.ReservedHandshakesPct = 25
+	}
 	if o.PollInterval <= 0 {
 		o.PollInterval = time.Second
+	}
+	if o.HelloEvery <= 0 {
+		o.HelloEvery = 5 * time.Second
+	}
+	if o.HelloBurst <= 0 {
+		o.HelloBurst = 6
+	}
+	if o.HelloBytesPerSec <= 0 {
+		o.HelloBytesPerSec = 8 << 10
+	}
+	if o.HelloBytesBurst < wire.MaxFrame {
+		o.HelloBytesBurst = 256 << 10
 	}
 	if o.AuthEventWindow <= 0 {
 		o.AuthEventWindow = time.Minute
 	}
 	if o.AuthEventsPerSec <= 0 {
 		o.AuthEventsPerSec = 10
+	}
+	if o.DuplicateEventWindow <= 0 {
+		o.DuplicateEventWindow = 10 * time.Minute
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = 5 * time.Second
@@ -121,14 +167,16 @@ type Listener struct {
 	loops    sync.WaitGroup // accept, poll and push loops
 	errc     chan error     // first fatal accept error
 
-	handshakes chan struct{}
-	nConns     atomic.Int64
-	srcLimit   *sourceLimiter
-	authLimit  *eventLimiter
+	nConns    atomic.Int64
+	fdEventAt atomic.Int64 // unix nanoseconds of the last descriptors_exhausted
+	admit     *admission
+	authLimit *eventLimiter
 
-	mu    sync.Mutex
-	conns map[string]*conn      // endpoint id -> its current connection
-	raw   map[net.Conn]struct{} // every accepted connection, closed on shutdown
+	mu      sync.Mutex
+	conns   map[string]*conn        // endpoint id -> its current connection
+	budgets map[string]*helloBudget // endpoint id -> its hello allowance
+	dupSeen map[string]time.Time    // endpoint id|refused address -> last duplicate_identity
+	raw     map[net.Conn]struct{}   // every accepted connection, closed on shutdown
 
 	riskMu    sync.Mutex
 	riskDirty atomic.Bool
@@ -162,17 +210,18 @@ func New(opts Options) (*Listener, error) {
 		return nil, fmt.Errorf("lanzone: %w", err)
 	}
 	l := &Listener{
-		opts:       opts,
-		log:        opts.Logger,
-		corr:       opts.Correlator,
-		trust:      trust,
-		cert:       cert,
-		handshakes: make(chan struct{}, opts.MaxHandshakes),
-		srcLimit:   newSourceLimiter(opts.HandshakeRate, opts.HandshakeBurst),
-		authLimit:  newEventLimiter(opts.AuthEventWindow, opts.AuthEventsPerSec),
-		conns:      map[string]*conn{},
-		raw:        map[net.Conn]struct{}{},
-		pushc:      make(chan struct{}, 1),
+		opts:      opts,
+		log:       opts.Logger,
+		corr:      opts.Correlator,
+		trust:     trust,
+		cert:      cert,
+		admit:     newAdmission(&opts),
+		authLimit: newEventLimiter(opts.AuthEventWindow, opts.AuthEventsPerSec),
+		conns:     map[string]*conn{},
+		budgets:   map[string]*helloBudget{},
+		dupSeen:   map[string]time.Time{},
+		raw:       map[net.Conn]struct{}{},
+		pushc:     make(chan struct{}, 1),
 	}
 	l.tls = pki.ServerConfig(cert, pki.NewVerifier(a.CACertificate(), trust, false))
 	if err := l.rotateTickets(); err != nil {
@@ -395,6 +444,9 @@ func (l *Listener) acceptLoop(ctx context.Context, b *boundLn) error {
 					delay *= 2
 				}
 				l.log.Warn("LAN zone accept failed; retrying", "err", err, "delay", delay)
+				if !(errors.As(err, &ne) && ne.Timeout()) {
+					l.descriptorsExhausted(ln.Addr(), err)
+				}
 				time.Sleep(delay)
 				continue
 			}
@@ -405,6 +457,7 @@ func (l *Listener) acceptLoop(ctx context.Context, b *boundLn) error {
 			l.nConns.Add(-1)
 			l.stats.refusedCap.Add(1)
 			nc.Close()
+			l.descriptorsExhausted(ln.Addr(), fmt.Errorf("connection cap (%d) reached", l.opts.MaxConns))
 			continue
 		}
 		l.mu.Lock()
@@ -425,12 +478,41 @@ func (l *Listener) acceptLoop(ctx context.Context, b *boundLn) error {
 	}
 }
 
+// prefixedConn gives back the bytes read before the TLS stack took over.
+type prefixedConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (p *prefixedConn) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}
+
 func remoteAddr(nc net.Conn) netip.AddrPort {
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		ap := ta.AddrPort()
 		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
 	return netip.AddrPort{}
+}
+
+// descriptorsExhausted raises descriptors_exhausted, at most once a minute.
+func (l *Listener) descriptorsExhausted(addr net.Addr, err error) {
+	now := time.Now()
+	last := l.fdEventAt.Load()
+	if now.UnixNano()-last < int64(time.Minute) || !l.fdEventAt.CompareAndSwap(last, now.UnixNano()) {
+		return
+	}
+	l.corr.Record(sensor.Event{
+		Type: sensor.EventDescriptorsLow, Severity: sensor.SeverityCritical,
+		Reason:  fmt.Sprintf("LAN zone on %s cannot take more connections: %v; connected agents stay, new ones wait", addr, err),
+		Details: map[string]any{"listener": "lanzone", "addr": addr.String(), "max_conns": l.opts.MaxConns},
+	})
 }
 
 // refuse records an auth_failed event (rate-limited) and closes nc.
@@ -487,37 +569,52 @@ func classify(err error) (string, *pki.RefusedError) {
 func (l *Listener) handle(ctx context.Context, nc net.Conn) {
 	remote := remoteAddr(nc)
 	start := time.Now()
-	if !l.srcLimit.allow(remote.Addr(), start) {
-		l.refuse(nc, remote, "too many handshakes from this address", nil)
+	t, why := l.admit.enter(remote.Addr(), start)
+	if t == nil {
+		l.refuse(nc, remote, why, nil)
 		return
 	}
-	deadline := start.Add(l.opts.HandshakeTimeout)
-	select {
-	case l.handshakes <- struct{}{}:
-	case <-time.After(time.Until(deadline)):
+	defer t.release()
+	// No slot until the peer speaks: a silent connection costs a
+	// descriptor for PreHandshakeTimeout and nothing else.
+	_ = nc.SetReadDeadline(start.Add(l.opts.PreHandshakeTimeout))
+	var first [1]byte
+	if _, err := io.ReadFull(nc, first[:]); err != nil {
+		reason := "closed the connection before a TLS ClientHello"
+		if isTimeout(err) {
+			reason = fmt.Sprintf("no TLS ClientHello within %s (silent peer)", l.opts.PreHandshakeTimeout)
+		}
+		l.refuse(nc, remote, reason, nil)
+		return
+	}
+	deadline := time.Now().Add(l.opts.HandshakeTimeout)
+	hctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	if !t.slotWait(hctx) {
+		if ctx.Err() != nil {
+			nc.Close()
+			return
+		}
 		l.refuse(nc, remote, "TLS handshake not completed in time (sensor busy)", nil)
 		return
-	case <-ctx.Done():
-		nc.Close()
-		return
 	}
-	raw := &eofConn{Conn: nc}
+	raw := &eofConn{Conn: &prefixedConn{Conn: nc, pre: first[:]}}
 	tc := tls.Server(raw, l.tls)
 	_ = nc.SetDeadline(deadline)
 	// The handshake runs on a goroutine of its own: its deep stack is freed
 	// when it ends instead of staying with the connection's long-lived
 	// goroutine (16 KiB per endpoint otherwise).
-	hctx, cancel := context.WithDeadline(ctx, deadline)
 	herr := make(chan error, 1)
 	go func() { herr <- tc.HandshakeContext(hctx) }()
 	err := <-herr
 	cancel()
-	<-l.handshakes
+	t.release()
 	if err != nil {
 		reason, re := classify(err)
 		l.refuse(nc, remote, reason, re)
 		return
 	}
+	l.admit.completed(remote.Addr(), time.Now())
 	l.stats.handshakes.Add(1)
 	cs := tc.ConnectionState()
 	if cs.DidResume {
@@ -690,16 +787,54 @@ func (l *Listener) poll() {
 	}
 }
 
-// register makes c its endpoint's current connection, replacing an older
-// one.
-func (l *Listener) register(c *conn) {
+// register makes c its endpoint's current connection. A connection from
+// the address of the current one replaces it (the agent restarted, or its
+// old connection is half-open). From another address, while the current
+// connection is alive (a frame within the last interval and a half), it is
+// a second machine using the same certificate: c is refused and
+// duplicate_identity raised, so the first keeps its place until it goes
+// away instead of the two knocking each other off.
+func (l *Listener) register(c *conn) bool {
+	now := time.Now()
 	l.mu.Lock()
 	old := l.conns[c.id]
+	if old != nil && old.remote.Addr() != c.remote.Addr() &&
+		now.Sub(time.Unix(0, old.lastFrame.Load())) < 3*c.interval()/2 && !old.closed.Load() {
+		key := c.id + "|" + c.remote.Addr().String()
+		report := now.Sub(l.dupSeen[key]) >= l.opts.DuplicateEventWindow
+		if report {
+			if len(l.dupSeen) >= 10000 {
+				clear(l.dupSeen)
+			}
+			l.dupSeen[key] = now
+		}
+		l.stats.duplicates.Add(1)
+		l.mu.Unlock()
+		msg := fmt.Sprintf("endpoint certificate %s (%s) is in use from %s; this connection from %s is refused until that one ends (one certificate per machine: enroll this one under its own name)",
+			c.id, c.name, old.remote.Addr(), c.remote.Addr())
+		c.closeWith(wire.CodeDuplicate, msg)
+		if report {
+			l.corr.Record(sensor.Event{
+				Type: sensor.EventDuplicateIdentity, Severity: sensor.SeverityError,
+				EndpointID: c.id, EndpointName: c.name, Org: c.org,
+				IPs:    []string{old.remote.Addr().String(), c.remote.Addr().String()},
+				Reason: msg,
+				Details: map[string]any{
+					"connected_from": old.remote.String(),
+					"refused_from":   c.remote.String(),
+				},
+			})
+		}
+		l.log.Warn("LAN zone: endpoint certificate used from two places", "id", c.id, "connected", old.remote, "refused", c.remote)
+		return false
+	}
+	c.lastFrame.Store(now.UnixNano())
 	l.conns[c.id] = c
 	l.mu.Unlock()
 	if old != nil {
 		old.closeWith(wire.CodeReplaced, "a newer connection of this endpoint took over")
 	}
+	return true
 }
 
 // unregister removes c if it is still its endpoint's connection and reports

@@ -166,8 +166,14 @@ type compiledPolicy struct {
 }
 
 func compile(c Config) (*compiled, error) {
-	c = c.withDefaults()
 	var errs []error
+	if c.MissingAfter < 0 {
+		errs = append(errs, fmt.Errorf("missing_after %d: want a number of intervals of 1 or more (0 takes the default, 3)", c.MissingAfter))
+	}
+	if c.HeartbeatInterval < 0 {
+		errs = append(errs, fmt.Errorf("heartbeat interval %v: want a positive duration such as 15s", c.HeartbeatInterval))
+	}
+	c = c.withDefaults()
 	for i := 1; i < len(c.MissingRealert); i++ {
 		if c.MissingRealert[i] <= c.MissingRealert[i-1] {
 			errs = append(errs, fmt.Errorf("missing_realert: steps must increase, %v follows %v", c.MissingRealert[i], c.MissingRealert[i-1]))

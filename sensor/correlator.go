@@ -29,11 +29,14 @@ type Correlator struct {
 	macIndex  map[MAC]int32 // MAC -> index into macs
 	macs      []macState
 
-	pending    []MAC               // unclaimed senders waiting for the no-heartbeat verdict
-	unmanaged  map[MAC]*Station    // the unmanaged inventory
-	alerted    map[MAC]struct{}    // MACs reported as no_heartbeat, ever
-	hbChannel  map[MAC]int64       // MAC -> last time it carried a heartbeat connection
-	policySeen map[policyKey]int64 // de-duplication: last alert time
+	pending    []MAC              // unclaimed senders waiting for the no-heartbeat verdict
+	unmanaged  map[MAC]*Station   // the unmanaged inventory
+	alerted    map[MAC]struct{}   // MACs reported as no_heartbeat, ever
+	hbChannel  map[MAC]int64      // MAC -> last time it carried a heartbeat connection
+	hbSource   map[netip.Addr]MAC // source address -> the MAC its newest heartbeat connection came from
+	byRemote   map[netip.Addr]int32
+	ipSeen     map[netip.Addr]int32 // IP -> the endpoint whose MAC the wire showed sending from it
+	policySeen map[policyKey]int64  // de-duplication: last alert time
 	pairSeen   map[pairKey]int64
 	lastPrune  int64
 
@@ -70,6 +73,15 @@ type endpoint struct {
 	goodbye    GoodbyeReason // the agent said goodbye with this reason
 	goodbyeAt  int64
 	wokeAt     int64 // an offline endpoint started sending again (wake-up grace)
+
+	// remote is the source address of its LAN-zone connection; wireMAC the
+	// MAC the mirror port showed carrying that connection. Both are what
+	// the wire says, against which the hello's claims are weighed.
+	remote  netip.Addr
+	wireMAC MAC
+	// contested holds the MACs and IPs it declares that another endpoint
+	// holds, already reported as a conflict.
+	contested []string
 }
 
 type macState struct {
@@ -125,6 +137,9 @@ func NewCorrelator(cfg Config, clock Clock) (*Correlator, error) {
 		unmanaged:  map[MAC]*Station{},
 		alerted:    map[MAC]struct{}{},
 		hbChannel:  map[MAC]int64{},
+		hbSource:   map[netip.Addr]MAC{},
+		byRemote:   map[netip.Addr]int32{},
+		ipSeen:     map[netip.Addr]int32{},
 		policySeen: map[policyKey]int64{},
 		pairSeen:   map[pairKey]int64{},
 		capture:    map[string]*captureIface{},
@@ -184,12 +199,21 @@ func (c *Correlator) endpointEvent(e *endpoint, typ EventType, sev Severity) Eve
 		Status:       e.status,
 	}
 	for _, i := range e.interfaces {
-		ev.MACs = append(ev.MACs, i.MAC.String())
+		if c.owns(e, i.MAC) {
+			ev.MACs = append(ev.MACs, i.MAC.String())
+		}
 	}
 	for _, ip := range e.ips {
 		ev.IPs = append(ev.IPs, ip.String())
 	}
 	return ev
+}
+
+// owns reports whether m is one of e's MACs (declared and not held by
+// another endpoint).
+func (c *Correlator) owns(e *endpoint, m MAC) bool {
+	mi, ok := c.macIndex[m]
+	return ok && c.macs[mi].owner == e.idx
 }
 
 // Hello registers or updates an endpoint. A hello counts as a heartbeat.
@@ -222,12 +246,32 @@ func (c *Correlator) Hello(h Hello) ([]Event, error) {
 	e.name, e.org = h.Name, h.Org
 	e.users = slices.Clone(h.Users)
 	e.interfaces = cloneInterfaces(h.Interfaces)
+	if r := h.Remote.Addr().Unmap(); r.IsValid() && r != e.remote {
+		if c.byRemote[e.remote] == e.idx {
+			delete(c.byRemote, e.remote)
+		}
+		e.remote, e.wireMAC = r, MAC{}
+	}
+	if e.remote.IsValid() {
+		if len(c.byRemote) < c.cfg.MaxTracked {
+			c.byRemote[e.remote] = e.idx
+		}
+		if m, ok := c.hbSource[e.remote]; ok {
+			e.wireMAC = m
+		}
+	}
 	out = c.claim(out, e, now)
 	out = c.agentBack(out, e, h.Instance, now)
 
 	hello := c.endpointEvent(e, EventEndpointHello, SeverityInfo)
 	hello.Reason = "endpoint declared its interfaces and users"
-	details := map[string]any{"interfaces": e.interfaces}
+	// History records ownership and address bindings from these details:
+	// only what the endpoint won goes there; contested claims are listed
+	// apart and bind nothing.
+	details := map[string]any{"interfaces": c.acceptedInterfaces(e)}
+	if len(e.contested) > 0 {
+		details["contested"] = slices.Clone(e.contested)
+	}
 	if len(e.users) > 0 {
 		details["users"] = e.users
 	}
@@ -248,7 +292,11 @@ func cloneInterfaces(in []Interface) []Interface {
 }
 
 // claim gives e the MACs and IPs it now declares and releases the ones it no
-// longer does. A MAC another endpoint owns moves to e with a mac_conflict.
+// longer does. A hello is a claim, not proof: a MAC or IP another endpoint
+// holds stays with it, and the claim is a mac_conflict (reported once per
+// contested set), unless the wire shows e's own heartbeat connection coming
+// from that MAC and not the holder's. What stays contested is neither
+// judged, listed at risk nor written to history as e's.
 func (c *Correlator) claim(out []Event, e *endpoint, now int64) []Event {
 	for _, mi := range e.owned {
 		if c.macs[mi].owner == e.idx {
@@ -260,8 +308,16 @@ func (c *Correlator) claim(out []Event, e *endpoint, now int64) []Event {
 		if c.byIP[ip] == e.idx {
 			delete(c.byIP, ip)
 		}
+		if o, ok := c.ipSeen[ip]; ok && o == e.idx {
+			delete(c.ipSeen, ip)
+		}
 	}
 	e.ips = e.ips[:0]
+	var contested []string
+	var others []string
+	var moved []string
+	var first *endpoint // the first holder a claim was contested against
+	var firstMAC MAC
 	for _, itf := range e.interfaces {
 		if itf.MAC.IsZero() || itf.MAC.IsGroup() {
 			continue
@@ -270,14 +326,18 @@ func (c *Correlator) claim(out []Event, e *endpoint, now int64) []Event {
 		ms := &c.macs[mi]
 		if ms.owner >= 0 && ms.owner != e.idx {
 			other := c.endpoints[ms.owner]
-			ev := c.endpointEvent(e, EventMACConflict, SeverityWarning)
-			ev.Reason = fmt.Sprintf("%s declares MAC %s, which %s declared before", e.name, itf.MAC, other.name)
-			ev.Details = map[string]any{
-				"mac":                 itf.MAC.String(),
-				"other_endpoint_id":   other.id,
-				"other_endpoint_name": other.name,
+			if first == nil {
+				first, firstMAC = other, itf.MAC
 			}
-			out = c.emit(out, ev)
+			if e.wireMAC != itf.MAC || other.wireMAC == itf.MAC {
+				contested = append(contested, itf.MAC.String())
+				if !slices.Contains(others, other.name) {
+					others = append(others, other.name)
+				}
+				continue
+			}
+			// The wire shows e's heartbeat connection on this MAC: it is e's.
+			moved = append(moved, fmt.Sprintf("%s from %s", itf.MAC, other.name))
 			other.owned = slices.DeleteFunc(other.owned, func(j int32) bool { return j == mi })
 		}
 		ms.owner = e.idx
@@ -287,10 +347,102 @@ func (c *Correlator) claim(out []Event, e *endpoint, now int64) []Event {
 		delete(c.unmanaged, itf.MAC)
 		for _, ip := range itf.IPs {
 			ip = ip.Unmap()
+			if o, held := c.byIP[ip]; held && o != e.idx {
+				other := c.endpoints[o]
+				if other != nil && e.wireMAC != itf.MAC {
+					if first == nil {
+						first = other
+					}
+					contested = append(contested, ip.String())
+					if !slices.Contains(others, other.name) {
+						others = append(others, other.name)
+					}
+					continue
+				}
+			}
 			c.byIP[ip] = e.idx
 			if !slices.Contains(e.ips, ip) {
 				e.ips = append(e.ips, ip)
 			}
+		}
+	}
+	if len(moved) > 0 || (len(contested) > 0 && !slices.Equal(contested, e.contested)) {
+		ev := c.endpointEvent(e, EventMACConflict, SeverityWarning)
+		details := map[string]any{}
+		var why []string
+		if len(contested) > 0 {
+			why = append(why, fmt.Sprintf("%s declares %s, held by %s; kept with the holder (the wire does not show %s using them)",
+				e.name, strings.Join(contested, ", "), strings.Join(others, ", "), e.name))
+			details["contested"] = contested
+			details["held_by"] = others
+		}
+		if len(moved) > 0 {
+			why = append(why, fmt.Sprintf("%s's heartbeat connection comes from %s: moved to it", e.name, strings.Join(moved, ", ")))
+			details["moved"] = moved
+		}
+		if e.wireMAC != (MAC{}) {
+			details["wire_mac"] = e.wireMAC.String()
+		}
+		if first != nil {
+			details["other_endpoint_id"] = first.id
+			details["other_endpoint_name"] = first.name
+		}
+		if !firstMAC.IsZero() {
+			details["mac"] = firstMAC.String()
+		}
+		if e.remote.IsValid() {
+			details["remote"] = e.remote.String()
+		}
+		ev.Reason = strings.Join(why, "; ")
+		ev.Details = details
+		out = c.emit(out, ev)
+	}
+	e.contested = contested
+	return out
+}
+
+// acceptedInterfaces returns e's declared interfaces cut down to the MACs
+// and IPs it holds.
+func (c *Correlator) acceptedInterfaces(e *endpoint) []Interface {
+	out := make([]Interface, 0, len(e.interfaces))
+	for _, itf := range e.interfaces {
+		if !c.owns(e, itf.MAC) {
+			continue
+		}
+		a := Interface{Name: itf.Name, MAC: itf.MAC}
+		for _, ip := range itf.IPs {
+			if c.byIP[ip.Unmap()] == e.idx {
+				a.IPs = append(a.IPs, ip)
+			}
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// heartbeatSource records the MAC the wire shows carrying a LAN-zone
+// connection from src, and weighs the claims of the endpoint connected from
+// src again if that changes what it may hold.
+func (c *Correlator) heartbeatSource(out []Event, src netip.Addr, m MAC, now int64) []Event {
+	src = src.Unmap()
+	if !src.IsValid() {
+		return out
+	}
+	if _, known := c.hbSource[src]; known || len(c.hbSource) < c.cfg.MaxTracked {
+		c.hbSource[src] = m
+	}
+	idx, ok := c.byRemote[src]
+	if !ok || c.endpoints[idx] == nil {
+		return out
+	}
+	e := c.endpoints[idx]
+	if e.remote != src || e.wireMAC == m {
+		return out
+	}
+	e.wireMAC = m
+	for _, itf := range e.interfaces {
+		if itf.MAC == m && !c.owns(e, m) {
+			return c.claim(out, e, now)
 		}
 	}
 	return out

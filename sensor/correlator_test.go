@@ -2,7 +2,9 @@ package sensor
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -404,20 +406,118 @@ func TestMACConflict(t *testing.T) {
 	if len(mc) != 1 {
 		t.Fatalf("%d mac_conflict events, want 1", len(mc))
 	}
-	if mc[0].EndpointID != "e2" || mc[0].Details["other_endpoint_id"] != "e1" || mc[0].Details["mac"] != shared {
-		t.Errorf("mac_conflict %+v, want e2 claiming e1's %s", mc[0], shared)
+	if mc[0].EndpointID != "e2" || !slices.Contains(mc[0].Details["contested"].([]string), shared) ||
+		!slices.Contains(mc[0].Details["held_by"].([]string), "host-e1") {
+		t.Errorf("mac_conflict %+v, want e2 contesting e1's %s", mc[0], shared)
 	}
-	// The MAC now belongs to e2: e1's deadline judges e1 by its remaining MACs (none).
+	// A claim is not proof: the MAC stays with e1, which its traffic keeps
+	// judging; e2 is judged by its own MAC only.
 	h.at(15).heartbeat("e2", HealthGreen)
 	h.at(30).heartbeat("e2", HealthGreen)
 	h.run(31, 46, func(int) { h.traffic(shared) })
-	if st := h.status("e1"); st != StatusOffline {
-		t.Errorf("e1 status %s, want offline (its MAC moved to e2)", st)
+	if st := h.status("e1"); st != StatusMissing {
+		t.Errorf("e1 status %s, want missing (its MAC sends, it does not heartbeat)", st)
 	}
-	// A re-hello by the same endpoint is no conflict.
+	if st := h.status("e2"); st != StatusGreen {
+		t.Errorf("e2 status %s, want green", st)
+	}
+	// A re-hello with the same claims is no new conflict.
 	h.at(47).hello("e2", HealthGreen, shared, "02:00:00:00:00:02")
 	if n := len(h.ofType(EventMACConflict)); n != 1 {
 		t.Errorf("%d mac_conflict events after a re-hello, want 1", n)
+	}
+}
+
+// TestMACMovesWithTheWire: a MAC another endpoint declared moves to the
+// endpoint whose heartbeat connection the mirror port shows on it (a USB
+// adapter moved between laptops), whichever comes first, flow or hello.
+func TestMACMovesWithTheWire(t *testing.T) {
+	const shared = "02:00:00:00:00:01"
+	sensorAddr := netip.MustParseAddrPort("10.0.0.1:8347")
+	for _, flowFirst := range []bool{true, false} {
+		h := newHarness(t, Config{SensorAddrs: []netip.AddrPort{sensorAddr}})
+		h.at(0).hello("e1", HealthGreen, shared)
+		remote := netip.MustParseAddrPort("10.0.9.9:40000")
+		flow := Flow{SrcMAC: MustParseMAC(shared), SrcIP: remote.Addr(), DstIP: sensorAddr.Addr(), DstPort: 8347, Proto: 6}
+		h.at(1)
+		if flowFirst {
+			h.add(h.c.FlowStart(flow))
+		}
+		evs, err := h.c.Hello(Hello{EndpointID: "e2", Name: "host-e2", Health: HealthGreen, Remote: remote,
+			Interfaces: []Interface{{Name: "usb0", MAC: MustParseMAC(shared)}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.add(evs)
+		if !flowFirst {
+			h.add(h.c.FlowStart(flow))
+		}
+		mc := h.ofType(EventMACConflict)
+		// Flow first: one event, the move. Hello first: the claim is
+		// contested until the flow shows up, then moved.
+		if want := map[bool]int{true: 1, false: 2}[flowFirst]; len(mc) != want || mc[len(mc)-1].Details["moved"] == nil {
+			t.Fatalf("flow first %v: mac_conflict events %+v, want %d, the last saying the MAC moved", flowFirst, mc, want)
+		}
+		if !h.c.owns(h.c.endpoints[h.c.byID["e2"]], MustParseMAC(shared)) {
+			t.Fatalf("flow first %v: the MAC did not move to e2", flowFirst)
+		}
+	}
+}
+
+// TestClaimOfAnotherEndpoint: p declares v's MAC and IP and goes away. v
+// keeps heartbeating: it is never on the at-risk list, p's missing verdict
+// (if any) names none of v's addresses, and the hello's details (what
+// history binds) hold none of them.
+func TestClaimOfAnotherEndpoint(t *testing.T) {
+	const vMAC, pMAC = "02:00:00:00:00:0a", "02:00:00:00:00:0b"
+	h := newHarness(t, Config{})
+	h.at(0).helloIPs("v", HealthGreen, vMAC, "10.0.0.10")
+	h.at(1).helloIPs("p", HealthGreen, pMAC, "10.0.0.11")
+	h.at(2)
+	evs, err := h.c.Hello(Hello{EndpointID: "p", Name: "host-p", Health: HealthGreen, Interfaces: []Interface{
+		{Name: "eth0", MAC: MustParseMAC(pMAC), IPs: []netip.Addr{netip.MustParseAddr("10.0.0.11")}},
+		{Name: "eth1", MAC: MustParseMAC(vMAC), IPs: []netip.Addr{netip.MustParseAddr("10.0.0.10")}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.add(evs)
+	for _, ev := range evs {
+		if ev.Type != EventEndpointHello {
+			continue
+		}
+		for _, itf := range ev.Details["interfaces"].([]Interface) {
+			if itf.MAC == MustParseMAC(vMAC) || slices.Contains(itf.IPs, netip.MustParseAddr("10.0.0.10")) {
+				t.Fatalf("p's hello binds v's address in history: %+v", itf)
+			}
+		}
+	}
+	h.add(h.c.Disconnect(Disconnect{EndpointID: "p", Cause: CauseCloseNotify}))
+	h.run(3, 120, func(s int) {
+		h.traffic(vMAC, "10.0.0.10")
+		h.traffic(pMAC, "10.0.0.11")
+		if s%15 == 0 {
+			h.heartbeat("v", HealthGreen)
+		}
+		for _, e := range h.c.AtRisk().Endpoints {
+			if e.EndpointID == "v" || slices.Contains(e.MACs, MustParseMAC(vMAC)) || slices.Contains(e.IPs, netip.MustParseAddr("10.0.0.10")) {
+				t.Fatalf("at %d s the at-risk list names v or its addresses: %+v", s, e)
+			}
+		}
+	})
+	if st := h.status("p"); st != StatusMissing {
+		t.Fatalf("p status %s, want missing (its own MAC sends)", st)
+	}
+	if n := len(h.ofType(EventMACConflict)); n != 1 {
+		t.Fatalf("%d mac_conflict events, want 1", n)
+	}
+	for _, ev := range h.ofType(EventHeartbeatMissing) {
+		if ev.EndpointID == "v" || slices.Contains(ev.MACs, vMAC) || slices.Contains(ev.IPs, "10.0.0.10") {
+			t.Fatalf("missing verdict touches v: %+v", ev)
+		}
+	}
+	if st := h.status("v"); st != StatusGreen {
+		t.Fatalf("v status %s, want green", st)
 	}
 }
 
@@ -666,7 +766,12 @@ func TestAtRiskList(t *testing.T) {
 				h.heartbeat(id, h.mustState(id).Health)
 			}
 		}
-		h.traffic("02:00:00:00:00:04")
+		for i := 1; i <= 4; i++ {
+			mac := fmt.Sprintf("02:00:00:00:00:%02d", i)
+			mi := h.c.macIndex[MustParseMAC(mac)]
+			ips := h.c.endpoints[h.c.macs[mi].owner].ips
+			h.traffic(mac, ips[0].String())
+		}
 	})
 	list := h.c.AtRisk()
 	var got []string

@@ -24,6 +24,12 @@ const (
 	EventAlertsLost        EventType = "alerts_lost"        // an alert destination dropped undelivered alerts
 	EventStorageLow        EventType = "storage_low"        // history dropped old days to keep disk free
 	EventClockStepped      EventType = "clock_stepped"      // the sensor's wall clock jumped
+	// EventDuplicateIdentity: one endpoint certificate used from two places at once.
+	EventDuplicateIdentity EventType = "duplicate_identity"
+	// EventLimitExceeded: an enrolled endpoint went past a per-endpoint budget (hellos).
+	EventLimitExceeded EventType = "limit_exceeded"
+	// EventDescriptorsLow: the sensor ran out of (or refused to hand out more) file descriptors.
+	EventDescriptorsLow EventType = "descriptors_exhausted"
 
 	EventEndpointHello        EventType = "endpoint_hello"        // an endpoint (re)declared itself
 	EventEndpointDisconnected EventType = "endpoint_disconnected" // its LAN-zone connection closed

@@ -59,7 +59,7 @@ func (c *Correlator) FlowStart(f Flow) []Event {
 		if _, known := c.hbChannel[f.SrcMAC]; known || len(c.hbChannel) < c.cfg.MaxTracked {
 			c.hbChannel[f.SrcMAC] = now
 		}
-		return nil
+		return c.heartbeatSource(nil, f.SrcIP, f.SrcMAC, now)
 	}
 	src := c.lookup(f.SrcMAC, f.SrcIP)
 	dst := c.lookup(f.DstMAC, f.DstIP)

@@ -31,7 +31,17 @@ func (c *Correlator) Traffic(batch []TrafficSummary) []Event {
 		}
 		ms.packets += s.Packets
 		ms.bytes += s.Bytes
-		if ms.owner >= 0 || ms.flags&macInfra != 0 {
+		if ms.owner >= 0 {
+			// Wire evidence for the at-risk list: addresses this endpoint's
+			// MAC was seen sending from.
+			for _, ip := range s.IPs {
+				if o, ok := c.byIP[ip]; ok && o == ms.owner {
+					c.ipSeen[ip] = o
+				}
+			}
+			continue
+		}
+		if ms.flags&macInfra != 0 {
 			continue
 		}
 		c.noteUnclaimed(s, ms)

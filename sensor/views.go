@@ -9,16 +9,34 @@ import (
 )
 
 // AtRisk returns the current red, yellow and missing endpoints, ordered by
-// name, with their MACs and IPs.
+// name, with the MACs and IPs each was seen to use: a MAC it holds that sent
+// traffic or carried its heartbeat connection, an IP it holds that one of
+// its MACs sent from or its connection came from. A hello's word alone puts
+// nothing on the list, so no endpoint can have another isolated by
+// declaring its addresses. A sensor with no capture at all has no wire to
+// weigh claims against: it lists the MACs and IPs the endpoint holds
+// uncontested.
 func (c *Correlator) AtRisk() AtRiskList {
+	noWire := !c.captureSeen
 	list := AtRiskList{Generated: c.clock.Now(), Endpoints: []AtRiskEndpoint{}}
 	for _, e := range c.endpoints {
 		if e == nil || (e.status != StatusRed && e.status != StatusYellow && e.status != StatusMissing) {
 			continue
 		}
-		a := AtRiskEndpoint{EndpointID: e.id, Name: e.name, Status: e.status, IPs: slices.Clone(e.ips)}
+		a := AtRiskEndpoint{EndpointID: e.id, Name: e.name, Status: e.status}
 		for _, itf := range e.interfaces {
-			a.MACs = append(a.MACs, itf.MAC)
+			mi, ok := c.macIndex[itf.MAC]
+			if !ok || c.macs[mi].owner != e.idx || slices.Contains(a.MACs, itf.MAC) {
+				continue
+			}
+			if noWire || c.macs[mi].lastSeen > 0 || itf.MAC == e.wireMAC {
+				a.MACs = append(a.MACs, itf.MAC)
+			}
+		}
+		for _, ip := range e.ips {
+			if o, ok := c.ipSeen[ip]; noWire || (ok && o == e.idx) || ip == e.remote {
+				a.IPs = append(a.IPs, ip)
+			}
 		}
 		list.Endpoints = append(list.Endpoints, a)
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -36,8 +37,11 @@ func daemonRunCommand() *cli.Command {
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json", EnvVars: []string{"TAPBEAT_LOG_FORMAT"}},
 		},
 		Action: func(c *cli.Context) error {
+			if err := validateRunFlags(c); err != nil {
+				return err
+			}
 			dir := c.String("dir")
-			log := newLogger(c.String("log-format"))
+			log := newLogger(c.App.ErrWriter, c.String("log-format"))
 			path := c.String("config")
 			if path == "" {
 				path = filepath.Join(dir, "tapbeat.toml")
@@ -99,9 +103,26 @@ func daemonRunCommand() *cli.Command {
 	}
 }
 
-func newLogger(format string) *slog.Logger {
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+func newLogger(w io.Writer, format string) *slog.Logger {
+	if w == nil {
+		w = os.Stderr
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// validateRunFlags refuses flag values that make no sense, where the
+// configuration file's zero ("take the default") cannot apply: a flag set
+// to zero or less is a mistake, not a request for the default.
+func validateRunFlags(c *cli.Context) error {
+	var errs []error
+	if c.IsSet("heartbeat-interval") && c.Duration("heartbeat-interval") <= 0 {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval %v: want a positive duration between 1s and 1h, such as 15s", c.Duration("heartbeat-interval")))
+	}
+	if c.IsSet("missing-after") && c.Int("missing-after") <= 0 {
+		errs = append(errs, fmt.Errorf("--missing-after %d: want 1 or more missed intervals (default 3)", c.Int("missing-after")))
+	}
+	return errors.Join(errs...)
 }

@@ -14,7 +14,7 @@ func initCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "init",
 		Usage: "create the organisation's CA, the sensor's LAN-zone certificate and the configuration",
-		Description: "Creates DIR (mode 0700) with the CA (ECDSA P-256), the sensor's server certificate\n" +
+		Description: "Creates DIR (mode 0700; an existing DIR is tightened to 0700) with the CA (ECDSA P-256), the sensor's server certificate\n" +
 			"(SANs = the LAN-zone addresses), an empty trust store and DIR/tapbeat.toml. Keys are\n" +
 			"written mode 0600. An existing sensor directory is refused.",
 		Flags: []cli.Flag{
@@ -28,6 +28,9 @@ func initCommand() *cli.Command {
 			addrs, err := config.ParseAddresses(c.String("lan"))
 			if err != nil {
 				return err
+			}
+			if d := c.Duration("heartbeat-interval"); d <= 0 {
+				return fmt.Errorf("--heartbeat-interval %v: want a positive duration between 1s and 1h, such as 15s", d)
 			}
 			z := config.LANZone{Addresses: addrs, Port: c.Int("port"), HeartbeatInterval: c.Duration("heartbeat-interval")}
 			if err := z.Validate(); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/api"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/safetext"
 )
 
 // defaultStateDir is the daemon's state directory unless --dir says otherwise.
@@ -129,7 +130,11 @@ func runQuery(fn func(*queryEnv) error) cli.ActionFunc {
 		}
 		e := &queryEnv{c: c, w: c.App.Writer, now: time.Now(), format: c.String("format"), limit: c.Int("limit")}
 		switch e.format {
-		case "table", "json", "csv":
+		case "table":
+			// Whatever endpoints and the wire supplied reaches the
+			// terminal with its control characters escaped.
+			e.w = safeWriter{e.w}
+		case "json", "csv":
 		default:
 			return fmt.Errorf("--format %q: want table, json or csv", e.format)
 		}
@@ -580,7 +585,29 @@ func queryJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// safeWriter escapes control characters, bidirectional controls and
+// invalid UTF-8 in what it writes, keeping newlines and tabs. Table cells
+// are escaped on their own, newlines included, before this.
+type safeWriter struct{ w io.Writer }
+
+func (s safeWriter) Write(p []byte) (int, error) {
+	if !safetext.Needed(string(p)) {
+		return s.w.Write(p)
+	}
+	if _, err := s.w.Write(safetext.Append(nil, string(p), true)); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// writeCSV writes rows with every cell's control characters escaped (a
+// cell may come from an endpoint and end up in a terminal or spreadsheet).
 func writeCSV(w io.Writer, rows [][]string) error {
+	for _, r := range rows {
+		for i := range r {
+			r[i] = safetext.String(r[i])
+		}
+	}
 	cw := csv.NewWriter(w)
 	if err := cw.WriteAll(rows); err != nil {
 		return fmt.Errorf("write csv: %w", err)
@@ -624,7 +651,7 @@ func (t *table) flush() {
 		for i, c := range t.cols {
 			cell := ""
 			if i < len(cells) {
-				cell = clip(strings.ReplaceAll(cells[i], "\n", " "), c.width)
+				cell = clip(safetext.String(strings.ReplaceAll(cells[i], "\n", " ")), c.width)
 			}
 			b.WriteString(cell)
 			if i < len(t.cols)-1 {

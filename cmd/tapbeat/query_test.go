@@ -239,3 +239,62 @@ func TestQueryLockedDatabaseAndSocket(t *testing.T) {
 		t.Errorf("who on the restored copy: %v\n%s", err, out)
 	}
 }
+
+// TestQueryEscapesEndpointText: a user name and health reason carrying
+// terminal escapes, NUL and a right-to-left override come out escaped in
+// tables and csv, whole in json.
+func TestQueryEscapesEndpointText(t *testing.T) {
+	dir := t.TempDir()
+	s, err := history.Open(filepath.Join(dir, "history"), history.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &sensor.ManualClock{T: qt0}
+	c, _ := sensor.NewCorrelator(sensor.Config{}, clock)
+	const user, reason = "eve\x1b]0;owned\x07", "av off\x00\u202etxt.exe\x1b[2J"
+	evs, err := c.Hello(sensor.Hello{EndpointID: "ep-e", Name: "evil\x1b[31m", Org: "acme", Health: sensor.HealthRed,
+		Reasons: []string{reason}, Users: []string{user},
+		Interfaces: []sensor.Interface{{Name: "eth0", MAC: qMacA, IPs: []netip.Addr{qIP}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(evs, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--dir", dir, "--tz", "UTC", "--since", "2026-11-17", "--until", "2026-11-18"}
+	for _, args := range [][]string{
+		{"query", "endpoints"}, {"query", "endpoints", "--format", "csv"},
+		{"query", "alerts"}, {"query", "alerts", "--format", "csv"},
+		{"query", "history", "--endpoint", "ep-e"}, {"query", "history", "--endpoint", "ep-e", "--format", "csv"},
+		{"query", "who", "--ip", qIP.String(), "--at", "2026-11-17 09:00"},
+		{"query", "who", "--ip", qIP.String(), "--at", "2026-11-17 09:00", "--format", "csv"},
+	} {
+		a := append(append(args[:2:2], base...), args[2:]...)
+		if args[1] == "endpoints" || args[1] == "who" {
+			a = append(append(args[:2:2], base[:4]...), args[2:]...)
+		}
+		out, err := runApp(t, a...)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		for _, bad := range []string{"\x1b", "\x07", "\x00", "\u202e"} {
+			if strings.Contains(out, bad) {
+				t.Errorf("%v prints %q raw:\n%q", args, bad, out)
+			}
+		}
+		if !strings.Contains(out, `\x1b`) {
+			t.Errorf("%v shows no escaped text:\n%s", args, out)
+		}
+	}
+	out, err := runApp(t, append([]string{"query", "endpoints", "--format", "json"}, base[:4]...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var l api.EndpointList
+	if err := json.Unmarshal([]byte(out), &l); err != nil || len(l.Endpoints) != 1 || l.Endpoints[0].Users[0] != user {
+		t.Errorf("json keeps the text whole: %v %+v", err, l)
+	}
+}

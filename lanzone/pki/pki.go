@@ -89,6 +89,11 @@ func Init(dir, org string, lan []netip.Addr) (*Authority, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("init: create %s: %w", dir, err)
 	}
+	// An existing directory (made by hand, or by a package) may be open to
+	// others: the CA key and the history live here.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("init: make %s private (mode 0700): %w", dir, err)
+	}
 	unlock, err := lock(dir)
 	if err != nil {
 		return nil, err

@@ -326,3 +326,37 @@ func TestSessionTicketKeysPersistAndRotate(t *testing.T) {
 		t.Fatal("expired keys kept")
 	}
 }
+
+func TestInitTightensExistingDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sensor")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(dir, "Example Org", []netip.Addr{netip.MustParseAddr("127.0.0.1")}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o700 {
+		t.Fatalf("existing directory left mode %v, want 0700", st.Mode().Perm())
+	}
+}
+
+func TestEnrollNamesCaseInsensitive(t *testing.T) {
+	a := newAuthority(t)
+	if _, err := a.Enroll("ws-1.example", EnrollOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := a.Enroll("WS-1.Example", EnrollOptions{})
+	if err == nil || !strings.Contains(err.Error(), "already enrolled") {
+		t.Fatalf("second enrollment differing in case: %v, want already enrolled", err)
+	}
+	if _, err := a.EnrollMany([]string{"pc-2", "PC-2"}, EnrollOptions{}); err == nil || !strings.Contains(err.Error(), "listed twice") {
+		t.Fatalf("one batch with two cases: %v", err)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -226,10 +227,11 @@ func (a *Authority) EnrollMany(names []string, opts EnrollOptions) ([]*Bundle, e
 		if err := CheckHostName(n); err != nil {
 			return nil, fmt.Errorf("enroll: %w", err)
 		}
-		if seen[n] {
-			return nil, fmt.Errorf("enroll: %s is listed twice", n)
+		// Host names are case-insensitive: ws-1 and WS-1 are one machine.
+		if seen[strings.ToLower(n)] {
+			return nil, fmt.Errorf("enroll: %s is listed twice (names are compared without regard to case)", n)
 		}
-		seen[n] = true
+		seen[strings.ToLower(n)] = true
 	}
 	unlock, err := lock(a.dir)
 	if err != nil {
@@ -241,7 +243,7 @@ func (a *Authority) EnrollMany(names []string, opts EnrollOptions) ([]*Bundle, e
 		return nil, err
 	}
 	for _, e := range ts.Entries() {
-		if e.Active() && e.Admin == opts.Admin && seen[e.Name] {
+		if e.Active() && e.Admin == opts.Admin && seen[strings.ToLower(e.Name)] {
 			kind := "endpoint"
 			if e.Admin {
 				kind = "administrator"

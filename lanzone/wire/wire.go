@@ -218,6 +218,7 @@ const (
 	CodeRevoked            = "revoked"
 	CodeReplaced           = "replaced" // a newer connection of the same endpoint took over
 	CodeShutdown           = "shutdown"
+	CodeDuplicate          = "duplicate_identity" // the certificate is connected from another address
 )
 
 // Goodbye is the last message of an agent that stops on purpose; a TLS

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert/syslog"
+	"github.com/tapbeat/tapbeat/sensor/safetext"
 )
 
 // SDID is the structured-data ID of tapbeat's event fields, under the
@@ -43,6 +44,9 @@ var signatureIDs = map[sensor.EventType]signature{
 	sensor.EventAlertsLost:           {"1011", "Alerts lost"},
 	sensor.EventStorageLow:           {"1012", "Storage low"},
 	sensor.EventClockStepped:         {"1013", "Sensor clock stepped"},
+	sensor.EventDuplicateIdentity:    {"1014", "Endpoint identity used twice"},
+	sensor.EventLimitExceeded:        {"1015", "Endpoint limit exceeded"},
+	sensor.EventDescriptorsLow:       {"1016", "File descriptors exhausted"},
 	sensor.EventEndpointHello:        {"1101", "Endpoint hello"},
 	sensor.EventEndpointDisconnected: {"1102", "Endpoint disconnected"},
 	sensor.EventEndpointRemoved:      {"1103", "Endpoint removed"},
@@ -130,7 +134,7 @@ func (f *Formatter) append(dst []byte, ev *sensor.Event, details string) ([]byte
 	case FormatCEF:
 		f.body = f.appendCEF(f.body, ev, details)
 	case FormatJSON:
-		f.body = appendEventJSON(f.body, ev, details)
+		f.body = jsonSafe(appendEventJSON(f.body, ev, details))
 	default:
 		f.body = appendSummary(f.body, ev)
 	}
@@ -157,7 +161,7 @@ func appendSummary(dst []byte, ev *sensor.Event) []byte {
 	switch {
 	case ev.EndpointName != "":
 		dst = append(dst, " endpoint "...)
-		dst = append(dst, ev.EndpointName...)
+		dst = safetext.Append(dst, ev.EndpointName, false)
 	case ev.EndpointID != "":
 		dst = append(dst, " endpoint "...)
 		dst = append(dst, ev.EndpointID...)
@@ -176,7 +180,7 @@ func appendSummary(dst []byte, ev *sensor.Event) []byte {
 	}
 	if ev.Reason != "" {
 		dst = append(dst, ": "...)
-		dst = append(dst, ev.Reason...)
+		dst = safetext.Append(dst, ev.Reason, true)
 	}
 	return dst
 }
@@ -248,21 +252,25 @@ func (f *Formatter) appendCEF(dst []byte, ev *sensor.Event, details string) []by
 }
 
 func cefHeader(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		switch c := s[i]; c {
 		case '\\', '|':
 			dst = append(dst, '\\', c)
 		case '\r', '\n':
 			dst = append(dst, ' ')
 		default:
-			dst = append(dst, c)
+			n := 1
+			dst, n = cefSafe(dst, s[i:])
+			i += n
+			continue
 		}
+		i++
 	}
 	return dst
 }
 
 func cefValue(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
+	for i := 0; i < len(s); {
 		switch c := s[i]; c {
 		case '\\', '=':
 			dst = append(dst, '\\', c)
@@ -271,10 +279,29 @@ func cefValue(dst []byte, s string) []byte {
 		case '\r':
 			dst = append(dst, '\\', 'r')
 		default:
-			dst = append(dst, c)
+			n := 1
+			dst, n = cefSafe(dst, s[i:])
+			i += n
+			continue
 		}
+		i++
 	}
 	return dst
+}
+
+// cefSafe appends the first character of s, or its escape (see safetext)
+// when it is a control, a bidirectional control or invalid UTF-8; the
+// escape's backslash is doubled as CEF wants. It returns the bytes used.
+func cefSafe(dst []byte, s string) ([]byte, int) {
+	if c := s[0]; c >= 0x20 && c < 0x7f {
+		return append(dst, c), 1
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	if (r == utf8.RuneError && n == 1) || safetext.Unsafe(r) {
+		esc := safetext.Append(nil, s[:n], false)
+		return append(append(dst, '\\'), esc...), n
+	}
+	return append(dst, s[:n]...), n
 }
 
 // appendEventJSON writes ev exactly as encoding/json marshals sensor.Event
@@ -325,6 +352,45 @@ func appendEventJSON(dst []byte, ev *sensor.Event, details string) []byte {
 		dst = append(dst, details...)
 	}
 	return append(dst, '}')
+}
+
+// jsonSafe rewrites, in place when it can, the characters encoding/json
+// leaves raw that safetext calls unsafe (C1 controls, bidirectional
+// controls, the byte-order mark) as \uXXXX escapes. In JSON text they can
+// only sit inside strings, where the escape decodes to the same string.
+func jsonSafe(b []byte) []byte {
+	clean := true
+	for i := 0; i < len(b); {
+		if b[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if safetext.Unsafe(r) {
+			clean = false
+			break
+		}
+		i += n
+	}
+	if clean {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for i := 0; i < len(b); {
+		if b[i] < utf8.RuneSelf {
+			out = append(out, b[i])
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[i:])
+		if safetext.Unsafe(r) {
+			out = fmt.Appendf(out, `\u%04x`, r)
+		} else {
+			out = append(out, b[i:i+n]...)
+		}
+		i += n
+	}
+	return out
 }
 
 // appendJSONString writes s as encoding/json does: quoted, with '"', '\',

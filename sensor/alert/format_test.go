@@ -1,6 +1,8 @@
 package alert
 
 import (
+	"github.com/tapbeat/tapbeat/sensor/safetext"
+
 	"encoding/json"
 	"slices"
 	"sort"
@@ -124,6 +126,26 @@ func TestEventJSONMatchesEncodingJSON(t *testing.T) {
 		if got := appendEventJSON(nil, &ev, details); string(got) != string(want) {
 			t.Fatalf("got\n%s\nwant\n%s", got, want)
 		}
+		// What goes on the wire also escapes what encoding/json leaves raw,
+		// and decodes to the same event.
+		var back sensor.Event
+		safe := jsonSafe(append([]byte(nil), want...))
+		if err := json.Unmarshal(safe, &back); err != nil {
+			t.Fatal(err)
+		}
+		var orig sensor.Event
+		if err := json.Unmarshal(want, &orig); err != nil {
+			t.Fatal(err)
+		}
+		again, _ := json.Marshal(&back)
+		if want, _ := json.Marshal(&orig); string(again) != string(want) {
+			t.Fatalf("escaped JSON decodes to\n%s\nwant\n%s", again, want)
+		}
+		for _, r := range string(safe) {
+			if r >= 0x80 && safetext.Unsafe(r) {
+				t.Fatalf("escaped JSON keeps %U: %s", r, safe)
+			}
+		}
 	})
 }
 
@@ -196,6 +218,30 @@ func TestDetailParamsErrors(t *testing.T) {
 	for _, bad := range []string{`[1]`, `{"a":1`, `{"a" 1}`, `{"a":"x}`, `{a:1}`, `{"a":[1,2}`} {
 		if _, err := appendDetailParams(nil, bad); err == nil {
 			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+// TestHostileTextEscaped: NUL, terminal escapes and bidirectional overrides
+// an endpoint put in its name, users or health reasons reach no syslog
+// format raw.
+func TestHostileTextEscaped(t *testing.T) {
+	ev := sensor.Event{Seq: 9, Time: time.Unix(1e9, 0), Type: sensor.EventStatusChanged, Severity: sensor.SeverityError,
+		EndpointID: "ep\x00", EndpointName: "evil\x1b[2J", Reason: "reported health red: av\x00 off\u202etxt.exe\u2066",
+		Details: map[string]any{"users": []string{"eve\x1b]0;x\x07"}, "note": "\u202e"}}
+	for _, f := range []Format{FormatCEF, FormatJSON, FormatRFC5424} {
+		fm := &Formatter{Format: f, Hostname: "sensor"}
+		b, err := fm.Append(nil, &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range string(b) {
+			if r != '\n' && safetext.Unsafe(r) {
+				t.Errorf("format %v writes %U raw: %q", f, r, b)
+			}
+		}
+		if !strings.Contains(string(b), `x1b`) || !strings.Contains(string(b), `u202e`) {
+			t.Errorf("format %v: escapes not visible: %q", f, b)
 		}
 	}
 }

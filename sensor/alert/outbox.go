@@ -3,9 +3,11 @@ package alert
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
@@ -70,6 +72,9 @@ type Outbox struct {
 	count atomic.Int64 // entries staged and not yet deleted (approximate until committed)
 	full  chan struct{}
 	room  func() error
+
+	memMu sync.Mutex
+	mem   []entry // alerts held in memory while the disk cannot take them, in sequence order
 
 	staged atomic.Uint64                   // highest sequence number staged
 	stages atomic.Uint64                   // Stage calls that staged something
@@ -189,6 +194,96 @@ func (o *Outbox) Stage(wb *badger.WriteBatch, evs []sensor.Event) error {
 	return nil
 }
 
+// Hold queues evs for delivery from memory: the daemon calls it when the
+// history (and so Stage) cannot write for lack of disk space, so alerts,
+// storage_low included, still reach the collectors. Once the events are
+// written, Stage them as usual and call Release; destinations that already
+// delivered them from memory have moved their cursors past them. At most
+// the outbox limit is held; past it the oldest held alerts are dropped and
+// their number returned.
+func (o *Outbox) Hold(evs []sensor.Event) (dropped int) {
+	o.memMu.Lock()
+	var top uint64
+	for i := range evs {
+		ev := &evs[i]
+		if !o.wanted(ev) {
+			continue
+		}
+		if n := len(o.mem); n > 0 && o.mem[n-1].seq >= ev.Seq {
+			continue // already held
+		}
+		e := entry{seq: ev.Seq, ev: *ev}
+		if len(ev.Details) > 0 {
+			if b, err := json.Marshal(ev.Details); err == nil {
+				e.details = string(b)
+			}
+		}
+		o.mem = append(o.mem, e)
+		top = ev.Seq
+	}
+	if over := len(o.mem) - o.max; over > 0 {
+		o.mem = append(o.mem[:0], o.mem[over:]...)
+		dropped = over
+	}
+	o.memMu.Unlock()
+	if top == 0 {
+		return dropped
+	}
+	for {
+		cur := o.staged.Load()
+		if top <= cur || o.staged.CompareAndSwap(cur, top) {
+			break
+		}
+	}
+	if w := o.wakers.Load(); w != nil {
+		for _, c := range *w {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
+		}
+	}
+	return dropped
+}
+
+// Release forgets held alerts up to and including seq (they are written).
+func (o *Outbox) Release(seq uint64) {
+	o.memMu.Lock()
+	defer o.memMu.Unlock()
+	i := 0
+	for i < len(o.mem) && o.mem[i].seq <= seq {
+		i++
+	}
+	o.mem = append(o.mem[:0], o.mem[i:]...)
+}
+
+// Held returns how many alerts wait in memory.
+func (o *Outbox) Held() int {
+	o.memMu.Lock()
+	defer o.memMu.Unlock()
+	return len(o.mem)
+}
+
+// readHeld appends held alerts after seq that f accepts, up to n in out.
+func (o *Outbox) readHeld(out []entry, after uint64, n int, f Filter) ([]entry, uint64) {
+	last := after
+	o.memMu.Lock()
+	defer o.memMu.Unlock()
+	for _, e := range o.mem {
+		if len(out) >= n {
+			break
+		}
+		if e.seq <= after {
+			continue
+		}
+		last = e.seq
+		if f.Match(&e.ev) {
+			out = append(out, e)
+		}
+	}
+	return out, last
+}
+
 func (o *Outbox) wanted(ev *sensor.Event) bool {
 	for i := range o.dests {
 		if o.dests[i].Filter.Match(ev) {
@@ -216,10 +311,12 @@ type entry struct {
 func (o *Outbox) read(after uint64, n int, f Filter) ([]entry, uint64, error) {
 	var out []entry
 	last := after
+	exhausted := false
 	err := o.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix, PrefetchValues: true, PrefetchSize: min(n, 256)})
 		defer it.Close()
 		scanned := 0
+		defer func() { exhausted = !it.Valid() }()
 		for it.Seek(outboxKey(after + 1)); it.Valid() && len(out) < n && scanned < 8*n; it.Next() {
 			scanned++
 			item := it.Item()
@@ -243,6 +340,11 @@ func (o *Outbox) read(after uint64, n int, f Filter) ([]entry, uint64, error) {
 	})
 	if err != nil {
 		return nil, after, fmt.Errorf("alert outbox: read after %d: %w", after, err)
+	}
+	// Held alerts come after everything written: read them once the
+	// written ones are all read.
+	if exhausted && len(out) < n {
+		out, last = o.readHeld(out, last, n, f)
 	}
 	return out, last, nil
 }

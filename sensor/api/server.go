@@ -32,7 +32,12 @@ type Server struct {
 	backend Local
 	mux     *http.ServeMux
 	log     *slog.Logger
+	limits  Limits
 }
+
+// SetLimits sets the connection limits and the event sink for refused
+// peers; call it before serving.
+func (s *Server) SetLimits(l Limits) { s.limits = l }
 
 // NewServer returns a server answering from store, with live endpoint
 // states from live (which may be nil).
@@ -93,7 +98,7 @@ func (s *Server) ServeUnix(ctx context.Context, path string) error {
 		return err
 	}
 	defer os.Remove(path)
-	return s.Serve(ctx, ln)
+	return s.Serve(ctx, newGuard(ln, nil, s.limits, s.log, "local API"))
 }
 
 // ServeTLS serves the API over mutual TLS on ln until ctx ends. cfg must
@@ -114,14 +119,17 @@ func (s *Server) ServeTLS(ctx context.Context, ln net.Listener, cfg *tls.Config)
 	if len(c.NextProtos) == 0 {
 		c.NextProtos = []string{"h2", "http/1.1"}
 	}
-	return s.Serve(ctx, tls.NewListener(ln, c))
+	return s.Serve(ctx, newGuard(ln, c, s.limits, s.log, "admin API"))
 }
 
 // Serve serves the API on ln until ctx ends, then shuts down gracefully.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	lim := s.limits
+	lim.defaults()
 	srv := &http.Server{
 		Handler:           requireCertificate(s.mux),
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       lim.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}

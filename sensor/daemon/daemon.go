@@ -62,6 +62,12 @@ type Sensor struct {
 	stopAlerts context.CancelFunc
 	alertsDone chan struct{}
 
+	// held are events history could not store for lack of disk space, in
+	// sequence order; the pipeline goroutine alone touches them. Their
+	// alerts are delivered from memory meanwhile (Outbox.Hold).
+	held      []sensor.Event
+	heldLost  uint64
+	spillRead string        // a spill file whose events are in held, removed once they are stored
 	stored    atomic.Uint64 // highest sequence number stored
 	storeErrs atomic.Uint64
 	diskFull  atomic.Bool // a history write was refused for lack of disk space, and none succeeded since
@@ -111,6 +117,13 @@ func Run(ctx context.Context, opts Options) error {
 	if next := store.NextSeq(); next > snap.NextSeq {
 		snap.NextSeq = next
 	}
+	spilled, err := s.loadSpill(opts.Dir)
+	if err != nil {
+		return err
+	}
+	if n := len(spilled); n > 0 && spilled[n-1].Seq >= snap.NextSeq {
+		snap.NextSeq = spilled[n-1].Seq + 1
+	}
 	corr, err := sensor.NewCorrelator(s.sensorConfig(cfg), sensor.WallClock{})
 	if err != nil {
 		return err
@@ -135,8 +148,11 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	defer s.stopAlertDispatch()
 
+	fds := newFDBudget(openFileLimit())
+	s.log.Info("file descriptor budget", "limit", openFileLimit(), "lan_zone_connections", fds.lanConns, "api_connections_per_listener", fds.apiConns)
 	s.listener, err = lanzone.New(lanzone.Options{
 		Dir: opts.Dir, Listen: opts.Listen, Correlator: s.engine, Logger: s.log.With("part", "lanzone"),
+		MaxConns: fds.lanConns,
 	})
 	if err != nil {
 		return err
@@ -158,6 +174,7 @@ func Run(ctx context.Context, opts Options) error {
 		s.pipeline(pipeCtx)
 	}()
 	srv := api.NewServer(store, s.engine, s.log.With("part", "api"))
+	srv.SetLimits(api.Limits{MaxConns: fds.apiConns, Record: s.engine.Record})
 	srv.HandleEnrollment(func() (api.Enroller, error) { return pki.Open(opts.Dir) })
 	srv.HandleEnrollmentCodes(opts.Dir, time.Now)
 	outputs.Add(1)
@@ -198,7 +215,9 @@ func Run(ctx context.Context, opts Options) error {
 	outputs.Add(1)
 	go func() {
 		defer outputs.Done()
-		if err := store.Run(outCtx, time.Hour); err != nil && outCtx.Err() == nil {
+		// Retention once an hour; the free-space guard (storage_low)
+		// every minute.
+		if err := store.Run(outCtx, time.Minute); err != nil && outCtx.Err() == nil {
 			s.log.Error("history maintenance stopped", "err", err)
 		}
 	}()
@@ -269,8 +288,13 @@ func Run(ctx context.Context, opts Options) error {
 	s.log.Info("sensor stopping: inputs first, then storing every queued event")
 	stopInputs()
 	inputs.Wait()
+	if s.diskFull.Load() {
+		s.log.Warn("history disk is full: storing what is queued is not possible; events in memory go to the spill file",
+			"queued", s.queue.len(), "spill", spillPath(opts.Dir))
+	}
 	drainPipeline()
 	<-pipelineDone
+	s.spillHeld(opts.Dir)
 	if err := store.SaveSnapshot(s.engine.Snapshot()); err != nil {
 		s.log.Error("save the state snapshot", "err", err)
 	}
@@ -288,7 +312,13 @@ func Run(ctx context.Context, opts Options) error {
 // ctx ends it returns as soon as the queue is empty.
 func (s *Sensor) pipeline(ctx context.Context) {
 	for {
-		evs, dropped := s.queue.take(ctx)
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if len(s.held) > 0 {
+			// Look again for disk space every second even when idle.
+			tctx, cancel = context.WithTimeout(ctx, time.Second)
+		}
+		evs, dropped := s.queue.take(tctx)
+		cancel()
 		if dropped > 0 {
 			s.log.Error("event queue overflowed while history could not keep up; events were lost",
 				"lost", dropped)
@@ -297,6 +327,9 @@ func (s *Sensor) pipeline(ctx context.Context) {
 				Details: map[string]any{"lost_events": dropped}})
 		}
 		if len(evs) == 0 {
+			if len(s.held) > 0 && ctx.Err() == nil {
+				s.storeAndForward(nil)
+			}
 			if ctx.Err() != nil && s.queue.len() == 0 {
 				return
 			}
@@ -306,33 +339,76 @@ func (s *Sensor) pipeline(ctx context.Context) {
 	}
 }
 
+// maxHeld bounds the events kept in memory while the disk is full.
+const maxHeld = 1 << 20
+
 // storeAndForward stores events (and their outbox entries) durably, then
-// writes the local alert log, tells the LAN zone and counts them.
+// writes the local alert log, tells the LAN zone and counts them. Events
+// held for lack of disk space go first. On a full disk it does not wait:
+// the events join the held ones, their alerts go to the collectors from
+// memory, and the pipeline moves on.
 func (s *Sensor) storeAndForward(evs []sensor.Event) {
+	all := evs
+	if len(s.held) > 0 {
+		all = append(s.held[:len(s.held):len(s.held)], evs...)
+	}
+	if len(all) == 0 {
+		return
+	}
 	backoff := 100 * time.Millisecond
 	for {
 		s.mu.Lock()
 		ob := s.outbox
 		s.mu.Unlock()
-		err := s.store.Append(evs, func(wb *badger.WriteBatch) error { return ob.Stage(wb, evs) })
+		err := s.store.Append(all, func(wb *badger.WriteBatch) error { return ob.Stage(wb, all) })
 		if err == nil {
 			s.noteStore(nil, "")
+			if n := len(s.held); n > 0 {
+				ob.Release(s.held[n-1].Seq)
+				s.log.Info("history disk has room again: stored the events that waited in memory", "events", n)
+				s.held = nil
+			}
+			if s.spillRead != "" {
+				if err := os.Remove(s.spillRead); err != nil {
+					s.log.Error("remove the spill file (its events are stored; remove it by hand)", "spill", s.spillRead, "err", err)
+				}
+				s.spillRead = ""
+			}
 			break
 		}
 		s.storeErrs.Add(1)
 		if errors.Is(err, history.ErrDiskFull) {
-			s.noteStore(err, "cannot store events: they wait in memory until the history disk has room")
-		} else {
-			s.log.Error("cannot store events; retrying, nothing is dropped (check free disk space in the state directory)",
-				"events", len(evs), "first_seq", evs[0].Seq, "err", err, "retry_in", backoff)
+			s.noteStore(err, "cannot store events: they wait in memory until the history disk has room; alerts go to the collectors meanwhile")
+			if over := len(all) - maxHeld; over > 0 {
+				all = all[over:]
+				s.heldLost += uint64(over)
+				s.log.Error("too many events waiting for disk space; the oldest were dropped", "dropped", over)
+			}
+			s.held = all
+			if lost := ob.Hold(evs); lost > 0 {
+				s.log.Error("too many alerts waiting in memory for disk space; the oldest were dropped", "dropped", lost)
+			}
+			s.forward(evs)
+			return
 		}
+		s.log.Error("cannot store events; retrying, nothing is dropped (check free disk space in the state directory)",
+			"events", len(all), "first_seq", all[0].Seq, "err", err, "retry_in", backoff)
 		if errors.Is(err, history.ErrClosed) {
 			return
 		}
 		time.Sleep(backoff)
 		backoff = min(backoff*2, 10*time.Second)
 	}
-	s.stored.Store(evs[len(evs)-1].Seq)
+	s.stored.Store(all[len(all)-1].Seq)
+	s.forward(evs)
+}
+
+// forward hands stored (or held) events to the local alert log, the LAN
+// zone and the metrics.
+func (s *Sensor) forward(evs []sensor.Event) {
+	if len(evs) == 0 {
+		return
+	}
 	if s.jsonLog != nil {
 		if err := s.jsonLog.Write(evs); err != nil {
 			s.log.Error("write the local alert log", "err", err)

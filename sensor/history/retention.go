@@ -103,9 +103,15 @@ func (s *Store) prune(alerts *[]sensor.Event) (PruneResult, error) {
 		res.FreeBytes = free
 		need := max(s.opts.MinFreeBytes, uint64(s.opts.MinFreeFraction*float64(total)), s.opts.ReserveBytes)
 		if free >= need {
+			s.lowAlertAt = time.Time{}
 			return res, nil
 		}
 		if len(days) == 0 || days[0] >= today {
+			// Checked every minute: said once an hour while it lasts.
+			if !s.lowAlertAt.IsZero() && now.Sub(s.lowAlertAt) < time.Hour {
+				return res, nil
+			}
+			s.lowAlertAt = now
 			ev := sensor.Event{
 				Time: now, Type: sensor.EventStorageLow, Severity: sensor.SeverityCritical,
 				Reason: fmt.Sprintf("history disk has %d MiB free, under the %d MiB threshold, and only the current day is left to drop: free disk space or enlarge the volume",

@@ -119,11 +119,14 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	closed  bool
-	nextSeq uint64
-	states  map[string]*sensor.EndpointState
-	dirty   map[string]bool // states changed since persisted; false: removed
+	mu     sync.Mutex
+	closed bool
+	// lowAlertAt is when storage_low last said only the current day is
+	// left to drop; zero once there is room again.
+	lowAlertAt time.Time
+	nextSeq    uint64
+	states     map[string]*sensor.EndpointState
+	dirty      map[string]bool // states changed since persisted; false: removed
 	// lastEvent is the newest event time appended.
 	lastEvent time.Time
 	// alerted: MACs reported as no_heartbeat; true while still unmanaged,

@@ -152,6 +152,16 @@ func (d *Deployment) StopSensor() error {
 	return p.Stop()
 }
 
+// SensorPID returns the running sensor's process id, 0 when it is stopped.
+func (d *Deployment) SensorPID() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sensor == nil || d.sensor.Cmd.Process == nil {
+		return 0
+	}
+	return d.sensor.Cmd.Process.Pid
+}
+
 // Reload sends the sensor SIGHUP.
 func (d *Deployment) Reload() error {
 	d.mu.Lock()

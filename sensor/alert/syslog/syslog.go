@@ -8,6 +8,8 @@
 package syslog
 
 import (
+	"github.com/tapbeat/tapbeat/sensor/safetext"
+
 	"errors"
 	"fmt"
 	"strconv"
@@ -204,12 +206,13 @@ func AppendSDName(dst []byte, name string) []byte {
 }
 
 // AppendSDValue appends v escaped as a PARAM-VALUE: '"', '\' and ']' get a
-// backslash, invalid UTF-8 becomes U+FFFD, everything else (newlines
-// included) is kept as is.
+// backslash; NUL and the other control characters but newline and tab, the
+// bidirectional controls and invalid UTF-8 are written as text escapes
+// (\x00, \u202e; see safetext), so no collector or terminal acts on them.
 func AppendSDValue(dst []byte, v string) []byte {
 	for i := 0; i < len(v); {
 		c := v[i]
-		if c < utf8.RuneSelf {
+		if c >= 0x20 && c < 0x7f || c == '\n' || c == '\t' {
 			if c == '"' || c == '\\' || c == ']' {
 				dst = append(dst, '\\')
 			}
@@ -218,8 +221,11 @@ func AppendSDValue(dst []byte, v string) []byte {
 			continue
 		}
 		r, n := utf8.DecodeRuneInString(v[i:])
-		if r == utf8.RuneError && n == 1 {
-			dst = utf8.AppendRune(dst, utf8.RuneError)
+		if (r == utf8.RuneError && n == 1) || safetext.Unsafe(r) {
+			// The escape's backslash is itself escaped, so a parser
+			// reads the text "\x00" back.
+			dst = append(dst, '\\')
+			dst = safetext.Append(dst, v[i:i+n], false)
 		} else {
 			dst = append(dst, v[i:i+n]...)
 		}

@@ -1,6 +1,8 @@
 package syslog
 
 import (
+	"github.com/tapbeat/tapbeat/sensor/safetext"
+
 	"strings"
 	"testing"
 	"time"
@@ -133,7 +135,9 @@ func TestRoundTripProperty(t *testing.T) {
 		}
 		got := (*sm.StructuredData)["tapbeat@32473"]
 		for _, p := range params {
-			want := strings.ToValidUTF8(p.Value, "\uFFFD")
+			// Controls but newline and tab, bidirectional controls and
+			// invalid UTF-8 arrive as text escapes.
+			want := string(safetext.Append(nil, p.Value, true))
 			if got[p.Name] != want {
 				t.Fatalf("param %s = %q, want %q (wire %q)", p.Name, got[p.Name], want, b)
 			}
