@@ -24,6 +24,7 @@ const (
 	EventAlertsLost        EventType = "alerts_lost"        // an alert destination dropped undelivered alerts
 	EventStorageLow        EventType = "storage_low"        // history dropped old days to keep disk free
 	EventClockStepped      EventType = "clock_stepped"      // the sensor's wall clock jumped
+	EventSensorStalled     EventType = "sensor_stalled"     // the sensor itself did not run for a while
 
 	EventEndpointHello        EventType = "endpoint_hello"        // an endpoint (re)declared itself
 	EventEndpointDisconnected EventType = "endpoint_disconnected" // its LAN-zone connection closed

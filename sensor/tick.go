@@ -7,7 +7,7 @@ import (
 
 // sentRecently reports whether any MAC of e sent during the last interval.
 func (c *Correlator) sentRecently(e *endpoint, now int64) bool {
-	since := now - int64(c.cfg.HeartbeatInterval)
+	since := now - c.intervalOf(e)
 	for _, mi := range e.owned {
 		if c.macs[mi].lastSeen > since {
 			return true
@@ -40,7 +40,7 @@ func (c *Correlator) Tick() []Event {
 
 func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Event {
 	silentFor := now - max(e.lastHB, c.startedAt)
-	if silentFor < int64(c.cfg.deadline) {
+	if silentFor < c.intervalOf(e)*int64(c.cfg.MissingAfter) {
 		return out
 	}
 	sending := c.sentRecently(e, now)

@@ -43,6 +43,7 @@ var signatureIDs = map[sensor.EventType]signature{
 	sensor.EventAlertsLost:           {"1011", "Alerts lost"},
 	sensor.EventStorageLow:           {"1012", "Storage low"},
 	sensor.EventClockStepped:         {"1013", "Sensor clock stepped"},
+	sensor.EventSensorStalled:        {"1014", "Sensor stalled"},
 	sensor.EventEndpointHello:        {"1101", "Endpoint hello"},
 	sensor.EventEndpointDisconnected: {"1102", "Endpoint disconnected"},
 	sensor.EventEndpointRemoved:      {"1103", "Endpoint removed"},
