@@ -63,7 +63,9 @@ func (c *conn) closeWith(code, msg string) {
 	c.nc.Close()
 }
 
-func (c *conn) interval() time.Duration { return time.Duration(c.l.interval.Load()) }
+// idleLateSlack is how late an idle deadline may be noticed before the
+// lateness is taken for a stall of the sensor rather than scheduling noise.
+const idleLateSlack = 250 * time.Millisecond
 
 // preHello handles a failure before the hello: the peer authenticated but
 // does not speak the protocol, which is refused like any other peer.
@@ -142,13 +144,21 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	beats := 0
 	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(3 * c.interval()))
+		deadline := time.Now().Add(c.l.idleLimit())
+		_ = c.nc.SetReadDeadline(deadline)
 		f, err := wire.ReadFrame(c.nc)
 		if err != nil {
 			var ve *wire.VersionError
 			switch {
 			case errors.As(err, &ve):
 				c.closeWith(wire.CodeUnsupportedVersion, ve.Error())
+			case isTimeout(err) && time.Since(deadline) > idleLateSlack:
+				// The deadline passed while the sensor itself was not
+				// running (stopped, paused, starved): what the agent sent
+				// meanwhile waits unread. A timed-out TLS read can be
+				// retried; the silence is timed afresh.
+				c.l.stats.idleStalled.Add(1)
+				continue
 			case isTimeout(err):
 				c.l.stats.idleClosed.Add(1)
 				c.closeWith(wire.CodeProtocol, "idle for 3 heartbeat intervals")
@@ -215,6 +225,7 @@ func (c *conn) sensorHello(h wire.Hello) sensor.Hello {
 type counters struct {
 	handshakes, resumed, refused, refusedCap atomic.Uint64
 	hellos, heartbeats, pushes, idleClosed   atomic.Uint64
+	idleStalled                              atomic.Uint64
 	latency                                  histogram
 }
 
@@ -229,6 +240,9 @@ type Stats struct {
 	Heartbeats uint64 `json:"heartbeats"`
 	Pushes     uint64 `json:"at_risk_pushes"`
 	IdleClosed uint64 `json:"idle_closed"`
+	// IdleStalled counts idle deadlines that passed while the sensor was
+	// not running: the connection was kept and its silence timed afresh.
+	IdleStalled uint64 `json:"idle_deadlines_during_stall"`
 	// Latency percentiles from an agent's sent_at to the correlator's
 	// return, over heartbeats that carried sent_at (same clock only).
 	LatencyP50 time.Duration `json:"latency_p50"`
@@ -240,15 +254,16 @@ type Stats struct {
 // Stats returns the listener's counters.
 func (l *Listener) Stats() Stats {
 	s := Stats{
-		Connected:  l.Connected(),
-		Handshakes: l.stats.handshakes.Load(),
-		Resumed:    l.stats.resumed.Load(),
-		Refused:    l.stats.refused.Load(),
-		RefusedCap: l.stats.refusedCap.Load(),
-		Hellos:     l.stats.hellos.Load(),
-		Heartbeats: l.stats.heartbeats.Load(),
-		Pushes:     l.stats.pushes.Load(),
-		IdleClosed: l.stats.idleClosed.Load(),
+		Connected:   l.Connected(),
+		Handshakes:  l.stats.handshakes.Load(),
+		Resumed:     l.stats.resumed.Load(),
+		Refused:     l.stats.refused.Load(),
+		RefusedCap:  l.stats.refusedCap.Load(),
+		Hellos:      l.stats.hellos.Load(),
+		Heartbeats:  l.stats.heartbeats.Load(),
+		Pushes:      l.stats.pushes.Load(),
+		IdleClosed:  l.stats.idleClosed.Load(),
+		IdleStalled: l.stats.idleStalled.Load(),
 	}
 	s.LatencyP50, s.LatencyP99, s.LatencyMax, s.LatencyN = l.stats.latency.summary()
 	return s

@@ -28,16 +28,24 @@ func configCommand() *cli.Command {
 					"key, so bundles stay valid; a running sensor sends the new list to connected agents\n" +
 					"within a second (it listens on new addresses after a restart).\n" +
 					"lan-port: the LAN-zone port (takes effect at the next start).\n" +
-					"heartbeat-interval: sent to connected agents within a second.",
+					"heartbeat-interval: a running sensor applies it within a second, to every part together:\n" +
+					"agents are told at once and the correlator judges each endpoint by the longer interval\n" +
+					"until it heartbeats at the new one. A --heartbeat-interval flag or TAPBEAT_HEARTBEAT_INTERVAL\n" +
+					"given to tapbeat run still takes precedence over the file.",
 				Flags: []cli.Flag{
 					&cli.StringFlag{Name: "dir", Usage: "sensor state `DIR`", Required: true},
+					&cli.StringFlag{Name: "config", Usage: "configuration `FILE` the sensor runs with (default DIR/tapbeat.toml)", EnvVars: []string{"TAPBEAT_CONFIG"}},
 				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 2 {
 						return errors.New("usage: tapbeat config set --dir DIR KEY VALUE (keys: lan, lan-port, heartbeat-interval)")
 					}
 					dir, key, val := c.String("dir"), c.Args().Get(0), c.Args().Get(1)
-					z, err := config.Load(dir)
+					path := c.String("config")
+					if path == "" {
+						path = config.Path(dir)
+					}
+					z, err := config.LoadFile(path, dir)
 					if err != nil {
 						return err
 					}
@@ -74,7 +82,7 @@ func configCommand() *cli.Command {
 					default:
 						return fmt.Errorf("unknown key %q: want lan, lan-port or heartbeat-interval", key)
 					}
-					if err := config.Save(dir, z); err != nil {
+					if err := config.SaveFile(path, z); err != nil {
 						return err
 					}
 					fmt.Fprintf(c.App.Writer, "LAN zone: %v, heartbeat every %v\n", z.AddrPorts(), z.HeartbeatInterval)
