@@ -5,9 +5,16 @@ import (
 	"time"
 )
 
-// sentRecently reports whether any MAC of e sent during the last interval.
+// TrafficLag is how old a frame can be when the correlator first hears of
+// it: capture reports the stations of each second once that second is
+// over. "Sent recently" looks back at least this far, so that at a short
+// heartbeat interval a host that keeps sending is not taken for silent.
+const TrafficLag = 2 * time.Second
+
+// sentRecently reports whether any MAC of e sent during the last interval
+// (at least TrafficLag).
 func (c *Correlator) sentRecently(e *endpoint, now int64) bool {
-	since := now - c.intervalOf(e)
+	since := now - max(c.intervalOf(e), int64(TrafficLag))
 	for _, mi := range e.owned {
 		if c.macs[mi].lastSeen > since {
 			return true
