@@ -134,3 +134,24 @@ func TestLagWatch(t *testing.T) {
 		}
 	}
 }
+
+func TestTrafficReportedLateStillCounts(t *testing.T) {
+	// At a 1 s interval capture's report of a second arrives after it:
+	// a frame 1.8 s old still means the host is sending, so a silent
+	// endpoint is missing, not offline.
+	h := newHarness(t, Config{HeartbeatInterval: time.Second, MissingAfter: 3})
+	const mac = "02:00:00:00:00:01"
+	h.at(0).hello("e1", HealthGreen, mac)
+	for ms := 1000; ms <= 6000; ms += 1000 {
+		// The report of second s-1 (frame at s-1.8) arrives at s.
+		h.at(float64(ms)/1000 - 1.8).traffic(mac)
+		h.at(float64(ms) / 1000).tick()
+	}
+	if changed := h.ofType(EventStatusChanged); len(changed) > 1 {
+		t.Errorf("status changes %+v: a host reported a second late was taken for silent", changed[1:])
+	}
+	m := h.ofType(EventHeartbeatMissing)
+	if len(m) != 1 || sec(m[0]) != 3 {
+		t.Fatalf("missing verdicts %+v, want one at second 3", m)
+	}
+}

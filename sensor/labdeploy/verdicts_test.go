@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -119,36 +120,45 @@ func killedIsMissing(t *testing.T, d *Deployment, iv time.Duration) {
 }
 
 // TestVerdictsYouCanTrust runs each way of setting the interval, a frozen
-// sensor and a CPU-starved sensor in labs of their own, side by side: no
-// healthy endpoint may be called missing, and a killed agent still is.
+// sensor and a CPU-starved sensor in labs of their own, side by side (all
+// at once, whatever -parallel says, so the whole takes about as long as
+// the longest): no healthy endpoint may be called missing, and a killed
+// agent still is. The CPU starvation ends before any other lab kills its
+// agent, so it only adds load to their observation windows.
 func TestVerdictsYouCanTrust(t *testing.T) {
+	testenv.RequireRoot(t)
+	var wg sync.WaitGroup
+	scenario := func(name string, f func(t *testing.T)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			t.Run(name, f)
+		}()
+	}
+	defer wg.Wait()
 	observe := 60 * time.Second
 	if v, err := time.ParseDuration(os.Getenv("TAPBEAT_VERDICT_OBSERVE")); err == nil {
 		observe = v // shorter while debugging a scenario
 	}
-	t.Run("flag", func(t *testing.T) {
-		t.Parallel()
+	scenario("flag", func(t *testing.T) {
 		d := verdictLab(t, 15*time.Second, Options{SensorArgs: []string{"--heartbeat-interval", "1s", "--missing-after", "3"}})
 		waitToldInterval(t, d, time.Second, map[string]int{})
 		time.Sleep(observe)
 		killedIsMissing(t, d, time.Second)
 	})
-	t.Run("environment", func(t *testing.T) {
-		t.Parallel()
+	scenario("environment", func(t *testing.T) {
 		d := verdictLab(t, 15*time.Second, Options{SensorEnv: []string{"TAPBEAT_HEARTBEAT_INTERVAL=1s", "TAPBEAT_MISSING_AFTER=3"}})
 		waitToldInterval(t, d, time.Second, map[string]int{})
 		time.Sleep(observe)
 		killedIsMissing(t, d, time.Second)
 	})
-	t.Run("file", func(t *testing.T) {
-		t.Parallel()
+	scenario("file", func(t *testing.T) {
 		d := verdictLab(t, time.Second, Options{})
 		waitToldInterval(t, d, time.Second, map[string]int{})
 		time.Sleep(observe)
 		killedIsMissing(t, d, time.Second)
 	})
-	t.Run("config-set", func(t *testing.T) {
-		t.Parallel()
+	scenario("config-set", func(t *testing.T) {
 		d := verdictLab(t, 15*time.Second, Options{})
 		set := func(iv time.Duration) {
 			if out, err := d.Tapbeat(context.Background(), "config", "set", "--dir", d.Opts.Dir, "heartbeat-interval", iv.String()); err != nil {
@@ -169,14 +179,14 @@ func TestVerdictsYouCanTrust(t *testing.T) {
 		time.Sleep(observe / 3)
 		killedIsMissing(t, d, time.Second)
 	})
-	t.Run("frozen", func(t *testing.T) {
-		t.Parallel()
+	scenario("frozen", func(t *testing.T) {
 		d := verdictLab(t, time.Second, Options{})
+		start := time.Now()
 		time.Sleep(5 * time.Second)
 		if err := d.FreezeSensor(context.Background(), 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(15 * time.Second)
+		time.Sleep(max(observe-time.Since(start), 15*time.Second))
 		noFalseMissing(t, d, "after the sensor was frozen for 5 s")
 		st := alertsOf(t, d, sensor.EventSensorStalled)
 		if len(st) == 0 {
@@ -188,10 +198,11 @@ func TestVerdictsYouCanTrust(t *testing.T) {
 		t.Logf("%s", st[0].Reason)
 		killedIsMissing(t, d, time.Second)
 	})
-	t.Run("cpu-starved", func(t *testing.T) {
-		t.Parallel()
+	scenario("cpu-starved", func(t *testing.T) {
 		testenv.RequireCommands(t, "taskset", "nproc")
-		if out, _ := exec.Command("nproc").Output(); strings.TrimSpace(string(out)) == "1" {
+		out, _ := exec.Command("nproc").Output()
+		ncpu, _ := strconv.Atoi(strings.TrimSpace(string(out)))
+		if ncpu < 2 {
 			t.Skip("one CPU: pinning the sensor with busy loops would starve everything")
 		}
 		d := verdictLab(t, time.Second, Options{})
@@ -216,7 +227,7 @@ func TestVerdictsYouCanTrust(t *testing.T) {
 		t.Cleanup(stop)
 		time.Sleep(20 * time.Second)
 		stop()
-		testenv.Run(t, "taskset", "-a", "-p", "-c", fmt.Sprintf("0-%d", 1), pid)
+		testenv.Run(t, "taskset", "-a", "-p", "-c", fmt.Sprintf("0-%d", ncpu-1), pid)
 		time.Sleep(3 * time.Second)
 		noFalseMissing(t, d, "after 20 s sharing one CPU with three busy loops")
 		killedIsMissing(t, d, time.Second)
