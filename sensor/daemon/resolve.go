@@ -186,7 +186,7 @@ func Resolve(src Sources) (Resolved, error) {
 // and names where they came from.
 func (s Setting) lookup(src Sources) ([]string, string, bool) {
 	if v, ok := src.Flags[s.Flag]; ok && len(v) > 0 {
-		return v, "flag --" + s.Flag, true
+		return s.rejoin(v), "flag --" + s.Flag, true
 	}
 	if src.Env == nil {
 		return nil, "", false
@@ -199,19 +199,27 @@ func (s Setting) lookup(src Sources) ([]string, string, bool) {
 	if !s.List {
 		return []string{strings.TrimSpace(raw)}, from, true
 	}
+	vals := s.rejoin(strings.Split(raw, ","))
+	return vals, from, len(vals) > 0
+}
+
+// rejoin trims comma-separated pieces and drops empty ones. For URLs, a
+// piece without a scheme is the rest of the URL before it, cut at a comma
+// inside it (types=a,b): the command-line parser splits repeated flags at
+// commas too.
+func (s Setting) rejoin(parts []string) []string {
 	var vals []string
-	for _, part := range strings.Split(raw, ",") {
+	for _, part := range parts {
 		part = strings.TrimSpace(part)
 		switch {
 		case part == "":
 		case len(vals) > 0 && s.Flag == "syslog" && !strings.Contains(part, "://"):
-			// A comma inside a URL (types=a,b) continues it.
 			vals[len(vals)-1] += "," + part
 		default:
 			vals = append(vals, part)
 		}
 	}
-	return vals, from, len(vals) > 0
+	return vals
 }
 
 // parseBind parses IP:PORT, [IPv6]:PORT or :PORT (every address).

@@ -158,4 +158,12 @@ func TestEnvironmentSyslogKeepsCommasInURLs(t *testing.T) {
 	if len(r.Alerts.Syslog) != 2 || !strings.HasSuffix(r.Alerts.Syslog[0], "no_heartbeat") {
 		t.Errorf("syslog %q", r.Alerts.Syslog)
 	}
+	// The command-line parser hands a repeated flag over split at commas.
+	r, err = Resolve(Sources{Dir: dir, Flags: map[string][]string{"syslog": {"udp://127.0.0.1:514?types=heartbeat_missing", "no_heartbeat"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Alerts.Syslog) != 1 || r.Alerts.Syslog[0] != "udp://127.0.0.1:514?types=heartbeat_missing,no_heartbeat" {
+		t.Errorf("syslog from a flag %q", r.Alerts.Syslog)
+	}
 }
