@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -100,6 +101,42 @@ func (z LANZone) AddrPorts() []string {
 		out = append(out, netip.AddrPortFrom(ip, uint16(z.Port)).String())
 	}
 	return out
+}
+
+// Keys are the settings Set changes, as `tapbeat config set` names them.
+var Keys = []string{"lan", "lan-port", "heartbeat-interval"}
+
+// Set changes one setting, named as `tapbeat config set` names it:
+// lan ADDR[,ADDR...], lan-port PORT or heartbeat-interval DURATION. A new
+// address list also needs the sensor certificate re-issued for it, which
+// is the caller's (it holds the authority).
+func (z *LANZone) Set(key, value string) error {
+	switch key {
+	case "lan":
+		addrs, err := ParseAddresses(value)
+		if err != nil {
+			return err
+		}
+		z.Addresses = addrs
+	case "lan-port":
+		p, err := strconv.Atoi(value)
+		if err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("lan-port %q: want 1-65535", value)
+		}
+		z.Port = p
+	case "heartbeat-interval":
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return fmt.Errorf("heartbeat-interval %q: want a duration such as 15s", value)
+		}
+		if d < time.Second || d > time.Hour {
+			return fmt.Errorf("heartbeat-interval %v: want between 1s and 1h", d)
+		}
+		z.HeartbeatInterval = d
+	default:
+		return fmt.Errorf("unknown key %q: want %s", key, strings.Join(Keys, ", "))
+	}
+	return nil
 }
 
 // ParseAddresses parses a comma-separated list of IP addresses.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/tapbeat/tapbeat/lanzone"
+	lzconfig "github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert"
@@ -56,6 +58,8 @@ type Sensor struct {
 	queue    *eventQueue
 	jsonLog  *alert.JSONLog
 	metrics  *metrics
+
+	applyMu sync.Mutex // one configuration change at a time
 
 	mu         sync.Mutex
 	outbox     *alert.Outbox
@@ -168,6 +172,9 @@ func Run(ctx context.Context, opts Options) error {
 	}()
 	srv := api.NewServer(store, s.engine, s.log.With("part", "api"))
 	srv.HandleEnrollment(func() (api.Enroller, error) { return pki.Open(opts.Dir) })
+	srv.HandleConfig(func(_ context.Context, key, value string) (api.ConfigAnswer, error) {
+		return s.setConfig(key, value, record)
+	})
 	outputs.Add(1)
 	go func() {
 		defer outputs.Done()
@@ -504,11 +511,55 @@ func fileStamp(path string) stamp {
 
 // reload resolves the configuration again and applies it.
 func (s *Sensor) reload(record func(sensor.Event)) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
 	r, err := s.opts.Resolve()
 	if err != nil {
 		return err
 	}
 	return s.apply(r, record)
+}
+
+// setConfig changes one LAN-zone setting for the admin API: it writes the
+// configuration file, as `tapbeat config set` does, then resolves and
+// applies it at once, as for any change of the file.
+func (s *Sensor) setConfig(key, value string, record func(sensor.Event)) (api.ConfigAnswer, error) {
+	if s.opts.Resolve == nil {
+		return api.ConfigAnswer{}, errors.New("this sensor runs without a configuration file to change")
+	}
+	s.applyMu.Lock()
+	path := s.resolved.Path
+	s.applyMu.Unlock()
+	z, err := lzconfig.LoadFile(path, s.opts.Dir)
+	if err != nil {
+		return api.ConfigAnswer{}, err
+	}
+	if err := z.Set(key, value); err != nil {
+		return api.ConfigAnswer{}, err
+	}
+	if key == "lan" {
+		a, err := pki.Open(s.opts.Dir)
+		if err != nil {
+			return api.ConfigAnswer{}, err
+		}
+		ips := make([]netip.Addr, len(z.Addresses))
+		for i, a := range z.Addresses {
+			ips[i] = netip.MustParseAddr(a) // Set parsed them
+		}
+		if err := a.ReissueServer(ips); err != nil {
+			return api.ConfigAnswer{}, err
+		}
+	}
+	if err := lzconfig.SaveFile(path, z); err != nil {
+		return api.ConfigAnswer{}, err
+	}
+	if err := s.reload(record); err != nil {
+		return api.ConfigAnswer{}, fmt.Errorf("%s was written, but the configuration it gives is refused: %w", path, err)
+	}
+	s.applyMu.Lock()
+	r := s.resolved
+	s.applyMu.Unlock()
+	return api.ConfigAnswer{HeartbeatInterval: r.LANZone.HeartbeatInterval.String(), Addresses: r.LANZone.AddrPorts()}, nil
 }
 
 // apply hands a resolved configuration to every part that can change while
