@@ -120,3 +120,45 @@ func TestLongerIntervalNoFalseMissing(t *testing.T) {
 		t.Errorf("missing at %v, want 110.5-111.5 (45 s after 65.5)", at)
 	}
 }
+
+func TestRestartWithShorterIntervalWaitsForReconnect(t *testing.T) {
+	// A sensor at 15 s saves its state and restarts at 1 s; the agent
+	// reconnects 8 s later (its reconnect backoff) and then heartbeats every
+	// second, its MAC sending throughout.
+	run := func(keepInterval bool) *harness {
+		old := newHarness(t, Config{HeartbeatInterval: 15 * time.Second, MissingAfter: 3})
+		const mac = "02:00:00:00:00:01"
+		old.at(0).hello("e1", HealthGreen, mac)
+		snap := old.c.Snapshot()
+		if snap.HeartbeatInterval != 15*time.Second {
+			t.Fatalf("snapshot interval %v", snap.HeartbeatInterval)
+		}
+		if !keepInterval {
+			snap.HeartbeatInterval = 0
+		}
+		clock := &ManualClock{T: t0.Add(time.Second)}
+		c, err := NewCorrelator(Config{HeartbeatInterval: time.Second, MissingAfter: 3}, clock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Restore(snap); err != nil {
+			t.Fatal(err)
+		}
+		h := &harness{t: t, clock: clock, c: c}
+		h.run(2, 30, func(s int) {
+			if s == 9 {
+				h.hello("e1", HealthGreen, mac)
+			} else if s > 9 {
+				h.heartbeat("e1", HealthGreen)
+			}
+			h.traffic(mac)
+		})
+		return h
+	}
+	if h := run(false); len(h.ofType(EventHeartbeatMissing)) == 0 {
+		t.Fatal("without the saved interval no verdict came: the test shows nothing")
+	}
+	if m := run(true).ofType(EventHeartbeatMissing); len(m) != 0 {
+		t.Fatalf("%d false missing after a restart with a shorter interval, first at %v: %s", len(m), sec(m[0]), m[0].Reason)
+	}
+}
