@@ -596,8 +596,8 @@ func (s *Sensor) apply(r Resolved, record func(sensor.Event)) error {
 		}
 	}
 	s.resolved = r
-	s.log.Info("configuration applied", "file", r.Path, "heartbeat_interval", r.LANZone.HeartbeatInterval,
-		"missing_after", r.SensorConfig().MissingDeadline()/r.LANZone.HeartbeatInterval,
+	s.log.Info("configuration reloaded", "file", r.Path, "heartbeat_interval", r.LANZone.HeartbeatInterval,
+		"missing_after", int(r.SensorConfig().MissingDeadline()/r.LANZone.HeartbeatInterval),
 		"policies", len(r.Correlation.Policies), "infrastructure", len(r.Correlation.Infrastructure), "syslog", len(r.Alerts.Syslog))
 	return nil
 }
