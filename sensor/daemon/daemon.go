@@ -474,14 +474,15 @@ func (s *Sensor) followConfig(ctx context.Context, record func(sensor.Event)) {
 		defer t.Stop()
 		tick = t.C
 	}
-	seen := fileStamp(s.resolved.Path)
+	path := s.opts.Config.Path // the sources, and so the file, stay the same
+	seen := fileStamp(path)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.opts.Reload:
 		case <-tick:
-			now := fileStamp(s.resolved.Path)
+			now := fileStamp(path)
 			if now == seen {
 				continue
 			}
@@ -527,9 +528,7 @@ func (s *Sensor) setConfig(key, value string, record func(sensor.Event)) (api.Co
 	if s.opts.Resolve == nil {
 		return api.ConfigAnswer{}, errors.New("this sensor runs without a configuration file to change")
 	}
-	s.applyMu.Lock()
-	path := s.resolved.Path
-	s.applyMu.Unlock()
+	path := s.opts.Config.Path
 	z, err := lzconfig.LoadFile(path, s.opts.Dir)
 	if err != nil {
 		return api.ConfigAnswer{}, err
