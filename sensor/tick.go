@@ -25,7 +25,7 @@ func (c *Correlator) sentRecently(e *endpoint, now int64) bool {
 
 // Tick applies the time-driven rules: missing and offline verdicts, the
 // escalation ladder, no-heartbeat verdicts, capture blindness. The daemon
-// calls it about once a second.
+// calls it four times a second.
 func (c *Correlator) Tick() []Event {
 	now := c.now()
 	out := c.updateCapture(nil, now)
