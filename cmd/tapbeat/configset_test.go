@@ -54,4 +54,13 @@ func TestConfigSetThroughAdminAPI(t *testing.T) {
 	if b2, _ := os.ReadFile(conf); string(b2) != string(b) {
 		t.Errorf("refused changes altered the file:\n%s", b2)
 	}
+	// Enrollment through the running sensor takes the LAN-zone addresses
+	// from the configuration it runs with, not from DIR.
+	bundle := filepath.Join(t.TempDir(), "laptop.bundle.json")
+	if out, err := runApp(t, "enroll", "--server", url, "--bundle", admin, "--name", "laptop", "--out", bundle); err != nil {
+		t.Fatalf("remote enroll with the configuration outside DIR: %v\n%s", err, out)
+	}
+	if raw, err := os.ReadFile(bundle); err != nil || !strings.Contains(string(raw), "127.0.0.1:8347") {
+		t.Errorf("bundle without the LAN-zone address: %v\n%s", err, raw)
+	}
 }

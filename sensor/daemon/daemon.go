@@ -171,7 +171,13 @@ func Run(ctx context.Context, opts Options) error {
 		s.pipeline(pipeCtx)
 	}()
 	srv := api.NewServer(store, s.engine, s.log.With("part", "api"))
-	srv.HandleEnrollment(func() (api.Enroller, error) { return pki.Open(opts.Dir) })
+	srv.HandleEnrollment(func() (api.Enroller, error) {
+		a, err := pki.Open(opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		return resolvedEnroller{a, s}, nil
+	})
 	srv.HandleConfig(func(_ context.Context, key, value string) (api.ConfigAnswer, error) {
 		return s.setConfig(key, value, record)
 	})
@@ -467,6 +473,25 @@ func (s *Sensor) stopAlertDispatch() {
 		stop()
 		<-done
 	}
+}
+
+// resolvedEnroller enrolls through the authority with the LAN-zone
+// addresses of the configuration in force, wherever its file is.
+type resolvedEnroller struct {
+	*pki.Authority
+	s *Sensor
+}
+
+func (e resolvedEnroller) Enroll(name string, opts pki.EnrollOptions) (*pki.Bundle, error) {
+	if opts.Addresses == nil {
+		e.s.applyMu.Lock()
+		opts.Addresses = e.s.resolved.LANZone.AddrPorts()
+		e.s.applyMu.Unlock()
+		if len(opts.Addresses) == 0 {
+			return nil, errors.New("the sensor's configuration lists no lanzone.addresses, so a bundle could not tell the agent where to connect: set them (tapbeat config set lan ADDR)")
+		}
+	}
+	return e.Authority.Enroll(name, opts)
 }
 
 // followConfig applies configuration changes until ctx ends: on every
