@@ -5,11 +5,13 @@ import (
 	"net/netip"
 	"time"
 	"unsafe"
+
+	"github.com/tapbeat/tapbeat/lanzone/wire"
 )
 
 // DefaultLANPort is the TCP port of the sensor's LAN zone, where agents
 // keep their heartbeat connections.
-const DefaultLANPort = 8347
+const DefaultLANPort = wire.DefaultPort
 
 // Options tune the per-packet work. The zero value means the defaults.
 type Options struct {

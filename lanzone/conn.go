@@ -128,7 +128,9 @@ func (c *conn) closeWith(code, msg string) {
 	c.nc.Close()
 }
 
-func (c *conn) interval() time.Duration { return time.Duration(c.l.interval.Load()) }
+// idleLateSlack is how late an idle deadline may be noticed before the
+// lateness is taken for a stall of the sensor rather than scheduling noise.
+const idleLateSlack = 250 * time.Millisecond
 
 // preHello handles a failure before the hello: the peer authenticated but
 // does not speak the protocol, which is refused like any other peer.
@@ -216,7 +218,8 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	beats := 0
 	for {
-		_ = c.nc.SetReadDeadline(time.Now().Add(3 * c.interval()))
+		deadline := time.Now().Add(c.l.idleLimit())
+		_ = c.nc.SetReadDeadline(deadline)
 		f, err := wire.ReadFrame(c.nc)
 		c.lastFrame.Store(time.Now().UnixNano())
 		if err != nil {
@@ -224,6 +227,13 @@ func (c *conn) serve(ctx context.Context) {
 			switch {
 			case errors.As(err, &ve):
 				c.closeWith(wire.CodeUnsupportedVersion, ve.Error())
+			case isTimeout(err) && time.Since(deadline) > idleLateSlack:
+				// The deadline passed while the sensor itself was not
+				// running (stopped, paused, starved): what the agent sent
+				// meanwhile waits unread. A timed-out TLS read can be
+				// retried; the silence is timed afresh.
+				c.l.stats.idleStalled.Add(1)
+				continue
 			case isTimeout(err):
 				c.l.stats.idleClosed.Add(1)
 				c.setCause(sensor.CauseIdleTimeout)
@@ -375,7 +385,7 @@ func (c *conn) sensorHello(h wire.Hello) sensor.Hello {
 type counters struct {
 	handshakes, resumed, refused, refusedCap atomic.Uint64
 	hellos, heartbeats, pushes, idleClosed   atomic.Uint64
-	helloLimited, duplicates                 atomic.Uint64
+	helloLimited, duplicates, idleStalled    atomic.Uint64
 	latency                                  histogram
 	ended                                    [16]atomic.Uint64 // by sensor.DisconnectCause
 }
@@ -399,6 +409,9 @@ type Stats struct {
 	// Duplicates counts connections refused because the same certificate
 	// was connected from another address.
 	Duplicates uint64 `json:"duplicate_identity_refused"`
+	// IdleStalled counts idle deadlines that passed while the sensor was
+	// not running: the connection was kept and its silence timed afresh.
+	IdleStalled uint64 `json:"idle_deadlines_during_stall"`
 	// Latency percentiles from an agent's sent_at to the correlator's
 	// return, over heartbeats that carried sent_at (same clock only).
 	LatencyP50 time.Duration `json:"latency_p50"`
@@ -421,6 +434,7 @@ func (l *Listener) Stats() Stats {
 		IdleClosed:   l.stats.idleClosed.Load(),
 		HelloLimited: l.stats.helloLimited.Load(),
 		Duplicates:   l.stats.duplicates.Load(),
+		IdleStalled:  l.stats.idleStalled.Load(),
 	}
 	for i := range l.stats.ended {
 		if n := l.stats.ended[i].Load(); n > 0 {

@@ -42,8 +42,12 @@ type Correlator interface {
 
 // Options configure a Listener. Zero fields take the defaults noted.
 type Options struct {
-	// Dir is the sensor directory (trust store, server certificate, config).
+	// Dir is the sensor directory (trust store, server certificate).
 	Dir string
+	// Config is the LAN-zone configuration as the daemon resolved it; nil
+	// reads the [lanzone] table of Dir's configuration file once. Later
+	// changes come through Apply: the listener does not watch the file.
+	Config *config.LANZone
 	// Listen lists host:port addresses to bind; default every LAN-zone
 	// address of the configuration at its port.
 	Listen []string
@@ -68,7 +72,7 @@ type Options struct {
 	// ReservedHandshakesPct is the share of MaxHandshakes only addresses
 	// that completed a handshake recently may take (default 25).
 	ReservedHandshakesPct int
-	PollInterval          time.Duration // trust store and config re-read (default 1s)
+	PollInterval          time.Duration // trust store re-read (default 1s)
 	// HelloEvery and HelloBurst are one endpoint's hello allowance: a
 	// hello every HelloEvery on average, HelloBurst at once (defaults 5s,
 	// 6). HelloBytesPerSec and HelloBytesBurst bound their size the same
@@ -157,9 +161,14 @@ type Listener struct {
 
 	cfgMu    sync.Mutex
 	lan      config.LANZone
-	cfgMtime time.Time
 	cfgFrame atomic.Pointer[[]byte]
 	interval atomic.Int64 // nanoseconds
+	// idleFloor is, for a while after the interval shortened, the old
+	// interval (nanoseconds): agents that have not heard the change yet
+	// are not closed as idle by the new one. idleFloorUntil ends it (unix
+	// nanoseconds).
+	idleFloor      atomic.Int64
+	idleFloorUntil atomic.Int64
 
 	lnMu     sync.Mutex
 	lns      []*boundLn
@@ -227,7 +236,15 @@ func New(opts Options) (*Listener, error) {
 	if err := l.rotateTickets(); err != nil {
 		return nil, fmt.Errorf("lanzone: %w", err)
 	}
-	if _, err := l.reloadConfig(true); err != nil {
+	z := opts.Config
+	if z == nil {
+		loaded, err := config.Load(opts.Dir)
+		if err != nil {
+			return nil, fmt.Errorf("lanzone: %w", err)
+		}
+		z = &loaded
+	}
+	if _, err := l.setConfig(*z); err != nil {
 		return nil, fmt.Errorf("lanzone: %w", err)
 	}
 	return l, nil
@@ -245,32 +262,59 @@ func (l *Listener) rotateTickets() error {
 	return nil
 }
 
-// reloadConfig re-reads the [lanzone] table if the file changed and
-// reports whether anything agents see changed.
-func (l *Listener) reloadConfig(force bool) (bool, error) {
-	st, err := os.Stat(config.Path(l.opts.Dir))
-	if err != nil {
-		return false, fmt.Errorf("config: %w", err)
-	}
-	l.cfgMu.Lock()
-	defer l.cfgMu.Unlock()
-	if !force && st.ModTime().Equal(l.cfgMtime) {
-		return false, nil
-	}
-	z, err := config.Load(l.opts.Dir)
-	if err != nil {
+// setConfig makes z the configuration in force and reports whether
+// anything agents see changed.
+func (l *Listener) setConfig(z config.LANZone) (bool, error) {
+	z = z.WithDefaults()
+	if err := z.ValidateValues(); err != nil {
 		return false, err
 	}
-	l.cfgMtime = st.ModTime()
-	changed := force || z.HeartbeatInterval != l.lan.HeartbeatInterval || strings.Join(z.AddrPorts(), ",") != strings.Join(l.lan.AddrPorts(), ",")
-	l.lan = z
-	l.interval.Store(int64(z.HeartbeatInterval))
 	f, err := wire.Marshal(wire.TypeConfig, wire.Config{HeartbeatIntervalMS: z.HeartbeatInterval.Milliseconds(), Addresses: z.AddrPorts()})
 	if err != nil {
 		return false, err
 	}
+	l.cfgMu.Lock()
+	defer l.cfgMu.Unlock()
+	old := l.lan
+	changed := z.HeartbeatInterval != old.HeartbeatInterval || strings.Join(z.AddrPorts(), ",") != strings.Join(old.AddrPorts(), ",")
+	if old.HeartbeatInterval > z.HeartbeatInterval {
+		// Agents still at the old pace are not idle until they had three
+		// old intervals to hear the new one.
+		l.idleFloor.Store(int64(old.HeartbeatInterval))
+		l.idleFloorUntil.Store(time.Now().Add(3 * old.HeartbeatInterval).UnixNano())
+	}
+	l.lan = z
+	l.interval.Store(int64(z.HeartbeatInterval))
 	l.cfgFrame.Store(&f)
 	return changed, nil
+}
+
+// Apply makes z the LAN-zone configuration in force: connected agents are
+// told a new interval or address list at once, and the listener binds the
+// new addresses unless Options.Listen fixes them.
+func (l *Listener) Apply(z config.LANZone) error {
+	changed, err := l.setConfig(z)
+	if err != nil {
+		return fmt.Errorf("lanzone: %w", err)
+	}
+	if changed {
+		l.rebind()
+		l.log.Info("LAN zone: configuration changed; telling connected agents",
+			"heartbeat_interval", z.WithDefaults().HeartbeatInterval, "addresses", z.AddrPorts())
+		l.broadcast([][]byte{*l.cfgFrame.Load()})
+	}
+	return nil
+}
+
+// idleLimit is how long a connection may stay silent before it is closed:
+// three heartbeat intervals, the old longer one while a shorter interval
+// is still reaching agents.
+func (l *Listener) idleLimit() time.Duration {
+	iv := time.Duration(l.interval.Load())
+	if floor := time.Duration(l.idleFloor.Load()); floor > iv && time.Now().UnixNano() < l.idleFloorUntil.Load() {
+		iv = floor
+	}
+	return 3 * iv
 }
 
 // boundLn is one listening socket.
@@ -732,8 +776,9 @@ func (l *Listener) pushLoop(ctx context.Context) {
 	}
 }
 
-// pollLoop applies revocations, configuration and certificate changes made
-// by other processes (tapbeat revoke, tapbeat config set).
+// pollLoop applies revocations and certificate changes made by other
+// processes (tapbeat revoke, tapbeat enroll). Configuration changes come
+// from the daemon through Apply.
 func (l *Listener) pollLoop(ctx context.Context) {
 	t := time.NewTicker(l.opts.PollInterval)
 	defer t.Stop()
@@ -775,16 +820,6 @@ func (l *Listener) poll() {
 	if err := l.cert.Reload(); err != nil {
 		l.log.Error("LAN zone: server certificate reload failed; keeping the current one", "err", err)
 	}
-	changed, err := l.reloadConfig(false)
-	if err != nil {
-		l.log.Error("LAN zone: configuration reload failed; keeping the current one", "err", err)
-		return
-	}
-	if changed {
-		l.rebind()
-		l.log.Info("LAN zone: configuration changed; telling connected agents")
-		l.broadcast([][]byte{*l.cfgFrame.Load()})
-	}
 }
 
 // register makes c its endpoint's current connection. A connection from
@@ -799,7 +834,7 @@ func (l *Listener) register(c *conn) bool {
 	l.mu.Lock()
 	old := l.conns[c.id]
 	if old != nil && old.remote.Addr() != c.remote.Addr() &&
-		now.Sub(time.Unix(0, old.lastFrame.Load())) < 3*c.interval()/2 && !old.closed.Load() {
+		now.Sub(time.Unix(0, old.lastFrame.Load())) < 3*time.Duration(l.interval.Load())/2 && !old.closed.Load() {
 		key := c.id + "|" + c.remote.Addr().String()
 		report := now.Sub(l.dupSeen[key]) >= l.opts.DuplicateEventWindow
 		if report {

@@ -383,9 +383,7 @@ func TestListensOnChangedAddresses(t *testing.T) {
 	}
 	port := probe.Addr().(*net.TCPAddr).Port
 	probe.Close()
-	var dir string
 	f := newFixture(t, func(o *Options) {
-		dir = o.Dir
 		o.Listen = nil
 		if err := config.Save(o.Dir, config.LANZone{Addresses: []string{"127.0.0.1"}, Port: port, HeartbeatInterval: time.Second}); err != nil {
 			t.Fatal(err)
@@ -404,8 +402,7 @@ func TestListensOnChangedAddresses(t *testing.T) {
 	if !reach("127.0.0.1") || reach("127.0.0.6") {
 		t.Fatal("initial addresses wrong")
 	}
-	time.Sleep(20 * time.Millisecond)
-	if err := config.Save(dir, config.LANZone{Addresses: []string{"127.0.0.6"}, Port: port, HeartbeatInterval: time.Second}); err != nil {
+	if err := f.l.Apply(config.LANZone{Addresses: []string{"127.0.0.6"}, Port: port, HeartbeatInterval: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "listening on the new address", func() bool { return reach("127.0.0.6") })

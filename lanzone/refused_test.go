@@ -302,8 +302,7 @@ func TestConfigChangeReachesAgents(t *testing.T) {
 	z, _ := config.Load(f.dir)
 	z.Addresses = []string{"127.0.0.1", "10.20.30.40"}
 	z.HeartbeatInterval = 2 * time.Second
-	time.Sleep(20 * time.Millisecond) // a distinct modification time
-	if err := config.Save(f.dir, z); err != nil {
+	if err := f.l.Apply(z); err != nil {
 		t.Fatal(err)
 	}
 	hb, _ := wire.Marshal(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthGreen})

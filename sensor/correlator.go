@@ -60,11 +60,14 @@ type endpoint struct {
 	lastHB      int64
 	connected   bool
 	realert     int // ladder steps already alerted while missing
-	interfaces  []Interface
-	users       []string
-	owned       []int32 // indices into macs of the MACs this endpoint owns
-	ips         []netip.Addr
-	instance    string // the agent process's instance, from its hello
+	// slowInterval, when set, is a longer heartbeat interval the endpoint
+	// is judged by until it heartbeats at the shorter one now in force.
+	slowInterval int64
+	interfaces   []Interface
+	users        []string
+	owned        []int32 // indices into macs of the MACs this endpoint owns
+	ips          []netip.Addr
+	instance     string // the agent process's instance, from its hello
 
 	// How the agent left, until it says hello again.
 	dropAt     int64 // its connection dropped without goodbye; the reconnect grace counts from here
@@ -155,6 +158,7 @@ func (c *Correlator) Reconfigure(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	c.retime(c.cfg.HeartbeatInterval, cc.HeartbeatInterval)
 	c.cfg = cc
 	for m, i := range c.macIndex {
 		if cc.isInfrastructure(m) {
@@ -479,6 +483,7 @@ func (c *Correlator) heartbeat(out []Event, e *endpoint, h Health, reasons []str
 	prevStatus := e.status
 	prevHealth := e.health
 	silentSince, missingSince := e.lastHB, e.statusSince
+	c.paced(e, now)
 	e.lastHB = now
 	c.lastHBAt = now
 	e.connected = true

@@ -109,21 +109,35 @@ func (e *Engine) ClockStepped(step time.Duration) {
 	e.out(e.c.ClockStepped(step))
 }
 
-// Run ticks every period until ctx ends. Before each tick it compares the
-// wall clock with the monotonic one and reports a step of more than
-// ClockStepTolerance to the correlator, which reads the wall clock.
+// Stalled tells the correlator that the sensor did not run for d.
+func (e *Engine) Stalled(d time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.out(e.c.Stalled(d))
+}
+
+// Run ticks every period until ctx ends. Before each tick it measures how
+// late the tick came on the monotonic clock and reports lateness beyond
+// StallTolerance as a stall of the sensor, then compares the wall clock
+// with the monotonic one and reports a step of more than
+// ClockStepTolerance; the correlator reads the wall clock.
 func (e *Engine) Run(ctx context.Context, period time.Duration) error {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	start := time.Now()
 	var watch StepWatch
+	var lag LagWatch
 	watch.Observe(start.Round(0), 0)
+	lag.Observe(0, period)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 			now := time.Now()
+			if late := lag.Observe(now.Sub(start), period); late > StallTolerance {
+				e.Stalled(late)
+			}
 			if step := watch.Observe(now.Round(0), now.Sub(start)); step > ClockStepTolerance || step < -ClockStepTolerance {
 				e.ClockStepped(step)
 			}

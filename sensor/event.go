@@ -30,6 +30,7 @@ const (
 	EventLimitExceeded EventType = "limit_exceeded"
 	// EventDescriptorsLow: the sensor ran out of (or refused to hand out more) file descriptors.
 	EventDescriptorsLow EventType = "descriptors_exhausted"
+	EventSensorStalled  EventType = "sensor_stalled" // the sensor itself did not run for a while
 
 	EventEndpointHello        EventType = "endpoint_hello"        // an endpoint (re)declared itself
 	EventEndpointDisconnected EventType = "endpoint_disconnected" // its LAN-zone connection closed

@@ -133,7 +133,7 @@ func (c *Correlator) isSensor(ip netip.Addr, port uint16) bool {
 // connection to the LAN zone during the last interval: the agent is there
 // but does not heartbeat.
 func (c *Correlator) agentConnectionSeen(e *endpoint, now int64) bool {
-	since := now - int64(c.cfg.HeartbeatInterval)
+	since := now - max(c.intervalOf(e), int64(TrafficLag))
 	for _, itf := range e.interfaces {
 		if t, ok := c.hbChannel[itf.MAC]; ok && t > since {
 			return true

@@ -63,4 +63,8 @@ type Snapshot struct {
 	// Alerted lists MACs already reported as no_heartbeat, so a restart does
 	// not report them again.
 	Alerted []MAC `json:"alerted,omitempty"`
+	// HeartbeatInterval is the interval in force when the snapshot was
+	// taken: a sensor restarted with a shorter one judges its restored
+	// endpoints by it until they heartbeat at the new pace.
+	HeartbeatInterval time.Duration `json:"heartbeat_interval,omitempty"`
 }

@@ -5,9 +5,16 @@ import (
 	"time"
 )
 
-// sentRecently reports whether any MAC of e sent during the last interval.
+// TrafficLag is how old a frame can be when the correlator first hears of
+// it: capture reports the stations of each second once that second is
+// over. "Sent recently" looks back at least this far, so that at a short
+// heartbeat interval a host that keeps sending is not taken for silent.
+const TrafficLag = 2 * time.Second
+
+// sentRecently reports whether any MAC of e sent during the last interval
+// (at least TrafficLag).
 func (c *Correlator) sentRecently(e *endpoint, now int64) bool {
-	since := now - int64(c.cfg.HeartbeatInterval)
+	since := now - max(c.intervalOf(e), int64(TrafficLag))
 	for _, mi := range e.owned {
 		if c.macs[mi].lastSeen > since {
 			return true
@@ -18,7 +25,7 @@ func (c *Correlator) sentRecently(e *endpoint, now int64) bool {
 
 // Tick applies the time-driven rules: missing and offline verdicts, the
 // escalation ladder, no-heartbeat verdicts, capture blindness. The daemon
-// calls it about once a second.
+// calls it four times a second.
 func (c *Correlator) Tick() []Event {
 	now := c.now()
 	out := c.updateCapture(nil, now)
@@ -90,7 +97,7 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 		return out
 	}
 	silentFor := now - max(e.lastHB, c.startedAt)
-	if silentFor < int64(c.cfg.deadline) {
+	if silentFor < c.intervalOf(e)*int64(c.cfg.MissingAfter) {
 		return out
 	}
 	sending := c.sentRecently(e, now)

@@ -102,7 +102,7 @@ func (c *Correlator) Unmanaged() []Station {
 
 // Snapshot returns the state worth keeping across a restart.
 func (c *Correlator) Snapshot() Snapshot {
-	s := Snapshot{NextSeq: c.nextSeq, Endpoints: c.Endpoints()}
+	s := Snapshot{NextSeq: c.nextSeq, Endpoints: c.Endpoints(), HeartbeatInterval: c.cfg.HeartbeatInterval}
 	for m := range c.alerted {
 		s.Alerted = append(s.Alerted, m)
 	}
@@ -137,6 +137,9 @@ func (c *Correlator) Restore(s Snapshot) error {
 		}
 		if !st.LastHeartbeat.IsZero() {
 			e.lastHB = st.LastHeartbeat.UnixNano()
+		}
+		if s.HeartbeatInterval > c.cfg.HeartbeatInterval {
+			e.slowInterval = int64(s.HeartbeatInterval)
 		}
 		c.endpoints = append(c.endpoints, e)
 		c.byID[e.id] = e.idx

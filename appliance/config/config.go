@@ -15,6 +15,8 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+
+	lzconfig "github.com/tapbeat/tapbeat/lanzone/config"
 )
 
 // DefaultLabel is the filesystem label of the data disk.
@@ -79,7 +81,7 @@ func (c Config) Defaults() Config {
 		c.Mgmt.Address = "dhcp"
 	}
 	if len(c.Listen) == 0 {
-		c.Listen = []string{":8347"}
+		c.Listen = []string{":" + strconv.Itoa(lzconfig.DefaultPort)}
 	}
 	if c.AdminListen == "" {
 		c.AdminListen = ":8348"

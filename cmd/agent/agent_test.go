@@ -282,18 +282,18 @@ func TestAgentFollowsConfigMessage(t *testing.T) {
 	z, _ := config.Load(dir)
 	z.Addresses = []string{"127.0.0.1", "127.0.0.5"}
 	z.HeartbeatInterval = 2 * time.Second
-	time.Sleep(20 * time.Millisecond)
-	if err := config.Save(dir, z); err != nil {
+	if err := s.l.Apply(z); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "new interval and addresses", 5*time.Second, func() bool {
 		ad := a.Addresses()
 		return a.Interval() == 2*time.Second && len(ad) == 2 && ad[1] == "127.0.0.5:8347"
 	})
-	raw, err := os.ReadFile(filepath.Join(a.cfg.StateDir, SensorFile))
-	if err != nil || !strings.Contains(string(raw), "127.0.0.5:8347") {
-		t.Fatalf("saved addresses %s %v", raw, err)
-	}
+	// The agent saves what it learned right after taking it up.
+	waitFor(t, "saved addresses", 5*time.Second, func() bool {
+		raw, err := os.ReadFile(filepath.Join(a.cfg.StateDir, SensorFile))
+		return err == nil && strings.Contains(string(raw), "127.0.0.5:8347")
+	})
 }
 
 func TestAgentRefusesWrongSensor(t *testing.T) {

@@ -29,6 +29,9 @@ func configCheckCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
+			if len(cfg.LANZone.Addresses) == 0 {
+				fmt.Fprintf(c.App.Writer, "%s: no lanzone.addresses: tapbeat run then needs --listen (or TAPBEAT_LISTEN) to know where agents reach it\n", path)
+			}
 			fmt.Fprintf(c.App.Writer, "%s: ok (%d LAN-zone addresses, %d capture interfaces, %d policies, %d syslog destinations)\n",
 				path, len(cfg.LANZone.Addresses), len(cfg.Capture.Interfaces), len(cfg.Correlation.Policies), len(cfg.Alerts.Syslog))
 			return nil

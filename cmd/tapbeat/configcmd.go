@@ -4,13 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
+	"github.com/tapbeat/tapbeat/sensor/api"
 )
 
 func configCommand() *cli.Command {
@@ -28,59 +27,97 @@ func configCommand() *cli.Command {
 					"key, so bundles stay valid; a running sensor sends the new list to connected agents\n" +
 					"within a second (it listens on new addresses after a restart).\n" +
 					"lan-port: the LAN-zone port (takes effect at the next start).\n" +
-					"heartbeat-interval: sent to connected agents within a second.",
+					"heartbeat-interval: a running sensor applies it within a second, to every part together:\n" +
+					"agents are told at once and the correlator judges each endpoint by the longer interval\n" +
+					"until it heartbeats at the new one. A --heartbeat-interval flag or TAPBEAT_HEARTBEAT_INTERVAL\n" +
+					"given to tapbeat run still takes precedence over the file.",
 				Flags: []cli.Flag{
-					&cli.StringFlag{Name: "dir", Usage: "sensor state `DIR`", Required: true},
+					&cli.StringFlag{Name: "dir", Usage: "sensor state `DIR` (on the sensor itself)", EnvVars: []string{"TAPBEAT_DIR"}},
+					&cli.StringFlag{Name: "server", Usage: "a running sensor's admin API `URL` (https://HOST:PORT), with --bundle: the sensor changes its file and applies it"},
+					&cli.StringFlag{Name: "bundle", Usage: "administrator bundle `FILE` from `tapbeat enroll --admin`, for --server"},
+					&cli.StringFlag{Name: "config", Usage: "configuration `FILE` the sensor runs with (default DIR/tapbeat.toml)", EnvVars: []string{"TAPBEAT_CONFIG"}},
 				},
 				Action: func(c *cli.Context) error {
 					if c.NArg() != 2 {
 						return errors.New("usage: tapbeat config set --dir DIR KEY VALUE (keys: lan, lan-port, heartbeat-interval)")
 					}
-					dir, key, val := c.String("dir"), c.Args().Get(0), c.Args().Get(1)
-					z, err := config.Load(dir)
+					key, val := c.Args().Get(0), c.Args().Get(1)
+					if url := c.String("server"); url != "" {
+						return configSetRemote(c, url, key, val)
+					}
+					dir := c.String("dir")
+					if dir == "" {
+						return errors.New("give --dir DIR on the sensor, or --server URL --bundle ADMIN.json from elsewhere")
+					}
+					path := c.String("config")
+					if path == "" {
+						path = config.Path(dir)
+					}
+					z, err := config.LoadFile(path, dir)
 					if err != nil {
 						return err
 					}
-					switch key {
-					case "lan":
-						addrs, err := config.ParseAddresses(val)
-						if err != nil {
-							return err
-						}
-						a, err := pki.Open(dir)
-						if err != nil {
-							return err
-						}
-						ips := make([]netip.Addr, len(addrs))
-						for i, s := range addrs {
-							ips[i] = netip.MustParseAddr(s)
-						}
-						if err := a.ReissueServer(ips); err != nil {
-							return err
-						}
-						z.Addresses = addrs
-					case "lan-port":
-						p, err := strconv.Atoi(val)
-						if err != nil || p < 1 || p > 65535 {
-							return fmt.Errorf("lan-port %q: want 1-65535", val)
-						}
-						z.Port = p
-					case "heartbeat-interval":
-						d, err := time.ParseDuration(val)
-						if err != nil {
-							return fmt.Errorf("heartbeat-interval %q: want a duration such as 15s", val)
-						}
-						z.HeartbeatInterval = d
-					default:
-						return fmt.Errorf("unknown key %q: want lan, lan-port or heartbeat-interval", key)
-					}
-					if err := config.Save(dir, z); err != nil {
+					if err := z.Set(key, val); err != nil {
 						return err
 					}
-					fmt.Fprintf(c.App.Writer, "LAN zone: %v, heartbeat every %v\n", z.AddrPorts(), z.HeartbeatInterval)
+					if key == "lan" {
+						if err := reissueServer(dir, z.Addresses); err != nil {
+							return err
+						}
+					}
+					if err := config.SaveFile(path, z); err != nil {
+						return err
+					}
+					fmt.Fprintf(c.App.Writer, "LAN zone: %v, heartbeat every %v\n", z.AddrPorts(), z.WithDefaults().HeartbeatInterval)
 					return nil
 				},
 			},
 		},
 	}
+}
+
+// reissueServer re-issues the sensor certificate for the LAN-zone
+// addresses, with the same key, so bundles stay valid.
+func reissueServer(dir string, addrs []string) error {
+	a, err := pki.Open(dir)
+	if err != nil {
+		return err
+	}
+	ips := make([]netip.Addr, len(addrs))
+	for i, s := range addrs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("LAN-zone address %q: %w", s, err)
+		}
+		ips[i] = ip
+	}
+	return a.ReissueServer(ips)
+}
+
+// configSetRemote asks a running sensor, through its admin API, to change
+// a setting: it writes its own configuration file and applies the result
+// as for any other change.
+func configSetRemote(c *cli.Context, url, key, val string) error {
+	if c.String("bundle") == "" {
+		return errors.New("--server needs --bundle ADMIN.json (from `tapbeat enroll --admin`)")
+	}
+	b, err := pki.ReadBundle(c.String("bundle"))
+	if err != nil {
+		return err
+	}
+	cfg, err := pki.AdminClientConfig(b)
+	if err != nil {
+		return err
+	}
+	cl, err := api.NewTLSClient(url, cfg)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ans, err := cl.SetConfig(c.Context, key, val)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.App.Writer, "LAN zone: %v, heartbeat every %s (applied by the sensor)\n", ans.Addresses, ans.HeartbeatInterval)
+	return nil
 }

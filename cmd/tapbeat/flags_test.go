@@ -7,15 +7,19 @@ import (
 
 func TestNonsenseIntervalsRefused(t *testing.T) {
 	dir := t.TempDir()
+	if _, err := runApp(t, "init", "--dir", dir, "--org", "x", "--lan", "127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	fresh := t.TempDir()
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"run", "--dir", dir, "--missing-after", "-1"}, "--missing-after -1"},
-		{[]string{"run", "--dir", dir, "--missing-after", "0"}, "--missing-after 0"},
-		{[]string{"run", "--dir", dir, "--heartbeat-interval", "0s"}, "--heartbeat-interval 0s"},
-		{[]string{"run", "--dir", dir, "--heartbeat-interval", "-5s"}, "--heartbeat-interval -5s"},
-		{[]string{"init", "--dir", dir, "--org", "x", "--lan", "127.0.0.1", "--heartbeat-interval", "0s"}, "--heartbeat-interval 0s"},
+		{[]string{"run", "--dir", dir, "--missing-after", "-1"}, "--missing-after"},
+		{[]string{"run", "--dir", dir, "--missing-after", "0"}, "--missing-after"},
+		{[]string{"run", "--dir", dir, "--heartbeat-interval", "0s"}, "--heartbeat-interval"},
+		{[]string{"run", "--dir", dir, "--heartbeat-interval", "-5s"}, "--heartbeat-interval"},
+		{[]string{"init", "--dir", fresh, "--org", "x", "--lan", "127.0.0.1", "--heartbeat-interval", "0s"}, "--heartbeat-interval"},
 	} {
 		_, err := runApp(t, tc.args...)
 		if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "want") {

@@ -11,17 +11,20 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/BurntSushi/toml"
+
+	"github.com/tapbeat/tapbeat/lanzone/wire"
 )
 
 // FileName is the configuration file's name inside the sensor directory.
 const FileName = "tapbeat.toml"
 
 // DefaultPort is the LAN zone's TCP port.
-const DefaultPort = 8347
+const DefaultPort = wire.DefaultPort
 
 // DefaultInterval is the heartbeat interval agents are told to use.
 const DefaultInterval = 15 * time.Second
@@ -61,6 +64,17 @@ func (z LANZone) Validate() error {
 	if len(z.Addresses) == 0 {
 		errs = append(errs, errors.New("lanzone.addresses is empty: list the sensor's LAN-zone IP addresses, e.g. addresses = [\"10.0.0.2\"]"))
 	}
+	if err := z.ValidateValues(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateValues checks every value that is set; unlike Validate it
+// accepts an empty address list (the sensor may listen on addresses given
+// another way).
+func (z LANZone) ValidateValues() error {
+	var errs []error
 	for _, a := range z.Addresses {
 		if _, err := netip.ParseAddr(a); err != nil {
 			errs = append(errs, fmt.Errorf("lanzone.addresses: %q is not an IP address", a))
@@ -89,6 +103,42 @@ func (z LANZone) AddrPorts() []string {
 	return out
 }
 
+// Keys are the settings Set changes, as `tapbeat config set` names them.
+var Keys = []string{"lan", "lan-port", "heartbeat-interval"}
+
+// Set changes one setting, named as `tapbeat config set` names it:
+// lan ADDR[,ADDR...], lan-port PORT or heartbeat-interval DURATION. A new
+// address list also needs the sensor certificate re-issued for it, which
+// is the caller's (it holds the authority).
+func (z *LANZone) Set(key, value string) error {
+	switch key {
+	case "lan":
+		addrs, err := ParseAddresses(value)
+		if err != nil {
+			return err
+		}
+		z.Addresses = addrs
+	case "lan-port":
+		p, err := strconv.Atoi(value)
+		if err != nil || p < 1 || p > 65535 {
+			return fmt.Errorf("lan-port %q: want 1-65535", value)
+		}
+		z.Port = p
+	case "heartbeat-interval":
+		d, err := time.ParseDuration(value)
+		if err != nil {
+			return fmt.Errorf("heartbeat-interval %q: want a duration such as 15s", value)
+		}
+		if d < time.Second || d > time.Hour {
+			return fmt.Errorf("heartbeat-interval %v: want between 1s and 1h", d)
+		}
+		z.HeartbeatInterval = d
+	default:
+		return fmt.Errorf("unknown key %q: want %s", key, strings.Join(Keys, ", "))
+	}
+	return nil
+}
+
 // ParseAddresses parses a comma-separated list of IP addresses.
 func ParseAddresses(s string) ([]string, error) {
 	var out []string
@@ -112,8 +162,14 @@ func ParseAddresses(s string) ([]string, error) {
 // Load reads the [lanzone] table from dir's configuration file, with
 // defaults filled in. Unknown tables are ignored.
 func Load(dir string) (LANZone, error) {
+	return LoadFile(Path(dir), dir)
+}
+
+// LoadFile reads the [lanzone] table from the configuration file at p, with
+// defaults filled in; dir (the sensor directory) names the init command in
+// the error for a missing file.
+func LoadFile(p, dir string) (LANZone, error) {
 	var f file
-	p := Path(dir)
 	if _, err := toml.DecodeFile(p, &f); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return LANZone{}, fmt.Errorf("read %s: no configuration: run `tapbeat init --dir %s` first", p, dir)
@@ -129,10 +185,15 @@ func Load(dir string) (LANZone, error) {
 // Save writes the [lanzone] table into dir's configuration file, keeping
 // every other table, atomically (write to a temporary file, then rename).
 func Save(dir string, z LANZone) error {
+	return SaveFile(Path(dir), z)
+}
+
+// SaveFile writes the [lanzone] table into the configuration file at p, as
+// Save does.
+func SaveFile(p string, z LANZone) error {
 	if err := z.Validate(); err != nil {
 		return err
 	}
-	p := Path(dir)
 	doc := map[string]any{}
 	if _, err := toml.DecodeFile(p, &doc); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("read %s before updating it: %w", p, err)

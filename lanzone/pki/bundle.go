@@ -92,14 +92,19 @@ type lanDetails struct {
 	pin   string
 }
 
-func lanInfo(dir string) (lanDetails, error) {
-	z, err := config.Load(dir)
-	if err != nil {
-		return lanDetails{}, err
+// lanInfo returns what a bundle says about the LAN zone: addrs, or when
+// nil the addresses of dir's configuration file, and the server pin.
+func lanInfo(dir string, addrs []string) (lanDetails, error) {
+	if addrs == nil {
+		z, err := config.Load(dir)
+		if err != nil {
+			return lanDetails{}, err
+		}
+		addrs = z.AddrPorts()
 	}
 	pin, err := ServerPin(dir)
 	if err != nil {
 		return lanDetails{}, err
 	}
-	return lanDetails{addrs: z.AddrPorts(), pin: pin}, nil
+	return lanDetails{addrs: addrs, pin: pin}, nil
 }

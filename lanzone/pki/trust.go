@@ -207,6 +207,11 @@ type EnrollOptions struct {
 	Admin bool
 	// NotBefore and NotAfter override the validity (default: now, now+5y).
 	NotBefore, NotAfter time.Time
+	// Addresses are the LAN-zone HOST:PORT addresses written into the
+	// bundle; nil reads them from the [lanzone] table of DIR/tapbeat.toml.
+	// A running sensor passes the ones it resolved (its file may be
+	// elsewhere, given with --config).
+	Addresses []string
 }
 
 // Enroll issues a certificate for host name and adds it to the trust store.
@@ -251,7 +256,7 @@ func (a *Authority) EnrollMany(names []string, opts EnrollOptions) ([]*Bundle, e
 			return nil, fmt.Errorf("enroll: %s %s is already enrolled (id %s): revoke it first with `tapbeat revoke --dir %s --name %s`", kind, e.Name, e.ID, a.dir, e.Name)
 		}
 	}
-	lan, err := lanInfo(a.dir)
+	lan, err := lanInfo(a.dir, opts.Addresses)
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,11 @@ import (
 // Protocol version spoken by this package. A peer with another major
 // version gets an error message and a close; minor versions only add
 // optional fields.
+// DefaultPort is the LAN zone's TCP port: where agents heartbeat unless the
+// sensor's configuration names another. Every other mention of the port in
+// the code refers to this one.
+const DefaultPort = 8347
+
 const (
 	Major = 1
 	Minor = 1

@@ -88,7 +88,7 @@ func BenchmarkDeliveryTCP(b *testing.B) {
 		f := Formatter{Format: FormatRFC5424, Hostname: "sensor-1"}
 		var frame, msg []byte
 		for i := range evs {
-			msg, _ = f.Append(msg[:0], &evs[i])
+			msg, _ = f.Append(msg[:0], &evs[i], uint32(i+1))
 			frame = syslog.AppendOctetCounted(frame, msg)
 		}
 		b.ResetTimer()
@@ -98,7 +98,7 @@ func BenchmarkDeliveryTCP(b *testing.B) {
 				_, err = conn.Write(frame)
 			} else {
 				for i := range evs[:k] {
-					msg, _ = f.Append(msg[:0], &evs[i])
+					msg, _ = f.Append(msg[:0], &evs[i], uint32(i+1))
 					_, err = conn.Write(syslog.AppendOctetCounted(nil, msg))
 				}
 			}

@@ -60,6 +60,7 @@ type DestinationStats struct {
 
 type pend struct {
 	seq uint64    // everything up to seq has been written
+	sid uint32    // the sequenceId of the last message written up to seq
 	n   uint64    // alerts written in this step
 	at  time.Time // when
 }
@@ -70,7 +71,9 @@ type destState struct {
 
 	mu        sync.Mutex
 	cursor    uint64
+	sid       uint32 // sequenceId of the last message submitted up to cursor (0: none yet)
 	persisted uint64
+	savedSID  uint32
 	savedLost uint64
 	floor     uint64 // entries up to here were dropped by the outbox limit
 	lost      uint64
@@ -104,7 +107,12 @@ func NewDispatcher(ob *Outbox, opts DispatcherOptions) (*Dispatcher, error) {
 		if s.lost, err = loadU64(ob.db, append(bytes.Clone(lostPrefix), d.Name...)); err != nil {
 			return nil, fmt.Errorf("alert destination %s: load loss counter: %w", d.Name, err)
 		}
-		s.persisted, s.savedLost = s.cursor, s.lost
+		sid, err := loadU64(ob.db, append(bytes.Clone(sidPrefix), d.Name...))
+		if err != nil {
+			return nil, fmt.Errorf("alert destination %s: load sequenceId: %w", d.Name, err)
+		}
+		s.sid = uint32(min(sid, MaxSequenceID))
+		s.persisted, s.savedLost, s.savedSID = s.cursor, s.lost, s.sid
 		dp.dests = append(dp.dests, s)
 		wakers = append(wakers, s.wake)
 	}
@@ -219,8 +227,10 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 	if !cn.stream {
 		confirm = 0 // udp: nothing to wait for; relp: acknowledged
 	}
+	// Messages are numbered on from the confirmed cursor, so one sent again
+	// after a reconnect or restart keeps its sequenceId.
 	s.mu.Lock()
-	next := s.cursor
+	next, sid := s.cursor, s.sid
 	s.mu.Unlock()
 	var (
 		pending   []pend
@@ -253,7 +263,7 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 				continue
 			}
 			start := len(buf)
-			if buf, err = f.append(buf, &ents[i].ev, ents[i].details); err != nil {
+			if buf, err = f.append(buf, &ents[i].ev, ents[i].details, NextSequenceID(sid)); err != nil {
 				buf = buf[:start]
 				dp.log.Error("alert cannot be formatted; skipped", "destination", s.d.Name, "seq", ents[i].seq, "err", err)
 				continue
@@ -265,6 +275,7 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 				continue
 			}
 			n++
+			sid = NextSequenceID(sid)
 			if cn.stream {
 				// Frame in place: the length prefix goes before the message.
 				msg = append(msg[:0], buf[start:]...)
@@ -279,7 +290,7 @@ func (dp *Dispatcher) session(ctx context.Context, s *destState, cn *conn) (bool
 		progressed := last > next
 		if progressed {
 			next = last
-			pending = append(pending, pend{seq: last, n: n, at: time.Now()})
+			pending = append(pending, pend{seq: last, sid: sid, n: n, at: time.Now()})
 		}
 		if len(pending) > 0 {
 			var c bool
@@ -358,10 +369,10 @@ func (dp *Dispatcher) confirm(s *destState, cn *conn, pending []pend, confirm ti
 	if i == 0 {
 		return pending, false
 	}
-	seq := pending[i-1].seq
+	seq, sid := pending[i-1].seq, pending[i-1].sid
 	s.mu.Lock()
 	if seq > s.cursor {
-		s.cursor = seq
+		s.cursor, s.sid = seq, sid
 	}
 	s.delivered += n
 	s.mu.Unlock()
@@ -370,7 +381,7 @@ func (dp *Dispatcher) confirm(s *destState, cn *conn, pending []pend, confirm ti
 
 func (dp *Dispatcher) persist(s *destState) error {
 	s.mu.Lock()
-	cur, lost, done := s.cursor, s.lost, s.cursor == s.persisted && s.lost == s.savedLost
+	cur, lost, sid, done := s.cursor, s.lost, s.sid, s.cursor == s.persisted && s.lost == s.savedLost && s.sid == s.savedSID
 	s.mu.Unlock()
 	if done {
 		return nil
@@ -384,13 +395,18 @@ func (dp *Dispatcher) persist(s *destState) error {
 		if err := txn.Set(append(bytes.Clone(cursorPrefix), s.d.Name...), u64(cur)); err != nil {
 			return err
 		}
+		if err := txn.Set(append(bytes.Clone(sidPrefix), s.d.Name...), u64(uint64(sid))); err != nil {
+			return err
+		}
 		return txn.Set(append(bytes.Clone(lostPrefix), s.d.Name...), u64(lost))
 	})
 	if err != nil {
 		return fmt.Errorf("alert destination %s: persist cursor %d: %w", s.d.Name, cur, err)
 	}
 	s.mu.Lock()
-	s.persisted = max(s.persisted, cur)
+	if cur >= s.persisted {
+		s.persisted, s.savedSID = cur, sid
+	}
 	s.savedLost = max(s.savedLost, lost)
 	s.mu.Unlock()
 	return nil

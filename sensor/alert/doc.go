@@ -25,8 +25,12 @@
 //
 // Delivery is at least once for relp, relp+tls, tcp and tls: a message may arrive more
 // than once, and is never dropped while it is in the outbox. Every message
-// carries the event's sequence number in [meta sequenceId="N"] and in
-// [tapbeat@32473 seq="N"], so a SIEM can drop duplicates.
+// carries the event's own number in [tapbeat@32473 seq="N"], so a SIEM can
+// drop duplicates, and the destination's RFC 5424 sequenceId (7.3.1) in
+// [meta sequenceId="N"]: 1 for the first message submitted to that
+// destination, one more for each after it (only what its filter passes),
+// 1 again after 2147483647. It is persisted with the destination's cursor,
+// so a message sent again after a reconnect or restart keeps its number.
 //
 //   - relp and relp+tls (RELP, rsyslog's imrelp, optionally over TLS): the
 //     collector acknowledges each message ("rsp 200"); the cursor advances

@@ -47,6 +47,7 @@ var signatureIDs = map[sensor.EventType]signature{
 	sensor.EventDuplicateIdentity:    {"1014", "Endpoint identity used twice"},
 	sensor.EventLimitExceeded:        {"1015", "Endpoint limit exceeded"},
 	sensor.EventDescriptorsLow:       {"1016", "File descriptors exhausted"},
+	sensor.EventSensorStalled:        {"1017", "Sensor stalled"},
 	sensor.EventEndpointHello:        {"1101", "Endpoint hello"},
 	sensor.EventEndpointDisconnected: {"1102", "Endpoint disconnected"},
 	sensor.EventEndpointRemoved:      {"1103", "Endpoint removed"},
@@ -89,15 +90,31 @@ type Formatter struct {
 	body   []byte
 }
 
-// Append appends ev as one RFC 5424 message (unframed) to dst.
-func (f *Formatter) Append(dst []byte, ev *sensor.Event) ([]byte, error) {
-	return f.append(dst, ev, "")
+// MaxSequenceID is the largest RFC 5424 sequenceId (section 7.3.1); the
+// next one after it is 1.
+const MaxSequenceID = 2147483647
+
+// NextSequenceID returns the sequenceId after id: 1 after 0 (none yet) and
+// after MaxSequenceID.
+func NextSequenceID(id uint32) uint32 {
+	if id >= MaxSequenceID {
+		return 1
+	}
+	return id + 1
+}
+
+// Append appends ev as one RFC 5424 message (unframed) to dst, numbered
+// sequenceID in [meta sequenceId] (RFC 5424 7.3.1: the count of messages
+// submitted to this destination, from 1). The event's own number is in the
+// tapbeat@32473 element's seq.
+func (f *Formatter) Append(dst []byte, ev *sensor.Event, sequenceID uint32) ([]byte, error) {
+	return f.append(dst, ev, "", sequenceID)
 }
 
 // append is Append with the details already in JSON when the caller has
 // them (outbox entries keep them so, and then leave ev.Details nil): the
 // delivery path never decodes them into a map.
-func (f *Formatter) append(dst []byte, ev *sensor.Event, details string) ([]byte, error) {
+func (f *Formatter) append(dst []byte, ev *sensor.Event, details string, sequenceID uint32) ([]byte, error) {
 	if details == "" && len(ev.Details) > 0 {
 		b, err := json.Marshal(ev.Details)
 		if err != nil {
@@ -148,7 +165,7 @@ func (f *Formatter) append(dst []byte, ev *sensor.Event, details string) ([]byte
 		MsgID:     string(ev.Type),
 		Data: []syslog.Element{
 			{ID: SDID, Params: p},
-			{ID: "meta", Params: []syslog.Param{{Name: "sequenceId", Value: seq}}},
+			{ID: "meta", Params: []syslog.Param{{Name: "sequenceId", Value: strconv.FormatUint(uint64(sequenceID), 10)}}},
 		},
 		Msg: f.body,
 	}

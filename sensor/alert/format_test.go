@@ -22,7 +22,7 @@ func TestFormatterBodies(t *testing.T) {
 	ev.Details["list"] = []any{"a", "b"}
 	for _, format := range []Format{FormatRFC5424, FormatCEF, FormatJSON} {
 		f := Formatter{Format: format, Facility: 16, Hostname: "sensor-1", ProcID: "9", Version: "1.2|3"}
-		b, err := f.Append(nil, &ev)
+		b, err := f.Append(nil, &ev, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +54,7 @@ func TestFormatterMinimalEvent(t *testing.T) {
 	ev := sensor.Event{Seq: 1, Type: "future_type", Severity: sensor.SeverityNotice}
 	for _, format := range []Format{FormatRFC5424, FormatCEF, FormatJSON} {
 		f := Formatter{Format: format}
-		b, err := f.Append(nil, &ev)
+		b, err := f.Append(nil, &ev, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -85,7 +85,7 @@ func BenchmarkFormat(b *testing.B) {
 			var buf []byte
 			b.ReportAllocs()
 			for b.Loop() {
-				buf, _ = f.Append(buf[:0], &ev)
+				buf, _ = f.Append(buf[:0], &ev, 1)
 			}
 		})
 	}

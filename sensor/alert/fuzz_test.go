@@ -44,7 +44,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		if details, err := decodeEventDetails(b, &ev, false); err == nil {
 			for _, format := range []Format{FormatRFC5424, FormatCEF, FormatJSON} {
 				f := Formatter{Format: format}
-				f.append(nil, &ev, details)
+				f.append(nil, &ev, details, 1)
 			}
 		}
 		decodeEvent(b, &sensor.Event{})

@@ -249,25 +249,20 @@ func startRsyslog(t testing.TB, tlsCfg *rsyslogTLS) *rsyslog {
 // imrelpPaths are where Debian's rsyslog-relp package installs imrelp.
 var imrelpPaths = []string{"/usr/lib/x86_64-linux-gnu/rsyslog/imrelp.so", "/usr/lib/aarch64-linux-gnu/rsyslog/imrelp.so", "/usr/lib/rsyslog/imrelp.so"}
 
+// gtlsPaths are where Debian's rsyslog-gnutls package installs the TLS
+// driver rsyslog loads for streamDriver.name="gtls".
+var gtlsPaths = []string{"/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so", "/usr/lib/aarch64-linux-gnu/rsyslog/lmnsd_gtls.so", "/usr/lib/rsyslog/lmnsd_gtls.so"}
+
 // startRsyslogWith also listens for RELP on r.RELP when relp is set (with
 // TLS when tlsCfg is set, as for the TCP input).
 func startRsyslogWith(t testing.TB, tlsCfg *rsyslogTLS, relp bool) *rsyslog {
 	t.Helper()
 	testenv.RequireCommands(t, "rsyslogd")
 	if relp {
-		found := false
-		for _, p := range imrelpPaths {
-			if _, err := os.Stat(p); err == nil {
-				found = true
-			}
-		}
-		if !found {
-			why := "[privileged] needs rsyslog's imrelp module (Debian package rsyslog-relp)"
-			if testenv.Strict() {
-				t.Fatal(why)
-			}
-			t.Skip(why)
-		}
+		testenv.RequireAnyFile(t, "rsyslog's imrelp module (Debian package rsyslog-relp)", imrelpPaths...)
+	}
+	if tlsCfg != nil {
+		testenv.RequireAnyFile(t, "rsyslog's TLS driver lmnsd_gtls (Debian package rsyslog-gnutls)", gtlsPaths...)
 	}
 	dir := t.TempDir()
 	r := &rsyslog{t: t, dir: dir, conf: filepath.Join(dir, "rsyslog.conf"), out: filepath.Join(dir, "received.jsonl"),
@@ -380,7 +375,8 @@ func (r *rsyslog) messages() []string {
 type parsed struct {
 	raw string
 	m   *rfc5424.SyslogMessage
-	seq uint64
+	seq uint64 // the event's number (tapbeat@32473 seq)
+	sid uint64 // the destination's RFC 5424 sequenceId
 }
 
 func (p parsed) sd(name string) string { return (*p.m.StructuredData)[SDID][name] }
@@ -399,11 +395,15 @@ func parseAll(t testing.TB, raws []string) []parsed {
 		if sm.StructuredData == nil {
 			t.Fatalf("no structured data: %q", raw)
 		}
-		seq, err := strconv.ParseUint((*sm.StructuredData)["meta"]["sequenceId"], 10, 64)
-		if err != nil {
-			t.Fatalf("no meta sequenceId: %q", raw)
+		sid, err := strconv.ParseUint((*sm.StructuredData)["meta"]["sequenceId"], 10, 64)
+		if err != nil || sid < 1 || sid > MaxSequenceID {
+			t.Fatalf("no meta sequenceId in 1-%d: %q", MaxSequenceID, raw)
 		}
-		out = append(out, parsed{raw: raw, m: sm, seq: seq})
+		seq, err := strconv.ParseUint((*sm.StructuredData)[SDID]["seq"], 10, 64)
+		if err != nil {
+			t.Fatalf("no %s seq: %q", SDID, raw)
+		}
+		out = append(out, parsed{raw: raw, m: sm, seq: seq, sid: sid})
 	}
 	return out
 }

@@ -26,6 +26,7 @@ var (
 	outboxPrefix = []byte(KeyPrefix + "o/")
 	cursorPrefix = []byte(KeyPrefix + "c/")
 	lostPrefix   = []byte(KeyPrefix + "l/")
+	sidPrefix    = []byte(KeyPrefix + "i/")
 )
 
 func outboxKey(seq uint64) []byte {
@@ -133,6 +134,9 @@ func NewOutbox(db *badger.DB, opts OutboxOptions) (*Outbox, error) {
 			if !names[name] {
 				o.log.Warn("alert destination no longer configured: its cursor is deleted and its undelivered alerts will not be sent", "destination", name)
 				if err := txn.Delete(append(bytes.Clone(cursorPrefix), name...)); err != nil {
+					return err
+				}
+				if err := txn.Delete(append(bytes.Clone(sidPrefix), name...)); err != nil {
 					return err
 				}
 			}

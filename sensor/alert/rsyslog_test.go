@@ -251,7 +251,7 @@ func TestRsyslogUDP(t *testing.T) {
 	}
 	defer c.Close()
 	waitFor(t, 10*time.Second, "rsyslog's UDP input", func() bool {
-		c.Write([]byte(`<13>1 - - probe - - [meta sequenceId="999999"] ready`))
+		c.Write([]byte(`<13>1 - - probe - - [meta sequenceId="999999"][tapbeat@32473 seq="0"] ready`))
 		return len(r.messages()) > 0
 	})
 	db := testDB(t, t.TempDir())

@@ -16,7 +16,8 @@ import (
 // acknowledged (relp), or sent with the connection still open after the
 // confirm delay (tcp, tls). It is meant for checking a destination, e.g.
 // from the command line; the daemon delivers through the Dispatcher.
-// Events the destination's filter rejects are still sent.
+// Events the destination's filter rejects are still sent. Their
+// sequenceIds count from 1, as for a new destination.
 func Send(ctx context.Context, d Destination, evs []sensor.Event, version string) error {
 	cn, err := dial(ctx, &d)
 	if err != nil {
@@ -28,7 +29,7 @@ func Send(ctx context.Context, d Destination, evs []sensor.Event, version string
 	var framed, msg []byte
 	var msgs [][]byte
 	for i := range evs {
-		if msg, err = f.Append(msg[:0], &evs[i]); err != nil {
+		if msg, err = f.Append(msg[:0], &evs[i], NextSequenceID(uint32(i))); err != nil {
 			return fmt.Errorf("%s: %w", d.Name, err)
 		}
 		framed = syslog.AppendOctetCounted(framed, msg)

@@ -14,7 +14,7 @@ func (s *Sensor) runCapture(ctx context.Context) error {
 		Interfaces: s.cfg.Capture.Interfaces,
 		Workers:    s.cfg.Capture.Fanout,
 		Ring:       capture.RingConfig{RingBytes: s.cfg.Capture.RingMiB << 20},
-		Options:    capture.Options{LANPort: s.cfg.LANZone.Port},
+		Options:    capture.Options{LANPort: s.opts.Config.LANPort()},
 		Logger:     s.log.With("part", "capture"),
 	}, fanout{s})
 	if err != nil {

@@ -27,6 +27,11 @@ type Config struct {
 	Alerts      Alerts           `toml:"alerts"`
 	API         API              `toml:"api"`
 	Metrics     Metrics          `toml:"metrics"`
+
+	// Listen lists LAN-zone bind addresses given by --listen or
+	// TAPBEAT_LISTEN; it has no place in the file (lanzone.addresses and
+	// lanzone.port say where to listen there).
+	Listen []string `toml:"-"`
 }
 
 // Correlation is the [correlation] table: the rules of sensor.Config. The
@@ -192,10 +197,8 @@ func ParseConfig(path string, data []byte) (Config, error) {
 // Validate checks every table.
 func (c Config) Validate() error {
 	var errs []error
-	if len(c.LANZone.Addresses) > 0 || c.LANZone.Port != 0 || c.LANZone.HeartbeatInterval != 0 {
-		if err := c.LANZone.Validate(); err != nil {
-			errs = append(errs, err)
-		}
+	if err := c.LANZone.ValidateValues(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.SensorConfig().Validate(); err != nil {
 		errs = append(errs, err)
@@ -225,10 +228,19 @@ func findLine(data []byte, key string) int {
 	return 0
 }
 
-// lineOfProblem finds the line holding the first quoted value an error
-// names, e.g. a bad CIDR, or 0.
+// lineOfProblem finds the line of the key an error starts with
+// (lanzone.port ...), else of the first quoted value it names (a bad
+// CIDR), or 0.
 func lineOfProblem(data []byte, err error) int {
 	msg := err.Error()
+	// "table.key value: ..." names the key.
+	if first, _, ok := strings.Cut(msg, " "); ok && strings.Count(first, ".") == 1 {
+		if _, key, _ := strings.Cut(first, "."); key != "" {
+			if n := findLine(data, key); n > 0 {
+				return n
+			}
+		}
+	}
 	for {
 		i := strings.IndexByte(msg, '"')
 		if i < 0 {

@@ -17,6 +17,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/tapbeat/tapbeat/lanzone"
+	lzconfig "github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert"
@@ -28,26 +29,28 @@ import (
 type Options struct {
 	// Dir is the state directory: config, PKI, history.
 	Dir string
-	// Config is the configuration, flags already applied.
-	Config Config
-	// ConfigPath is re-read on Reload (SIGHUP); "" means no file.
-	ConfigPath string
-	// Listen overrides the LAN-zone addresses (host:port, repeatable).
-	Listen []string
+	// Config is the resolved configuration the sensor starts with.
+	Config Resolved
+	// Resolve resolves the configuration again from the same sources
+	// (file, environment, flags): on Reload, and when the file changes.
+	// nil means the configuration never changes.
+	Resolve func() (Resolved, error)
 	// Logger receives the daemon's logs.
 	Logger *slog.Logger
 	// Version is written in CEF headers and logs.
 	Version string
 	// Reload delivers reload requests (SIGHUP); nil means none.
 	Reload <-chan struct{}
-	// Override re-applies flag and environment settings to a reloaded file.
-	Override func(*Config)
+	// WatchEvery is how often the configuration file is checked for
+	// changes (tapbeat config set, an edit); default 1s, negative never.
+	WatchEvery time.Duration
 }
 
 // Sensor is a running daemon's parts, for Run and for tests.
 type Sensor struct {
 	opts     Options
 	cfg      Config
+	resolved Resolved // the configuration in force (reloads replace it)
 	log      *slog.Logger
 	store    *history.Store
 	engine   *sensor.Engine
@@ -55,6 +58,8 @@ type Sensor struct {
 	queue    *eventQueue
 	jsonLog  *alert.JSONLog
 	metrics  *metrics
+
+	applyMu sync.Mutex // one configuration change at a time
 
 	mu         sync.Mutex
 	outbox     *alert.Outbox
@@ -80,8 +85,11 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	cfg := opts.Config.WithDefaults(opts.Dir)
-	s := &Sensor{opts: opts, cfg: cfg, log: opts.Logger, queue: newEventQueue(1 << 20)}
+	if opts.WatchEvery == 0 {
+		opts.WatchEvery = time.Second
+	}
+	cfg := opts.Config.Config
+	s := &Sensor{opts: opts, cfg: cfg, resolved: opts.Config, log: opts.Logger, queue: newEventQueue(1 << 20)}
 	s.metrics = newMetrics(s)
 
 	// Events recorded before the engine exists (none today) or from
@@ -124,7 +132,7 @@ func Run(ctx context.Context, opts Options) error {
 	if n := len(spilled); n > 0 && spilled[n-1].Seq >= snap.NextSeq {
 		snap.NextSeq = spilled[n-1].Seq + 1
 	}
-	corr, err := sensor.NewCorrelator(s.sensorConfig(cfg), sensor.WallClock{})
+	corr, err := sensor.NewCorrelator(s.sensorConfig(opts.Config), sensor.WallClock{})
 	if err != nil {
 		return err
 	}
@@ -150,8 +158,13 @@ func Run(ctx context.Context, opts Options) error {
 
 	fds := newFDBudget(openFileLimit())
 	s.log.Info("file descriptor budget", "limit", openFileLimit(), "lan_zone_connections", fds.lanConns, "api_connections_per_listener", fds.apiConns)
+	var listen []string
+	if opts.Config.BindFixed {
+		listen = opts.Config.BindSpecs()
+	}
+	lan := cfg.LANZone
 	s.listener, err = lanzone.New(lanzone.Options{
-		Dir: opts.Dir, Listen: opts.Listen, Correlator: s.engine, Logger: s.log.With("part", "lanzone"),
+		Dir: opts.Dir, Config: &lan, Listen: listen, Correlator: s.engine, Logger: s.log.With("part", "lanzone"),
 		MaxConns: fds.lanConns,
 	})
 	if err != nil {
@@ -175,7 +188,16 @@ func Run(ctx context.Context, opts Options) error {
 	}()
 	srv := api.NewServer(store, s.engine, s.log.With("part", "api"))
 	srv.SetLimits(api.Limits{MaxConns: fds.apiConns, Record: s.engine.Record})
-	srv.HandleEnrollment(func() (api.Enroller, error) { return pki.Open(opts.Dir) })
+	srv.HandleEnrollment(func() (api.Enroller, error) {
+		a, err := pki.Open(opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		return resolvedEnroller{a, s}, nil
+	})
+	srv.HandleConfig(func(_ context.Context, key, value string) (api.ConfigAnswer, error) {
+		return s.setConfig(key, value, record)
+	})
 	srv.HandleEnrollmentCodes(opts.Dir, time.Now)
 	outputs.Add(1)
 	go func() {
@@ -229,27 +251,18 @@ func Run(ctx context.Context, opts Options) error {
 	inputs.Add(1)
 	go func() {
 		defer inputs.Done()
-		_ = s.engine.Run(inCtx, time.Second)
+		_ = s.engine.Run(inCtx, tickEvery)
 	}()
 	inputs.Add(1)
 	go func() {
 		defer inputs.Done()
 		s.snapshots(inCtx)
 	}()
-	if opts.Reload != nil {
+	if opts.Resolve != nil {
 		inputs.Add(1)
 		go func() {
 			defer inputs.Done()
-			for {
-				select {
-				case <-inCtx.Done():
-					return
-				case <-opts.Reload:
-					if err := s.reload(record); err != nil {
-						s.log.Error("reload refused; the running configuration stays", "err", err)
-					}
-				}
-			}
+			s.followConfig(inCtx, record)
 		}()
 	}
 	captureErr := make(chan error, 1)
@@ -306,6 +319,12 @@ func Run(ctx context.Context, opts Options) error {
 	s.log.Info("sensor stopped", "last_seq", s.stored.Load())
 	return runErr
 }
+
+// tickEvery is how often the correlator's time rules run. A verdict comes
+// at the first tick past a deadline, so at a 1 s heartbeat interval a tick
+// of a quarter second keeps it well within one interval of the deadline;
+// a pass over 100k endpoints costs under a millisecond (BENCHMARKS.md).
+const tickEvery = 250 * time.Millisecond
 
 // pipeline stores events in sequence order, then hands them on. It retries
 // a failing store without dropping anything; the queue bounds memory. Once
@@ -438,18 +457,11 @@ func (s *Sensor) noteStore(err error, what string) {
 }
 
 // sensorConfig is the correlator's configuration, with the LAN zone's own
-// addresses so the heartbeat channel is told apart from other flows.
-func (s *Sensor) sensorConfig(cfg Config) sensor.Config {
-	sc := cfg.SensorConfig()
-	listen := s.opts.Listen
-	if len(listen) == 0 {
-		listen = cfg.LANZone.AddrPorts()
-	}
-	for _, l := range listen {
-		if ap, err := netip.ParseAddrPort(l); err == nil {
-			sc.SensorAddrs = append(sc.SensorAddrs, ap)
-		}
-	}
+// addresses so the heartbeat channel is told apart from other flows (an
+// unspecified address, from ":PORT", matches every address on the port).
+func (s *Sensor) sensorConfig(r Resolved) sensor.Config {
+	sc := r.SensorConfig()
+	sc.SensorAddrs = slices.Clone(r.Bind)
 	// The sensor's own interfaces answer heartbeats on the LAN: they are
 	// infrastructure, not stations without a heartbeat.
 	sc.Infrastructure = append(slices.Clone(sc.Infrastructure), ownMACs()...)
@@ -540,31 +552,159 @@ func (s *Sensor) stopAlertDispatch() {
 	}
 }
 
-// reload re-reads the configuration file: policies, infrastructure MACs and
-// syslog destinations change without dropping connections. The trust store
-// and LAN-zone addresses are re-read by the listener on its own.
+// resolvedEnroller enrolls through the authority with the LAN-zone
+// addresses of the configuration in force, wherever its file is.
+type resolvedEnroller struct {
+	*pki.Authority
+	s *Sensor
+}
+
+func (e resolvedEnroller) Enroll(name string, opts pki.EnrollOptions) (*pki.Bundle, error) {
+	if opts.Addresses == nil {
+		e.s.applyMu.Lock()
+		opts.Addresses = e.s.resolved.LANZone.AddrPorts()
+		e.s.applyMu.Unlock()
+		if len(opts.Addresses) == 0 {
+			return nil, errors.New("the sensor's configuration lists no lanzone.addresses, so a bundle could not tell the agent where to connect: set them (tapbeat config set lan ADDR)")
+		}
+	}
+	return e.Authority.Enroll(name, opts)
+}
+
+// followConfig applies configuration changes until ctx ends: on every
+// reload request (SIGHUP) and whenever the configuration file changes
+// (tapbeat config set, an edit). The daemon owns this watch; no part reads
+// the file on its own.
+func (s *Sensor) followConfig(ctx context.Context, record func(sensor.Event)) {
+	var tick <-chan time.Time
+	if s.opts.WatchEvery > 0 {
+		t := time.NewTicker(s.opts.WatchEvery)
+		defer t.Stop()
+		tick = t.C
+	}
+	path := s.opts.Config.Path // the sources, and so the file, stay the same
+	seen := fileStamp(path)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.opts.Reload:
+		case <-tick:
+			now := fileStamp(path)
+			if now == seen {
+				continue
+			}
+			seen = now
+		}
+		if err := s.reload(record); err != nil {
+			s.log.Error("configuration change refused; the running configuration stays", "err", err)
+		}
+	}
+}
+
+// stamp identifies a version of a file: a rename over it (an atomic save)
+// or a write changes it.
+type stamp struct {
+	mod  time.Time
+	size int64
+	ino  uint64
+}
+
+func fileStamp(path string) stamp {
+	st, err := os.Stat(path)
+	if err != nil {
+		return stamp{}
+	}
+	return stamp{mod: st.ModTime(), size: st.Size(), ino: inode(st)}
+}
+
+// reload resolves the configuration again and applies it.
 func (s *Sensor) reload(record func(sensor.Event)) error {
-	if s.opts.ConfigPath == "" {
-		return errors.New("no configuration file to reload")
-	}
-	if _, err := os.Stat(s.opts.ConfigPath); err != nil {
-		return err
-	}
-	cfg, err := LoadConfig(s.opts.ConfigPath)
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	r, err := s.opts.Resolve()
 	if err != nil {
 		return err
 	}
-	if s.opts.Override != nil {
-		s.opts.Override(&cfg)
+	return s.apply(r, record)
+}
+
+// setConfig changes one LAN-zone setting for the admin API: it writes the
+// configuration file, as `tapbeat config set` does, then resolves and
+// applies it at once, as for any change of the file.
+func (s *Sensor) setConfig(key, value string, record func(sensor.Event)) (api.ConfigAnswer, error) {
+	if s.opts.Resolve == nil {
+		return api.ConfigAnswer{}, errors.New("this sensor runs without a configuration file to change")
 	}
-	cfg = cfg.WithDefaults(s.opts.Dir)
-	if err := s.engine.Reconfigure(s.sensorConfig(cfg)); err != nil {
+	path := s.opts.Config.Path
+	z, err := lzconfig.LoadFile(path, s.opts.Dir)
+	if err != nil {
+		return api.ConfigAnswer{}, err
+	}
+	if err := z.Set(key, value); err != nil {
+		return api.ConfigAnswer{}, err
+	}
+	if key == "lan" {
+		a, err := pki.Open(s.opts.Dir)
+		if err != nil {
+			return api.ConfigAnswer{}, err
+		}
+		ips := make([]netip.Addr, len(z.Addresses))
+		for i, a := range z.Addresses {
+			ips[i] = netip.MustParseAddr(a) // Set parsed them
+		}
+		if err := a.ReissueServer(ips); err != nil {
+			return api.ConfigAnswer{}, err
+		}
+	}
+	if err := lzconfig.SaveFile(path, z); err != nil {
+		return api.ConfigAnswer{}, err
+	}
+	if err := s.reload(record); err != nil {
+		return api.ConfigAnswer{}, fmt.Errorf("%s was written, but the configuration it gives is refused: %w", path, err)
+	}
+	s.applyMu.Lock()
+	r := s.resolved
+	s.applyMu.Unlock()
+	return api.ConfigAnswer{HeartbeatInterval: r.LANZone.HeartbeatInterval.String(), Addresses: r.LANZone.AddrPorts()}, nil
+}
+
+// apply hands a resolved configuration to every part that can change while
+// running, together: the correlator first (so an endpoint is judged by the
+// longer interval before its agent is told of a shorter one), then the LAN
+// zone (agents are told at once), then alerting. Settings that need a
+// restart are logged as such.
+func (s *Sensor) apply(r Resolved, record func(sensor.Event)) error {
+	old := s.resolved
+	if err := s.engine.Reconfigure(s.sensorConfig(r)); err != nil {
 		return err
 	}
-	if err := s.startAlerts(cfg.Alerts, record); err != nil {
+	if err := s.listener.Apply(r.LANZone); err != nil {
 		return err
 	}
-	s.log.Info("configuration reloaded", "policies", len(cfg.Correlation.Policies),
-		"infrastructure", len(cfg.Correlation.Infrastructure), "syslog", len(cfg.Alerts.Syslog))
+	if !slices.Equal(old.Alerts.Syslog, r.Alerts.Syslog) || old.Alerts.OutboxLimit != r.Alerts.OutboxLimit {
+		if err := s.startAlerts(r.Alerts, record); err != nil {
+			return err
+		}
+	}
+	for _, c := range []struct {
+		what    string
+		changed bool
+	}{
+		{"capture", !slices.Equal(old.Capture.Interfaces, r.Capture.Interfaces) || old.Capture.RingMiB != r.Capture.RingMiB || old.Capture.Fanout != r.Capture.Fanout},
+		{"LAN-zone port", old.LANPort() != r.LANPort()},
+		{"API socket", old.API.Socket != r.API.Socket},
+		{"admin API address", old.API.AdminListen != r.API.AdminListen},
+		{"metrics address", old.Metrics.Listen != r.Metrics.Listen},
+		{"history settings", old.History != r.History},
+	} {
+		if c.changed {
+			s.log.Warn("configuration: a changed setting takes effect at the next start", "setting", c.what)
+		}
+	}
+	s.resolved = r
+	s.log.Info("configuration reloaded", "file", r.Path, "heartbeat_interval", r.LANZone.HeartbeatInterval,
+		"missing_after", int(r.SensorConfig().MissingDeadline()/r.LANZone.HeartbeatInterval),
+		"policies", len(r.Correlation.Policies), "infrastructure", len(r.Correlation.Infrastructure), "syslog", len(r.Alerts.Syslog))
 	return nil
 }

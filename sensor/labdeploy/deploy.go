@@ -39,6 +39,9 @@ type Options struct {
 	ExtraConfig string
 	// SensorArgs are extra `tapbeat run` flags (e.g. --syslog).
 	SensorArgs []string
+	// SensorEnv are NAME=VALUE variables set for `tapbeat run` (e.g.
+	// TAPBEAT_HEARTBEAT_INTERVAL=1s).
+	SensorEnv []string
 }
 
 // Deployment is tapbeat running in a lab.
@@ -130,6 +133,10 @@ func (d *Deployment) Enroll(ctx context.Context, host string) error {
 func (d *Deployment) StartSensor(ctx context.Context) error {
 	args := append([]string{filepath.Join(d.Opts.Bin, "tapbeat"), "run", "--dir", d.Opts.Dir,
 		"--capture", lab.MirrorInterface}, d.Opts.SensorArgs...)
+	if len(d.Opts.SensorEnv) > 0 {
+		// env execs the sensor: the process id stays the sensor's.
+		args = append(append([]string{"env"}, d.Opts.SensorEnv...), args...)
+	}
 	p, err := d.Lab.Start(ctx, lab.HostSensor, args...)
 	if err != nil {
 		return err
@@ -171,6 +178,54 @@ func (d *Deployment) Reload() error {
 		return errors.New("the sensor is not running")
 	}
 	return p.Cmd.Process.Signal(syscall.SIGHUP)
+}
+
+// FreezeSensor stops the sensor process (SIGSTOP) for how long, then lets
+// it continue (SIGCONT), as a paused virtual machine or a stalled process.
+func (d *Deployment) FreezeSensor(ctx context.Context, how time.Duration) error {
+	d.mu.Lock()
+	p := d.sensor
+	d.mu.Unlock()
+	if p == nil {
+		return errors.New("the sensor is not running")
+	}
+	if err := p.Cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		return fmt.Errorf("stop the sensor: %w", err)
+	}
+	t := time.NewTimer(how)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	if err := p.Cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		return fmt.Errorf("continue the sensor: %w", err)
+	}
+	return ctx.Err()
+}
+
+// KeepTalking pings the sensor's LAN address from each host every period
+// until ctx ends, so every endpoint's MACs keep sending. It returns at
+// once; done is closed when the pinging has stopped.
+func (d *Deployment) KeepTalking(ctx context.Context, period time.Duration, hosts ...string) (done <-chan struct{}, err error) {
+	to, err := d.Lab.Addr(lab.HostSensor)
+	if err != nil {
+		return nil, err
+	}
+	c := make(chan struct{})
+	go func() {
+		defer close(c)
+		for ctx.Err() == nil {
+			for _, h := range hosts {
+				_ = d.Lab.Ping(ctx, h, to, 1)
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(period):
+			}
+		}
+	}()
+	return c, nil
 }
 
 // SensorOutput returns what the sensor logged so far.

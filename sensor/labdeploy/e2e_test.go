@@ -73,9 +73,10 @@ func upLab(t *testing.T, specs []lab.EndpointSpec, opts Options) *Deployment {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		out := d.SensorOutput()
 		d.Stop()
 		if t.Failed() {
-			t.Logf("sensor log:\n%s", d.SensorOutput())
+			t.Logf("sensor log:\n%s", out)
 		}
 	})
 	for _, ep := range l.Endpoints {

@@ -52,6 +52,19 @@ func RequireCommands(t testing.TB, names ...string) {
 	}
 }
 
+// RequireAnyFile skips (or in CI fails) unless one of paths exists: a
+// plug-in module a program loads, for instance. what names it and the
+// package that provides it.
+func RequireAnyFile(t testing.TB, what string, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return
+		}
+	}
+	unavailable(t, fmt.Sprintf("needs %s (none of %s)", what, strings.Join(paths, ", ")))
+}
+
 // Run runs a command and fails the test with its output if it fails.
 func Run(t testing.TB, name string, args ...string) string {
 	t.Helper()
