@@ -231,7 +231,7 @@ func TestHostileTextEscaped(t *testing.T) {
 		Details: map[string]any{"users": []string{"eve\x1b]0;x\x07"}, "note": "\u202e"}}
 	for _, f := range []Format{FormatCEF, FormatJSON, FormatRFC5424} {
 		fm := &Formatter{Format: f, Hostname: "sensor"}
-		b, err := fm.Append(nil, &ev)
+		b, err := fm.Append(nil, &ev, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
