@@ -51,6 +51,9 @@ type conn struct {
 	wmu       sync.Mutex
 	closed    atomic.Bool
 	lastFrame atomic.Int64 // unix nanoseconds of the newest frame read
+	// instance is the agent process's instance from its hello ("" from an
+	// agent older than protocol 1.1).
+	instance string
 	// cause is how the connection ended (a sensor.DisconnectCause), set
 	// once by whoever saw the end first: the sensor closing it on purpose,
 	// or the reader.
@@ -181,6 +184,7 @@ func (c *conn) serve(ctx context.Context) {
 		c.nc.Close()
 		return
 	}
+	c.instance = h.Instance
 	if !c.l.register(c) {
 		return
 	}

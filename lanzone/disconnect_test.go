@@ -98,17 +98,17 @@ func TestDisconnectCauses(t *testing.T) {
 	}
 }
 
-// TestReplacedConnectionIsNoDrop: a newer connection of the same endpoint
-// (a cable to Wi-Fi switch) replaces the old one, which is then not reported
+// TestReplacedConnectionIsNoDrop: a newer connection of the same agent
+// process from another address (a cable to Wi-Fi switch) replaces the old one, which is then not reported
 // as the endpoint's disconnect.
 func TestReplacedConnectionIsNoDrop(t *testing.T) {
 	f := newFixture(t, nil)
 	b := f.enroll(t, "ws-roam.example")
-	old := f.connect(t, b, "127.0.0.1", sensor.HealthGreen)
+	old := f.connectAs(t, b, "127.0.0.1", sensor.HealthGreen, "agent-1")
 	if _, err := old.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	fresh := f.connect(t, b, "127.0.0.2", sensor.HealthGreen)
+	fresh := f.connectAs(t, b, "127.0.0.2", sensor.HealthGreen, "agent-1")
 	if _, err := fresh.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

@@ -828,12 +828,15 @@ func (l *Listener) poll() {
 // connection is alive (a frame within the last interval and a half), it is
 // a second machine using the same certificate: c is refused and
 // duplicate_identity raised, so the first keeps its place until it goes
-// away instead of the two knocking each other off.
+// away instead of the two knocking each other off. The same agent process
+// (the instance its hello names) moving to another address, such as a
+// laptop going from cable to Wi-Fi, replaces its old connection.
 func (l *Listener) register(c *conn) bool {
 	now := time.Now()
 	l.mu.Lock()
 	old := l.conns[c.id]
-	if old != nil && old.remote.Addr() != c.remote.Addr() &&
+	sameAgent := c.instance != "" && old != nil && old.instance == c.instance
+	if old != nil && !sameAgent && old.remote.Addr() != c.remote.Addr() &&
 		now.Sub(time.Unix(0, old.lastFrame.Load())) < 3*time.Duration(l.interval.Load())/2 && !old.closed.Load() {
 		key := c.id + "|" + c.remote.Addr().String()
 		report := now.Sub(l.dupSeen[key]) >= l.opts.DuplicateEventWindow

@@ -166,6 +166,12 @@ func dialFrom(t *testing.T, addr, src string, cfg *tls.Config) (*tls.Conn, error
 
 func (f *fixture) connect(t *testing.T, b *pki.Bundle, src string, health sensor.Health) *client {
 	t.Helper()
+	return f.connectAs(t, b, src, health, "")
+}
+
+// connectAs is connect for an agent process that names its instance.
+func (f *fixture) connectAs(t *testing.T, b *pki.Bundle, src string, health sensor.Health, instance string) *client {
+	t.Helper()
 	cfg, err := pki.ClientConfig(b)
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +182,7 @@ func (f *fixture) connect(t *testing.T, b *pki.Bundle, src string, health sensor
 	}
 	t.Cleanup(func() { c.Close() })
 	cl := &client{t: t, c: c, cfg: cfg}
-	cl.send(wire.TypeHello, wire.Hello{Health: health, Interfaces: []wire.Interface{{Name: "eth0", MAC: sensor.MACFromUint64(0x020000000000 + uint64(len(b.Name))*1000 + uint64(b.Name[len(b.Name)-1])), IPs: []netip.Addr{netip.MustParseAddr("10.9.0.1")}}}, Users: []string{"alice"}})
+	cl.send(wire.TypeHello, wire.Hello{Health: health, Interfaces: []wire.Interface{{Name: "eth0", MAC: sensor.MACFromUint64(0x020000000000 + uint64(len(b.Name))*1000 + uint64(b.Name[len(b.Name)-1])), IPs: []netip.Addr{netip.MustParseAddr("10.9.0.1")}}}, Users: []string{"alice"}, Instance: instance})
 	return cl
 }
 
