@@ -89,8 +89,8 @@ bench-lanzone:
 
 # 90 days of synthetic history for 10,000 endpoints, then query latencies.
 bench-history: build
-	bin/tapbeat history-gen --dir build/hist --endpoints 10000 --days 90
-	bin/tapbeat history-bench --dir build/hist
+	$(GO) run ./sensor/history/internal/histbench gen --dir build/hist --endpoints 10000 --days 90
+	$(GO) run ./sensor/history/internal/histbench query --dir build/hist --cli bin/tapbeat
 
 # .deb and .rpm packages of tapbeat and tapbeat-agent in build/packages,
 # versioned from git (appliance/packages, nfpm); the binaries report the

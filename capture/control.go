@@ -8,7 +8,7 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
-// Binding sources, as sensor.Binding.Source.
+// Binding sources, as schema.Binding.Source.
 const (
 	SourceARP     = "arp"
 	SourceDHCP    = "dhcp"

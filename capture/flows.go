@@ -8,7 +8,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // flowWays is the associativity of the flow table.
@@ -202,10 +202,10 @@ func appendFlow(fs []flowRec, h *Header, ts int64) []flowRec {
 }
 
 // flow converts the record for the sink.
-func (f *flowRec) flow() sensor.Flow {
-	out := sensor.Flow{
-		SrcMAC:  sensor.MACFromUint64(f.src),
-		DstMAC:  sensor.MACFromUint64(f.dst),
+func (f *flowRec) flow() schema.Flow {
+	out := schema.Flow{
+		SrcMAC:  schema.MACFromUint64(f.src),
+		DstMAC:  schema.MACFromUint64(f.dst),
 		SrcIP:   netip.AddrFrom16(f.srcIP),
 		DstIP:   netip.AddrFrom16(f.dstIP),
 		Proto:   f.proto,

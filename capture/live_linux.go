@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // LiveConfig describes live capture on one or more mirror ports.
@@ -217,7 +217,7 @@ func (l *Live) supervise(ctx context.Context, name string) {
 	var attempt uint64
 	var downSince time.Time
 	var downReason string
-	report := func(h sensor.CaptureHealth) {
+	report := func(h schema.CaptureHealth) {
 		h.Interface, h.Time = name, time.Now().UTC()
 		l.sink.CaptureHealth(h)
 	}
@@ -239,7 +239,7 @@ func (l *Live) supervise(ctx context.Context, name string) {
 				downSince = time.Now()
 			}
 			downReason = why
-			report(sensor.CaptureHealth{Up: false, Reason: why})
+			report(schema.CaptureHealth{Up: false, Reason: why})
 			select {
 			case <-ctx.Done():
 				return
@@ -256,7 +256,7 @@ func (l *Live) supervise(ctx context.Context, name string) {
 		if why != "" {
 			downSince, downReason = time.Now(), why
 			l.log.Warn("capture interface down", "interface", name, "reason", why)
-			report(sensor.CaptureHealth{Up: false, Reason: why})
+			report(schema.CaptureHealth{Up: false, Reason: why})
 		}
 	}
 }
@@ -264,7 +264,7 @@ func (l *Live) supervise(ctx context.Context, name string) {
 // capture runs workers on srcs until ctx ends or the interface fails; it
 // returns why it failed ("" when ctx ended). The sources are closed after
 // every worker stopped reading.
-func (l *Live) capture(ctx context.Context, name string, srcs []liveSource, report func(sensor.CaptureHealth)) string {
+func (l *Live) capture(ctx context.Context, name string, srcs []liveSource, report func(schema.CaptureHealth)) string {
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	failed := make(chan error, len(srcs))
@@ -291,7 +291,7 @@ loop:
 			why = err.Error()
 			break loop
 		case <-tick.C:
-			var h sensor.CaptureHealth
+			var h schema.CaptureHealth
 			for _, s := range srcs {
 				st, err := s.Stats()
 				if err != nil {

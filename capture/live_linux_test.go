@@ -16,26 +16,26 @@ import (
 	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
 // recSink records everything capture reports.
 type recSink struct {
 	mu     sync.Mutex
-	tx     map[sensor.MAC][2]uint64 // packets, bytes
-	last   map[sensor.MAC]time.Time
-	ips    map[sensor.MAC]map[string]bool
-	flows  []sensor.Flow
-	health []sensor.CaptureHealth
-	binds  []sensor.Binding
+	tx     map[schema.MAC][2]uint64 // packets, bytes
+	last   map[schema.MAC]time.Time
+	ips    map[schema.MAC]map[string]bool
+	flows  []schema.Flow
+	health []schema.CaptureHealth
+	binds  []schema.Binding
 }
 
 func newRecSink() *recSink {
-	return &recSink{tx: map[sensor.MAC][2]uint64{}, last: map[sensor.MAC]time.Time{}, ips: map[sensor.MAC]map[string]bool{}}
+	return &recSink{tx: map[schema.MAC][2]uint64{}, last: map[schema.MAC]time.Time{}, ips: map[schema.MAC]map[string]bool{}}
 }
 
-func (s *recSink) Traffic(b []sensor.TrafficSummary) {
+func (s *recSink) Traffic(b []schema.TrafficSummary) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, t := range b {
@@ -53,35 +53,35 @@ func (s *recSink) Traffic(b []sensor.TrafficSummary) {
 	}
 }
 
-func (s *recSink) FlowStarts(f []sensor.Flow) {
+func (s *recSink) FlowStarts(f []schema.Flow) {
 	s.mu.Lock()
 	s.flows = append(s.flows, f...)
 	s.mu.Unlock()
 }
 
-func (s *recSink) CaptureHealth(h sensor.CaptureHealth) {
+func (s *recSink) CaptureHealth(h schema.CaptureHealth) {
 	s.mu.Lock()
 	s.health = append(s.health, h)
 	s.mu.Unlock()
 }
 
-func (s *recSink) Bindings(b []sensor.Binding) {
+func (s *recSink) Bindings(b []schema.Binding) {
 	s.mu.Lock()
 	s.binds = append(s.binds, b...)
 	s.mu.Unlock()
 }
 
-func (s *recSink) counts(m sensor.MAC) [2]uint64 {
+func (s *recSink) counts(m schema.MAC) [2]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.tx[m]
 }
 
-func (s *recSink) lastHealth() (sensor.CaptureHealth, int) {
+func (s *recSink) lastHealth() (schema.CaptureHealth, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.health) == 0 {
-		return sensor.CaptureHealth{}, 0
+		return schema.CaptureHealth{}, 0
 	}
 	return s.health[len(s.health)-1], len(s.health)
 }
@@ -197,10 +197,10 @@ func stopLive(t *testing.T, cancel func(), done chan error) {
 }
 
 var (
-	tbSrc1 = sensor.MustParseMAC("02:7b:00:00:00:01")
-	tbSrc2 = sensor.MustParseMAC("02:7b:00:00:00:02")
-	tbSrc3 = sensor.MustParseMAC("02:7b:00:00:00:03")
-	tbDst  = sensor.MustParseMAC("02:7b:00:00:00:ff")
+	tbSrc1 = schema.MustParseMAC("02:7b:00:00:00:01")
+	tbSrc2 = schema.MustParseMAC("02:7b:00:00:00:02")
+	tbSrc3 = schema.MustParseMAC("02:7b:00:00:00:03")
+	tbDst  = schema.MustParseMAC("02:7b:00:00:00:ff")
 )
 
 // waitHealthy waits for the first healthy report, so frames are sent only
@@ -227,7 +227,7 @@ func TestLiveCountsEveryFrameExactly(t *testing.T) {
 	before := time.Now()
 	lab.inject(t, [][]byte{plain, dot1q, qinq, jumbo}, n)
 
-	want := map[sensor.MAC][2]uint64{
+	want := map[schema.MAC][2]uint64{
 		tbSrc1: {n, n * 60},
 		tbSrc2: {2 * n, n * (200 + 300)},
 		tbSrc3: {n, n * 9014},
@@ -256,11 +256,11 @@ func TestLiveCountsEveryFrameExactly(t *testing.T) {
 	}
 	// One UDP 5-tuple per sender: the first datagram starts a flow, the
 	// following n-1 do not.
-	flows := map[sensor.MAC]int{}
+	flows := map[schema.MAC]int{}
 	for _, f := range sink.flows {
 		flows[f.SrcMAC]++
 	}
-	for _, m := range []sensor.MAC{tbSrc1, tbSrc3} {
+	for _, m := range []schema.MAC{tbSrc1, tbSrc3} {
 		if flows[m] != 1 {
 			t.Errorf("%s: %d flow starts, want 1 (%v)", m, flows[m], sink.flows)
 		}
@@ -367,7 +367,7 @@ func TestLiveTinyRingReportsDrops(t *testing.T) {
 }
 
 // testFrameTCP builds a TCP SYN from src to dst port.
-func testFrameTCP(src, dst sensor.MAC, port uint16) []byte {
+func testFrameTCP(src, dst schema.MAC, port uint16) []byte {
 	b := testFrame(src, dst, nil, 60)
 	b[14+9] = ProtoTCP
 	binary.BigEndian.PutUint16(b[14+22:], port)

@@ -22,7 +22,7 @@ const (
 // Header is what the accounting path reads from one frame. ParseHeader fills
 // it in place so the hot path never allocates.
 type Header struct {
-	Dst, Src uint64 // MAC addresses as sensor.MAC.Uint64 values
+	Dst, Src uint64 // MAC addresses as schema.MAC.Uint64 values
 	// VLAN holds the 12-bit VLAN identifiers of the tags in the frame,
 	// outermost first; Tags says how many were present (0 to 2; a third
 	// tag stops the parse).

@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -9,13 +10,13 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // MACReport is what a replay saw of one MAC: frames it sent (by source
 // MAC) and frames addressed to it, counted at wire length.
 type MACReport struct {
-	MAC       sensor.MAC   `json:"mac"`
+	MAC       schema.MAC   `json:"mac"`
 	Packets   uint64       `json:"packets"`
 	Bytes     uint64       `json:"bytes"`
 	RxPackets uint64       `json:"rx_packets"`
@@ -131,7 +132,7 @@ func macReports(stations []macStats) []MACReport {
 			continue
 		}
 		m := MACReport{
-			MAC:     sensor.MACFromUint64(e.mac()),
+			MAC:     schema.MACFromUint64(e.mac()),
 			Packets: e.txPackets, Bytes: e.txBytes,
 			RxPackets: e.rxPackets, RxBytes: e.rxBytes,
 			IPs:          slices.Clone(e.ips),
@@ -155,17 +156,7 @@ func macReports(stations []macStats) []MACReport {
 		out = append(out, m)
 	}
 	slices.SortFunc(out, func(a, b MACReport) int {
-		return cmpUint64(a.MAC.Uint64(), b.MAC.Uint64())
+		return cmp.Compare(a.MAC.Uint64(), b.MAC.Uint64())
 	})
 	return out
-}
-
-func cmpUint64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

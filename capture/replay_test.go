@@ -22,7 +22,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"github.com/tapbeat/tapbeat/capture/internal/synth"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
@@ -32,15 +32,15 @@ const testdataDir = "../testdata/capture"
 type endpointCounts struct{ tx, txBytes, rx, rxBytes uint64 }
 
 // parseTsharkEndpoints reads the output of tshark -q -z endpoints,eth.
-func parseTsharkEndpoints(t *testing.T, out string) map[sensor.MAC]endpointCounts {
+func parseTsharkEndpoints(t *testing.T, out string) map[schema.MAC]endpointCounts {
 	t.Helper()
-	m := map[sensor.MAC]endpointCounts{}
+	m := map[schema.MAC]endpointCounts{}
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
 		if len(f) != 7 {
 			continue
 		}
-		mac, err := sensor.ParseMAC(f[0])
+		mac, err := schema.ParseMAC(f[0])
 		if err != nil {
 			continue
 		}
@@ -59,9 +59,9 @@ func parseTsharkEndpoints(t *testing.T, out string) map[sensor.MAC]endpointCount
 }
 
 // agreeWithTshark checks the four figures of every MAC both ways.
-func agreeWithTshark(t *testing.T, rep *Report, want map[sensor.MAC]endpointCounts) {
+func agreeWithTshark(t *testing.T, rep *Report, want map[schema.MAC]endpointCounts) {
 	t.Helper()
-	got := map[sensor.MAC]endpointCounts{}
+	got := map[schema.MAC]endpointCounts{}
 	for _, m := range rep.MACs {
 		got[m.MAC] = endpointCounts{m.Packets, m.Bytes, m.RxPackets, m.RxBytes}
 	}
@@ -147,7 +147,7 @@ func TestReplayLearnsBindings(t *testing.T) {
 
 func findMAC(t *testing.T, rep *Report, s string) MACReport {
 	t.Helper()
-	mac := sensor.MustParseMAC(s)
+	mac := schema.MustParseMAC(s)
 	for _, m := range rep.MACs {
 		if m.MAC == mac {
 			return m
@@ -197,13 +197,13 @@ func writeOddFrames(t *testing.T, path string) {
 	if err := w.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {
 		t.Fatal(err)
 	}
-	a, b := sensor.MustParseMAC("02:00:00:00:01:01"), sensor.MustParseMAC("02:00:00:00:01:02")
+	a, b := schema.MustParseMAC("02:00:00:00:01:01"), schema.MustParseMAC("02:00:00:00:01:02")
 	frames := [][]byte{
 		testFrame(a, b, nil, 64),
 		testFrame(a, b, []uint16{EtherTypeVLAN, 10}, 100),
 		testFrame(b, a, []uint16{EtherTypeQinQ, 20, EtherTypeVLAN, 30}, 200),
 		testFrame(b, a, nil, 9000),
-		testFrame(a, sensor.MustParseMAC("ff:ff:ff:ff:ff:ff"), nil, 60),
+		testFrame(a, schema.MustParseMAC("ff:ff:ff:ff:ff:ff"), nil, 60),
 	}
 	for i, fr := range frames {
 		writeFrame(t, w, int64(i), fr, len(fr))
@@ -223,7 +223,7 @@ func writeFrame(t *testing.T, w *pcapgo.Writer, sec int64, data []byte, wire int
 
 // testFrame builds an IPv4/UDP frame of total length n from src to dst,
 // with tags given as (TPID, VLAN id) pairs.
-func testFrame(src, dst sensor.MAC, tags []uint16, n int) []byte {
+func testFrame(src, dst schema.MAC, tags []uint16, n int) []byte {
 	b := make([]byte, 0, n)
 	b = append(b, dst[:]...)
 	b = append(b, src[:]...)
@@ -416,20 +416,20 @@ func TestOpenFileRejectsNonCaptures(t *testing.T) {
 
 // recordingSink keeps what Replay hands to a sink.
 type recordingSink struct {
-	traffic []sensor.TrafficSummary
-	flows   []sensor.Flow
-	binds   []sensor.Binding
+	traffic []schema.TrafficSummary
+	flows   []schema.Flow
+	binds   []schema.Binding
 }
 
-func (s *recordingSink) Traffic(b []sensor.TrafficSummary) {
+func (s *recordingSink) Traffic(b []schema.TrafficSummary) {
 	for _, t := range b {
 		t.IPs = slices.Clone(t.IPs)
 		s.traffic = append(s.traffic, t)
 	}
 }
-func (s *recordingSink) FlowStarts(f []sensor.Flow)         { s.flows = append(s.flows, f...) }
-func (s *recordingSink) CaptureHealth(sensor.CaptureHealth) {}
-func (s *recordingSink) Bindings(b []sensor.Binding)        { s.binds = append(s.binds, b...) }
+func (s *recordingSink) FlowStarts(f []schema.Flow)         { s.flows = append(s.flows, f...) }
+func (s *recordingSink) CaptureHealth(schema.CaptureHealth) {}
+func (s *recordingSink) Bindings(b []schema.Binding)        { s.binds = append(s.binds, b...) }
 
 // packetSource replays frames held in memory with the given timestamps.
 type packetSource struct {
@@ -450,8 +450,8 @@ func (p *packetSource) Read(pkt *Packet) error {
 func (p *packetSource) Close() error { return nil }
 
 func TestReplayHeartbeatChannelRefreshAndSinkPeriods(t *testing.T) {
-	agent := sensor.MustParseMAC("02:00:00:00:02:01")
-	sensorMAC := sensor.MustParseMAC("02:00:00:00:02:02")
+	agent := schema.MustParseMAC("02:00:00:00:02:01")
+	sensorMAC := schema.MustParseMAC("02:00:00:00:02:02")
 	ack := testFrame(agent, sensorMAC, nil, 66)
 	ack[14+9] = ProtoTCP
 	binary.BigEndian.PutUint16(ack[14+22:], DefaultLANPort)
@@ -505,14 +505,14 @@ func TestReplayHeartbeatChannelRefreshAndSinkPeriods(t *testing.T) {
 // callSink keeps each call's batch apart.
 type callSink struct {
 	recordingSink
-	trafficCalls [][]sensor.TrafficSummary
-	flowCalls    [][]sensor.Flow
+	trafficCalls [][]schema.TrafficSummary
+	flowCalls    [][]schema.Flow
 }
 
-func (s *callSink) Traffic(b []sensor.TrafficSummary) {
+func (s *callSink) Traffic(b []schema.TrafficSummary) {
 	s.trafficCalls = append(s.trafficCalls, slices.Clone(b))
 }
-func (s *callSink) FlowStarts(f []sensor.Flow) { s.flowCalls = append(s.flowCalls, slices.Clone(f)) }
+func (s *callSink) FlowStarts(f []schema.Flow) { s.flowCalls = append(s.flowCalls, slices.Clone(f)) }
 
 func TestReplayFlowStartsEveryPeriodTrafficEverySecond(t *testing.T) {
 	src := &packetSource{}
@@ -540,7 +540,7 @@ func TestReplayFlowStartsEveryPeriodTrafficEverySecond(t *testing.T) {
 	}
 	var packets uint64
 	for _, call := range sink.trafficCalls {
-		if len(call) != 1 || call[0].MAC != sensor.MACFromUint64(mac48(macA)) {
+		if len(call) != 1 || call[0].MAC != schema.MACFromUint64(mac48(macA)) {
 			t.Fatalf("traffic batch %+v, want macA's summary alone", call)
 		}
 		s := call[0]

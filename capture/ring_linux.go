@@ -29,11 +29,9 @@ type RingConfig struct {
 	// (default 1 MiB, or a sixteenth of a ring under 16 MiB); the largest
 	// frame captured whole is a little less.
 	// The reader wakes once per block, so at a high rate larger blocks
-	// cost less CPU per frame: 1 MiB blocks took 15 % less than 256 KiB
-	// ones at 460 kpps. The kernel zeroes each block, one contiguous run
-	// of pages, when the ring is set up: about 45 ms of CPU for 64 MiB on
-	// a virtual machine here, up to 240 ms when the memory had lately
-	// been handed back to its host.
+	// cost less CPU per frame. The kernel zeroes each block, one
+	// contiguous run of pages, when the ring is set up, so a larger ring
+	// takes longer to open (figures in BENCHMARKS.md, "Ring blocks").
 	BlockBytes int
 	// BlockTimeout hands a partly filled block to the reader after this
 	// long (default 50 ms).

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Sink receives what capture learns. sensor.Engine provides the first three
@@ -18,18 +18,18 @@ type Sink interface {
 	// Traffic gets per-MAC summaries every Options.TrafficPeriod (1 s by
 	// default), merged from all workers. LastSeen comes from packet
 	// timestamps.
-	Traffic([]sensor.TrafficSummary)
+	Traffic([]schema.TrafficSummary)
 	// FlowStarts gets, every Options.Period (250 ms by default) in
 	// batches of at most flowBatch, TCP SYNs, first UDP datagrams of a
 	// 5-tuple after an idle period, and every TCP connection to the
 	// LAN-zone port when first seen and again every Options.LANRefresh
 	// while it is active.
-	FlowStarts([]sensor.Flow)
+	FlowStarts([]schema.Flow)
 	// CaptureHealth gets each interface's report every tick.
-	CaptureHealth(sensor.CaptureHealth)
+	CaptureHealth(schema.CaptureHealth)
 	// Bindings gets IP<->MAC evidence from ARP, DHCP, NDP and traffic,
 	// every Options.Period.
-	Bindings([]sensor.Binding)
+	Bindings([]schema.Binding)
 }
 
 // trafficRefresh is how often a MAC's use of a source address is reported
@@ -65,9 +65,9 @@ type reporter struct {
 	// with it.
 	release func(*period)
 	// Buffers handed to the sink, reused from one report to the next.
-	traffic []sensor.TrafficSummary
-	binds   []sensor.Binding
-	flowBuf []sensor.Flow
+	traffic []schema.TrafficSummary
+	binds   []schema.Binding
+	flowBuf []schema.Flow
 	// total, when set, accumulates every period for a final report.
 	total *macTable
 	// Counters over the reporter's life.
@@ -153,8 +153,8 @@ func (r *reporter) emit() {
 		if e.txPackets == 0 || mac&(1<<40) != 0 {
 			continue
 		}
-		ts := sensor.TrafficSummary{
-			MAC:       sensor.MACFromUint64(mac),
+		ts := schema.TrafficSummary{
+			MAC:       schema.MACFromUint64(mac),
 			Packets:   e.txPackets,
 			Bytes:     e.txBytes,
 			FirstSeen: time.Unix(0, e.txFirst).UTC(),
@@ -169,8 +169,8 @@ func (r *reporter) emit() {
 		if !ev.IP.IsValid() {
 			continue
 		}
-		binds = append(binds, sensor.Binding{
-			MAC: sensor.MACFromUint64(ev.MAC), IP: ev.IP, Hostname: ev.Hostname,
+		binds = append(binds, schema.Binding{
+			MAC: schema.MACFromUint64(ev.MAC), IP: ev.IP, Hostname: ev.Hostname,
 			Source: ev.Source, Time: time.Unix(0, ev.Time).UTC(),
 		})
 	}

@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 func TestReporterMergesEveryPeriodOfAReport(t *testing.T) {
@@ -39,7 +39,7 @@ func TestReporterMergesEveryPeriodOfAReport(t *testing.T) {
 	if want := [][]uint16{{1}, {2, 3, 4, 5}}; !slices.EqualFunc(got, want, slices.Equal[[]uint16]) {
 		t.Errorf("flow starts by report %v, want %v", got, want)
 	}
-	if len(sink.binds) != 4 || !slices.ContainsFunc(sink.binds, func(b sensor.Binding) bool { return b.Source == SourceARP }) {
+	if len(sink.binds) != 4 || !slices.ContainsFunc(sink.binds, func(b schema.Binding) bool { return b.Source == SourceARP }) {
 		t.Errorf("bindings %v, want the 4 ARP claims", sink.binds)
 	}
 	if released != 4 {

@@ -16,7 +16,7 @@ import (
 
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"golang.org/x/time/rate"
 )
 
@@ -54,15 +54,15 @@ type conn struct {
 	// instance is the agent process's instance from its hello ("" from an
 	// agent older than protocol 1.1).
 	instance string
-	// cause is how the connection ended (a sensor.DisconnectCause), set
+	// cause is how the connection ended (a schema.DisconnectCause), set
 	// once by whoever saw the end first: the sensor closing it on purpose,
 	// or the reader.
 	cause   atomic.Uint32
-	goodbye wire.Goodbye // the agent's goodbye, with sensor.CauseGoodbye (reader only)
+	goodbye wire.Goodbye // the agent's goodbye, with schema.CauseGoodbye (reader only)
 }
 
 // setCause records how the connection ended unless that is already known.
-func (c *conn) setCause(cause sensor.DisconnectCause) {
+func (c *conn) setCause(cause schema.DisconnectCause) {
 	c.cause.CompareAndSwap(0, uint32(cause))
 }
 
@@ -70,33 +70,33 @@ func (c *conn) setCause(cause sensor.DisconnectCause) {
 // returned: io.EOF is a close_notify unless the raw connection ended (a TCP
 // close without close_notify); io.ErrUnexpectedEOF a close inside a record
 // or frame.
-func (c *conn) causeOf(err error) sensor.DisconnectCause {
+func (c *conn) causeOf(err error) schema.DisconnectCause {
 	switch {
 	case errors.Is(err, io.EOF) && c.raw != nil && c.raw.eof.Load():
-		return sensor.CauseEOF
+		return schema.CauseEOF
 	case errors.Is(err, io.EOF):
-		return sensor.CauseCloseNotify
+		return schema.CauseCloseNotify
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return sensor.CauseEOF
+		return schema.CauseEOF
 	case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNABORTED):
-		return sensor.CauseReset
+		return schema.CauseReset
 	case isTimeout(err):
-		return sensor.CauseIdleTimeout
+		return schema.CauseIdleTimeout
 	}
-	return sensor.CauseTLSError
+	return schema.CauseTLSError
 }
 
 // causeOfCode is how a connection the sensor closes with an error code ends.
-func causeOfCode(code string) sensor.DisconnectCause {
+func causeOfCode(code string) schema.DisconnectCause {
 	switch code {
 	case wire.CodeRevoked:
-		return sensor.CauseRevoked
+		return schema.CauseRevoked
 	case wire.CodeReplaced:
-		return sensor.CauseReplaced
+		return schema.CauseReplaced
 	case wire.CodeShutdown:
-		return sensor.CauseSensorShutdown
+		return schema.CauseSensorShutdown
 	}
-	return sensor.CauseProtocol
+	return schema.CauseProtocol
 }
 
 // write sends frames with the write timeout.
@@ -240,7 +240,7 @@ func (c *conn) serve(ctx context.Context) {
 				continue
 			case isTimeout(err):
 				c.l.stats.idleClosed.Add(1)
-				c.setCause(sensor.CauseIdleTimeout)
+				c.setCause(schema.CauseIdleTimeout)
 				c.closeWith(wire.CodeProtocol, "idle for 3 heartbeat intervals")
 			case errors.Is(err, wire.ErrFrameTooLarge) || errors.Is(err, wire.ErrShortFrame):
 				c.closeWith(wire.CodeLimit, err.Error())
@@ -258,7 +258,7 @@ func (c *conn) serve(ctx context.Context) {
 				c.closeWith(wire.CodeProtocol, err.Error())
 				return
 			}
-			if err := c.l.corr.Heartbeat(sensor.Heartbeat{EndpointID: c.id, Health: hb.Health, Reasons: hb.Reasons}); err != nil {
+			if err := c.l.corr.Heartbeat(schema.Heartbeat{EndpointID: c.id, Health: hb.Health, Reasons: hb.Reasons}); err != nil {
 				c.closeWith(wire.CodeProtocol, err.Error())
 				return
 			}
@@ -291,7 +291,7 @@ func (c *conn) serve(ctx context.Context) {
 			e, _ := wire.DecodeError(f.Payload)
 			c.l.log.Info("LAN zone: agent reported an error", "id", c.id, "code", e.Code, "message", e.Message)
 			c.goodbye.Message = e.Code + ": " + e.Message
-			c.setCause(sensor.CauseAgentError)
+			c.setCause(schema.CauseAgentError)
 			return
 		case wire.TypeGoodbye:
 			g, err := wire.DecodeGoodbye(f.Payload)
@@ -300,7 +300,7 @@ func (c *conn) serve(ctx context.Context) {
 				return
 			}
 			c.goodbye = g
-			c.setCause(sensor.CauseGoodbye)
+			c.setCause(schema.CauseGoodbye)
 			return
 		default:
 			// Unknown or sensor-to-agent types are ignored, so later minor
@@ -310,17 +310,17 @@ func (c *conn) serve(ctx context.Context) {
 }
 
 // disconnect says how the connection ended, for the correlator and the log.
-func (c *conn) disconnect() sensor.Disconnect {
-	cause := sensor.DisconnectCause(c.cause.Load())
+func (c *conn) disconnect() schema.Disconnect {
+	cause := schema.DisconnectCause(c.cause.Load())
 	if cause == 0 {
-		cause = sensor.CauseTLSError
+		cause = schema.CauseTLSError
 	}
-	d := sensor.Disconnect{EndpointID: c.id, Cause: cause, Message: c.goodbye.Message}
-	if cause == sensor.CauseGoodbye {
+	d := schema.Disconnect{EndpointID: c.id, Cause: cause, Message: c.goodbye.Message}
+	if cause == schema.CauseGoodbye {
 		d.Goodbye = c.goodbye.Reason
 	}
 	c.l.stats.ended[cause].Add(1)
-	if cause == sensor.CauseSensorShutdown {
+	if cause == schema.CauseSensorShutdown {
 		return d
 	}
 	c.l.log.Info("LAN zone: connection ended", "id", c.id, "name", c.name, "remote", c.remote.String(),
@@ -362,25 +362,25 @@ func (c *conn) helloAllowed(size int) bool {
 	c.l.stats.helloLimited.Add(1)
 	c.closeWith(wire.CodeLimit, why)
 	if ok, _, _ := c.l.authLimit.admit(c.remote.Addr(), "hello budget", now); ok {
-		c.l.corr.Record(sensor.Event{
-			Type: sensor.EventLimitExceeded, Severity: sensor.SeverityWarning,
+		c.l.corr.Record(schema.Event{
+			Type: schema.EventLimitExceeded, Severity: schema.SeverityWarning,
 			EndpointID: c.id, EndpointName: c.name, Org: c.org,
-			IPs:     []string{c.remote.Addr().String()},
+			IPs:     []netip.Addr{c.remote.Addr()},
 			Reason:  fmt.Sprintf("endpoint %s (%s) closed: %s", c.name, c.remote, why),
-			Details: map[string]any{"peer": c.remote.String(), "limit": "hello"},
+			Details: &schema.LimitExceededDetails{Peer: c.remote, Limit: "hello"},
 		})
 	}
 	return false
 }
 
-func (c *conn) sensorHello(h wire.Hello) sensor.Hello {
-	out := sensor.Hello{
+func (c *conn) sensorHello(h wire.Hello) schema.Hello {
+	out := schema.Hello{
 		EndpointID: c.id, Name: c.name, Org: c.org,
 		Health: h.Health, Reasons: h.Reasons, Users: h.Users, Remote: c.remote,
 		Instance: h.Instance,
 	}
 	for _, itf := range h.Interfaces {
-		out.Interfaces = append(out.Interfaces, sensor.Interface{Name: itf.Name, MAC: itf.MAC, IPs: itf.IPs})
+		out.Interfaces = append(out.Interfaces, schema.Interface{Name: itf.Name, MAC: itf.MAC, IPs: itf.IPs})
 	}
 	return out
 }
@@ -391,7 +391,7 @@ type counters struct {
 	hellos, heartbeats, pushes, idleClosed   atomic.Uint64
 	helloLimited, duplicates, idleStalled    atomic.Uint64
 	latency                                  histogram
-	ended                                    [16]atomic.Uint64 // by sensor.DisconnectCause
+	ended                                    [16]atomic.Uint64 // by schema.DisconnectCause
 }
 
 // Stats is a snapshot of the listener's counters.
@@ -406,7 +406,7 @@ type Stats struct {
 	Pushes     uint64 `json:"at_risk_pushes"`
 	IdleClosed uint64 `json:"idle_closed"`
 	// Ended counts ended endpoint connections by how they ended
-	// (sensor.DisconnectCause names: "goodbye", "eof", "reset", ...).
+	// (schema.DisconnectCause names: "goodbye", "eof", "reset", ...).
 	Ended map[string]uint64 `json:"ended,omitempty"`
 	// HelloLimited counts connections closed for exceeding the hello budget.
 	HelloLimited uint64 `json:"hello_limited"`
@@ -445,7 +445,7 @@ func (l *Listener) Stats() Stats {
 			if s.Ended == nil {
 				s.Ended = map[string]uint64{}
 			}
-			s.Ended[sensor.DisconnectCause(i).String()] = n
+			s.Ended[schema.DisconnectCause(i).String()] = n
 		}
 	}
 	s.LatencyP50, s.LatencyP99, s.LatencyMax, s.LatencyN = l.stats.latency.summary()

@@ -8,18 +8,18 @@ import (
 
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // disconnectOf waits for the endpoint_disconnected event of endpoint id and
 // returns it.
-func (r *recorder) disconnectOf(t *testing.T, id string) sensor.Event {
+func (r *recorder) disconnectOf(t *testing.T, id string) schema.Event {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		r.mu.Lock()
 		for _, e := range r.events {
-			if e.Type == sensor.EventEndpointDisconnected && e.EndpointID == id {
+			if e.Type == schema.EventEndpointDisconnected && e.EndpointID == id {
 				r.mu.Unlock()
 				return e
 			}
@@ -28,10 +28,10 @@ func (r *recorder) disconnectOf(t *testing.T, id string) sensor.Event {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("no endpoint_disconnected for %s", id)
-	return sensor.Event{}
+	return schema.Event{}
 }
 
-func (r *recorder) has(typ sensor.EventType, id string) bool {
+func (r *recorder) has(typ schema.EventType, id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, e := range r.events {
@@ -51,43 +51,47 @@ func TestDisconnectCauses(t *testing.T) {
 	cases := []struct {
 		name string
 		end  func(c *client)
-		want sensor.DisconnectCause
+		want schema.DisconnectCause
 	}{
 		{"goodbye", func(c *client) {
 			c.send(wire.TypeGoodbye, wire.Goodbye{Reason: wire.GoodbyeShutdown, Message: "system is going down"})
 			c.c.Close()
-		}, sensor.CauseGoodbye},
-		{"close-notify", func(c *client) { c.c.Close() }, sensor.CauseCloseNotify},
-		{"killed", func(c *client) { c.c.NetConn().Close() }, sensor.CauseEOF},
+		}, schema.CauseGoodbye},
+		{"close-notify", func(c *client) { c.c.Close() }, schema.CauseCloseNotify},
+		{"killed", func(c *client) { c.c.NetConn().Close() }, schema.CauseEOF},
 		{"reset", func(c *client) {
 			tc := c.c.NetConn().(*net.TCPConn)
 			if err := tc.SetLinger(0); err != nil {
 				t.Fatal(err)
 			}
 			tc.Close()
-		}, sensor.CauseReset},
+		}, schema.CauseReset},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			b := f.enroll(t, "ws-"+tc.name+".example")
-			c := f.connect(t, b, "", sensor.HealthGreen)
+			c := f.connect(t, b, "", schema.HealthGreen)
 			if _, err := c.next(wire.TypeConfig, 5*time.Second); err != nil {
 				t.Fatal(err)
 			}
 			tc.end(c)
 			ev := f.rec.disconnectOf(t, b.ID)
-			if got := ev.Details["disconnect"]; got != tc.want.String() {
+			var got string
+			if d, ok := ev.Details.(*schema.EndpointDisconnectedDetails); ok {
+				got = d.Disconnect
+			}
+			if got != tc.want.String() {
 				t.Errorf("disconnect cause %v, want %s (%s)", got, tc.want, ev.Reason)
 			}
-			if stopped := f.rec.has(sensor.EventAgentStopped, b.ID); stopped != (tc.want == sensor.CauseGoodbye) {
+			if stopped := f.rec.has(schema.EventAgentStopped, b.ID); stopped != (tc.want == schema.CauseGoodbye) {
 				t.Errorf("agent_stopped raised: %v, want it only after a goodbye", stopped)
 			}
-			if tc.want == sensor.CauseGoodbye {
-				if ev.Details["goodbye"] != "shutdown" || ev.Details["message"] != "system is going down" {
+			if tc.want == schema.CauseGoodbye {
+				if d, ok := ev.Details.(*schema.EndpointDisconnectedDetails); !ok || d.Goodbye != "shutdown" || d.Message != "system is going down" {
 					t.Errorf("goodbye details %v", ev.Details)
 				}
 				st, _ := f.rec.Endpoint(b.ID)
-				if st.Status != sensor.StatusStopped {
+				if st.Status != schema.StatusStopped {
 					t.Errorf("status after goodbye %s, want stopped", st.Status)
 				}
 			}
@@ -104,11 +108,11 @@ func TestDisconnectCauses(t *testing.T) {
 func TestReplacedConnectionIsNoDrop(t *testing.T) {
 	f := newFixture(t, nil)
 	b := f.enroll(t, "ws-roam.example")
-	old := f.connectAs(t, b, "127.0.0.1", sensor.HealthGreen, "agent-1")
+	old := f.connectAs(t, b, "127.0.0.1", schema.HealthGreen, "agent-1")
 	if _, err := old.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	fresh := f.connectAs(t, b, "127.0.0.2", sensor.HealthGreen, "agent-1")
+	fresh := f.connectAs(t, b, "127.0.0.2", schema.HealthGreen, "agent-1")
 	if _, err := fresh.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +124,7 @@ func TestReplacedConnectionIsNoDrop(t *testing.T) {
 		t.Errorf("old connection closed with %q, want replaced", e.Code)
 	}
 	waitFor(t, "replaced counted", func() bool { return f.l.Stats().Ended["replaced"] == 1 })
-	if f.rec.has(sensor.EventEndpointDisconnected, b.ID) {
+	if f.rec.has(schema.EventEndpointDisconnected, b.ID) {
 		t.Errorf("the replaced connection was reported as the endpoint's disconnect")
 	}
 	st, _ := f.rec.Endpoint(b.ID)
@@ -137,7 +141,7 @@ func TestReplacedConnectionIsNoDrop(t *testing.T) {
 func TestHostileDropsDoNotCount(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.HandshakeRate, o.HandshakeBurst = 1000, 1000 })
 	b := f.enroll(t, "ws-target.example")
-	c := f.connect(t, b, "127.0.0.1", sensor.HealthGreen)
+	c := f.connect(t, b, "127.0.0.1", schema.HealthGreen)
 	if _, err := c.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -172,14 +176,14 @@ func TestHostileDropsDoNotCount(t *testing.T) {
 	}
 	waitFor(t, "the refusals", func() bool { return f.l.Stats().Refused >= 7 })
 	time.Sleep(200 * time.Millisecond)
-	if f.rec.has(sensor.EventEndpointDisconnected, b.ID) {
+	if f.rec.has(schema.EventEndpointDisconnected, b.ID) {
 		t.Errorf("a hostile connection's drop was reported as the endpoint's")
 	}
 	st, _ := f.rec.Endpoint(b.ID)
-	if !st.Connected || st.Status != sensor.StatusGreen {
+	if !st.Connected || st.Status != schema.StatusGreen {
 		t.Errorf("endpoint after the flood: %+v", st)
 	}
-	c.send(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthGreen})
+	c.send(wire.TypeHeartbeat, wire.Heartbeat{Health: schema.HealthGreen})
 	if _, err := c.next(wire.TypeAtRisk, 3*time.Second); err != nil && !isTimeout(err) {
 		t.Errorf("the endpoint's own connection broke: %v", err)
 	}

@@ -1,6 +1,7 @@
 package lanzone
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -9,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // holdFlood keeps n connections from n addresses (each in its own /24) open
@@ -58,7 +59,7 @@ func TestHandshakeSlotsNotStarved(t *testing.T) {
 				o.HandshakeTimeout = 10 * time.Second
 			})
 			b := f.enroll(t, "restarting")
-			c := f.connect(t, b, "127.0.0.50", sensor.HealthGreen)
+			c := f.connect(t, b, "127.0.0.50", schema.HealthGreen)
 			if _, err := c.next(wire.TypeConfig, 5*time.Second); err != nil {
 				t.Fatal(err)
 			}
@@ -68,7 +69,7 @@ func TestHandshakeSlotsNotStarved(t *testing.T) {
 			time.Sleep(1500 * time.Millisecond)
 			c.c.Close() // the agent restarts
 			start := time.Now()
-			c2 := f.connect(t, b, "127.0.0.50", sensor.HealthGreen)
+			c2 := f.connect(t, b, "127.0.0.50", schema.HealthGreen)
 			if _, err := c2.next(wire.TypeConfig, 5*time.Second); err != nil {
 				t.Fatalf("restarted agent not admitted during the flood: %v", err)
 			}
@@ -89,12 +90,12 @@ func TestHandshakeSlotsNotStarved(t *testing.T) {
 func TestHelloBudget(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.HelloBurst = 3; o.HelloEvery = time.Minute })
 	b := f.enroll(t, "chatty")
-	c := f.connect(t, b, "", sensor.HealthGreen) // hello 1
+	c := f.connect(t, b, "", schema.HealthGreen) // hello 1
 	if _, err := c.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 { // hellos 2..4: the fourth is one past the budget
-		c.send(wire.TypeHello, wire.Hello{Health: sensor.HealthGreen})
+		c.send(wire.TypeHello, wire.Hello{Health: schema.HealthGreen})
 	}
 	fr, err := c.next(wire.TypeError, 5*time.Second)
 	if err != nil {
@@ -106,7 +107,7 @@ func TestHelloBudget(t *testing.T) {
 	}
 	expectClosed(t, c.c)
 	// Reconnecting does not refill the budget.
-	c2 := f.connect(t, b, "", sensor.HealthGreen)
+	c2 := f.connect(t, b, "", schema.HealthGreen)
 	fr, err = c2.next(wire.TypeError, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -119,7 +120,7 @@ func TestHelloBudget(t *testing.T) {
 		n := 0
 		f.rec.mu.Lock()
 		for _, ev := range f.rec.events {
-			if ev.Type == sensor.EventLimitExceeded && ev.EndpointID == b.ID {
+			if ev.Type == schema.EventLimitExceeded && ev.EndpointID == b.ID {
 				n++
 			}
 		}
@@ -147,7 +148,7 @@ func TestDuplicateIdentity(t *testing.T) {
 	b, stop := f.heartbeater(t, "cloned", "127.0.0.60")
 	time.Sleep(1200 * time.Millisecond)
 	for i := range 3 {
-		c := f.connect(t, b, "127.0.0.61", sensor.HealthGreen)
+		c := f.connect(t, b, "127.0.0.61", schema.HealthGreen)
 		fr, err := c.next(wire.TypeError, 5*time.Second)
 		if err != nil {
 			t.Fatalf("clone %d: %v", i, err)
@@ -158,13 +159,13 @@ func TestDuplicateIdentity(t *testing.T) {
 		c.c.Close()
 		time.Sleep(300 * time.Millisecond)
 	}
-	var dups []sensor.Event
+	var dups []schema.Event
 	f.rec.mu.Lock()
 	for _, ev := range f.rec.events {
 		switch ev.Type {
-		case sensor.EventDuplicateIdentity:
+		case schema.EventDuplicateIdentity:
 			dups = append(dups, ev)
-		case sensor.EventEndpointDisconnected:
+		case schema.EventEndpointDisconnected:
 			t.Errorf("the first connection was knocked off: %+v", ev)
 		}
 	}
@@ -172,7 +173,7 @@ func TestDuplicateIdentity(t *testing.T) {
 	if len(dups) != 1 {
 		t.Fatalf("%d duplicate_identity events, want 1", len(dups))
 	}
-	if got := strings.Join(dups[0].IPs, ","); got != "127.0.0.60,127.0.0.61" {
+	if got := fmt.Sprint(dups[0].IPs); got != "[127.0.0.60 127.0.0.61]" {
 		t.Fatalf("duplicate_identity addresses %q", got)
 	}
 	if err := stop(); err != nil {
@@ -184,7 +185,7 @@ func TestDuplicateIdentity(t *testing.T) {
 	// The first machine goes away (its connection falls silent): after an
 	// interval and a half the second one is admitted.
 	time.Sleep(1600 * time.Millisecond)
-	c := f.connect(t, b, "127.0.0.61", sensor.HealthGreen)
+	c := f.connect(t, b, "127.0.0.61", schema.HealthGreen)
 	if _, err := c.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatalf("second machine not admitted once the first fell silent: %v", err)
 	}

@@ -27,17 +27,17 @@ import (
 	"github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Correlator is what the listener feeds; *sensor.Engine satisfies it.
 type Correlator interface {
-	Hello(sensor.Hello) error
-	Heartbeat(sensor.Heartbeat) error
-	Disconnect(sensor.Disconnect)
+	Hello(schema.Hello) error
+	Heartbeat(schema.Heartbeat) error
+	Disconnect(schema.Disconnect)
 	Remove(id string)
-	Record(sensor.Event)
-	AtRisk() sensor.AtRiskList
+	Record(schema.Event)
+	AtRisk() schema.AtRiskList
 }
 
 // Options configure a Listener. Zero fields take the defaults noted.
@@ -552,10 +552,10 @@ func (l *Listener) descriptorsExhausted(addr net.Addr, err error) {
 	if now.UnixNano()-last < int64(time.Minute) || !l.fdEventAt.CompareAndSwap(last, now.UnixNano()) {
 		return
 	}
-	l.corr.Record(sensor.Event{
-		Type: sensor.EventDescriptorsLow, Severity: sensor.SeverityCritical,
+	l.corr.Record(schema.Event{
+		Type: schema.EventDescriptorsLow, Severity: schema.SeverityCritical,
 		Reason:  fmt.Sprintf("LAN zone on %s cannot take more connections: %v; connected agents stay, new ones wait", addr, err),
-		Details: map[string]any{"listener": "lanzone", "addr": addr.String(), "max_conns": l.opts.MaxConns},
+		Details: &schema.DescriptorsExhaustedDetails{Listener: "lanzone", Addr: addr.String(), MaxConns: l.opts.MaxConns},
 	})
 }
 
@@ -567,20 +567,15 @@ func (l *Listener) refuse(nc net.Conn, remote netip.AddrPort, reason string, cer
 	if !ok {
 		return
 	}
-	details := map[string]any{"peer": remote.String(), "reason": reason}
+	details := &schema.AuthFailedDetails{Peer: remote.String(), Reason: reason, SuppressedSamePeer: heldKey, SuppressedTotal: heldAll}
 	msg := fmt.Sprintf("LAN-zone peer %s refused: %s", remote, reason)
-	ev := sensor.Event{Type: sensor.EventAuthFailed, Severity: sensor.SeverityWarning, IPs: []string{remote.Addr().String()}}
+	ev := schema.Event{Type: schema.EventAuthFailed, Severity: schema.SeverityWarning, IPs: []netip.Addr{remote.Addr()}}
 	if cert != nil && cert.ID != "" {
-		details["certificate_id"] = cert.ID
-		details["certificate_name"] = cert.Name
+		details.CertificateID, details.CertificateName = cert.ID, cert.Name
 		msg += fmt.Sprintf(" (certificate %s, %s)", cert.ID, cert.Name)
 	}
 	if heldKey > 0 {
-		details["suppressed_same_peer"] = heldKey
 		msg += fmt.Sprintf("; %d more from this peer for the same reason not reported", heldKey)
-	}
-	if heldAll > 0 {
-		details["suppressed_total"] = heldAll
 	}
 	ev.Reason = msg
 	ev.Details = details
@@ -680,19 +675,18 @@ func (l *Listener) handle(ctx context.Context, nc net.Conn) {
 // Notify is the daemon's event hook: it never blocks. When an endpoint
 // turns red or missing (or leaves those states, or is removed), the at-risk
 // list is pushed to every agent at once.
-func (l *Listener) Notify(evs []sensor.Event) {
+func (l *Listener) Notify(evs []schema.Event) {
 	for i := range evs {
 		ev := &evs[i]
 		if ev.EndpointID == "" {
 			continue
 		}
-		switch ev.Type {
-		case sensor.EventStatusChanged, sensor.EventHeartbeatMissing, sensor.EventHeartbeatRestored,
-			sensor.EventEndpointRemoved, sensor.EventEndpointHello, sensor.EventAgentStopped:
-			// The cached list is stale: the next periodic push rebuilds it.
+		if ev.Transition || ev.Type == schema.EventEndpointHello {
+			// A status changed or an endpoint declared new addresses: the
+			// cached list is stale and the next periodic push rebuilds it.
 			l.riskDirty.Store(true)
 		}
-		if risky(ev.Status) || risky(ev.PreviousStatus) || ev.Type == sensor.EventEndpointRemoved {
+		if risky(ev.Status) || risky(ev.PreviousStatus) || ev.Type == schema.EventEndpointRemoved {
 			select {
 			case l.pushc <- struct{}{}:
 			default:
@@ -702,7 +696,7 @@ func (l *Listener) Notify(evs []sensor.Event) {
 	}
 }
 
-func risky(s sensor.Status) bool { return s == sensor.StatusRed || s == sensor.StatusMissing }
+func risky(s schema.Status) bool { return s == schema.StatusRed || s == schema.StatusMissing }
 
 // atRiskFrames returns the encoded at-risk list, rebuilt if older than
 // maxAge.
@@ -852,15 +846,12 @@ func (l *Listener) register(c *conn) bool {
 			c.id, c.name, old.remote.Addr(), c.remote.Addr())
 		c.closeWith(wire.CodeDuplicate, msg)
 		if report {
-			l.corr.Record(sensor.Event{
-				Type: sensor.EventDuplicateIdentity, Severity: sensor.SeverityError,
+			l.corr.Record(schema.Event{
+				Type: schema.EventDuplicateIdentity, Severity: schema.SeverityError,
 				EndpointID: c.id, EndpointName: c.name, Org: c.org,
-				IPs:    []string{old.remote.Addr().String(), c.remote.Addr().String()},
-				Reason: msg,
-				Details: map[string]any{
-					"connected_from": old.remote.String(),
-					"refused_from":   c.remote.String(),
-				},
+				IPs:     []netip.Addr{old.remote.Addr(), c.remote.Addr()},
+				Reason:  msg,
+				Details: &schema.DuplicateIdentityDetails{ConnectedFrom: old.remote, RefusedFrom: c.remote},
 			})
 		}
 		l.log.Warn("LAN zone: endpoint certificate used from two places", "id", c.id, "connected", old.remote, "refused", c.remote)

@@ -17,6 +17,7 @@ import (
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
 	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // recorder is a real sensor.Engine that also keeps the events it published
@@ -24,9 +25,9 @@ import (
 type recorder struct {
 	*sensor.Engine
 	mu     sync.Mutex
-	events []sensor.Event
+	events []schema.Event
 	beats  map[string][]time.Time
-	notify func([]sensor.Event)
+	notify func([]schema.Event)
 }
 
 func newRecorder(t *testing.T) *recorder {
@@ -35,7 +36,7 @@ func newRecorder(t *testing.T) *recorder {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Engine = sensor.NewEngine(c, func(evs []sensor.Event) {
+	r.Engine = sensor.NewEngine(c, func(evs []schema.Event) {
 		r.mu.Lock()
 		r.events = append(r.events, evs...)
 		n := r.notify
@@ -47,19 +48,19 @@ func newRecorder(t *testing.T) *recorder {
 	return r
 }
 
-func (r *recorder) Heartbeat(hb sensor.Heartbeat) error {
+func (r *recorder) Heartbeat(hb schema.Heartbeat) error {
 	r.mu.Lock()
 	r.beats[hb.EndpointID] = append(r.beats[hb.EndpointID], time.Now())
 	r.mu.Unlock()
 	return r.Engine.Heartbeat(hb)
 }
 
-func (r *recorder) authFailed() []sensor.Event {
+func (r *recorder) authFailed() []schema.Event {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []sensor.Event
+	var out []schema.Event
 	for _, e := range r.events {
-		if e.Type == sensor.EventAuthFailed {
+		if e.Type == schema.EventAuthFailed {
 			out = append(out, e)
 		}
 	}
@@ -67,13 +68,13 @@ func (r *recorder) authFailed() []sensor.Event {
 }
 
 // waitAuthFailed waits for an auth_failed event whose reason contains want.
-func (r *recorder) waitAuthFailed(t *testing.T, want string) sensor.Event {
+func (r *recorder) waitAuthFailed(t *testing.T, want string) schema.Event {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, e := range r.authFailed() {
 			if strings.Contains(e.Reason, want) {
-				if e.Severity != sensor.SeverityWarning {
+				if e.Severity != schema.SeverityWarning {
 					t.Errorf("auth_failed severity %v", e.Severity)
 				}
 				return e
@@ -86,7 +87,7 @@ func (r *recorder) waitAuthFailed(t *testing.T, want string) sensor.Event {
 		got = append(got, e.Reason)
 	}
 	t.Fatalf("no auth_failed event containing %q; got %q", want, got)
-	return sensor.Event{}
+	return schema.Event{}
 }
 
 type fixture struct {
@@ -164,13 +165,13 @@ func dialFrom(t *testing.T, addr, src string, cfg *tls.Config) (*tls.Conn, error
 	return tls.DialWithDialer(d, "tcp", addr, cfg)
 }
 
-func (f *fixture) connect(t *testing.T, b *pki.Bundle, src string, health sensor.Health) *client {
+func (f *fixture) connect(t *testing.T, b *pki.Bundle, src string, health schema.Health) *client {
 	t.Helper()
 	return f.connectAs(t, b, src, health, "")
 }
 
 // connectAs is connect for an agent process that names its instance.
-func (f *fixture) connectAs(t *testing.T, b *pki.Bundle, src string, health sensor.Health, instance string) *client {
+func (f *fixture) connectAs(t *testing.T, b *pki.Bundle, src string, health schema.Health, instance string) *client {
 	t.Helper()
 	cfg, err := pki.ClientConfig(b)
 	if err != nil {
@@ -182,7 +183,7 @@ func (f *fixture) connectAs(t *testing.T, b *pki.Bundle, src string, health sens
 	}
 	t.Cleanup(func() { c.Close() })
 	cl := &client{t: t, c: c, cfg: cfg}
-	cl.send(wire.TypeHello, wire.Hello{Health: health, Interfaces: []wire.Interface{{Name: "eth0", MAC: sensor.MACFromUint64(0x020000000000 + uint64(len(b.Name))*1000 + uint64(b.Name[len(b.Name)-1])), IPs: []netip.Addr{netip.MustParseAddr("10.9.0.1")}}}, Users: []string{"alice"}, Instance: instance})
+	cl.send(wire.TypeHello, wire.Hello{Health: health, Interfaces: []wire.Interface{{Name: "eth0", MAC: schema.MACFromUint64(0x020000000000 + uint64(len(b.Name))*1000 + uint64(b.Name[len(b.Name)-1])), IPs: []netip.Addr{netip.MustParseAddr("10.9.0.1")}}}, Users: []string{"alice"}, Instance: instance})
 	return cl
 }
 
@@ -234,7 +235,7 @@ func (c *client) atRisk(within time.Duration) ([]wire.AtRiskEndpoint, error) {
 func TestHelloHeartbeatConfigAndAtRisk(t *testing.T) {
 	f := newFixture(t, nil)
 	b := f.enroll(t, "ws-1.example")
-	c := f.connect(t, b, "", sensor.HealthGreen)
+	c := f.connect(t, b, "", schema.HealthGreen)
 	fr, err := c.next(wire.TypeConfig, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -251,14 +252,14 @@ func TestHelloHeartbeatConfigAndAtRisk(t *testing.T) {
 		t.Fatalf("endpoint state %+v", st)
 	}
 	// Every second heartbeat brings the at-risk list.
-	c.send(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthYellow, Seq: 1, SentAt: time.Now().UnixNano()})
-	c.send(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthYellow, Seq: 2, SentAt: time.Now().UnixNano()})
+	c.send(wire.TypeHeartbeat, wire.Heartbeat{Health: schema.HealthYellow, Seq: 1, SentAt: time.Now().UnixNano()})
+	c.send(wire.TypeHeartbeat, wire.Heartbeat{Health: schema.HealthYellow, Seq: 2, SentAt: time.Now().UnixNano()})
 	eps, err := c.atRisk(5 * time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// No capture here: the list names what the endpoint holds uncontested.
-	if len(eps) != 1 || eps[0].EndpointID != b.ID || eps[0].Status != sensor.StatusYellow || eps[0].IPs[0] != netip.MustParseAddr("10.9.0.1") {
+	if len(eps) != 1 || eps[0].EndpointID != b.ID || eps[0].Status != schema.StatusYellow || eps[0].IPs[0] != netip.MustParseAddr("10.9.0.1") {
 		t.Fatalf("at-risk after yellow: %+v", eps)
 	}
 	if s := f.l.Stats(); s.Heartbeats != 2 || s.LatencyN != 2 || s.Connected != 1 {
@@ -282,23 +283,23 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestAtRiskPushedWhenEndpointTurnsRed(t *testing.T) {
 	f := newFixture(t, nil)
-	a := f.connect(t, f.enroll(t, "a"), "", sensor.HealthGreen)
+	a := f.connect(t, f.enroll(t, "a"), "", schema.HealthGreen)
 	if _, err := a.atRisk(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	bb := f.enroll(t, "b")
-	b := f.connect(t, bb, "", sensor.HealthGreen)
+	b := f.connect(t, bb, "", schema.HealthGreen)
 	if _, err := b.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	b.send(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthRed, Reasons: []string{"malware found"}})
+	b.send(wire.TypeHeartbeat, wire.Heartbeat{Health: schema.HealthRed, Reasons: []string{"malware found"}})
 	// a sends nothing: the list must come by push.
 	eps, err := a.atRisk(2 * time.Second)
 	if err != nil {
 		t.Fatalf("no push: %v", err)
 	}
-	if len(eps) != 1 || eps[0].EndpointID != bb.ID || eps[0].Status != sensor.StatusRed {
+	if len(eps) != 1 || eps[0].EndpointID != bb.ID || eps[0].Status != schema.StatusRed {
 		t.Fatalf("pushed %+v", eps)
 	}
 	t.Logf("push %v after the red heartbeat", time.Since(start))
@@ -307,7 +308,7 @@ func TestAtRiskPushedWhenEndpointTurnsRed(t *testing.T) {
 func TestRevokeMidSession(t *testing.T) {
 	f := newFixture(t, nil)
 	b := f.enroll(t, "doomed")
-	c := f.connect(t, b, "", sensor.HealthGreen)
+	c := f.connect(t, b, "", schema.HealthGreen)
 	if _, err := c.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +342,7 @@ func TestRevokeMidSession(t *testing.T) {
 		t.Fatal("revoked endpoint reconnected")
 	}
 	ev := f.rec.waitAuthFailed(t, pki.ReasonRevoked)
-	if ev.Details["certificate_id"] != b.ID {
+	if d, ok := ev.Details.(*schema.AuthFailedDetails); !ok || d.CertificateID != b.ID {
 		t.Fatalf("auth_failed details %v", ev.Details)
 	}
 }
@@ -369,7 +370,7 @@ func TestSessionResumesAcrossRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		hello, _ := wire.Marshal(wire.TypeHello, wire.Hello{Health: sensor.HealthGreen})
+		hello, _ := wire.Marshal(wire.TypeHello, wire.Hello{Health: schema.HealthGreen})
 		c.Write(hello)
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, err := wire.ReadFrame(c); err != nil { // config; the ticket came before it

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,7 +18,7 @@ import (
 	"github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // strayBundle returns a certificate the sensor's CA signed that is not in
@@ -48,7 +49,7 @@ func (f *fixture) strayBundle(t *testing.T, name string) *pki.Bundle {
 // the test ends.
 func (f *fixture) heartbeater(t *testing.T, name, src string) (*pki.Bundle, func() error) {
 	b := f.enroll(t, name)
-	c := f.connect(t, b, src, sensor.HealthGreen)
+	c := f.connect(t, b, src, schema.HealthGreen)
 	stop := make(chan struct{})
 	errc := make(chan error, 1)
 	go func() {
@@ -65,7 +66,7 @@ func (f *fixture) heartbeater(t *testing.T, name, src string) (*pki.Bundle, func
 				return
 			case <-tk.C:
 			}
-			fr, _ := wire.Marshal(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthGreen, SentAt: time.Now().UnixNano()})
+			fr, _ := wire.Marshal(wire.TypeHeartbeat, wire.Heartbeat{Health: schema.HealthGreen, SentAt: time.Now().UnixNano()})
 			c.mu.Lock()
 			c.c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 			_, err := c.c.Write(fr)
@@ -157,7 +158,7 @@ func TestRefusedPeers(t *testing.T) {
 	t.Run("CA-signed but not enrolled", func(t *testing.T) {
 		tlsPeer("127.0.0.11", tlsCfg(f.strayBundle(t, "stray")))
 		ev := f.rec.waitAuthFailed(t, pki.ReasonNotEnrolled)
-		if ev.Details["peer"] == nil || ev.IPs[0] != "127.0.0.11" {
+		if d, ok := ev.Details.(*schema.AuthFailedDetails); !ok || !strings.HasPrefix(d.Peer, "127.0.0.11:") || ev.IPs[0] != netip.MustParseAddr("127.0.0.11") {
 			t.Fatalf("event does not name the peer: %+v", ev)
 		}
 	})
@@ -241,7 +242,7 @@ func TestRefusedPeers(t *testing.T) {
 		f.rec.waitAuthFailed(t, "no hello")
 	})
 	t.Run("oversized frame after hello", func(t *testing.T) {
-		c := f.connect(t, f.enroll(t, "big"), "127.0.0.21", sensor.HealthGreen)
+		c := f.connect(t, f.enroll(t, "big"), "127.0.0.21", schema.HealthGreen)
 		frame := binary.BigEndian.AppendUint32(nil, wire.MaxFrame)
 		frame = append(frame, wire.Major, 0, byte(wire.TypeHeartbeat))
 		c.c.Write(frame)
@@ -254,8 +255,8 @@ func TestRefusedPeers(t *testing.T) {
 		}
 	})
 	t.Run("hello over the limits", func(t *testing.T) {
-		c := f.connect(t, f.enroll(t, "chatty"), "127.0.0.22", sensor.HealthGreen)
-		c.send(wire.TypeHello, wire.Hello{Health: sensor.HealthGreen, Users: make([]string, wire.MaxUsers+1)})
+		c := f.connect(t, f.enroll(t, "chatty"), "127.0.0.22", schema.HealthGreen)
+		c.send(wire.TypeHello, wire.Hello{Health: schema.HealthGreen, Users: make([]string, wire.MaxUsers+1)})
 		fr, err := c.next(wire.TypeError, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -277,7 +278,7 @@ func TestRefusedPeers(t *testing.T) {
 
 func TestIdleConnectionClosed(t *testing.T) {
 	f := newFixture(t, nil)
-	c := f.connect(t, f.enroll(t, "sleepy"), "", sensor.HealthGreen)
+	c := f.connect(t, f.enroll(t, "sleepy"), "", schema.HealthGreen)
 	start := time.Now()
 	fr, err := c.next(wire.TypeError, 6*time.Second)
 	if err != nil {
@@ -295,7 +296,7 @@ func TestIdleConnectionClosed(t *testing.T) {
 
 func TestConfigChangeReachesAgents(t *testing.T) {
 	f := newFixture(t, nil)
-	c := f.connect(t, f.enroll(t, "ws"), "", sensor.HealthGreen)
+	c := f.connect(t, f.enroll(t, "ws"), "", schema.HealthGreen)
 	if _, err := c.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -305,7 +306,7 @@ func TestConfigChangeReachesAgents(t *testing.T) {
 	if err := f.l.Apply(z); err != nil {
 		t.Fatal(err)
 	}
-	hb, _ := wire.Marshal(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthGreen})
+	hb, _ := wire.Marshal(wire.TypeHeartbeat, wire.Heartbeat{Health: schema.HealthGreen})
 	go func() { // keep the connection alive meanwhile
 		for range 3 {
 			time.Sleep(500 * time.Millisecond)
@@ -327,11 +328,11 @@ func TestConfigChangeReachesAgents(t *testing.T) {
 func TestReplacedConnection(t *testing.T) {
 	f := newFixture(t, nil)
 	b := f.enroll(t, "twice")
-	c1 := f.connect(t, b, "", sensor.HealthGreen)
+	c1 := f.connect(t, b, "", schema.HealthGreen)
 	if _, err := c1.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	c2 := f.connect(t, b, "", sensor.HealthGreen)
+	c2 := f.connect(t, b, "", schema.HealthGreen)
 	if _, err := c2.next(wire.TypeConfig, 5*time.Second); err != nil {
 		t.Fatal(err)
 	}

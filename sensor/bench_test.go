@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 const (
@@ -13,7 +15,7 @@ const (
 	benchMACs      = 2 * benchEndpoints
 )
 
-func benchMAC(i int) MAC { return MACFromUint64(0x020000000000 | uint64(i)) }
+func benchMAC(i int) schema.MAC { return schema.MACFromUint64(0x020000000000 | uint64(i)) }
 
 // populate enrolls n endpoints with two interfaces each; names are short so
 // the memory figure is the correlator's own.
@@ -26,9 +28,9 @@ func populate(tb testing.TB, n int) (*Correlator, *ManualClock) {
 	clock.Set(sensorStart)
 	for i := 0; i < n; i++ {
 		ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		_, err := c.Hello(Hello{
-			EndpointID: fmt.Sprint(i), Health: HealthGreen,
-			Interfaces: []Interface{{MAC: benchMAC(2 * i), IPs: []netip.Addr{ip}}, {MAC: benchMAC(2*i + 1)}},
+		_, err := c.Hello(schema.Hello{
+			EndpointID: fmt.Sprint(i), Health: schema.HealthGreen,
+			Interfaces: []schema.Interface{{MAC: benchMAC(2 * i), IPs: []netip.Addr{ip}}, {MAC: benchMAC(2*i + 1)}},
 		})
 		if err != nil {
 			tb.Fatal(err)
@@ -42,14 +44,14 @@ func populate(tb testing.TB, n int) (*Correlator, *ManualClock) {
 func BenchmarkTraffic(b *testing.B) {
 	c, clock := populate(b, benchEndpoints)
 	const batchSize = 4096
-	batch := make([]TrafficSummary, batchSize)
+	batch := make([]schema.TrafficSummary, batchSize)
 	next := 0
 	b.ReportAllocs()
 	b.ResetTimer()
 	for done := 0; done < b.N; done += batchSize {
 		now := clock.T.Add(time.Duration(done))
 		for j := range batch {
-			batch[j] = TrafficSummary{MAC: benchMAC((next * 7919) % benchMACs), Packets: 3, Bytes: 900, FirstSeen: now, LastSeen: now}
+			batch[j] = schema.TrafficSummary{MAC: benchMAC((next * 7919) % benchMACs), Packets: 3, Bytes: 900, FirstSeen: now, LastSeen: now}
 			next++
 		}
 		c.Traffic(batch)
@@ -80,7 +82,7 @@ func BenchmarkHeartbeat(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := c.Heartbeat(Heartbeat{EndpointID: ids[i%benchEndpoints], Health: HealthGreen}); err != nil {
+		if _, err := c.Heartbeat(schema.Heartbeat{EndpointID: ids[i%benchEndpoints], Health: schema.HealthGreen}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -94,9 +96,9 @@ func BenchmarkMemoryPerEndpoint(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		c, clock := populate(b, benchEndpoints)
-		batch := make([]TrafficSummary, 0, benchMACs)
+		batch := make([]schema.TrafficSummary, 0, benchMACs)
 		for m := 0; m < benchMACs; m++ {
-			batch = append(batch, TrafficSummary{MAC: benchMAC(m), Packets: 1, Bytes: 64, FirstSeen: clock.T, LastSeen: clock.T})
+			batch = append(batch, schema.TrafficSummary{MAC: benchMAC(m), Packets: 1, Bytes: 64, FirstSeen: clock.T, LastSeen: clock.T})
 		}
 		c.Traffic(batch)
 		batch = nil
@@ -110,7 +112,7 @@ func BenchmarkMemoryPerEndpoint(b *testing.B) {
 // BenchmarkTrafficReference is the floor BenchmarkTraffic is compared with in
 // BENCHMARKS.md: one map increment per summary over the same 200k MACs.
 func BenchmarkTrafficReference(b *testing.B) {
-	counts := make(map[MAC]uint64, benchMACs)
+	counts := make(map[schema.MAC]uint64, benchMACs)
 	for m := 0; m < benchMACs; m++ {
 		counts[benchMAC(m)] = 0
 	}

@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // CaptureHealth takes a capture interface's report. Down links and drops
 // above the threshold make the sensor blind: no missing verdict is raised
 // while it cannot see.
-func (c *Correlator) CaptureHealth(h CaptureHealth) []Event {
+func (c *Correlator) CaptureHealth(h schema.CaptureHealth) []schema.Event {
 	now := c.now()
 	c.captureSeen = true
 	ci, ok := c.capture[h.Interface]
@@ -68,21 +70,21 @@ func (c *Correlator) blindReason(now int64) string {
 	return strings.Join(why, "; ")
 }
 
-func (c *Correlator) updateCapture(out []Event, now int64) []Event {
+func (c *Correlator) updateCapture(out []schema.Event, now int64) []schema.Event {
 	why := c.blindReason(now)
 	switch {
 	case why != "" && (!c.degraded || why != c.degradedWhy):
 		c.degraded, c.degradedWhy = true, why
-		out = c.emit(out, Event{
-			Type: EventCaptureDegraded, Severity: SeverityError,
+		out = c.emit(out, schema.Event{
+			Type: schema.EventCaptureDegraded, Severity: schema.SeverityError,
 			Reason:  why + "; missing verdicts are withheld until the capture is healthy",
-			Details: map[string]any{"blind": true},
+			Details: &schema.CaptureDegradedDetails{Blind: true},
 		})
 	case why == "" && c.degraded:
 		c.degraded, c.degradedWhy = false, ""
 		c.clearFrom = now
-		out = c.emit(out, Event{
-			Type: EventCaptureRestored, Severity: SeverityNotice,
+		out = c.emit(out, schema.Event{
+			Type: schema.EventCaptureRestored, Severity: schema.SeverityNotice,
 			Reason: "capture healthy again; missing verdicts resume after one clean interval",
 		})
 	}

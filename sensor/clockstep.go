@@ -3,6 +3,8 @@ package sensor
 import (
 	"fmt"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // ClockStepTolerance is the smallest jump of the wall clock, beyond the
@@ -17,7 +19,7 @@ const ClockStepTolerance = 5 * time.Second
 // once and a backward one would mute missing verdicts for as long. It moves
 // all of them by step, which keeps every silence and every interval as
 // long as it really was, and reports the step.
-func (c *Correlator) ClockStepped(step time.Duration) []Event {
+func (c *Correlator) ClockStepped(step time.Duration) []schema.Event {
 	d := int64(step)
 	shift := func(t *int64) {
 		if *t != 0 {
@@ -57,11 +59,11 @@ func (c *Correlator) ClockStepped(step time.Duration) []Event {
 	for _, st := range c.unmanaged {
 		st.FirstSeen, st.LastSeen = st.FirstSeen.Add(step), st.LastSeen.Add(step)
 	}
-	return c.emit(nil, Event{
-		Type: EventClockStepped, Severity: SeverityWarning,
+	return c.emit(nil, schema.Event{
+		Type: schema.EventClockStepped, Severity: schema.SeverityWarning,
 		Reason: fmt.Sprintf("the sensor's clock jumped by %s; the times it keeps were moved with it, so silences are still timed right (events before this one carry the old clock's times)",
 			signed(step.Round(time.Millisecond))),
-		Details: map[string]any{"step_seconds": step.Seconds()},
+		Details: &schema.ClockSteppedDetails{StepSeconds: step.Seconds()},
 	})
 }
 

@@ -3,6 +3,8 @@ package sensor
 import (
 	"testing"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // runStepped plays an endpoint that sends every second and heartbeats every
@@ -13,7 +15,7 @@ func runStepped(t *testing.T, step time.Duration, report bool, beating func(sec 
 	t.Helper()
 	const mac = "02:00:00:00:00:01"
 	h := newHarness(t, Config{})
-	h.at(0).hello("e1", HealthGreen, mac)
+	h.at(0).hello("e1", schema.HealthGreen, mac)
 	for s := 1; s <= until; s++ {
 		wall := t0.Add(time.Duration(s) * time.Second)
 		if s >= 31 {
@@ -24,7 +26,7 @@ func runStepped(t *testing.T, step time.Duration, report bool, beating func(sec 
 			h.add(h.c.ClockStepped(step))
 		}
 		if s%15 == 0 && beating(s) {
-			h.heartbeat("e1", HealthGreen)
+			h.heartbeat("e1", schema.HealthGreen)
 		}
 		h.traffic(mac)
 		h.tick()
@@ -35,18 +37,18 @@ func runStepped(t *testing.T, step time.Duration, report bool, beating func(sec 
 func TestClockStepForwardRaisesNoFalseMissing(t *testing.T) {
 	always := func(int) bool { return true }
 	// Unreported, the jump makes the last heartbeat look an hour old.
-	if h := runStepped(t, time.Hour, false, always, 120); len(h.ofType(EventHeartbeatMissing)) == 0 {
+	if h := runStepped(t, time.Hour, false, always, 120); len(h.ofType(schema.EventHeartbeatMissing)) == 0 {
 		t.Fatal("an unreported forward jump raised no missing verdict: the test shows nothing")
 	}
 	h := runStepped(t, time.Hour, true, always, 120)
-	if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+	if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 		t.Errorf("forward jump reported: %d missing verdicts, first %q", len(m), m[0].Reason)
 	}
-	if st := h.status("e1"); st != StatusGreen {
+	if st := h.status("e1"); st != schema.StatusGreen {
 		t.Errorf("status %s, want green", st)
 	}
-	steps := h.ofType(EventClockStepped)
-	if len(steps) != 1 || steps[0].Severity != SeverityWarning || steps[0].Details["step_seconds"] != 3600.0 {
+	steps := h.ofType(schema.EventClockStepped)
+	if len(steps) != 1 || steps[0].Severity != schema.SeverityWarning || details[schema.ClockSteppedDetails](steps[0]).StepSeconds != 3600.0 {
 		t.Fatalf("clock_stepped events %+v, want one warning with step_seconds 3600", steps)
 	}
 	t.Logf("%s", steps[0].Reason)
@@ -57,11 +59,11 @@ func TestClockStepBackwardKeepsMissingOnTime(t *testing.T) {
 	until45 := func(s int) bool { return s <= 45 }
 	// Unreported, the sensor's start now lies an hour ahead: no verdict for
 	// as long.
-	if h := runStepped(t, -time.Hour, false, until45, 120); len(h.ofType(EventHeartbeatMissing)) != 0 {
+	if h := runStepped(t, -time.Hour, false, until45, 120); len(h.ofType(schema.EventHeartbeatMissing)) != 0 {
 		t.Fatal("an unreported backward jump still gave a missing verdict: the test shows nothing")
 	}
 	h := runStepped(t, -time.Hour, true, until45, 120)
-	m := h.ofType(EventHeartbeatMissing)
+	m := h.ofType(schema.EventHeartbeatMissing)
 	if len(m) != 1 {
 		t.Fatalf("backward jump reported: %d missing verdicts, want 1", len(m))
 	}

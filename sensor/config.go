@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Config holds the correlation rules. Zero fields take the defaults of
@@ -154,7 +156,7 @@ func (c Config) Validate() error {
 type compiled struct {
 	Config
 	deadline  time.Duration
-	infraMACs map[MAC]struct{}
+	infraMACs map[schema.MAC]struct{}
 	infraOUIs [][]byte
 	policies  []compiledPolicy
 }
@@ -185,9 +187,9 @@ func compile(c Config) (*compiled, error) {
 	if c.DropThreshold >= 1 {
 		errs = append(errs, fmt.Errorf("drop_threshold %v: want a fraction between 0 and 1", c.DropThreshold))
 	}
-	out := &compiled{Config: c, deadline: c.HeartbeatInterval * time.Duration(c.MissingAfter), infraMACs: map[MAC]struct{}{}}
+	out := &compiled{Config: c, deadline: c.HeartbeatInterval * time.Duration(c.MissingAfter), infraMACs: map[schema.MAC]struct{}{}}
 	for _, s := range c.Infrastructure {
-		if m, err := ParseMAC(s); err == nil {
+		if m, err := schema.ParseMAC(s); err == nil {
 			out.infraMACs[m] = struct{}{}
 			continue
 		}
@@ -273,7 +275,7 @@ func parseMACPrefix(s string) ([]byte, error) {
 	return out, nil
 }
 
-func (c *compiled) isInfrastructure(m MAC) bool {
+func (c *compiled) isInfrastructure(m schema.MAC) bool {
 	if _, ok := c.infraMACs[m]; ok {
 		return true
 	}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // ErrUnknownEndpoint is returned for a heartbeat from an endpoint that has not
@@ -26,14 +28,14 @@ type Correlator struct {
 	freeSlots []int32          // removed indices for reuse
 	byID      map[string]int32 // endpoint id -> index
 	byIP      map[netip.Addr]int32
-	macIndex  map[MAC]int32 // MAC -> index into macs
+	macIndex  map[schema.MAC]int32 // MAC -> index into macs
 	macs      []macState
 
-	pending    []MAC              // unclaimed senders waiting for the no-heartbeat verdict
-	unmanaged  map[MAC]*Station   // the unmanaged inventory
-	alerted    map[MAC]struct{}   // MACs reported as no_heartbeat, ever
-	hbChannel  map[MAC]int64      // MAC -> last time it carried a heartbeat connection
-	hbSource   map[netip.Addr]MAC // source address -> the MAC its newest heartbeat connection came from
+	pending    []schema.MAC                   // unclaimed senders waiting for the no-heartbeat verdict
+	unmanaged  map[schema.MAC]*schema.Station // the unmanaged inventory
+	alerted    map[schema.MAC]struct{}        // MACs reported as no_heartbeat, ever
+	hbChannel  map[schema.MAC]int64           // MAC -> last time it carried a heartbeat connection
+	hbSource   map[netip.Addr]schema.MAC      // source address -> the MAC its newest heartbeat connection came from
 	byRemote   map[netip.Addr]int32
 	ipSeen     map[netip.Addr]int32 // IP -> the endpoint whose MAC the wire showed sending from it
 	policySeen map[policyKey]int64  // de-duplication: last alert time
@@ -53,9 +55,9 @@ type endpoint struct {
 	idx         int32
 	id, name    string
 	org         string
-	health      Health
+	health      schema.Health
 	reasons     []string
-	status      Status
+	status      schema.Status
 	statusSince int64
 	lastHB      int64
 	connected   bool
@@ -63,7 +65,7 @@ type endpoint struct {
 	// slowInterval, when set, is a longer heartbeat interval the endpoint
 	// is judged by until it heartbeats at the shorter one now in force.
 	slowInterval int64
-	interfaces   []Interface
+	interfaces   []schema.Interface
 	users        []string
 	owned        []int32 // indices into macs of the MACs this endpoint owns
 	ips          []netip.Addr
@@ -71,9 +73,9 @@ type endpoint struct {
 
 	// How the agent left, until it says hello again.
 	dropAt     int64 // its connection dropped without goodbye; the reconnect grace counts from here
-	dropCause  DisconnectCause
-	dropJudged bool          // the dropped-connection rule has judged this drop
-	goodbye    GoodbyeReason // the agent said goodbye with this reason
+	dropCause  schema.DisconnectCause
+	dropJudged bool                 // the dropped-connection rule has judged this drop
+	goodbye    schema.GoodbyeReason // the agent said goodbye with this reason
 	goodbyeAt  int64
 	wokeAt     int64 // an offline endpoint started sending again (wake-up grace)
 
@@ -81,7 +83,7 @@ type endpoint struct {
 	// MAC the mirror port showed carrying that connection. Both are what
 	// the wire says, against which the hello's claims are weighed.
 	remote  netip.Addr
-	wireMAC MAC
+	wireMAC schema.MAC
 	// contested holds the MACs and IPs it declares that another endpoint
 	// holds, already reported as a conflict.
 	contested []string
@@ -103,14 +105,14 @@ const (
 
 type policyKey struct {
 	rule           int
-	srcMAC, dstMAC MAC
+	srcMAC, dstMAC schema.MAC
 	srcIP, dstIP   netip.Addr
 	port           uint16
 }
 
 type pairKey struct {
 	endpoint int32 // the red or missing endpoint
-	peerMAC  MAC
+	peerMAC  schema.MAC
 	peerIP   netip.Addr
 }
 
@@ -136,11 +138,11 @@ func NewCorrelator(cfg Config, clock Clock) (*Correlator, error) {
 		nextSeq:    1,
 		byID:       map[string]int32{},
 		byIP:       map[netip.Addr]int32{},
-		macIndex:   map[MAC]int32{},
-		unmanaged:  map[MAC]*Station{},
-		alerted:    map[MAC]struct{}{},
-		hbChannel:  map[MAC]int64{},
-		hbSource:   map[netip.Addr]MAC{},
+		macIndex:   map[schema.MAC]int32{},
+		unmanaged:  map[schema.MAC]*schema.Station{},
+		alerted:    map[schema.MAC]struct{}{},
+		hbChannel:  map[schema.MAC]int64{},
+		hbSource:   map[netip.Addr]schema.MAC{},
 		byRemote:   map[netip.Addr]int32{},
 		ipSeen:     map[netip.Addr]int32{},
 		policySeen: map[policyKey]int64{},
@@ -175,7 +177,7 @@ func (c *Correlator) Config() Config { return c.cfg.Config }
 
 func (c *Correlator) now() int64 { return c.clock.Now().UnixNano() }
 
-func (c *Correlator) emit(out []Event, ev Event) []Event {
+func (c *Correlator) emit(out []schema.Event, ev schema.Event) []schema.Event {
 	ev.Seq = c.nextSeq
 	c.nextSeq++
 	if ev.Time.IsZero() {
@@ -186,15 +188,15 @@ func (c *Correlator) emit(out []Event, ev Event) []Event {
 
 // Record numbers an event raised outside the correlator (auth_failed from the
 // LAN zone, alerts_lost from a sink) so that every event shares one sequence.
-func (c *Correlator) Record(ev Event) []Event {
+func (c *Correlator) Record(ev schema.Event) []schema.Event {
 	return c.emit(nil, ev)
 }
 
 // NextSeq is the sequence number the next event will get.
 func (c *Correlator) NextSeq() uint64 { return c.nextSeq }
 
-func (c *Correlator) endpointEvent(e *endpoint, typ EventType, sev Severity) Event {
-	ev := Event{
+func (c *Correlator) endpointEvent(e *endpoint, typ schema.EventType, sev schema.Severity) schema.Event {
+	ev := schema.Event{
 		Type:         typ,
 		Severity:     sev,
 		EndpointID:   e.id,
@@ -204,24 +206,22 @@ func (c *Correlator) endpointEvent(e *endpoint, typ EventType, sev Severity) Eve
 	}
 	for _, i := range e.interfaces {
 		if c.owns(e, i.MAC) {
-			ev.MACs = append(ev.MACs, i.MAC.String())
+			ev.MACs = append(ev.MACs, i.MAC)
 		}
 	}
-	for _, ip := range e.ips {
-		ev.IPs = append(ev.IPs, ip.String())
-	}
+	ev.IPs = slices.Clone(e.ips)
 	return ev
 }
 
 // owns reports whether m is one of e's MACs (declared and not held by
 // another endpoint).
-func (c *Correlator) owns(e *endpoint, m MAC) bool {
+func (c *Correlator) owns(e *endpoint, m schema.MAC) bool {
 	mi, ok := c.macIndex[m]
 	return ok && c.macs[mi].owner == e.idx
 }
 
 // Hello registers or updates an endpoint. A hello counts as a heartbeat.
-func (c *Correlator) Hello(h Hello) ([]Event, error) {
+func (c *Correlator) Hello(h schema.Hello) ([]schema.Event, error) {
 	if h.EndpointID == "" {
 		return nil, fmt.Errorf("hello: empty endpoint id")
 	}
@@ -229,7 +229,7 @@ func (c *Correlator) Hello(h Hello) ([]Event, error) {
 		return nil, fmt.Errorf("hello from %s: invalid health %d", h.EndpointID, h.Health)
 	}
 	now := c.now()
-	var out []Event
+	var out []schema.Event
 	idx, ok := c.byID[h.EndpointID]
 	var e *endpoint
 	if ok {
@@ -254,7 +254,7 @@ func (c *Correlator) Hello(h Hello) ([]Event, error) {
 		if c.byRemote[e.remote] == e.idx {
 			delete(c.byRemote, e.remote)
 		}
-		e.remote, e.wireMAC = r, MAC{}
+		e.remote, e.wireMAC = r, schema.MAC{}
 	}
 	if e.remote.IsValid() {
 		if len(c.byRemote) < c.cfg.MaxTracked {
@@ -267,30 +267,21 @@ func (c *Correlator) Hello(h Hello) ([]Event, error) {
 	out = c.claim(out, e, now)
 	out = c.agentBack(out, e, h.Instance, now)
 
-	hello := c.endpointEvent(e, EventEndpointHello, SeverityInfo)
+	hello := c.endpointEvent(e, schema.EventEndpointHello, schema.SeverityInfo)
 	hello.Reason = "endpoint declared its interfaces and users"
 	// History records ownership and address bindings from these details:
 	// only what the endpoint won goes there; contested claims are listed
 	// apart and bind nothing.
-	details := map[string]any{"interfaces": c.acceptedInterfaces(e)}
-	if len(e.contested) > 0 {
-		details["contested"] = slices.Clone(e.contested)
-	}
-	if len(e.users) > 0 {
-		details["users"] = e.users
-	}
-	if h.Remote.IsValid() {
-		details["remote"] = h.Remote.String()
-	}
-	hello.Details = details
+	hello.Details = &schema.HelloDetails{Interfaces: c.acceptedInterfaces(e), Contested: slices.Clone(e.contested),
+		Users: e.users, Remote: h.Remote}
 	out = c.emit(out, hello)
 	return c.heartbeat(out, e, h.Health, h.Reasons, now), nil
 }
 
-func cloneInterfaces(in []Interface) []Interface {
-	out := make([]Interface, len(in))
+func cloneInterfaces(in []schema.Interface) []schema.Interface {
+	out := make([]schema.Interface, len(in))
 	for i, itf := range in {
-		out[i] = Interface{Name: itf.Name, MAC: itf.MAC, IPs: slices.Clone(itf.IPs)}
+		out[i] = schema.Interface{Name: itf.Name, MAC: itf.MAC, IPs: slices.Clone(itf.IPs)}
 	}
 	return out
 }
@@ -301,7 +292,7 @@ func cloneInterfaces(in []Interface) []Interface {
 // contested set), unless the wire shows e's own heartbeat connection coming
 // from that MAC and not the holder's. What stays contested is neither
 // judged, listed at risk nor written to history as e's.
-func (c *Correlator) claim(out []Event, e *endpoint, now int64) []Event {
+func (c *Correlator) claim(out []schema.Event, e *endpoint, now int64) []schema.Event {
 	for _, mi := range e.owned {
 		if c.macs[mi].owner == e.idx {
 			c.macs[mi].owner = -1
@@ -321,7 +312,7 @@ func (c *Correlator) claim(out []Event, e *endpoint, now int64) []Event {
 	var others []string
 	var moved []string
 	var first *endpoint // the first holder a claim was contested against
-	var firstMAC MAC
+	var firstMAC schema.MAC
 	for _, itf := range e.interfaces {
 		if itf.MAC.IsZero() || itf.MAC.IsGroup() {
 			continue
@@ -371,32 +362,23 @@ func (c *Correlator) claim(out []Event, e *endpoint, now int64) []Event {
 		}
 	}
 	if len(moved) > 0 || (len(contested) > 0 && !slices.Equal(contested, e.contested)) {
-		ev := c.endpointEvent(e, EventMACConflict, SeverityWarning)
-		details := map[string]any{}
+		ev := c.endpointEvent(e, schema.EventMACConflict, schema.SeverityWarning)
+		details := &schema.MACConflictDetails{}
 		var why []string
 		if len(contested) > 0 {
 			why = append(why, fmt.Sprintf("%s declares %s, held by %s; kept with the holder (the wire does not show %s using them)",
 				e.name, strings.Join(contested, ", "), strings.Join(others, ", "), e.name))
-			details["contested"] = contested
-			details["held_by"] = others
+			details.Contested, details.HeldBy = contested, others
 		}
 		if len(moved) > 0 {
 			why = append(why, fmt.Sprintf("%s's heartbeat connection comes from %s: moved to it", e.name, strings.Join(moved, ", ")))
-			details["moved"] = moved
+			details.Moved = moved
 		}
-		if e.wireMAC != (MAC{}) {
-			details["wire_mac"] = e.wireMAC.String()
-		}
+		details.WireMAC = e.wireMAC
 		if first != nil {
-			details["other_endpoint_id"] = first.id
-			details["other_endpoint_name"] = first.name
+			details.OtherEndpointID, details.OtherEndpointName = first.id, first.name
 		}
-		if !firstMAC.IsZero() {
-			details["mac"] = firstMAC.String()
-		}
-		if e.remote.IsValid() {
-			details["remote"] = e.remote.String()
-		}
+		details.MAC, details.Remote = firstMAC, e.remote
 		ev.Reason = strings.Join(why, "; ")
 		ev.Details = details
 		out = c.emit(out, ev)
@@ -407,13 +389,13 @@ func (c *Correlator) claim(out []Event, e *endpoint, now int64) []Event {
 
 // acceptedInterfaces returns e's declared interfaces cut down to the MACs
 // and IPs it holds.
-func (c *Correlator) acceptedInterfaces(e *endpoint) []Interface {
-	out := make([]Interface, 0, len(e.interfaces))
+func (c *Correlator) acceptedInterfaces(e *endpoint) []schema.Interface {
+	out := make([]schema.Interface, 0, len(e.interfaces))
 	for _, itf := range e.interfaces {
 		if !c.owns(e, itf.MAC) {
 			continue
 		}
-		a := Interface{Name: itf.Name, MAC: itf.MAC}
+		a := schema.Interface{Name: itf.Name, MAC: itf.MAC}
 		for _, ip := range itf.IPs {
 			if c.byIP[ip.Unmap()] == e.idx {
 				a.IPs = append(a.IPs, ip)
@@ -427,7 +409,7 @@ func (c *Correlator) acceptedInterfaces(e *endpoint) []Interface {
 // heartbeatSource records the MAC the wire shows carrying a LAN-zone
 // connection from src, and weighs the claims of the endpoint connected from
 // src again if that changes what it may hold.
-func (c *Correlator) heartbeatSource(out []Event, src netip.Addr, m MAC, now int64) []Event {
+func (c *Correlator) heartbeatSource(out []schema.Event, src netip.Addr, m schema.MAC, now int64) []schema.Event {
 	src = src.Unmap()
 	if !src.IsValid() {
 		return out
@@ -453,7 +435,7 @@ func (c *Correlator) heartbeatSource(out []Event, src netip.Addr, m MAC, now int
 }
 
 // macSlot returns the index of m in macs, adding it if new.
-func (c *Correlator) macSlot(m MAC) int32 {
+func (c *Correlator) macSlot(m schema.MAC) int32 {
 	if i, ok := c.macIndex[m]; ok {
 		return i
 	}
@@ -468,7 +450,7 @@ func (c *Correlator) macSlot(m MAC) int32 {
 }
 
 // Heartbeat records an endpoint's proof of life and reported health.
-func (c *Correlator) Heartbeat(hb Heartbeat) ([]Event, error) {
+func (c *Correlator) Heartbeat(hb schema.Heartbeat) ([]schema.Event, error) {
 	idx, ok := c.byID[hb.EndpointID]
 	if !ok {
 		return nil, fmt.Errorf("heartbeat from %s: %w", hb.EndpointID, ErrUnknownEndpoint)
@@ -479,7 +461,7 @@ func (c *Correlator) Heartbeat(hb Heartbeat) ([]Event, error) {
 	return c.heartbeat(nil, c.endpoints[idx], hb.Health, hb.Reasons, c.now()), nil
 }
 
-func (c *Correlator) heartbeat(out []Event, e *endpoint, h Health, reasons []string, now int64) []Event {
+func (c *Correlator) heartbeat(out []schema.Event, e *endpoint, h schema.Health, reasons []string, now int64) []schema.Event {
 	prevStatus := e.status
 	prevHealth := e.health
 	silentSince, missingSince := e.lastHB, e.statusSince
@@ -495,41 +477,42 @@ func (c *Correlator) heartbeat(out []Event, e *endpoint, h Health, reasons []str
 	if !slices.Equal(e.reasons, reasons) {
 		e.reasons = slices.Clone(reasons)
 	}
-	next := statusOf(h)
+	next := schema.StatusOf(h)
 	if prevStatus == next {
 		return out
 	}
 	e.status, e.statusSince = next, now
 	e.realert = 0
-	var ev Event
-	if prevStatus == StatusMissing {
-		ev = c.endpointEvent(e, EventHeartbeatRestored, SeverityNotice)
+	var ev schema.Event
+	if prevStatus == schema.StatusMissing {
+		ev = c.endpointEvent(e, schema.EventHeartbeatRestored, schema.SeverityNotice)
 		missingFor := time.Duration(now - missingSince)
 		silentFor := time.Duration(now - silentSince)
 		ev.Reason = fmt.Sprintf("heartbeat restored after %s missing (%s since the previous heartbeat)",
 			missingFor.Round(time.Second), silentFor.Round(time.Second))
-		ev.Details = map[string]any{
-			"missing_for_seconds": missingFor.Seconds(),
-			"silent_for_seconds":  silentFor.Seconds(),
-			"health":              h.String(),
+		ev.Details = &schema.HeartbeatRestoredDetails{
+			MissingForSeconds: missingFor.Seconds(),
+			SilentForSeconds:  silentFor.Seconds(),
+			Health:            h,
 		}
 	} else {
-		sev := SeverityInfo
+		sev := schema.SeverityInfo
 		switch {
-		case next == StatusRed:
-			sev = SeverityError
-		case next == StatusYellow:
-			sev = SeverityWarning
-		case prevHealth != 0 && prevHealth != HealthGreen && (prevStatus == StatusYellow || prevStatus == StatusRed):
-			sev = SeverityNotice // back to green from a bad health
+		case next == schema.StatusRed:
+			sev = schema.SeverityError
+		case next == schema.StatusYellow:
+			sev = schema.SeverityWarning
+		case prevHealth != 0 && prevHealth != schema.HealthGreen && (prevStatus == schema.StatusYellow || prevStatus == schema.StatusRed):
+			sev = schema.SeverityNotice // back to green from a bad health
 		}
-		ev = c.endpointEvent(e, EventStatusChanged, sev)
+		ev = c.endpointEvent(e, schema.EventStatusChanged, sev)
 		ev.Reason = "reported health " + h.String()
 		if len(reasons) > 0 {
 			ev.Reason += ": " + strings.Join(reasons, "; ")
 		}
 	}
 	ev.PreviousStatus = prevStatus
+	ev.Transition = true
 	return c.emit(out, ev)
 }
 
@@ -538,16 +521,17 @@ func (c *Correlator) heartbeat(out []Event, e *endpoint, h Health, reasons []str
 // that crashed and was restarted by its service manager, or one killed and
 // started again. A reconnect of the same process, or a return after a
 // goodbye, is not.
-func (c *Correlator) agentBack(out []Event, e *endpoint, instance string, now int64) []Event {
+func (c *Correlator) agentBack(out []schema.Event, e *endpoint, instance string, now int64) []schema.Event {
 	if e.dropAt != 0 && e.goodbye == "" && (instance == "" || instance != e.instance) {
 		down := time.Duration(now - e.dropAt)
-		ev := c.endpointEvent(e, EventAgentRestarted, SeverityInfo)
+		ev := c.endpointEvent(e, schema.EventAgentRestarted, schema.SeverityInfo)
 		ev.Reason = fmt.Sprintf("agent restarted %s after its connection dropped without goodbye (%s)",
 			down.Round(time.Millisecond), e.dropCause.Text())
-		ev.Details = map[string]any{"down_for_seconds": down.Seconds(), "disconnect": e.dropCause.String()}
+		d := &schema.AgentRestartedDetails{DownForSeconds: down.Seconds(), Disconnect: e.dropCause.String()}
 		if instance == "" {
-			ev.Details["instance"] = "not reported by this agent"
+			d.Instance = "not reported by this agent"
 		}
+		ev.Details = d
 		out = c.emit(out, ev)
 	}
 	e.instance = instance
@@ -560,7 +544,7 @@ func (c *Correlator) agentBack(out []Event, e *endpoint, instance string, now in
 // ended and how. A goodbye makes the endpoint stopped (agent_stopped); a
 // drop starts the reconnect grace, after which Tick judges it; any other end
 // leaves the status to the missing deadline.
-func (c *Correlator) Disconnect(d Disconnect) []Event {
+func (c *Correlator) Disconnect(d schema.Disconnect) []schema.Event {
 	idx, ok := c.byID[d.EndpointID]
 	if !ok {
 		return nil
@@ -571,35 +555,34 @@ func (c *Correlator) Disconnect(d Disconnect) []Event {
 	}
 	now := c.now()
 	e.connected = false
-	ev := c.endpointEvent(e, EventEndpointDisconnected, SeverityInfo)
+	ev := c.endpointEvent(e, schema.EventEndpointDisconnected, schema.SeverityInfo)
 	ev.Reason = "LAN-zone connection closed: " + d.Cause.Text()
-	ev.Details = map[string]any{"disconnect": d.Cause.String()}
-	if d.Cause == CauseGoodbye {
-		ev.Details["goodbye"] = string(d.Goodbye)
+	dd := &schema.EndpointDisconnectedDetails{Disconnect: d.Cause.String(), Message: d.Message}
+	if d.Cause == schema.CauseGoodbye {
+		dd.Goodbye = string(d.Goodbye)
 	}
-	if d.Message != "" {
-		ev.Details["message"] = d.Message
-	}
+	ev.Details = dd
 	out := c.emit(nil, ev)
 	switch {
-	case d.Cause == CauseGoodbye:
+	case d.Cause == schema.CauseGoodbye:
 		e.goodbye, e.goodbyeAt = d.Goodbye, now
 		if e.goodbye == "" {
-			e.goodbye = GoodbyeStop
+			e.goodbye = schema.GoodbyeStop
 		}
 		e.dropAt, e.dropCause, e.dropJudged = 0, 0, false
-		stopped := c.endpointEvent(e, EventAgentStopped, SeverityInfo)
+		stopped := c.endpointEvent(e, schema.EventAgentStopped, schema.SeverityInfo)
 		stopped.PreviousStatus = e.status
 		stopped.Reason = fmt.Sprintf("agent stopped on purpose (goodbye: %s)", e.goodbye)
 		if d.Message != "" {
 			stopped.Reason += ": " + d.Message
 		}
-		stopped.Details = map[string]any{"goodbye": string(e.goodbye)}
+		stopped.Details = &schema.AgentStoppedDetails{Goodbye: string(e.goodbye)}
 		// A missing endpoint stays missing: a goodbye clears nothing.
-		if e.status != StatusMissing {
-			e.status, e.statusSince = StatusStopped, now
+		if e.status != schema.StatusMissing {
+			e.status, e.statusSince = schema.StatusStopped, now
 		}
 		stopped.Status = e.status
+		stopped.Transition = stopped.Status != stopped.PreviousStatus
 		out = c.emit(out, stopped)
 	case d.Cause.Dropped():
 		e.dropAt, e.dropCause, e.dropJudged = now, d.Cause, false
@@ -609,16 +592,17 @@ func (c *Correlator) Disconnect(d Disconnect) []Event {
 
 // Remove forgets an endpoint whose certificate was revoked. Its MACs are
 // unclaimed from now on: if they keep sending they have no heartbeat.
-func (c *Correlator) Remove(id string) []Event {
+func (c *Correlator) Remove(id string) []schema.Event {
 	idx, ok := c.byID[id]
 	if !ok {
 		return nil
 	}
 	e := c.endpoints[idx]
-	ev := c.endpointEvent(e, EventEndpointRemoved, SeverityNotice)
+	ev := c.endpointEvent(e, schema.EventEndpointRemoved, schema.SeverityNotice)
 	ev.Reason = "endpoint certificate revoked"
 	ev.PreviousStatus = e.status
 	ev.Status = ""
+	ev.Transition = true
 	e.interfaces = nil
 	out := c.claim(nil, e, c.now())
 	delete(c.byID, id)

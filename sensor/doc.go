@@ -8,6 +8,6 @@
 // use; Engine wraps it for the daemon, serialising inputs and publishing the
 // events it emits.
 //
-// The event schema (Event) defined here is the one JSON shape used
-// everywhere: history, syslog bodies, the local API and the CLI.
+// The values it reads and the events it emits are defined in sensor/schema,
+// below every part that uses them.
 package sensor

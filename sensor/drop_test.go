@@ -6,27 +6,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"pgregory.net/rapid"
 )
 
 func (h *harness) helloInstance(id, instance string, mac string) {
 	h.t.Helper()
-	evs, err := h.c.Hello(Hello{EndpointID: id, Name: "host-" + id, Org: "acme", Health: HealthGreen,
-		Interfaces: []Interface{{Name: "eth0", MAC: MustParseMAC(mac)}}, Instance: instance})
+	evs, err := h.c.Hello(schema.Hello{EndpointID: id, Name: "host-" + id, Org: "acme", Health: schema.HealthGreen,
+		Interfaces: []schema.Interface{{Name: "eth0", MAC: schema.MustParseMAC(mac)}}, Instance: instance})
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	h.add(evs)
 }
 
-func (h *harness) disconnect(id string, cause DisconnectCause, goodbye GoodbyeReason) {
-	h.add(h.c.Disconnect(Disconnect{EndpointID: id, Cause: cause, Goodbye: goodbye}))
+func (h *harness) disconnect(id string, cause schema.DisconnectCause, goodbye schema.GoodbyeReason) {
+	h.add(h.c.Disconnect(schema.Disconnect{EndpointID: id, Cause: cause, Goodbye: goodbye}))
 }
 
 // beatEvery heartbeats id every 15 s from t=0 up to and including until.
 func beatEvery(h *harness, id string, sec, until int) {
 	if sec > 0 && sec <= until && sec%15 == 0 {
-		h.heartbeat(id, HealthGreen)
+		h.heartbeat(id, schema.HealthGreen)
 	}
 }
 
@@ -37,7 +38,7 @@ const dropMAC = "02:00:00:00:00:01"
 // reconnect grace has passed, not after 3 intervals; the alert says how the
 // agent left.
 func TestDroppedConnectionMissingAfterGrace(t *testing.T) {
-	for _, cause := range []DisconnectCause{CauseEOF, CauseReset, CauseTLSError} {
+	for _, cause := range []schema.DisconnectCause{schema.CauseEOF, schema.CauseReset, schema.CauseTLSError} {
 		t.Run(cause.String(), func(t *testing.T) {
 			h := newHarness(t, Config{})
 			h.at(0).helloInstance("e1", "a", dropMAC)
@@ -45,11 +46,11 @@ func TestDroppedConnectionMissingAfterGrace(t *testing.T) {
 			h.at(20.2).disconnect("e1", cause, "")
 			h.at(20.5).traffic(dropMAC)
 			h.run(21, 23, func(int) { h.traffic(dropMAC) })
-			if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+			if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 				t.Fatalf("missing at %v, before the grace ended", sec(m[0]))
 			}
 			h.run(24, 30, func(int) { h.traffic(dropMAC) })
-			m := h.ofType(EventHeartbeatMissing)
+			m := h.ofType(schema.EventHeartbeatMissing)
 			if len(m) != 1 {
 				t.Fatalf("%d missing alerts, want 1", len(m))
 			}
@@ -60,7 +61,7 @@ func TestDroppedConnectionMissingAfterGrace(t *testing.T) {
 				!strings.Contains(m[0].Reason, cause.Text()) {
 				t.Errorf("reason %q does not say how the agent left", m[0].Reason)
 			}
-			if m[0].Details["left"] != "dropped" || m[0].Details["disconnect"] != cause.String() || m[0].PreviousStatus != StatusGreen {
+			if details[schema.HeartbeatMissingDetails](m[0]).Left != "dropped" || details[schema.HeartbeatMissingDetails](m[0]).Disconnect != cause.String() || m[0].PreviousStatus != schema.StatusGreen {
 				t.Errorf("details %v, previous %s", m[0].Details, m[0].PreviousStatus)
 			}
 		})
@@ -75,14 +76,14 @@ func TestDropJudgedOnTrafficAfterTheDrop(t *testing.T) {
 		h := newHarness(t, Config{})
 		h.at(0).helloInstance("e1", "a", dropMAC)
 		h.run(1, 10, func(int) { h.traffic(dropMAC) })
-		h.at(10.1).disconnect("e1", CauseReset, "")
+		h.at(10.1).disconnect("e1", schema.CauseReset, "")
 		h.at(10.3).traffic(dropMAC) // the kernel's answer to the sensor's close
 		h.run(11, 44, nil)
-		if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+		if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 			t.Fatalf("missing at %vs with no traffic after the drop", sec(m[0]))
 		}
 		h.run(45, 46, nil)
-		if st := h.status("e1"); st != StatusOffline {
+		if st := h.status("e1"); st != schema.StatusOffline {
 			t.Errorf("status %s at the deadline, want offline (suspend: agent and traffic stopped together)", st)
 		}
 	})
@@ -93,15 +94,15 @@ func TestDropJudgedOnTrafficAfterTheDrop(t *testing.T) {
 		h := newHarness(t, Config{})
 		h.at(0).helloInstance("e1", "a", dropMAC)
 		h.run(1, 10, func(int) { h.traffic(dropMAC) })
-		h.at(10.1).disconnect("e1", CauseEOF, "")
+		h.at(10.1).disconnect("e1", schema.CauseEOF, "")
 		h.run(11, 15, nil)
 		h.run(16, 17, func(int) { h.traffic(dropMAC) })
 		h.at(17.5).helloInstance("e1", "a", dropMAC)
 		h.run(18, 100, func(s int) { h.traffic(dropMAC); beatEvery(h, "e1", s-3, 100) })
-		if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+		if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 			t.Fatalf("missing at %vs after a link flap", sec(m[0]))
 		}
-		if r := h.ofType(EventAgentRestarted); len(r) != 0 {
+		if r := h.ofType(schema.EventAgentRestarted); len(r) != 0 {
 			t.Errorf("a reconnect of the same agent process raised %d agent_restarted", len(r))
 		}
 	})
@@ -114,14 +115,14 @@ func TestRestartWithinGrace(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.at(0).helloInstance("e1", "first", dropMAC)
 	h.run(1, 10, func(int) { h.traffic(dropMAC) })
-	h.at(10.1).disconnect("e1", CauseEOF, "")
+	h.at(10.1).disconnect("e1", schema.CauseEOF, "")
 	h.at(10.5).traffic(dropMAC)
 	h.at(11.0).helloInstance("e1", "second", dropMAC)
 	h.run(11, 80, func(s int) { h.traffic(dropMAC); beatEvery(h, "e1", s-11, 80) })
-	if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+	if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 		t.Fatalf("missing at %vs after a restart within the grace", sec(m[0]))
 	}
-	r := h.ofType(EventAgentRestarted)
+	r := h.ofType(schema.EventAgentRestarted)
 	if len(r) != 1 {
 		t.Fatalf("%d agent_restarted events, want 1", len(r))
 	}
@@ -129,9 +130,9 @@ func TestRestartWithinGrace(t *testing.T) {
 		t.Errorf("agent_restarted %+v: want informational, saying how the connection dropped", r[0])
 	}
 	// An older agent (no instance) restarting is still a restart.
-	h.at(81).disconnect("e1", CauseEOF, "")
+	h.at(81).disconnect("e1", schema.CauseEOF, "")
 	h.at(81.5).helloInstance("e1", "", dropMAC)
-	if r := h.ofType(EventAgentRestarted); len(r) != 2 || r[1].Details["instance"] == nil {
+	if r := h.ofType(schema.EventAgentRestarted); len(r) != 2 || details[schema.AgentRestartedDetails](r[1]).Instance == "" {
 		t.Errorf("restart of an agent without instance: %+v", r)
 	}
 }
@@ -145,47 +146,47 @@ func TestGoodbye(t *testing.T) {
 	t.Run("stop, host sends", func(t *testing.T) {
 		h := newHarness(t, Config{})
 		h.at(0).helloInstance("e1", "a", dropMAC)
-		h.at(5).disconnect("e1", CauseGoodbye, GoodbyeStop)
-		if st := h.status("e1"); st != StatusStopped {
+		h.at(5).disconnect("e1", schema.CauseGoodbye, schema.GoodbyeStop)
+		if st := h.status("e1"); st != schema.StatusStopped {
 			t.Fatalf("status %s after goodbye, want stopped", st)
 		}
-		s := h.ofType(EventAgentStopped)
-		if len(s) != 1 || s[0].IsAlert() || s[0].Status != StatusStopped || s[0].PreviousStatus != StatusGreen {
+		s := h.ofType(schema.EventAgentStopped)
+		if len(s) != 1 || s[0].IsAlert() || s[0].Status != schema.StatusStopped || s[0].PreviousStatus != schema.StatusGreen {
 			t.Fatalf("agent_stopped %+v", s)
 		}
 		h.run(6, 44, func(int) { h.traffic(dropMAC) })
-		if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+		if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 			t.Fatalf("missing at %vs, before the deadline, after a goodbye", sec(m[0]))
 		}
 		h.run(45, 45, func(int) { h.traffic(dropMAC) })
-		m := h.ofType(EventHeartbeatMissing)
-		if len(m) != 1 || m[0].PreviousStatus != StatusStopped || !strings.Contains(m[0].Reason, "said goodbye (stop)") {
+		m := h.ofType(schema.EventHeartbeatMissing)
+		if len(m) != 1 || m[0].PreviousStatus != schema.StatusStopped || !strings.Contains(m[0].Reason, "said goodbye (stop)") {
 			t.Fatalf("missing after goodbye: %+v", m)
 		}
-		if m[0].Details["suspicious_goodbye"] != nil {
+		if details[schema.HeartbeatMissingDetails](m[0]).SuspiciousGoodbye {
 			t.Errorf("a stop goodbye flagged suspicious")
 		}
 	})
 	t.Run("shutdown, host sends", func(t *testing.T) {
 		h := newHarness(t, Config{})
 		h.at(0).helloInstance("e1", "a", dropMAC)
-		h.at(5).disconnect("e1", CauseGoodbye, GoodbyeShutdown)
+		h.at(5).disconnect("e1", schema.CauseGoodbye, schema.GoodbyeShutdown)
 		h.run(6, 45, func(int) { h.traffic(dropMAC) })
-		m := h.ofType(EventHeartbeatMissing)
-		if len(m) != 1 || !strings.Contains(m[0].Reason, "shutdown") || !strings.Contains(m[0].Reason, "suspicious") || m[0].Details["suspicious_goodbye"] != true {
+		m := h.ofType(schema.EventHeartbeatMissing)
+		if len(m) != 1 || !strings.Contains(m[0].Reason, "shutdown") || !strings.Contains(m[0].Reason, "suspicious") || !details[schema.HeartbeatMissingDetails](m[0]).SuspiciousGoodbye {
 			t.Fatalf("missing after a shutdown goodbye and traffic: %+v", m)
 		}
 	})
 	t.Run("shutdown, host silent", func(t *testing.T) {
 		h := newHarness(t, Config{})
 		h.at(0).helloInstance("e1", "a", dropMAC)
-		h.at(5).disconnect("e1", CauseGoodbye, GoodbyeShutdown)
+		h.at(5).disconnect("e1", schema.CauseGoodbye, schema.GoodbyeShutdown)
 		h.run(6, 8, func(int) { h.traffic(dropMAC) }) // the last packets of a shutdown
 		h.run(9, 60, nil)
-		if st := h.status("e1"); st != StatusOffline {
+		if st := h.status("e1"); st != schema.StatusOffline {
 			t.Errorf("status %s, want offline", st)
 		}
-		if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+		if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 			t.Errorf("a host that shut down went missing")
 		}
 	})
@@ -193,16 +194,16 @@ func TestGoodbye(t *testing.T) {
 		h := newHarness(t, Config{})
 		h.at(0).helloInstance("e1", "a", dropMAC)
 		h.run(1, 10, func(int) { h.traffic(dropMAC) })
-		h.at(10.2).disconnect("e1", CauseGoodbye, GoodbyeStop)
+		h.at(10.2).disconnect("e1", schema.CauseGoodbye, schema.GoodbyeStop)
 		h.at(11.9).helloInstance("e1", "b", dropMAC)
-		if st := h.status("e1"); st != StatusGreen {
+		if st := h.status("e1"); st != schema.StatusGreen {
 			t.Errorf("status %s after the agent came back, want green", st)
 		}
 		h.run(11, 80, func(s int) { h.traffic(dropMAC); beatEvery(h, "e1", s-11, 80) })
-		if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+		if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 			t.Fatalf("missing at %vs after a restart", sec(m[0]))
 		}
-		if r := h.ofType(EventAgentRestarted); len(r) != 0 {
+		if r := h.ofType(schema.EventAgentRestarted); len(r) != 0 {
 			t.Errorf("a stop announced by goodbye raised agent_restarted")
 		}
 	})
@@ -212,16 +213,16 @@ func TestGoodbye(t *testing.T) {
 // goodbye) and any close by the sensor leave the endpoint to the missing
 // deadline.
 func TestCleanCloseWithoutGoodbye(t *testing.T) {
-	for _, cause := range []DisconnectCause{CauseCloseNotify, CauseIdleTimeout, CauseAgentError, CauseProtocol} {
+	for _, cause := range []schema.DisconnectCause{schema.CauseCloseNotify, schema.CauseIdleTimeout, schema.CauseAgentError, schema.CauseProtocol} {
 		h := newHarness(t, Config{})
 		h.at(0).helloInstance("e1", "a", dropMAC)
 		h.at(5).disconnect("e1", cause, "")
 		h.run(6, 44, func(int) { h.traffic(dropMAC) })
-		if st := h.status("e1"); st != StatusGreen {
+		if st := h.status("e1"); st != schema.StatusGreen {
 			t.Errorf("%s: status %s before the deadline, want green", cause, st)
 		}
 		h.run(45, 45, func(int) { h.traffic(dropMAC) })
-		if st := h.status("e1"); st != StatusMissing {
+		if st := h.status("e1"); st != schema.StatusMissing {
 			t.Errorf("%s: status %s at the deadline, want missing", cause, st)
 		}
 	}
@@ -233,12 +234,12 @@ func TestDropWhileBlindOrStarting(t *testing.T) {
 	t.Run("blind", func(t *testing.T) {
 		h := newHarness(t, Config{})
 		h.at(0).helloInstance("e1", "a", dropMAC)
-		h.add(h.c.CaptureHealth(CaptureHealth{Interface: "cap0", Up: true, Packets: 10, Time: h.now()}))
+		h.add(h.c.CaptureHealth(schema.CaptureHealth{Interface: "cap0", Up: true, Packets: 10, Time: h.now()}))
 		h.run(1, 10, func(int) { h.traffic(dropMAC) })
-		h.at(10).add(h.c.CaptureHealth(CaptureHealth{Interface: "cap0", Up: false, Reason: "link down", Time: h.now()}))
-		h.at(10.1).disconnect("e1", CauseEOF, "")
+		h.at(10).add(h.c.CaptureHealth(schema.CaptureHealth{Interface: "cap0", Up: false, Reason: "link down", Time: h.now()}))
+		h.at(10.1).disconnect("e1", schema.CauseEOF, "")
 		h.run(11, 20, func(int) { h.traffic(dropMAC) })
-		if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+		if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 			t.Fatalf("missing at %vs while the capture was blind", sec(m[0]))
 		}
 	})
@@ -251,13 +252,13 @@ func TestDropWhileBlindOrStarting(t *testing.T) {
 		h := &harness{t: t, clock: clock, c: c}
 		h.helloInstance("e1", "a", dropMAC)
 		clock.Advance(2 * time.Second)
-		h.disconnect("e1", CauseEOF, "")
+		h.disconnect("e1", schema.CauseEOF, "")
 		for i := 0; i < 40; i++ {
 			clock.Advance(time.Second)
 			h.traffic(dropMAC)
 			h.tick()
 		}
-		if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+		if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 			t.Fatalf("missing during the startup grace")
 		}
 	})
@@ -270,17 +271,17 @@ func TestDropGraceMovesWithTheClock(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.at(0).helloInstance("e1", "a", dropMAC)
 	h.run(1, 10, func(int) { h.traffic(dropMAC) })
-	h.at(10).disconnect("e1", CauseEOF, "")
+	h.at(10).disconnect("e1", schema.CauseEOF, "")
 	h.at(41).add(h.c.ClockStepped(30 * time.Second)) // one real second after the drop
 	h.at(41.5).traffic(dropMAC)
 	h.tick()
 	h.at(42).traffic(dropMAC)
 	h.tick()
-	if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+	if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 		t.Fatalf("missing at %vs, 2 real seconds after the drop", sec(m[0]))
 	}
 	h.at(43).tick()
-	if m := h.ofType(EventHeartbeatMissing); len(m) != 1 {
+	if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 1 {
 		t.Fatalf("%d missing alerts 3 real seconds after the drop, want 1", len(m))
 	}
 }
@@ -329,9 +330,9 @@ func TestPropertyDropRule(t *testing.T) {
 		}
 		base := t0
 		at := func(d time.Duration) { clock.Set(base.Add(d)) }
-		mac := MustParseMAC(dropMAC)
+		mac := schema.MustParseMAC(dropMAC)
 		hello := func(instance string) {
-			if _, err := c.Hello(Hello{EndpointID: "e1", Health: HealthGreen, Interfaces: []Interface{{MAC: mac}}, Instance: instance}); err != nil {
+			if _, err := c.Hello(schema.Hello{EndpointID: "e1", Health: schema.HealthGreen, Interfaces: []schema.Interface{{MAC: mac}}, Instance: instance}); err != nil {
 				rt.Fatal(err)
 			}
 		}
@@ -370,21 +371,21 @@ func TestPropertyDropRule(t *testing.T) {
 		var missingAt time.Duration = -1
 		for _, s := range steps {
 			at(s.at)
-			var evs []Event
+			var evs []schema.Event
 			switch s.kind {
 			case 0:
 				evs = c.Tick()
 			case 1:
-				evs = c.Traffic([]TrafficSummary{{MAC: mac, Packets: 1, Bytes: 60, FirstSeen: clock.T, LastSeen: clock.T}})
+				evs = c.Traffic([]schema.TrafficSummary{{MAC: mac, Packets: 1, Bytes: 60, FirstSeen: clock.T, LastSeen: clock.T}})
 			case 2:
-				evs, _ = c.Heartbeat(Heartbeat{EndpointID: "e1", Health: HealthGreen})
+				evs, _ = c.Heartbeat(schema.Heartbeat{EndpointID: "e1", Health: schema.HealthGreen})
 			case 3:
-				evs = c.Disconnect(Disconnect{EndpointID: "e1", Cause: CauseEOF})
+				evs = c.Disconnect(schema.Disconnect{EndpointID: "e1", Cause: schema.CauseEOF})
 			case 4:
 				hello("b")
 			}
 			for _, ev := range evs {
-				if ev.Type == EventHeartbeatMissing && missingAt < 0 {
+				if ev.Type == schema.EventHeartbeatMissing && missingAt < 0 {
 					missingAt = s.at
 				}
 			}
@@ -417,10 +418,10 @@ func TestEarlyMissingEscalates(t *testing.T) {
 	h := newHarness(t, Config{})
 	h.at(0).helloInstance("e1", "a", dropMAC)
 	h.run(1, 5, func(int) { h.traffic(dropMAC) })
-	h.at(5.1).disconnect("e1", CauseEOF, "")
+	h.at(5.1).disconnect("e1", schema.CauseEOF, "")
 	h.run(6, 46, func(int) { h.traffic(dropMAC) })
-	m := h.ofType(EventHeartbeatMissing)
-	if len(m) != 2 || m[0].Details["escalation"] != 0 || m[1].Details["escalation"] != 1 || sec(m[1]) != 45 {
+	m := h.ofType(schema.EventHeartbeatMissing)
+	if len(m) != 2 || details[schema.HeartbeatMissingDetails](m[0]).Escalation != 0 || details[schema.HeartbeatMissingDetails](m[1]).Escalation != 1 || sec(m[1]) != 45 {
 		t.Fatalf("missing alerts %+v, want escalation 0 at 9 s and 1 at 45 s", m)
 	}
 }
@@ -431,9 +432,9 @@ func TestEarlyMissingEscalates(t *testing.T) {
 func TestInterfaceSwitchWithinGrace(t *testing.T) {
 	const wifi, cable = "02:00:00:00:00:01", "02:00:00:00:00:02"
 	h := newHarness(t, Config{})
-	itfs := []Interface{{Name: "wlan0", MAC: MustParseMAC(wifi)}, {Name: "eth0", MAC: MustParseMAC(cable)}}
+	itfs := []schema.Interface{{Name: "wlan0", MAC: schema.MustParseMAC(wifi)}, {Name: "eth0", MAC: schema.MustParseMAC(cable)}}
 	hello := func(instance string) {
-		evs, err := h.c.Hello(Hello{EndpointID: "e1", Name: "laptop", Health: HealthGreen, Interfaces: itfs, Instance: instance})
+		evs, err := h.c.Hello(schema.Hello{EndpointID: "e1", Name: "laptop", Health: schema.HealthGreen, Interfaces: itfs, Instance: instance})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -442,15 +443,15 @@ func TestInterfaceSwitchWithinGrace(t *testing.T) {
 	h.at(0)
 	hello("a")
 	h.run(1, 10, func(int) { h.traffic(wifi) })
-	h.at(10.2).disconnect("e1", CauseReset, "")
+	h.at(10.2).disconnect("e1", schema.CauseReset, "")
 	h.at(11).traffic(cable)
 	h.at(12.4)
 	hello("a")
 	h.run(13, 80, func(s int) { h.traffic(cable); beatEvery(h, "e1", s-13, 80) })
-	if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+	if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 		t.Fatalf("missing at %vs after an interface switch", sec(m[0]))
 	}
-	if r := h.ofType(EventAgentRestarted); len(r) != 0 {
+	if r := h.ofType(schema.EventAgentRestarted); len(r) != 0 {
 		t.Errorf("a reconnect from another interface raised agent_restarted")
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Publisher receives the events the correlator emits, in sequence order. It
 // is called with the engine's lock held, so it must not block for long nor
 // call back into the engine: hand the events to a queue.
-type Publisher func([]Event)
+type Publisher func([]schema.Event)
 
 // Engine makes a Correlator safe for concurrent inputs (LAN-zone
 // connections, capture workers, the ticker) and publishes its events.
@@ -22,19 +24,19 @@ type Engine struct {
 // NewEngine wraps c; publish may be nil.
 func NewEngine(c *Correlator, publish Publisher) *Engine {
 	if publish == nil {
-		publish = func([]Event) {}
+		publish = func([]schema.Event) {}
 	}
 	return &Engine{c: c, publish: publish}
 }
 
-func (e *Engine) out(evs []Event) {
+func (e *Engine) out(evs []schema.Event) {
 	if len(evs) > 0 {
 		e.publish(evs)
 	}
 }
 
 // Hello passes an endpoint's hello to the correlator.
-func (e *Engine) Hello(h Hello) error {
+func (e *Engine) Hello(h schema.Hello) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	evs, err := e.c.Hello(h)
@@ -43,7 +45,7 @@ func (e *Engine) Hello(h Hello) error {
 }
 
 // Heartbeat passes a heartbeat to the correlator.
-func (e *Engine) Heartbeat(hb Heartbeat) error {
+func (e *Engine) Heartbeat(hb schema.Heartbeat) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	evs, err := e.c.Heartbeat(hb)
@@ -52,7 +54,7 @@ func (e *Engine) Heartbeat(hb Heartbeat) error {
 }
 
 // Disconnect records that an endpoint's connection ended, and how.
-func (e *Engine) Disconnect(d Disconnect) {
+func (e *Engine) Disconnect(d schema.Disconnect) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.out(e.c.Disconnect(d))
@@ -66,14 +68,14 @@ func (e *Engine) Remove(id string) {
 }
 
 // Traffic passes a batch of per-MAC summaries to the correlator.
-func (e *Engine) Traffic(batch []TrafficSummary) {
+func (e *Engine) Traffic(batch []schema.TrafficSummary) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.out(e.c.Traffic(batch))
 }
 
 // FlowStarts passes flow starts to the correlator.
-func (e *Engine) FlowStarts(flows []Flow) {
+func (e *Engine) FlowStarts(flows []schema.Flow) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, f := range flows {
@@ -82,14 +84,14 @@ func (e *Engine) FlowStarts(flows []Flow) {
 }
 
 // CaptureHealth passes a capture interface's report to the correlator.
-func (e *Engine) CaptureHealth(h CaptureHealth) {
+func (e *Engine) CaptureHealth(h schema.CaptureHealth) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.out(e.c.CaptureHealth(h))
 }
 
 // Record numbers and publishes an event raised outside the correlator.
-func (e *Engine) Record(ev Event) {
+func (e *Engine) Record(ev schema.Event) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.out(e.c.Record(ev))
@@ -154,28 +156,28 @@ func (e *Engine) Reconfigure(cfg Config) error {
 }
 
 // AtRisk returns the current at-risk list.
-func (e *Engine) AtRisk() AtRiskList {
+func (e *Engine) AtRisk() schema.AtRiskList {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.c.AtRisk()
 }
 
 // Endpoints returns every endpoint's state.
-func (e *Engine) Endpoints() []EndpointState {
+func (e *Engine) Endpoints() []schema.EndpointState {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.c.Endpoints()
 }
 
 // StatusCounts returns how many endpoints are in each status.
-func (e *Engine) StatusCounts() map[Status]int {
+func (e *Engine) StatusCounts() map[schema.Status]int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.c.StatusCounts()
 }
 
 // Unmanaged returns the unmanaged inventory.
-func (e *Engine) Unmanaged() []Station {
+func (e *Engine) Unmanaged() []schema.Station {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.c.Unmanaged()
@@ -196,7 +198,7 @@ func (e *Engine) Config() Config {
 }
 
 // Endpoint returns one endpoint's state.
-func (e *Engine) Endpoint(id string) (EndpointState, bool) {
+func (e *Engine) Endpoint(id string) (schema.EndpointState, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.c.Endpoint(id)

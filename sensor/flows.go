@@ -3,17 +3,19 @@ package sensor
 import (
 	"fmt"
 	"net/netip"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // host is one side of a flow as the correlator sees it.
 type host struct {
-	mac      MAC
+	mac      schema.MAC
 	ip       netip.Addr
 	endpoint *endpoint // nil: not enrolled
 	group    bool      // broadcast or multicast: not a host
 }
 
-func (c *Correlator) lookup(m MAC, ip netip.Addr) host {
+func (c *Correlator) lookup(m schema.MAC, ip netip.Addr) host {
 	h := host{mac: m, ip: ip.Unmap()}
 	if m.IsGroup() || (h.ip.IsValid() && (h.ip.IsMulticast() || h.ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}))) {
 		h.group = true
@@ -34,9 +36,9 @@ func (c *Correlator) lookup(m MAC, ip netip.Addr) host {
 	return h
 }
 
-func (h host) status() Status {
+func (h host) status() schema.Status {
 	if h.endpoint == nil {
-		return StatusNoHeartbeat
+		return schema.StatusNoHeartbeat
 	}
 	return h.endpoint.status
 }
@@ -53,7 +55,7 @@ func (h host) describe() string {
 
 // FlowStart checks a new flow against the heartbeat policies and the
 // lateral-movement rule.
-func (c *Correlator) FlowStart(f Flow) []Event {
+func (c *Correlator) FlowStart(f schema.Flow) []schema.Event {
 	now := c.now()
 	if f.Proto == 6 && c.isSensor(f.DstIP, f.DstPort) {
 		if _, known := c.hbChannel[f.SrcMAC]; known || len(c.hbChannel) < c.cfg.MaxTracked {
@@ -66,7 +68,7 @@ func (c *Correlator) FlowStart(f Flow) []Event {
 	if src.group {
 		return nil
 	}
-	var out []Event
+	var out []schema.Event
 	for i := range c.cfg.policies {
 		p := &c.cfg.policies[i]
 		if !matchAddr(p.src, src.ip) || !matchAddr(p.dst, dst.ip) {
@@ -88,13 +90,13 @@ func (c *Correlator) FlowStart(f Flow) []Event {
 		if len(c.policySeen) < c.cfg.MaxTracked {
 			c.policySeen[key] = now
 		}
-		out = c.emit(out, c.flowEvent(EventPolicyViolation, SeverityWarning, src, f,
-			fmt.Sprintf("policy %s: %s", p.Name, why), map[string]any{"policy": p.Name}))
+		out = c.emit(out, c.flowEvent(schema.EventPolicyViolation, schema.SeverityWarning, src, f,
+			fmt.Sprintf("policy %s: %s", p.Name, why), schema.FlowDetails{Policy: p.Name}))
 		break
 	}
 	for i, pair := range [2][2]host{{src, dst}, {dst, src}} {
 		risky, peer := pair[0], pair[1]
-		if risky.endpoint == nil || peer.group || (risky.endpoint.status != StatusRed && risky.endpoint.status != StatusMissing) {
+		if risky.endpoint == nil || peer.group || (risky.endpoint.status != schema.StatusRed && risky.endpoint.status != schema.StatusMissing) {
 			continue
 		}
 		if peer.endpoint == risky.endpoint {
@@ -111,9 +113,9 @@ func (c *Correlator) FlowStart(f Flow) []Event {
 		if i == 1 {
 			direction = "inbound"
 		}
-		out = c.emit(out, c.flowEvent(EventLateralMovement, SeverityCritical, risky, f,
+		out = c.emit(out, c.flowEvent(schema.EventLateralMovement, schema.SeverityCritical, risky, f,
 			fmt.Sprintf("%s endpoint %s talks with %s (%s)", risky.endpoint.status, risky.endpoint.name, peer.describe(), direction),
-			map[string]any{"peer": peer.describe(), "peer_status": string(peer.status()), "direction": direction}))
+			schema.FlowDetails{Peer: peer.describe(), PeerStatus: peer.status(), Direction: direction}))
 	}
 	return out
 }
@@ -165,34 +167,26 @@ func violation(p *compiledPolicy, src, dst host) string {
 }
 
 // flowEvent builds an event about a flow, attributed to the first host.
-func (c *Correlator) flowEvent(typ EventType, sev Severity, subject host, f Flow, reason string, details map[string]any) Event {
-	var ev Event
+func (c *Correlator) flowEvent(typ schema.EventType, sev schema.Severity, subject host, f schema.Flow, reason string, d schema.FlowDetails) schema.Event {
+	var ev schema.Event
 	if subject.endpoint != nil {
 		ev = c.endpointEvent(subject.endpoint, typ, sev)
 	} else {
-		ev = Event{Type: typ, Severity: sev, Status: subject.status(), MACs: []string{subject.mac.String()}}
+		ev = schema.Event{Type: typ, Severity: sev, Status: subject.status(), MACs: []schema.MAC{subject.mac}}
 		if subject.ip.IsValid() {
-			ev.IPs = []string{subject.ip.String()}
+			ev.IPs = []netip.Addr{subject.ip}
 		}
 	}
 	ev.Reason = reason
-	details["src_mac"] = f.SrcMAC.String()
-	details["dst_mac"] = f.DstMAC.String()
-	if f.SrcIP.IsValid() {
-		details["src_ip"] = f.SrcIP.String()
-	}
-	if f.DstIP.IsValid() {
-		details["dst_ip"] = f.DstIP.String()
-	}
-	details["proto"] = protoName(f.Proto)
-	if f.DstPort != 0 {
-		details["dst_port"] = f.DstPort
-	}
-	details["source_status"] = string(c.lookup(f.SrcMAC, f.SrcIP).status())
+	d.SrcMAC, d.DstMAC = f.SrcMAC, f.DstMAC
+	d.SrcIP, d.DstIP = f.SrcIP, f.DstIP
+	d.Proto = protoName(f.Proto)
+	d.DstPort = f.DstPort
+	d.SourceStatus = c.lookup(f.SrcMAC, f.SrcIP).status()
 	if dst := c.lookup(f.DstMAC, f.DstIP); !dst.group {
-		details["destination_status"] = string(dst.status())
+		d.DestinationStatus = dst.status()
 	}
-	ev.Details = details
+	ev.Details = &d
 	return ev
 }
 

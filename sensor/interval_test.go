@@ -3,6 +3,8 @@ package sensor
 import (
 	"testing"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // runShorter plays an endpoint heartbeating every 15 s (seconds 1, 16)
@@ -18,7 +20,7 @@ func runShorter(t *testing.T, reconfigure bool, stopAt float64) *harness {
 	}
 	h := newHarness(t, cfg)
 	const mac = "02:00:00:00:00:01"
-	h.at(1).hello("e1", HealthGreen, mac)
+	h.at(1).hello("e1", schema.HealthGreen, mac)
 	for ms := 1100; ms <= 80000; ms += 100 {
 		s := float64(ms) / 1000
 		h.at(s)
@@ -30,7 +32,7 @@ func runShorter(t *testing.T, reconfigure bool, stopAt float64) *harness {
 		}
 		beat := s == 16 || (s >= 21.5 && s <= stopAt && ms%1000 == 500)
 		if beat {
-			h.heartbeat("e1", HealthGreen)
+			h.heartbeat("e1", schema.HealthGreen)
 		}
 		if ms%1000 == 0 {
 			h.traffic(mac)
@@ -41,11 +43,11 @@ func runShorter(t *testing.T, reconfigure bool, stopAt float64) *harness {
 }
 
 func TestShorterIntervalWaitsForTheNewPace(t *testing.T) {
-	if h := runShorter(t, false, 1e9); len(h.ofType(EventHeartbeatMissing)) == 0 {
+	if h := runShorter(t, false, 1e9); len(h.ofType(schema.EventHeartbeatMissing)) == 0 {
 		t.Fatal("judging the 15 s heartbeats by 1 s raised nothing: the test shows nothing")
 	}
 	h := runShorter(t, true, 1e9)
-	if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+	if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 		t.Fatalf("%d false missing verdicts around the interval change, first at %v: %q", len(m), sec(m[0]), m[0].Reason)
 	}
 }
@@ -54,7 +56,7 @@ func TestShorterIntervalThenDeathRaisedOnTime(t *testing.T) {
 	// Once at the new pace, an endpoint is judged by it: last heartbeat
 	// 40.5, deadline 43.5, raised by 44.5.
 	h := runShorter(t, true, 40.5)
-	m := h.ofType(EventHeartbeatMissing)
+	m := h.ofType(schema.EventHeartbeatMissing)
 	if len(m) != 1 {
 		t.Fatalf("missing verdicts %+v, want 1", m)
 	}
@@ -69,7 +71,7 @@ func TestAgentStillAtOldPaceJudgedByOld(t *testing.T) {
 	cfg := Config{HeartbeatInterval: 15 * time.Second, MissingAfter: 3}
 	h := newHarness(t, cfg)
 	const mac = "02:00:00:00:00:01"
-	h.at(1).hello("e1", HealthGreen, mac)
+	h.at(1).hello("e1", schema.HealthGreen, mac)
 	cfg.HeartbeatInterval = time.Second
 	h.run(2, 200, func(s int) {
 		if s == 2 {
@@ -78,11 +80,11 @@ func TestAgentStillAtOldPaceJudgedByOld(t *testing.T) {
 			}
 		}
 		if s%15 == 1 {
-			h.heartbeat("e1", HealthGreen)
+			h.heartbeat("e1", schema.HealthGreen)
 		}
 		h.traffic(mac)
 	})
-	if m := h.ofType(EventHeartbeatMissing); len(m) != 0 {
+	if m := h.ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 		t.Fatalf("%d missing verdicts for an endpoint at the old pace, first at %v", len(m), sec(m[0]))
 	}
 }
@@ -93,7 +95,7 @@ func TestLongerIntervalNoFalseMissing(t *testing.T) {
 	cfg := Config{HeartbeatInterval: time.Second, MissingAfter: 3, MissingRealert: []time.Duration{3 * time.Second, time.Hour}}
 	h := newHarness(t, cfg)
 	const mac = "02:00:00:00:00:01"
-	h.at(0.5).hello("e1", HealthGreen, mac)
+	h.at(0.5).hello("e1", schema.HealthGreen, mac)
 	for ms := 600; ms <= 130000; ms += 100 {
 		s := float64(ms) / 1000
 		h.at(s)
@@ -105,14 +107,14 @@ func TestLongerIntervalNoFalseMissing(t *testing.T) {
 			}
 		}
 		if (s <= 20.5 && ms%1000 == 500) || (s >= 35.5 && s <= 65.5 && ms%15000 == 5500) {
-			h.heartbeat("e1", HealthGreen)
+			h.heartbeat("e1", schema.HealthGreen)
 		}
 		if ms%1000 == 0 {
 			h.traffic(mac)
 			h.tick()
 		}
 	}
-	m := h.ofType(EventHeartbeatMissing)
+	m := h.ofType(schema.EventHeartbeatMissing)
 	if len(m) != 1 {
 		t.Fatalf("missing verdicts %+v, want exactly one (after the last heartbeat at 65.5)", m)
 	}
@@ -128,7 +130,7 @@ func TestRestartWithShorterIntervalWaitsForReconnect(t *testing.T) {
 	run := func(keepInterval bool) *harness {
 		old := newHarness(t, Config{HeartbeatInterval: 15 * time.Second, MissingAfter: 3})
 		const mac = "02:00:00:00:00:01"
-		old.at(0).hello("e1", HealthGreen, mac)
+		old.at(0).hello("e1", schema.HealthGreen, mac)
 		snap := old.c.Snapshot()
 		if snap.HeartbeatInterval != 15*time.Second {
 			t.Fatalf("snapshot interval %v", snap.HeartbeatInterval)
@@ -147,18 +149,18 @@ func TestRestartWithShorterIntervalWaitsForReconnect(t *testing.T) {
 		h := &harness{t: t, clock: clock, c: c}
 		h.run(2, 30, func(s int) {
 			if s == 9 {
-				h.hello("e1", HealthGreen, mac)
+				h.hello("e1", schema.HealthGreen, mac)
 			} else if s > 9 {
-				h.heartbeat("e1", HealthGreen)
+				h.heartbeat("e1", schema.HealthGreen)
 			}
 			h.traffic(mac)
 		})
 		return h
 	}
-	if h := run(false); len(h.ofType(EventHeartbeatMissing)) == 0 {
+	if h := run(false); len(h.ofType(schema.EventHeartbeatMissing)) == 0 {
 		t.Fatal("without the saved interval no verdict came: the test shows nothing")
 	}
-	if m := run(true).ofType(EventHeartbeatMissing); len(m) != 0 {
+	if m := run(true).ofType(schema.EventHeartbeatMissing); len(m) != 0 {
 		t.Fatalf("%d false missing after a restart with a shorter interval, first at %v: %s", len(m), sec(m[0]), m[0].Reason)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"pgregory.net/rapid"
 )
 
@@ -12,17 +13,17 @@ import (
 type action struct {
 	Kind    int // 0 advance+tick, 1 heartbeat, 2 traffic, 3 capture report, 4 disconnect, 5 hello again
 	Advance time.Duration
-	Cause   DisconnectCause
+	Cause   schema.DisconnectCause
 	Who     int
-	Health  Health
+	Health  schema.Health
 	Up      bool
 	Drops   uint64
 }
 
-var propMACs = [][]MAC{
-	{MustParseMAC("02:00:00:00:00:01")},
-	{MustParseMAC("02:00:00:00:00:02"), MustParseMAC("02:00:00:00:00:12")},
-	{MustParseMAC("02:00:00:00:00:03")},
+var propMACs = [][]schema.MAC{
+	{schema.MustParseMAC("02:00:00:00:00:01")},
+	{schema.MustParseMAC("02:00:00:00:00:02"), schema.MustParseMAC("02:00:00:00:00:12")},
+	{schema.MustParseMAC("02:00:00:00:00:03")},
 }
 
 const disciplined = 0 // endpoint 0 always heartbeats within 1.5 intervals
@@ -40,7 +41,7 @@ func genActions(t *rapid.T) []action {
 			a.Advance = time.Duration(rapid.IntRange(0, 8).Draw(t, "s"))*time.Second + time.Duration(rapid.IntRange(0, 999).Draw(t, "ms"))*time.Millisecond
 		case 1:
 			a.Who = rapid.IntRange(0, 2).Draw(t, "who")
-			a.Health = Health(rapid.IntRange(1, 3).Draw(t, "health"))
+			a.Health = schema.Health(rapid.IntRange(1, 3).Draw(t, "health"))
 		case 2:
 			a.Who = rapid.IntRange(0, 3).Draw(t, "mac") // 3: a stranger
 			if a.Who < 3 && quiet[a.Who] {
@@ -56,7 +57,7 @@ func genActions(t *rapid.T) []action {
 			}
 		case 4, 5:
 			a.Who = rapid.IntRange(1, 2).Draw(t, "who") // never the disciplined endpoint
-			a.Cause = DisconnectCause(rapid.IntRange(int(CauseGoodbye), int(CauseReplaced)).Draw(t, "cause"))
+			a.Cause = schema.DisconnectCause(rapid.IntRange(int(schema.CauseGoodbye), int(schema.CauseReplaced)).Draw(t, "cause"))
 		}
 		out = append(out, a)
 	}
@@ -71,28 +72,28 @@ type fataler interface {
 	Fatalf(format string, args ...any)
 }
 
-func scenario(t fataler, acts []action) ([]Event, Snapshot) {
+func scenario(t fataler, acts []action) ([]schema.Event, Snapshot) {
 	clock := &ManualClock{T: sensorStart}
 	c, err := NewCorrelator(Config{}, clock)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := c.Config()
-	var events []Event
+	var events []schema.Event
 	lastHB := map[int]time.Time{}
-	lastSent := map[MAC]time.Time{}
-	health := map[int]Health{}
+	lastSent := map[schema.MAC]time.Time{}
+	health := map[int]schema.Health{}
 	// The model of the dropped-connection rule: when each endpoint's
 	// connection dropped without goodbye (zero once it is back).
 	connected := map[int]bool{}
 	dropAt := map[int]time.Time{}
-	add := func(evs []Event) {
+	add := func(evs []schema.Event) {
 		for _, ev := range evs {
 			if n := len(events); n > 0 && ev.Seq <= events[n-1].Seq {
 				t.Fatalf("sequence %d after %d", ev.Seq, events[n-1].Seq)
 			}
 			events = append(events, ev)
-			if ev.Type == EventHeartbeatMissing && ev.PreviousStatus != StatusMissing {
+			if ev.Type == schema.EventHeartbeatMissing && ev.PreviousStatus != schema.StatusMissing {
 				who := int(ev.EndpointID[0] - 'a')
 				if !droppedAndSending(cfg, clock.T, dropAt[who], connected[who], propMACs[who], lastSent) {
 					checkMissingEntry(t, ev, cfg, clock.T, lastHB, lastSent)
@@ -101,28 +102,28 @@ func scenario(t fataler, acts []action) ([]Event, Snapshot) {
 		}
 	}
 	for i := range propMACs {
-		itfs := []Interface{}
+		itfs := []schema.Interface{}
 		for _, m := range propMACs[i] {
-			itfs = append(itfs, Interface{MAC: m})
+			itfs = append(itfs, schema.Interface{MAC: m})
 		}
-		evs, err := c.Hello(Hello{EndpointID: idOf(i), Name: idOf(i), Health: HealthGreen, Interfaces: itfs})
+		evs, err := c.Hello(schema.Hello{EndpointID: idOf(i), Name: idOf(i), Health: schema.HealthGreen, Interfaces: itfs})
 		if err != nil {
 			t.Fatal(err)
 		}
 		add(evs)
-		lastHB[i], health[i] = clock.T, HealthGreen
+		lastHB[i], health[i] = clock.T, schema.HealthGreen
 		connected[i] = true
 	}
-	heartbeat := func(who int, h Health) {
-		evs, err := c.Heartbeat(Heartbeat{EndpointID: idOf(who), Health: h})
+	heartbeat := func(who int, h schema.Health) {
+		evs, err := c.Heartbeat(schema.Heartbeat{EndpointID: idOf(who), Health: h})
 		if err != nil {
 			t.Fatal(err)
 		}
 		add(evs)
 		lastHB[who], health[who] = clock.T, h
 		connected[who], dropAt[who] = true, time.Time{}
-		if st, _ := c.Endpoint(idOf(who)); st.Status != statusOf(h) {
-			t.Fatalf("after a heartbeat %s is %s, want %s", idOf(who), st.Status, statusOf(h))
+		if st, _ := c.Endpoint(idOf(who)); st.Status != schema.StatusOf(h) {
+			t.Fatalf("after a heartbeat %s is %s, want %s", idOf(who), st.Status, schema.StatusOf(h))
 		}
 	}
 	for _, a := range acts {
@@ -140,27 +141,27 @@ func scenario(t fataler, acts []action) ([]Event, Snapshot) {
 		case 1:
 			heartbeat(a.Who, a.Health)
 		case 2:
-			m := MustParseMAC("02:00:00:00:00:99")
+			m := schema.MustParseMAC("02:00:00:00:00:99")
 			if a.Who < len(propMACs) {
 				ms := propMACs[a.Who]
 				m = ms[int(clock.T.UnixNano()/int64(time.Millisecond))%len(ms)]
 			}
-			add(c.Traffic([]TrafficSummary{{MAC: m, Packets: 1, Bytes: 64, FirstSeen: clock.T, LastSeen: clock.T}}))
+			add(c.Traffic([]schema.TrafficSummary{{MAC: m, Packets: 1, Bytes: 64, FirstSeen: clock.T, LastSeen: clock.T}}))
 			lastSent[m] = clock.T
 		case 3:
-			add(c.CaptureHealth(CaptureHealth{Interface: "cap0", Up: a.Up, Packets: 100, Drops: a.Drops, Time: clock.T}))
+			add(c.CaptureHealth(schema.CaptureHealth{Interface: "cap0", Up: a.Up, Packets: 100, Drops: a.Drops, Time: clock.T}))
 		case 4:
-			add(c.Disconnect(Disconnect{EndpointID: idOf(a.Who), Cause: a.Cause, Goodbye: GoodbyeStop}))
+			add(c.Disconnect(schema.Disconnect{EndpointID: idOf(a.Who), Cause: a.Cause, Goodbye: schema.GoodbyeStop}))
 			if connected[a.Who] && a.Cause.Dropped() {
 				dropAt[a.Who] = clock.T
 			}
 			connected[a.Who] = false
 		case 5:
-			itfs := []Interface{}
+			itfs := []schema.Interface{}
 			for _, m := range propMACs[a.Who] {
-				itfs = append(itfs, Interface{MAC: m})
+				itfs = append(itfs, schema.Interface{MAC: m})
 			}
-			evs, err := c.Hello(Hello{EndpointID: idOf(a.Who), Name: idOf(a.Who), Health: health[a.Who], Interfaces: itfs, Instance: a.Cause.String()})
+			evs, err := c.Hello(schema.Hello{EndpointID: idOf(a.Who), Name: idOf(a.Who), Health: health[a.Who], Interfaces: itfs, Instance: a.Cause.String()})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -168,7 +169,7 @@ func scenario(t fataler, acts []action) ([]Event, Snapshot) {
 			lastHB[a.Who] = clock.T
 			connected[a.Who], dropAt[a.Who] = true, time.Time{}
 		}
-		if st, _ := c.Endpoint(idOf(disciplined)); st.Status == StatusMissing {
+		if st, _ := c.Endpoint(idOf(disciplined)); st.Status == schema.StatusMissing {
 			t.Fatalf("%s is missing although it heartbeats within 1.5 intervals", idOf(disciplined))
 		}
 	}
@@ -179,7 +180,7 @@ func scenario(t fataler, acts []action) ([]Event, Snapshot) {
 // missing early only when its connection dropped without goodbye, it has
 // not come back, the reconnect grace has passed and one of its MACs sent
 // after the drop (past the teardown margin).
-func droppedAndSending(cfg Config, now, dropAt time.Time, connected bool, macs []MAC, lastSent map[MAC]time.Time) bool {
+func droppedAndSending(cfg Config, now, dropAt time.Time, connected bool, macs []schema.MAC, lastSent map[schema.MAC]time.Time) bool {
 	if dropAt.IsZero() || connected || now.Sub(dropAt) < cfg.ReconnectGrace {
 		return false
 	}
@@ -195,7 +196,7 @@ func idOf(i int) string { return string(rune('a' + i)) }
 
 // checkMissingEntry: an endpoint only becomes missing past its deadline and
 // when one of its MACs sent during the last interval.
-func checkMissingEntry(t fataler, ev Event, cfg Config, now time.Time, lastHB map[int]time.Time, lastSent map[MAC]time.Time) {
+func checkMissingEntry(t fataler, ev schema.Event, cfg Config, now time.Time, lastHB map[int]time.Time, lastSent map[schema.MAC]time.Time) {
 	who := int(ev.EndpointID[0] - 'a')
 	if silent := now.Sub(lastHB[who]); silent < cfg.MissingDeadline() {
 		t.Fatalf("%s missing after only %s without a heartbeat", ev.EndpointID, silent)

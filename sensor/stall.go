@@ -3,6 +3,8 @@ package sensor
 import (
 	"fmt"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // StallTolerance is the lateness of a tick that counts as the sensor not
@@ -22,7 +24,7 @@ const StallReportAfter = time.Second
 // the heartbeat channel, the start-up grace, capture health) moves forward
 // by d, never past now: the time the sensor was not looking does not count
 // against anyone. Stalls of StallReportAfter or more raise sensor_stalled.
-func (c *Correlator) Stalled(d time.Duration) []Event {
+func (c *Correlator) Stalled(d time.Duration) []schema.Event {
 	if d <= 0 {
 		return nil
 	}
@@ -51,11 +53,11 @@ func (c *Correlator) Stalled(d time.Duration) []Event {
 	if d < StallReportAfter {
 		return nil
 	}
-	return c.emit(nil, Event{
-		Type: EventSensorStalled, Severity: SeverityNotice,
+	return c.emit(nil, schema.Event{
+		Type: schema.EventSensorStalled, Severity: schema.SeverityNotice,
 		Reason: fmt.Sprintf("the sensor was not running for %s (process stopped, virtual machine paused or CPU starved); that time does not count against any endpoint's heartbeat deadline",
 			d.Round(time.Millisecond)),
-		Details: map[string]any{"stalled_seconds": d.Seconds()},
+		Details: &schema.SensorStalledDetails{StalledSeconds: d.Seconds()},
 	})
 }
 

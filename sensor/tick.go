@@ -3,6 +3,8 @@ package sensor
 import (
 	"fmt"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // TrafficLag is how old a frame can be when the correlator first hears of
@@ -26,7 +28,7 @@ func (c *Correlator) sentRecently(e *endpoint, now int64) bool {
 // Tick applies the time-driven rules: missing and offline verdicts, the
 // escalation ladder, no-heartbeat verdicts, capture blindness. The daemon
 // calls it four times a second.
-func (c *Correlator) Tick() []Event {
+func (c *Correlator) Tick() []schema.Event {
 	now := c.now()
 	out := c.updateCapture(nil, now)
 	inGrace := now-c.startedAt < int64(c.cfg.HeartbeatInterval)*int64(c.cfg.StartupGrace)
@@ -61,8 +63,8 @@ func (c *Correlator) sentSince(e *endpoint, t int64) bool {
 	return false
 }
 
-func heartbeating(s Status) bool {
-	return s == StatusGreen || s == StatusYellow || s == StatusRed
+func heartbeating(s schema.Status) bool {
+	return s == schema.StatusGreen || s == schema.StatusYellow || s == schema.StatusRed
 }
 
 // judgeDrop applies the dropped-connection rule: once the reconnect grace
@@ -71,7 +73,7 @@ func heartbeating(s Status) bool {
 // not count, so a link that went down with the connection (a flap, a
 // suspend) never makes it missing here; the missing deadline still judges
 // it later as it judges any silence.
-func (c *Correlator) judgeDrop(out []Event, e *endpoint, now int64, blind bool) ([]Event, bool) {
+func (c *Correlator) judgeDrop(out []schema.Event, e *endpoint, now int64, blind bool) ([]schema.Event, bool) {
 	if e.dropAt == 0 || e.dropJudged || e.connected || now-e.dropAt < int64(c.cfg.ReconnectGrace) {
 		return out, false
 	}
@@ -82,16 +84,16 @@ func (c *Correlator) judgeDrop(out []Event, e *endpoint, now int64, blind bool) 
 	gone := time.Duration(now - e.dropAt)
 	reason := fmt.Sprintf("connection dropped without goodbye (%s), host still sending: no agent for %s after the drop, "+
 		"so it was killed or crashed and not restarted", e.dropCause.Text(), gone.Round(100*time.Millisecond))
-	details := map[string]any{
-		"left":                    "dropped",
-		"disconnect":              e.dropCause.String(),
-		"since_drop_seconds":      gone.Seconds(),
-		"reconnect_grace_seconds": c.cfg.ReconnectGrace.Seconds(),
+	details := &schema.HeartbeatMissingDetails{
+		Left:                  "dropped",
+		Disconnect:            e.dropCause.String(),
+		SinceDropSeconds:      gone.Seconds(),
+		ReconnectGraceSeconds: c.cfg.ReconnectGrace.Seconds(),
 	}
 	return c.markMissing(out, e, now, reason, details), true
 }
 
-func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Event {
+func (c *Correlator) judge(out []schema.Event, e *endpoint, now int64, blind bool) []schema.Event {
 	var judged bool
 	if out, judged = c.judgeDrop(out, e, now, blind); judged {
 		return out
@@ -102,7 +104,7 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 	}
 	sending := c.sentRecently(e, now)
 	switch e.status {
-	case StatusMissing:
+	case schema.StatusMissing:
 		ladder := c.cfg.MissingRealert
 		silent := time.Duration(now - e.lastHB)
 		step := e.realert
@@ -112,19 +114,19 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 		if step > e.realert {
 			e.realert = step
 			if sending && !blind {
-				ev := c.endpointEvent(e, EventHeartbeatMissing, SeverityError)
+				ev := c.endpointEvent(e, schema.EventHeartbeatMissing, schema.SeverityError)
 				ev.Reason = fmt.Sprintf("still no heartbeat after %s while its MACs keep sending", silent.Round(time.Second))
-				ev.PreviousStatus = StatusMissing
-				ev.Details = map[string]any{"silent_for_seconds": silent.Seconds(), "escalation": step}
+				ev.PreviousStatus = schema.StatusMissing
+				ev.Details = &schema.HeartbeatMissingDetails{SilentForSeconds: silent.Seconds(), Escalation: step}
 				out = c.emit(out, ev)
 			}
 		}
 		return out
-	case StatusOffline, StatusUnknown:
+	case schema.StatusOffline, schema.StatusUnknown:
 		if blind || !sending {
 			e.wokeAt = 0
-			if e.status == StatusUnknown && !blind {
-				return c.setStatus(out, e, StatusOffline, now, "no heartbeat and no traffic")
+			if e.status == schema.StatusUnknown && !blind {
+				return c.setStatus(out, e, schema.StatusOffline, now, "no heartbeat and no traffic")
 			}
 			return out
 		}
@@ -133,7 +135,7 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 		// interval (its next heartbeat) and the reconnect grace to come
 		// back before it is missing. (Unknown was not seen silent: the
 		// capture was blind.)
-		if e.status == StatusOffline {
+		if e.status == schema.StatusOffline {
 			if e.wokeAt == 0 {
 				e.wokeAt = now
 			}
@@ -143,33 +145,29 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 		}
 	default: // green, yellow, red, stopped: the deadline just passed
 		if blind {
-			return c.setStatus(out, e, StatusUnknown, now, "no heartbeat while the capture is blind: missing or offline cannot be told")
+			return c.setStatus(out, e, schema.StatusUnknown, now, "no heartbeat while the capture is blind: missing or offline cannot be told")
 		}
 		if !sending {
-			return c.setStatus(out, e, StatusOffline, now, "no heartbeat and no traffic")
+			return c.setStatus(out, e, schema.StatusOffline, now, "no heartbeat and no traffic")
 		}
 	}
 	// No heartbeat past the deadline and its MACs send: missing.
 	silent := c.silence(e, now)
 	reason := fmt.Sprintf("no heartbeat for %s while its MACs keep sending", silent.Round(time.Second))
-	details := map[string]any{}
+	details := &schema.HeartbeatMissingDetails{}
 	switch {
-	case e.goodbye == GoodbyeShutdown:
+	case e.goodbye == schema.GoodbyeShutdown:
 		ago := time.Duration(now - e.goodbyeAt).Round(time.Second)
 		reason += fmt.Sprintf("; its agent said goodbye for a shutdown %s ago, yet the host kept sending: "+
 			"a shutdown that did not happen is suspicious (a goodbye can be forged to hide a stopped agent)", ago)
-		details["left"] = "goodbye"
-		details["goodbye"] = string(e.goodbye)
-		details["suspicious_goodbye"] = true
+		details.Left, details.Goodbye, details.SuspiciousGoodbye = "goodbye", string(e.goodbye), true
 	case e.goodbye != "":
 		ago := time.Duration(now - e.goodbyeAt).Round(time.Second)
 		reason += fmt.Sprintf("; its agent said goodbye (%s) %s ago and did not come back", e.goodbye, ago)
-		details["left"] = "goodbye"
-		details["goodbye"] = string(e.goodbye)
+		details.Left, details.Goodbye = "goodbye", string(e.goodbye)
 	case e.dropAt != 0:
 		reason += fmt.Sprintf("; its connection dropped without goodbye (%s)", e.dropCause.Text())
-		details["left"] = "dropped"
-		details["disconnect"] = e.dropCause.String()
+		details.Left, details.Disconnect = "dropped", e.dropCause.String()
 	}
 	if e.wokeAt != 0 {
 		reason += fmt.Sprintf("; it started sending again %s ago after a silence and its agent did not come back",
@@ -177,7 +175,7 @@ func (c *Correlator) judge(out []Event, e *endpoint, now int64, blind bool) []Ev
 	}
 	if c.agentConnectionSeen(e, now) {
 		reason += "; its connection to the LAN zone is still active: agent present but silent"
-		details["agent_connection_seen"] = true
+		details.AgentConnectionSeen = true
 	}
 	return c.markMissing(out, e, now, reason, details)
 }
@@ -195,34 +193,36 @@ func (c *Correlator) silence(e *endpoint, now int64) time.Duration {
 // details (silent_for_seconds and escalation added). Escalation counts the
 // ladder's steps reached: 0 for a verdict before the missing deadline (a
 // dropped connection), whose first re-alert then comes at that deadline.
-func (c *Correlator) markMissing(out []Event, e *endpoint, now int64, reason string, details map[string]any) []Event {
+func (c *Correlator) markMissing(out []schema.Event, e *endpoint, now int64, reason string, details *schema.HeartbeatMissingDetails) []schema.Event {
 	prev := e.status
-	e.status, e.statusSince = StatusMissing, now
+	e.status, e.statusSince = schema.StatusMissing, now
 	silent := c.silence(e, now)
 	e.realert = 0
 	for e.realert < len(c.cfg.MissingRealert) && silent >= c.cfg.MissingRealert[e.realert] {
 		e.realert++
 	}
-	ev := c.endpointEvent(e, EventHeartbeatMissing, SeverityError)
+	ev := c.endpointEvent(e, schema.EventHeartbeatMissing, schema.SeverityError)
 	ev.PreviousStatus = prev
+	ev.Transition = true
 	ev.Reason = reason
-	details["silent_for_seconds"] = silent.Seconds()
-	details["escalation"] = e.realert
+	details.SilentForSeconds = silent.Seconds()
+	details.Escalation = e.realert
 	if silent >= c.cfg.deadline {
-		details["escalation"] = max(e.realert, 1)
+		details.Escalation = max(e.realert, 1)
 	}
 	ev.Details = details
 	return c.emit(out, ev)
 }
 
-func (c *Correlator) setStatus(out []Event, e *endpoint, s Status, now int64, reason string) []Event {
+func (c *Correlator) setStatus(out []schema.Event, e *endpoint, s schema.Status, now int64, reason string) []schema.Event {
 	if e.status == s {
 		return out
 	}
-	ev := c.endpointEvent(e, EventStatusChanged, SeverityInfo)
+	ev := c.endpointEvent(e, schema.EventStatusChanged, schema.SeverityInfo)
 	ev.PreviousStatus = e.status
 	e.status, e.statusSince = s, now
 	ev.Status = s
+	ev.Transition = true
 	ev.Reason = reason
 	return c.emit(out, ev)
 }

@@ -3,12 +3,13 @@ package sensor
 import (
 	"fmt"
 	"slices"
-	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Traffic accounts a batch of per-MAC summaries from capture. It is the hot
 // input: no allocation for MACs already known.
-func (c *Correlator) Traffic(batch []TrafficSummary) []Event {
+func (c *Correlator) Traffic(batch []schema.TrafficSummary) []schema.Event {
 	for i := range batch {
 		s := &batch[i]
 		if s.MAC.IsGroup() || s.MAC.IsZero() {
@@ -51,13 +52,13 @@ func (c *Correlator) Traffic(batch []TrafficSummary) []Event {
 
 // noteUnclaimed keeps the unmanaged inventory and queues new unclaimed
 // senders for the no-heartbeat verdict.
-func (c *Correlator) noteUnclaimed(s *TrafficSummary, ms *macState) {
+func (c *Correlator) noteUnclaimed(s *schema.TrafficSummary, ms *macState) {
 	st, ok := c.unmanaged[s.MAC]
 	if !ok {
 		if len(c.unmanaged) >= c.cfg.MaxTracked {
 			return
 		}
-		st = &Station{MAC: s.MAC, FirstSeen: s.FirstSeen}
+		st = &schema.Station{MAC: s.MAC, FirstSeen: s.FirstSeen}
 		c.unmanaged[s.MAC] = st
 	}
 	if s.LastSeen.After(st.LastSeen) {
@@ -79,7 +80,7 @@ func (c *Correlator) noteUnclaimed(s *TrafficSummary, ms *macState) {
 	}
 }
 
-func (c *Correlator) judgeUnclaimed(out []Event, now int64) []Event {
+func (c *Correlator) judgeUnclaimed(out []schema.Event, now int64) []schema.Event {
 	keep := c.pending[:0]
 	for _, m := range c.pending {
 		mi := c.macIndex[m]
@@ -95,19 +96,13 @@ func (c *Correlator) judgeUnclaimed(out []Event, now int64) []Event {
 		}
 		ms.flags &^= macPending
 		c.alerted[m] = struct{}{}
-		ev := Event{
-			Type: EventNoHeartbeat, Severity: SeverityWarning,
-			MACs:   []string{m.String()},
-			Status: StatusNoHeartbeat,
-			Reason: fmt.Sprintf("MAC %s sends traffic and belongs to no enrolled endpoint", m),
-			Details: map[string]any{
-				"first_seen": st.FirstSeen.UTC().Format(time.RFC3339Nano),
-				"packets":    st.Packets,
-				"bytes":      st.Bytes,
-			},
-		}
-		for _, ip := range st.IPs {
-			ev.IPs = append(ev.IPs, ip.String())
+		ev := schema.Event{
+			Type: schema.EventNoHeartbeat, Severity: schema.SeverityWarning,
+			MACs:    []schema.MAC{m},
+			Status:  schema.StatusNoHeartbeat,
+			Reason:  fmt.Sprintf("MAC %s sends traffic and belongs to no enrolled endpoint", m),
+			Details: &schema.NoHeartbeatDetails{FirstSeen: st.FirstSeen.UTC(), Packets: st.Packets, Bytes: st.Bytes},
+			IPs:     slices.Clone(st.IPs),
 		}
 		out = c.emit(out, ev)
 	}

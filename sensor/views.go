@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // AtRisk returns the current red, yellow and missing endpoints, ordered by
@@ -16,14 +18,14 @@ import (
 // declaring its addresses. A sensor with no capture at all has no wire to
 // weigh claims against: it lists the MACs and IPs the endpoint holds
 // uncontested.
-func (c *Correlator) AtRisk() AtRiskList {
+func (c *Correlator) AtRisk() schema.AtRiskList {
 	noWire := !c.captureSeen
-	list := AtRiskList{Generated: c.clock.Now(), Endpoints: []AtRiskEndpoint{}}
+	list := schema.AtRiskList{Generated: c.clock.Now(), Endpoints: []schema.AtRiskEndpoint{}}
 	for _, e := range c.endpoints {
-		if e == nil || (e.status != StatusRed && e.status != StatusYellow && e.status != StatusMissing) {
+		if e == nil || (e.status != schema.StatusRed && e.status != schema.StatusYellow && e.status != schema.StatusMissing) {
 			continue
 		}
-		a := AtRiskEndpoint{EndpointID: e.id, Name: e.name, Status: e.status}
+		a := schema.AtRiskEndpoint{EndpointID: e.id, Name: e.name, Status: e.status}
 		for _, itf := range e.interfaces {
 			mi, ok := c.macIndex[itf.MAC]
 			if !ok || c.macs[mi].owner != e.idx || slices.Contains(a.MACs, itf.MAC) {
@@ -51,8 +53,8 @@ func (c *Correlator) AtRisk() AtRiskList {
 }
 
 // Endpoints returns every enrolled endpoint's state, ordered by id.
-func (c *Correlator) Endpoints() []EndpointState {
-	out := make([]EndpointState, 0, len(c.byID))
+func (c *Correlator) Endpoints() []schema.EndpointState {
+	out := make([]schema.EndpointState, 0, len(c.byID))
 	for _, e := range c.endpoints {
 		if e != nil {
 			out = append(out, c.stateOf(e))
@@ -63,16 +65,16 @@ func (c *Correlator) Endpoints() []EndpointState {
 }
 
 // Endpoint returns one endpoint's state.
-func (c *Correlator) Endpoint(id string) (EndpointState, bool) {
+func (c *Correlator) Endpoint(id string) (schema.EndpointState, bool) {
 	idx, ok := c.byID[id]
 	if !ok {
-		return EndpointState{}, false
+		return schema.EndpointState{}, false
 	}
 	return c.stateOf(c.endpoints[idx]), true
 }
 
-func (c *Correlator) stateOf(e *endpoint) EndpointState {
-	s := EndpointState{
+func (c *Correlator) stateOf(e *endpoint) schema.EndpointState {
+	s := schema.EndpointState{
 		ID: e.id, Name: e.name, Org: e.org, Health: e.health,
 		Reasons: slices.Clone(e.reasons), Status: e.status,
 		Connected:  e.connected,
@@ -89,8 +91,8 @@ func (c *Correlator) stateOf(e *endpoint) EndpointState {
 }
 
 // Unmanaged returns the unmanaged inventory, ordered by MAC.
-func (c *Correlator) Unmanaged() []Station {
-	out := make([]Station, 0, len(c.unmanaged))
+func (c *Correlator) Unmanaged() []schema.Station {
+	out := make([]schema.Station, 0, len(c.unmanaged))
 	for _, st := range c.unmanaged {
 		s := *st
 		s.IPs = slices.Clone(st.IPs)
@@ -153,8 +155,8 @@ func (c *Correlator) Restore(s Snapshot) error {
 
 // StatusCounts returns how many enrolled endpoints are in each status,
 // without copying their state.
-func (c *Correlator) StatusCounts() map[Status]int {
-	out := map[Status]int{}
+func (c *Correlator) StatusCounts() map[schema.Status]int {
+	out := map[schema.Status]int{}
 	for _, e := range c.endpoints {
 		if e != nil {
 			out[e.status]++

@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -23,9 +22,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Config configures an Agent. Zero fields take the defaults noted.
@@ -63,7 +63,7 @@ type Config struct {
 	// StopReason is asked, when Run's context ends, why the agent stops;
 	// the answer goes to the sensor in the goodbye (default: always
 	// "stop"). See StopReason for the reference answer.
-	StopReason func() sensor.GoodbyeReason
+	StopReason func() schema.GoodbyeReason
 }
 
 // Agent is a running endpoint agent.
@@ -79,7 +79,7 @@ type Agent struct {
 
 	mu       sync.Mutex
 	addrs    []string
-	health   sensor.Health
+	health   schema.Health
 	reasons  []string
 	ifaces   []wire.Interface
 	users    []string
@@ -139,9 +139,9 @@ func New(cfg Config) (*Agent, error) {
 		return nil, fmt.Errorf("agent: %w", err)
 	}
 	if cfg.StopReason == nil {
-		cfg.StopReason = func() sensor.GoodbyeReason { return sensor.GoodbyeStop }
+		cfg.StopReason = func() schema.GoodbyeReason { return schema.GoodbyeStop }
 	}
-	a := &Agent{cfg: cfg, log: cfg.Logger, tls: tc, id: cfg.Bundle.ID, hookc: make(chan struct{}, 1), healthc: make(chan struct{}, 1), health: sensor.HealthGreen,
+	a := &Agent{cfg: cfg, log: cfg.Logger, tls: tc, id: cfg.Bundle.ID, hookc: make(chan struct{}, 1), healthc: make(chan struct{}, 1), health: schema.HealthGreen,
 		instance: rand.Text()[:16]}
 	a.interval.Store(int64(15 * time.Second))
 	a.addrs = a.initialAddrs()
@@ -209,7 +209,8 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); a.checkLoop(ctx) }()
 	go func() { defer wg.Done(); a.hookLoop(ctx) }()
 	defer wg.Wait()
-	backoff := a.cfg.BackoffMin
+	// Jitter of half the delay either way, so a fleet does not reconnect in step.
+	retry := &backoff.ExponentialBackOff{InitialInterval: a.cfg.BackoffMin, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: a.cfg.BackoffMax}
 	for ctx.Err() == nil {
 		established := false
 		for _, addr := range a.Addresses() {
@@ -231,17 +232,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			break
 		}
 		if established {
-			backoff = a.cfg.BackoffMin
+			retry.Reset()
 		}
-		// Full jitter around the delay, so a fleet does not reconnect in step.
-		d := time.Duration(float64(backoff) * (0.5 + mrand.Float64()))
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(d):
-		}
-		if !established {
-			backoff = min(backoff*2, a.cfg.BackoffMax)
+		case <-time.After(retry.NextBackOff()):
 		}
 	}
 	return nil
@@ -559,7 +555,7 @@ func (a *Agent) checkLoop(ctx context.Context) {
 }
 
 // Health returns the current health and reasons.
-func (a *Agent) Health() (sensor.Health, []string) {
+func (a *Agent) Health() (schema.Health, []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.health, slices.Clone(a.reasons)

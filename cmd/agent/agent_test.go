@@ -17,6 +17,7 @@ import (
 	"github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -25,16 +26,16 @@ func TestRunCheckConvention(t *testing.T) {
 	ctx := context.Background()
 	cases := []struct {
 		cmd    string
-		health sensor.Health
+		health schema.Health
 		reason string
 	}{
-		{"echo all good; exit 0", sensor.HealthGreen, "all good"},
-		{"printf 'DISK WARNING - 91%% used\\nmore\\n'; exit 1", sensor.HealthYellow, "DISK WARNING - 91% used"},
-		{"echo AV stopped; exit 2", sensor.HealthRed, "AV stopped"},
-		{"echo UNKNOWN; exit 3", sensor.HealthYellow, "check failed"},
-		{"kill -9 $$", sensor.HealthYellow, "check failed"},
-		{"/nonexistent/plugin", sensor.HealthYellow, "check failed"},
-		{"exit 2", sensor.HealthRed, "exit 2: critical"},
+		{"echo all good; exit 0", schema.HealthGreen, "all good"},
+		{"printf 'DISK WARNING - 91%% used\\nmore\\n'; exit 1", schema.HealthYellow, "DISK WARNING - 91% used"},
+		{"echo AV stopped; exit 2", schema.HealthRed, "AV stopped"},
+		{"echo UNKNOWN; exit 3", schema.HealthYellow, "check failed"},
+		{"kill -9 $$", schema.HealthYellow, "check failed"},
+		{"/nonexistent/plugin", schema.HealthYellow, "check failed"},
+		{"exit 2", schema.HealthRed, "exit 2: critical"},
 	}
 	for _, c := range cases {
 		r := RunCheck(ctx, c.cmd, 5*time.Second)
@@ -44,7 +45,7 @@ func TestRunCheckConvention(t *testing.T) {
 	}
 	start := time.Now()
 	r := RunCheck(ctx, "sleep 30", 300*time.Millisecond)
-	if r.Health != sensor.HealthYellow || !strings.Contains(r.Reason, "timed out") || time.Since(start) > 3*time.Second {
+	if r.Health != schema.HealthYellow || !strings.Contains(r.Reason, "timed out") || time.Since(start) > 3*time.Second {
 		t.Fatalf("timeout: %v %q after %v", r.Health, r.Reason, time.Since(start))
 	}
 }
@@ -53,22 +54,22 @@ func TestSignatureAgeAndWorst(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "sig")
 	os.WriteFile(p, nil, 0o644)
 	now := time.Now()
-	if r := SignatureCheck(p, 24*time.Hour, now); r.Health != sensor.HealthGreen {
+	if r := SignatureCheck(p, 24*time.Hour, now); r.Health != schema.HealthGreen {
 		t.Fatalf("fresh: %+v", r)
 	}
 	old := now.Add(-30 * time.Hour)
 	os.Chtimes(p, old, old)
-	if r := SignatureCheck(p, 24*time.Hour, now); r.Health != sensor.HealthYellow || !strings.Contains(r.Reason, "30h") {
+	if r := SignatureCheck(p, 24*time.Hour, now); r.Health != schema.HealthYellow || !strings.Contains(r.Reason, "30h") {
 		t.Fatalf("stale: %+v", r)
 	}
-	if r := SignatureCheck(p+"-missing", 24*time.Hour, now); r.Health != sensor.HealthYellow {
+	if r := SignatureCheck(p+"-missing", 24*time.Hour, now); r.Health != schema.HealthYellow {
 		t.Fatalf("missing: %+v", r)
 	}
-	h, reasons := Worst([]CheckResult{{sensor.HealthGreen, "ok"}, {sensor.HealthRed, "bad"}, {sensor.HealthYellow, "meh"}})
-	if h != sensor.HealthRed || len(reasons) != 2 {
+	h, reasons := Worst([]CheckResult{{schema.HealthGreen, "ok"}, {schema.HealthRed, "bad"}, {schema.HealthYellow, "meh"}})
+	if h != schema.HealthRed || len(reasons) != 2 {
 		t.Fatalf("worst %v %v", h, reasons)
 	}
-	if h, _ := Worst(nil); h != sensor.HealthGreen {
+	if h, _ := Worst(nil); h != schema.HealthGreen {
 		t.Fatal("no checks is not green")
 	}
 }
@@ -114,7 +115,7 @@ func startSensor(t *testing.T, dir string, listen string) *sensorFixture {
 	}
 	f := &sensorFixture{dir: dir}
 	var l *lanzone.Listener
-	f.engine = sensor.NewEngine(c, func(evs []sensor.Event) {
+	f.engine = sensor.NewEngine(c, func(evs []schema.Event) {
 		if l != nil {
 			l.Notify(evs)
 		}
@@ -185,13 +186,13 @@ func waitFor(t *testing.T, what string, within time.Duration, cond func() bool) 
 	}
 }
 
-func endpoint(e *sensor.Engine, id string) (sensor.EndpointState, bool) {
+func endpoint(e *sensor.Engine, id string) (schema.EndpointState, bool) {
 	for _, s := range e.Endpoints() {
 		if s.ID == id {
 			return s, true
 		}
 	}
-	return sensor.EndpointState{}, false
+	return schema.EndpointState{}, false
 }
 
 func TestAgentHealthAtRiskAndHook(t *testing.T) {
@@ -213,7 +214,7 @@ func TestAgentHealthAtRiskAndHook(t *testing.T) {
 	})
 	waitFor(t, "hello", 5*time.Second, func() bool {
 		st, ok := endpoint(s.engine, b.ID)
-		return ok && st.Connected && st.Status == sensor.StatusGreen
+		return ok && st.Connected && st.Status == schema.StatusGreen
 	})
 	st, _ := endpoint(s.engine, b.ID)
 	if st.Name != "ws-1" || st.Org != "Example Org" {
@@ -227,14 +228,14 @@ func TestAgentHealthAtRiskAndHook(t *testing.T) {
 	os.WriteFile(code, []byte("2"), 0o644)
 	waitFor(t, "red", 6*time.Second, func() bool {
 		st, _ := endpoint(s.engine, b.ID)
-		return st.Status == sensor.StatusRed && len(st.Reasons) == 1 && st.Reasons[0] == "av state 2"
+		return st.Status == schema.StatusRed && len(st.Reasons) == 1 && st.Reasons[0] == "av state 2"
 	})
 	waitFor(t, "at-risk state file and hook", 6*time.Second, func() bool {
 		raw, err := os.ReadFile(hookOut)
 		return err == nil && strings.Contains(string(raw), b.ID) && strings.Contains(string(raw), `"red"`)
 	})
 	saved, err := LoadAtRisk(a.cfg.StateDir)
-	if err != nil || len(saved.Endpoints) != 1 || saved.Endpoints[0].Status != sensor.StatusRed {
+	if err != nil || len(saved.Endpoints) != 1 || saved.Endpoints[0].Status != schema.StatusRed {
 		t.Fatalf("state file %+v %v", saved, err)
 	}
 	// Green again: the list empties.

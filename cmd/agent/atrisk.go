@@ -14,7 +14,7 @@ import (
 
 	"github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // AtRiskFile is the at-risk list's file name in the state directory.
@@ -59,11 +59,11 @@ func sameAtRisk(a, b []wire.AtRiskEndpoint) bool {
 
 // isolationTargets returns the addresses of red and missing endpoints, except
 // this endpoint's own and the sensor's.
-func isolationTargets(list []wire.AtRiskEndpoint, selfID string, keep map[netip.Addr]bool) ([]netip.Addr, []sensor.MAC) {
+func isolationTargets(list []wire.AtRiskEndpoint, selfID string, keep map[netip.Addr]bool) ([]netip.Addr, []schema.MAC) {
 	var ips []netip.Addr
-	var macs []sensor.MAC
+	var macs []schema.MAC
 	for _, e := range list {
-		if e.EndpointID == selfID || (e.Status != sensor.StatusRed && e.Status != sensor.StatusMissing) {
+		if e.EndpointID == selfID || (e.Status != schema.StatusRed && e.Status != schema.StatusMissing) {
 			continue
 		}
 		for _, ip := range e.IPs {

@@ -12,12 +12,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // CheckResult is one health check's verdict.
 type CheckResult struct {
-	Health sensor.Health
+	Health schema.Health
 	Reason string // the plugin's first output line, or why the check failed
 }
 
@@ -35,29 +35,29 @@ func RunCheck(ctx context.Context, cmdline string, timeout time.Duration) CheckR
 	err := cmd.Run()
 	line := firstLine(out.Bytes())
 	if ctx.Err() == context.DeadlineExceeded {
-		return CheckResult{Health: sensor.HealthYellow, Reason: fmt.Sprintf("check failed: %q timed out after %v", cmdline, timeout)}
+		return CheckResult{Health: schema.HealthYellow, Reason: fmt.Sprintf("check failed: %q timed out after %v", cmdline, timeout)}
 	}
 	code := 0
 	if err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) {
-			return CheckResult{Health: sensor.HealthYellow, Reason: fmt.Sprintf("check failed: %q: %v", cmdline, err)}
+			return CheckResult{Health: schema.HealthYellow, Reason: fmt.Sprintf("check failed: %q: %v", cmdline, err)}
 		}
 		code = ee.ExitCode()
 	}
 	switch code {
 	case 0:
-		return CheckResult{Health: sensor.HealthGreen, Reason: line}
+		return CheckResult{Health: schema.HealthGreen, Reason: line}
 	case 1:
-		return CheckResult{Health: sensor.HealthYellow, Reason: orDefault(line, cmdline+": warning")}
+		return CheckResult{Health: schema.HealthYellow, Reason: orDefault(line, cmdline+": warning")}
 	case 2:
-		return CheckResult{Health: sensor.HealthRed, Reason: orDefault(line, cmdline+": critical")}
+		return CheckResult{Health: schema.HealthRed, Reason: orDefault(line, cmdline+": critical")}
 	}
 	r := fmt.Sprintf("check failed: %q exited %d", cmdline, code)
 	if line != "" {
 		r += ": " + line
 	}
-	return CheckResult{Health: sensor.HealthYellow, Reason: r}
+	return CheckResult{Health: schema.HealthYellow, Reason: r}
 }
 
 // SignatureCheck is the built-in signature-age check: a file older than
@@ -65,25 +65,25 @@ func RunCheck(ctx context.Context, cmdline string, timeout time.Duration) CheckR
 func SignatureCheck(path string, maxAge time.Duration, now time.Time) CheckResult {
 	st, err := os.Stat(path)
 	if err != nil {
-		return CheckResult{Health: sensor.HealthYellow, Reason: fmt.Sprintf("signature file %s: %v", path, err)}
+		return CheckResult{Health: schema.HealthYellow, Reason: fmt.Sprintf("signature file %s: %v", path, err)}
 	}
 	age := now.Sub(st.ModTime())
 	if age > maxAge {
-		return CheckResult{Health: sensor.HealthYellow, Reason: fmt.Sprintf("signatures are %s old (limit %s)", age.Round(time.Minute), maxAge)}
+		return CheckResult{Health: schema.HealthYellow, Reason: fmt.Sprintf("signatures are %s old (limit %s)", age.Round(time.Minute), maxAge)}
 	}
-	return CheckResult{Health: sensor.HealthGreen}
+	return CheckResult{Health: schema.HealthGreen}
 }
 
 // Worst combines results: the worst health wins, with the reasons of every
 // result that is not green.
-func Worst(results []CheckResult) (sensor.Health, []string) {
-	h := sensor.HealthGreen
+func Worst(results []CheckResult) (schema.Health, []string) {
+	h := schema.HealthGreen
 	var reasons []string
 	for _, r := range results {
 		if r.Health > h {
 			h = r.Health
 		}
-		if r.Health != sensor.HealthGreen && r.Reason != "" {
+		if r.Health != schema.HealthGreen && r.Reason != "" {
 			reasons = append(reasons, truncate(r.Reason, 256))
 		}
 	}

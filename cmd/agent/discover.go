@@ -7,7 +7,7 @@ import (
 	"sort"
 
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Interfaces returns the machine's up, non-loopback interfaces that have a
@@ -24,7 +24,7 @@ func Interfaces() ([]wire.Interface, error) {
 		}
 		w := wire.Interface{Name: itf.Name}
 		copy(w.MAC[:], itf.HardwareAddr)
-		if w.MAC == (sensor.MAC{}) {
+		if w.MAC == (schema.MAC{}) {
 			continue
 		}
 		addrs, _ := itf.Addrs()

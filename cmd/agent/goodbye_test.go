@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/tapbeat/tapbeat/lanzone/pki"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // TestAgentSaysGoodbye: an agent stopped on purpose tells a real LAN zone
@@ -22,7 +22,7 @@ func TestAgentSaysGoodbye(t *testing.T) {
 	state := t.TempDir()
 	start := func() (context.CancelFunc, chan struct{}) {
 		a, err := New(Config{Bundle: b, Sensors: []string{s.addr}, StateDir: state, Logger: quiet,
-			StopReason: func() sensor.GoodbyeReason { return StopReason(state) }})
+			StopReason: func() schema.GoodbyeReason { return StopReason(state) }})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -35,16 +35,16 @@ func TestAgentSaysGoodbye(t *testing.T) {
 	stop, done := start()
 	waitFor(t, "hello", 5*time.Second, func() bool {
 		st, ok := endpoint(s.engine, b.ID)
-		return ok && st.Connected && st.Status == sensor.StatusGreen
+		return ok && st.Connected && st.Status == schema.StatusGreen
 	})
-	if err := WriteStopReason(state, sensor.GoodbyeUpgrade); err != nil {
+	if err := WriteStopReason(state, schema.GoodbyeUpgrade); err != nil {
 		t.Fatal(err)
 	}
 	stop()
 	<-done
 	waitFor(t, "stopped", 5*time.Second, func() bool {
 		st, _ := endpoint(s.engine, b.ID)
-		return !st.Connected && st.Status == sensor.StatusStopped
+		return !st.Connected && st.Status == schema.StatusStopped
 	})
 	if got := s.l.Stats().Ended; got["goodbye"] != 1 {
 		t.Errorf("connections ended %v, want one goodbye", got)
@@ -55,22 +55,22 @@ func TestAgentSaysGoodbye(t *testing.T) {
 	start()
 	waitFor(t, "back", 5*time.Second, func() bool {
 		st, _ := endpoint(s.engine, b.ID)
-		return st.Connected && st.Status == sensor.StatusGreen
+		return st.Connected && st.Status == schema.StatusGreen
 	})
 }
 
 func TestStopReasonFile(t *testing.T) {
 	dir := t.TempDir()
-	if r := StopReason(dir); r != sensor.GoodbyeStop && r != sensor.GoodbyeShutdown {
+	if r := StopReason(dir); r != schema.GoodbyeStop && r != schema.GoodbyeShutdown {
 		t.Errorf("no file: %q, want stop (or shutdown while this machine stops)", r)
 	}
 	if err := WriteStopReason(dir, "two words"); err == nil {
 		t.Error("a reason with a space was accepted")
 	}
-	if err := WriteStopReason(dir, sensor.GoodbyeShutdown); err != nil {
+	if err := WriteStopReason(dir, schema.GoodbyeShutdown); err != nil {
 		t.Fatal(err)
 	}
-	if r := StopReason(dir); r != sensor.GoodbyeShutdown {
+	if r := StopReason(dir); r != schema.GoodbyeShutdown {
 		t.Errorf("reason %q, want shutdown", r)
 	}
 }

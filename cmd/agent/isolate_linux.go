@@ -6,9 +6,8 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"golang.org/x/sys/unix"
-
-	"github.com/tapbeat/tapbeat/sensor"
 )
 
 // IsolationTable is the nftables table (family inet) the agent owns.
@@ -78,7 +77,7 @@ func NewIsolator(netnsFd int) (*Isolator, error) {
 }
 
 // Apply makes the sets hold exactly these addresses.
-func (i *Isolator) Apply(ips []netip.Addr, macs []sensor.MAC) error {
+func (i *Isolator) Apply(ips []netip.Addr, macs []schema.MAC) error {
 	var v4, v6, m []nftables.SetElement
 	seen := map[netip.Addr]bool{}
 	for _, ip := range ips {
@@ -95,7 +94,7 @@ func (i *Isolator) Apply(ips []netip.Addr, macs []sensor.MAC) error {
 			v6 = append(v6, nftables.SetElement{Key: b[:]})
 		}
 	}
-	seenMAC := map[sensor.MAC]bool{}
+	seenMAC := map[schema.MAC]bool{}
 	for _, mac := range macs {
 		if seenMAC[mac] || mac.IsZero() {
 			continue

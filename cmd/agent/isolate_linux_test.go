@@ -13,7 +13,7 @@ import (
 
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 	"golang.org/x/sys/unix"
 )
@@ -40,7 +40,7 @@ func (s *syncBuffer) String() string {
 // where the isolator works) and "peer" (10.77.0.2).
 type isolationLab struct {
 	self, peer *testenv.Netns
-	peerMAC    sensor.MAC
+	peerMAC    schema.MAC
 }
 
 func newIsolationLab(t *testing.T) *isolationLab {
@@ -50,7 +50,7 @@ func newIsolationLab(t *testing.T) *isolationLab {
 	a, b := testenv.Veth(t, lab.self, lab.peer)
 	lab.self.Run(t, "ip", "addr", "add", "10.77.0.1/24", "dev", a)
 	lab.peer.Run(t, "ip", "addr", "add", "10.77.0.2/24", "dev", b)
-	mac, err := sensor.ParseMAC(lab.peer.Run(t, "cat", "/sys/class/net/"+b+"/address"))
+	mac, err := schema.ParseMAC(lab.peer.Run(t, "cat", "/sys/class/net/"+b+"/address"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestIsolatorDropsByAddressAndMAC(t *testing.T) {
 	if !lab.reachable() {
 		t.Fatal("peer unreachable after the set was emptied")
 	}
-	if err := isol.Apply(nil, []sensor.MAC{lab.peerMAC}); err != nil {
+	if err := isol.Apply(nil, []schema.MAC{lab.peerMAC}); err != nil {
 		t.Fatal(err)
 	}
 	if lab.reachable() {
@@ -153,7 +153,7 @@ func TestAgentIsolatesRedPeer(t *testing.T) {
 	// The peer endpoint speaks the protocol directly, declaring 10.77.0.2.
 	// It retries until the sensor has re-read its trust store and answers.
 	cfg, _ := pki.ClientConfig(peer)
-	hello, _ := wire.Marshal(wire.TypeHello, wire.Hello{Health: sensor.HealthGreen, Interfaces: []wire.Interface{{Name: "eth0", MAC: lab.peerMAC, IPs: []netip.Addr{netip.MustParseAddr("10.77.0.2")}}}})
+	hello, _ := wire.Marshal(wire.TypeHello, wire.Hello{Health: schema.HealthGreen, Interfaces: []wire.Interface{{Name: "eth0", MAC: lab.peerMAC, IPs: []netip.Addr{netip.MustParseAddr("10.77.0.2")}}}})
 	var c *tls.Conn
 	waitFor(t, "peer session", 5*time.Second, func() bool {
 		var err error
@@ -190,9 +190,9 @@ func TestAgentIsolatesRedPeer(t *testing.T) {
 	if !lab.reachable() {
 		t.Fatal("peer unreachable while green")
 	}
-	send(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthRed, Reasons: []string{"ransomware"}})
+	send(wire.TypeHeartbeat, wire.Heartbeat{Health: schema.HealthRed, Reasons: []string{"ransomware"}})
 	waitFor(t, "isolation of the red peer", 5*time.Second, func() bool { return !lab.reachable() })
-	send(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthGreen})
+	send(wire.TypeHeartbeat, wire.Heartbeat{Health: schema.HealthGreen})
 	waitFor(t, "isolation lifted", 8*time.Second, func() bool { return lab.reachable() })
 	cancel()
 	<-done

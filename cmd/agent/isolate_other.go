@@ -6,7 +6,7 @@ import (
 	"errors"
 	"net/netip"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Isolator is only implemented on Linux (nftables).
@@ -18,7 +18,7 @@ func NewIsolator(int) (*Isolator, error) {
 }
 
 // Apply does nothing.
-func (*Isolator) Apply([]netip.Addr, []sensor.MAC) error { return nil }
+func (*Isolator) Apply([]netip.Addr, []schema.MAC) error { return nil }
 
 // Close does nothing.
 func (*Isolator) Close() error { return nil }

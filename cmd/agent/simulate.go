@@ -17,9 +17,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // SimConfig configures Simulate.
@@ -222,27 +223,22 @@ func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 	}
 	src := SimSource(i)
 	hello := wire.Hello{
-		Health: sensor.HealthGreen,
+		Health: schema.HealthGreen,
 		Interfaces: []wire.Interface{{
-			Name: "eth0", MAC: sensor.MACFromUint64(0x020000000000 | uint64(i)),
+			Name: "eth0", MAC: schema.MACFromUint64(0x020000000000 | uint64(i)),
 			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})},
 		}},
 		Agent: "tapbeat-agent simulate",
 	}
-	backoff := time.Second
+	retry := &backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 30 * time.Second}
 	for ctx.Err() == nil {
-		ok := s.session(ctx, src, tc, hello)
-		if ok {
-			backoff = time.Second
+		if s.session(ctx, src, tc, hello) {
+			retry.Reset()
 		}
-		d := time.Duration(float64(backoff) * (0.5 + rand.Float64()))
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(d):
-		}
-		if !ok {
-			backoff = min(2*backoff, 30*time.Second)
+		case <-time.After(retry.NextBackOff()):
 		}
 	}
 }
@@ -312,7 +308,7 @@ func (s *Simulator) session(ctx context.Context, src netip.Addr, tc *tls.Config,
 		case <-time.After(wait):
 		}
 		seq++
-		f, _ := wire.Marshal(wire.TypeHeartbeat, wire.Heartbeat{Health: sensor.HealthGreen, Seq: seq, SentAt: time.Now().UnixNano()})
+		f, _ := wire.Marshal(wire.TypeHeartbeat, wire.Heartbeat{Health: schema.HealthGreen, Seq: seq, SentAt: time.Now().UnixNano()})
 		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := c.Write(f); err != nil {
 			s.lost.Add(1)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // StopReasonFile, in the state directory, names the reason of the next
@@ -26,17 +26,17 @@ const StopReasonFile = "stop-reason"
 //     (`systemctl is-system-running` answers "stopping" during a shutdown
 //     or reboot; a unit ordered after network.target is stopped then);
 //  3. "stop" otherwise (systemctl stop or restart, kill -TERM, Ctrl-C).
-func StopReason(stateDir string) sensor.GoodbyeReason {
+func StopReason(stateDir string) schema.GoodbyeReason {
 	if r, err := readStopReason(filepath.Join(stateDir, StopReasonFile)); err == nil && r != "" {
 		return r
 	}
 	if systemdStopping() {
-		return sensor.GoodbyeShutdown
+		return schema.GoodbyeShutdown
 	}
-	return sensor.GoodbyeStop
+	return schema.GoodbyeStop
 }
 
-func readStopReason(path string) (sensor.GoodbyeReason, error) {
+func readStopReason(path string) (schema.GoodbyeReason, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
@@ -46,11 +46,11 @@ func readStopReason(path string) (sensor.GoodbyeReason, error) {
 	if r == "" || len(r) > wire.MaxString || strings.ContainsAny(r, " \t\n") {
 		return "", fmt.Errorf("%s: %q is not a stop reason (want one word such as upgrade)", path, r)
 	}
-	return sensor.GoodbyeReason(r), nil
+	return schema.GoodbyeReason(r), nil
 }
 
 // WriteStopReason records the reason of the agent's next stop.
-func WriteStopReason(stateDir string, r sensor.GoodbyeReason) error {
+func WriteStopReason(stateDir string, r schema.GoodbyeReason) error {
 	if r == "" || strings.ContainsAny(string(r), " \t\n") || len(r) > wire.MaxString {
 		return fmt.Errorf("stop reason %q: want one word such as upgrade or shutdown", r)
 	}

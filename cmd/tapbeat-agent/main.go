@@ -34,7 +34,6 @@ func newApp() *cli.App {
 				},
 			},
 			runCommand(),
-			simulateCommand(),
 			stoppingCommand(),
 			clidoc.Command(),
 			// commands: keep one per line

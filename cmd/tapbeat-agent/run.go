@@ -14,7 +14,7 @@ import (
 
 	"github.com/tapbeat/tapbeat/cmd/agent"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 func runCommand() *cli.Command {
@@ -80,7 +80,7 @@ func runCommand() *cli.Command {
 				Isolate:         c.Bool("isolate"),
 				Logger:          logger,
 				Version:         version,
-				StopReason:      func() sensor.GoodbyeReason { return agent.StopReason(c.String("state-dir")) },
+				StopReason:      func() schema.GoodbyeReason { return agent.StopReason(c.String("state-dir")) },
 			})
 			if err != nil {
 				return err
@@ -102,7 +102,7 @@ func stoppingCommand() *cli.Command {
 			&cli.StringFlag{Name: "state-dir", Value: "/var/lib/tapbeat-agent", Usage: "the agent's state `DIR`"},
 		},
 		Action: func(c *cli.Context) error {
-			return agent.WriteStopReason(c.String("state-dir"), sensor.GoodbyeReason(c.String("reason")))
+			return agent.WriteStopReason(c.String("state-dir"), schema.GoodbyeReason(c.String("reason")))
 		},
 	}
 }

@@ -7,8 +7,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // alertTestCommand is "tapbeat alert-test --to URL...": send one test alert
@@ -36,39 +36,27 @@ func alertTestCommand() *cli.Command {
 				}
 				dests = append(dests, d)
 			}
-			ev := sensor.Event{
+			ev := schema.Event{
 				Seq:      uint64(time.Now().Unix()),
 				Time:     time.Now(),
-				Type:     sensor.EventStatusChanged,
-				Severity: sensor.SeverityNotice,
+				Type:     schema.EventStatusChanged,
+				Severity: schema.SeverityNotice,
 				Reason:   c.String("reason"),
-				Details:  map[string]any{"test": true},
 			}
 			failed := 0
 			for _, d := range dests {
 				start := time.Now()
-				if err := alert.Send(c.Context, d, []sensor.Event{ev}, version); err != nil {
+				if err := alert.Send(c.Context, d, []schema.Event{ev}, version); err != nil {
 					failed++
 					fmt.Fprintf(c.App.ErrWriter, "FAIL %v\n", err)
 					continue
 				}
-				fmt.Fprintf(c.App.Writer, "ok   %s: %s (sequence id %d, %s)\n", d.Name, deliveryRule(d.Scheme), ev.Seq, time.Since(start).Round(time.Millisecond))
+				fmt.Fprintf(c.App.Writer, "ok   %s: %s (sequence id %d, %s)\n", d.Name, alert.DeliveryRule(d.Scheme), ev.Seq, time.Since(start).Round(time.Millisecond))
 			}
 			if failed > 0 {
 				return errors.New("some destinations did not take the test alert (see above)")
 			}
 			return nil
 		},
-	}
-}
-
-func deliveryRule(scheme string) string {
-	switch scheme {
-	case "relp", "relp+tls":
-		return "acknowledged by the collector"
-	case "udp":
-		return "sent (udp gives no delivery confirmation)"
-	default:
-		return "sent, connection still open after the confirm delay"
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
@@ -92,7 +92,7 @@ func TestAdminDescriptorFlood(t *testing.T) {
 				return false
 			}
 			defer c.Close()
-			f, _ := wire.Marshal(wire.TypeHello, wire.Hello{Health: sensor.HealthGreen})
+			f, _ := wire.Marshal(wire.TypeHello, wire.Hello{Health: schema.HealthGreen})
 			c.SetDeadline(time.Now().Add(3 * time.Second))
 			if _, err := c.Write(f); err != nil {
 				return false

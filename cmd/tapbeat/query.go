@@ -19,10 +19,10 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/tapbeat/tapbeat/lanzone/pki"
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/api"
 	"github.com/tapbeat/tapbeat/sensor/history"
 	"github.com/tapbeat/tapbeat/sensor/safetext"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // defaultStateDir is the daemon's state directory unless --dir says otherwise.
@@ -70,7 +70,7 @@ func queryCommand() *cli.Command {
 				Flags: append(queryFlags("7d"),
 					&cli.StringFlag{Name: "endpoint", Usage: "endpoint `NAME` or ID"},
 					&cli.StringFlag{Name: "mac", Usage: "`MAC` address"},
-					&cli.StringSliceFlag{Name: "type", Usage: "only events of `TYPE` (repeatable)"},
+					&cli.StringSliceFlag{Name: "type", Usage: "only events of `TYPE` (repeatable): " + strings.Join(schema.TypeNames(), ", ")},
 				),
 				Action: runQuery(queryHistory),
 			},
@@ -78,7 +78,7 @@ func queryCommand() *cli.Command {
 				Name:  "alerts",
 				Usage: "alerts (severity notice or worse)",
 				Flags: append(queryFlags("24h"),
-					&cli.StringSliceFlag{Name: "type", Usage: "only alerts of `TYPE`, e.g. heartbeat_missing (repeatable)"},
+					&cli.StringSliceFlag{Name: "type", Usage: "only alerts of `TYPE` (repeatable): " + strings.Join(alertTypeNames(), ", ")},
 					&cli.StringFlag{Name: "endpoint", Usage: "only alerts about endpoint `NAME` or ID"},
 				),
 				Action: runQuery(queryAlerts),
@@ -272,14 +272,14 @@ func queryEndpoints(e *queryEnv) error {
 	return nil
 }
 
-func healthName(h sensor.Health) string {
+func healthName(h schema.Health) string {
 	if h.Valid() {
 		return h.String()
 	}
 	return "-"
 }
 
-func ifaceLists(itfs []sensor.Interface) (macs, ips []string) {
+func ifaceLists(itfs []schema.Interface) (macs, ips []string) {
 	for _, i := range itfs {
 		macs = append(macs, i.MAC.String())
 		for _, a := range i.IPs {
@@ -289,25 +289,47 @@ func ifaceLists(itfs []sensor.Interface) (macs, ips []string) {
 	return macs, ips
 }
 
-func eventTypes(c *cli.Context) []sensor.EventType {
-	var out []sensor.EventType
+// eventTypes returns the --type values, checked against the table of event
+// types.
+func eventTypes(c *cli.Context) ([]schema.EventType, error) {
+	var out []schema.EventType
 	for _, v := range c.StringSlice("type") {
 		for _, t := range strings.Split(v, ",") {
 			if t = strings.TrimSpace(t); t != "" {
-				out = append(out, sensor.EventType(t))
+				typ, err := schema.ParseEventType(t)
+				if err != nil {
+					return nil, fmt.Errorf("--type: %w", err)
+				}
+				out = append(out, typ)
 			}
 		}
 	}
-	return out
+	return out, nil
+}
+
+// join writes values as their String methods do, separated by sep.
+func join[T fmt.Stringer](vs []T, sep string) string {
+	var b strings.Builder
+	for i, v := range vs {
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		b.WriteString(v.String())
+	}
+	return b.String()
 }
 
 func queryHistory(e *queryEnv) error {
-	q := history.HistoryQuery{Range: e.r, Endpoint: e.c.String("endpoint"), Types: eventTypes(e.c), Limit: e.limit}
+	types, err := eventTypes(e.c)
+	if err != nil {
+		return err
+	}
+	q := history.HistoryQuery{Range: e.r, Endpoint: e.c.String("endpoint"), Types: types, Limit: e.limit}
 	if m := e.c.String("mac"); m != "" {
 		if q.Endpoint != "" {
 			return errors.New("give --endpoint or --mac, not both")
 		}
-		mac, err := sensor.ParseMAC(m)
+		mac, err := schema.ParseMAC(m)
 		if err != nil {
 			return fmt.Errorf("--mac: %w", err)
 		}
@@ -327,10 +349,14 @@ func queryHistory(e *queryEnv) error {
 }
 
 func queryAlerts(e *queryEnv) error {
+	types, err := eventTypes(e.c)
+	if err != nil {
+		return err
+	}
 	if err := e.open(); err != nil {
 		return err
 	}
-	evs, err := e.b.Alerts(e.c.Context, history.AlertQuery{Range: e.r, Types: eventTypes(e.c), Endpoint: e.c.String("endpoint"), Limit: e.limit})
+	evs, err := e.b.Alerts(e.c.Context, history.AlertQuery{Range: e.r, Types: types, Endpoint: e.c.String("endpoint"), Limit: e.limit})
 	if err != nil {
 		return err
 	}
@@ -338,18 +364,18 @@ func queryAlerts(e *queryEnv) error {
 }
 
 // events prints events: JSON in the event schema, CSV, or a table.
-func (e *queryEnv) events(evs []sensor.Event) error {
+func (e *queryEnv) events(evs []schema.Event) error {
 	switch e.format {
 	case "json":
 		if evs == nil {
-			evs = []sensor.Event{}
+			evs = []schema.Event{}
 		}
 		return queryJSON(e.w, evs)
 	case "csv":
 		rows := [][]string{{"seq", "time", "type", "severity", "endpoint_id", "endpoint_name", "status", "previous_status", "macs", "ips", "reason"}}
 		for _, ev := range evs {
 			rows = append(rows, []string{strconv.FormatUint(ev.Seq, 10), rfc(ev.Time), string(ev.Type), ev.Severity.String(), ev.EndpointID, ev.EndpointName,
-				string(ev.Status), string(ev.PreviousStatus), strings.Join(ev.MACs, " "), strings.Join(ev.IPs, " "), ev.Reason})
+				string(ev.Status), string(ev.PreviousStatus), join(ev.MACs, " "), join(ev.IPs, " "), ev.Reason})
 		}
 		return writeCSV(e.w, rows)
 	}
@@ -357,7 +383,7 @@ func (e *queryEnv) events(evs []sensor.Event) error {
 	for _, ev := range evs {
 		who := ev.EndpointName
 		if who == "" && len(ev.MACs) > 0 {
-			who = ev.MACs[0]
+			who = ev.MACs[0].String()
 		}
 		status := string(ev.Status)
 		if ev.PreviousStatus != "" && ev.PreviousStatus != ev.Status {
@@ -470,7 +496,7 @@ func describeConfidence(c string) string {
 }
 
 func queryTraffic(e *queryEnv) error {
-	mac, err := sensor.ParseMAC(e.c.String("mac"))
+	mac, err := schema.ParseMAC(e.c.String("mac"))
 	if err != nil {
 		return fmt.Errorf("--mac: %w", err)
 	}
@@ -682,4 +708,15 @@ func clip(s string, n int) string {
 // for answers.
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// alertTypeNames lists the alert types of the table of event types.
+func alertTypeNames() []string {
+	var out []string
+	for _, t := range schema.Types() {
+		if t.Alert {
+			out = append(out, string(t.Type))
+		}
+	}
+	return out
 }

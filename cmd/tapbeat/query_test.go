@@ -15,12 +15,13 @@ import (
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/api"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 var (
 	qt0   = time.Date(2026, 11, 17, 8, 0, 0, 0, time.UTC)
-	qMacA = sensor.MustParseMAC("02:00:00:00:00:0a")
-	qMacB = sensor.MustParseMAC("02:00:00:00:00:0b")
+	qMacA = schema.MustParseMAC("02:00:00:00:00:0a")
+	qMacB = schema.MustParseMAC("02:00:00:00:00:0b")
 	qIP   = netip.MustParseAddr("10.9.0.5")
 )
 
@@ -36,7 +37,7 @@ func writeHistory(t *testing.T, dir string, keepOpen bool) *history.Store {
 	}
 	clock := &sensor.ManualClock{T: qt0}
 	c, _ := sensor.NewCorrelator(sensor.Config{}, clock)
-	store := func(evs []sensor.Event, err error) {
+	store := func(evs []schema.Event, err error) {
 		t.Helper()
 		if err != nil {
 			t.Fatal(err)
@@ -47,20 +48,20 @@ func writeHistory(t *testing.T, dir string, keepOpen bool) *history.Store {
 			}
 		}
 	}
-	store(c.Hello(sensor.Hello{EndpointID: "ep-a", Name: "laptop-a", Org: "acme", Health: sensor.HealthGreen, Users: []string{"alice"},
-		Interfaces: []sensor.Interface{{Name: "eth0", MAC: qMacA, IPs: []netip.Addr{qIP}}}}))
+	store(c.Hello(schema.Hello{EndpointID: "ep-a", Name: "laptop-a", Org: "acme", Health: schema.HealthGreen, Users: []string{"alice"},
+		Interfaces: []schema.Interface{{Name: "eth0", MAC: qMacA, IPs: []netip.Addr{qIP}}}}))
 	clock.Set(qt0.Add(2 * time.Hour))
-	store(c.Heartbeat(sensor.Heartbeat{EndpointID: "ep-a", Health: sensor.HealthYellow, Reasons: []string{"firewall off"}}))
+	store(c.Heartbeat(schema.Heartbeat{EndpointID: "ep-a", Health: schema.HealthYellow, Reasons: []string{"firewall off"}}))
 	clock.Set(qt0.Add(4 * time.Hour))
-	if err := s.AddBindings([]sensor.Binding{{MAC: qMacB, IP: qIP, Source: "dhcp", Hostname: "camera-1", Time: clock.T}}); err != nil {
+	if err := s.AddBindings([]schema.Binding{{MAC: qMacB, IP: qIP, Source: "dhcp", Hostname: "camera-1", Time: clock.T}}); err != nil {
 		t.Fatal(err)
 	}
-	ts := []sensor.TrafficSummary{{MAC: qMacB, IPs: []netip.Addr{qIP}, Packets: 3, Bytes: 300, FirstSeen: clock.T, LastSeen: clock.T.Add(10 * time.Second)}}
+	ts := []schema.TrafficSummary{{MAC: qMacB, IPs: []netip.Addr{qIP}, Packets: 3, Bytes: 300, FirstSeen: clock.T, LastSeen: clock.T.Add(10 * time.Second)}}
 	store(c.Traffic(ts), nil)
 	if err := s.AddTraffic(ts); err != nil {
 		t.Fatal(err)
 	}
-	store(c.Heartbeat(sensor.Heartbeat{EndpointID: "ep-a", Health: sensor.HealthYellow, Reasons: []string{"firewall off"}}))
+	store(c.Heartbeat(schema.Heartbeat{EndpointID: "ep-a", Health: schema.HealthYellow, Reasons: []string{"firewall off"}}))
 	clock.Set(qt0.Add(4*time.Hour + 30*time.Second))
 	store(c.Tick(), nil)
 	if keepOpen {
@@ -118,11 +119,11 @@ func TestQueryOnDatabase(t *testing.T) {
 	}
 
 	out = run("query", "history", "--endpoint", "laptop-a", "--since", "2026-11-17", "--until", "2026-11-18", "--format", "json")
-	var evs []sensor.Event
+	var evs []schema.Event
 	if err := json.Unmarshal([]byte(out), &evs); err != nil {
 		t.Fatalf("history json: %v\n%s", err, out)
 	}
-	if len(evs) < 3 || evs[0].Type != sensor.EventEndpointHello || evs[len(evs)-1].Status != sensor.StatusYellow {
+	if len(evs) < 3 || evs[0].Type != schema.EventEndpointHello || evs[len(evs)-1].Status != schema.StatusYellow {
 		t.Errorf("history of laptop-a: %+v", evs)
 	}
 	out = run("query", "history", "--mac", "02:00:00:00:00:0a", "--since", "2026-11-17", "--until", "2026-11-18")
@@ -155,7 +156,7 @@ func TestQueryOnDatabase(t *testing.T) {
 	checkWidth(t, out)
 	out = run("query", "endpoints", "--format", "json")
 	var l api.EndpointList
-	if err := json.Unmarshal([]byte(out), &l); err != nil || l.Source != api.SourceHistory || len(l.Endpoints) != 1 || l.Endpoints[0].Status != sensor.StatusYellow {
+	if err := json.Unmarshal([]byte(out), &l); err != nil || l.Source != api.SourceHistory || len(l.Endpoints) != 1 || l.Endpoints[0].Status != schema.StatusYellow {
 		t.Errorf("endpoints: %v %+v", err, l)
 	}
 }
@@ -252,9 +253,9 @@ func TestQueryEscapesEndpointText(t *testing.T) {
 	clock := &sensor.ManualClock{T: qt0}
 	c, _ := sensor.NewCorrelator(sensor.Config{}, clock)
 	const user, reason = "eve\x1b]0;owned\x07", "av off\x00\u202etxt.exe\x1b[2J"
-	evs, err := c.Hello(sensor.Hello{EndpointID: "ep-e", Name: "evil\x1b[31m", Org: "acme", Health: sensor.HealthRed,
+	evs, err := c.Hello(schema.Hello{EndpointID: "ep-e", Name: "evil\x1b[31m", Org: "acme", Health: schema.HealthRed,
 		Reasons: []string{reason}, Users: []string{user},
-		Interfaces: []sensor.Interface{{Name: "eth0", MAC: qMacA, IPs: []netip.Addr{qIP}}}})
+		Interfaces: []schema.Interface{{Name: "eth0", MAC: qMacA, IPs: []netip.Addr{qIP}}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/tapbeat/tapbeat/capture"
 	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // replayEngine is a capture.Sink that feeds a correlator whose clock is
@@ -21,7 +22,7 @@ import (
 type replayEngine struct {
 	clock  *sensor.ManualClock
 	eng    *sensor.Engine
-	events []sensor.Event
+	events []schema.Event
 	err    error
 }
 
@@ -35,7 +36,7 @@ func (r *replayEngine) start(t time.Time) bool {
 		r.err = fmt.Errorf("start correlator: %w", err)
 		return false
 	}
-	r.eng = sensor.NewEngine(corr, func(evs []sensor.Event) { r.events = append(r.events, evs...) })
+	r.eng = sensor.NewEngine(corr, func(evs []schema.Event) { r.events = append(r.events, evs...) })
 	return true
 }
 
@@ -47,7 +48,7 @@ func (r *replayEngine) advance(t time.Time) {
 
 // Traffic moves the clock to the newest packet of the batch, reports the
 // capture healthy, passes the summaries on and applies the time rules.
-func (r *replayEngine) Traffic(batch []sensor.TrafficSummary) {
+func (r *replayEngine) Traffic(batch []schema.TrafficSummary) {
 	first, last := batch[0].FirstSeen, batch[0].LastSeen
 	var pkts uint64
 	for _, s := range batch {
@@ -63,13 +64,13 @@ func (r *replayEngine) Traffic(batch []sensor.TrafficSummary) {
 		return
 	}
 	r.advance(last)
-	r.eng.CaptureHealth(sensor.CaptureHealth{Interface: "replay", Up: true, Packets: pkts, Time: last})
+	r.eng.CaptureHealth(schema.CaptureHealth{Interface: "replay", Up: true, Packets: pkts, Time: last})
 	r.eng.Traffic(batch)
 	r.eng.Tick()
 }
 
 // FlowStarts passes flow starts on.
-func (r *replayEngine) FlowStarts(flows []sensor.Flow) {
+func (r *replayEngine) FlowStarts(flows []schema.Flow) {
 	if !r.start(flows[0].Time) {
 		return
 	}
@@ -77,12 +78,12 @@ func (r *replayEngine) FlowStarts(flows []sensor.Flow) {
 }
 
 // CaptureHealth is not used in replay: Traffic reports health.
-func (r *replayEngine) CaptureHealth(sensor.CaptureHealth) {}
+func (r *replayEngine) CaptureHealth(schema.CaptureHealth) {}
 
 // Bindings are not the correlator's input.
-func (r *replayEngine) Bindings([]sensor.Binding) {}
+func (r *replayEngine) Bindings([]schema.Binding) {}
 
-func writeEvents(w io.Writer, evs []sensor.Event) error {
+func writeEvents(w io.Writer, evs []schema.Event) error {
 	enc := json.NewEncoder(w)
 	for i := range evs {
 		if err := enc.Encode(&evs[i]); err != nil {

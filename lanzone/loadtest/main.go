@@ -39,6 +39,7 @@ import (
 	"github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // report is what the sensor child prints every second.
@@ -306,7 +307,7 @@ func runOnce(n int, interval, ramp, steady time.Duration, restart bool, pprofAdd
 	res.P50, res.P99, res.Max = r.Stats.LatencyP50, r.Stats.LatencyP99, r.Stats.LatencyMax
 	res.Beats = r.Stats.Heartbeats - beats0
 	res.Expected = float64(n) * (w1.Sub(w0).Seconds() + 1.1) / interval.Seconds()
-	res.Missing = r.Events[string(sensor.EventHeartbeatMissing)]
+	res.Missing = r.Events[string(schema.EventHeartbeatMissing)]
 	if !restart {
 		return res, nil
 	}
@@ -326,7 +327,7 @@ func runOnce(n int, interval, ramp, steady time.Duration, restart bool, pprofAdd
 	res.RecCPU = 100 * (procCPU(c.cmd.Process.Pid) - rc0).Seconds() / (res.Recovery - res.Startup).Seconds()
 	time.Sleep(1100 * time.Millisecond)
 	r = c.report()
-	res.Missing += r.Events[string(sensor.EventHeartbeatMissing)]
+	res.Missing += r.Events[string(schema.EventHeartbeatMissing)]
 	res.Handshakes, res.Resumed = r.Stats.Handshakes, r.Stats.Resumed
 	_, hwm := procMem(c.cmd.Process.Pid)
 	res.PeakRSSKB = max(res.PeakRSSKB, hwm)
@@ -349,7 +350,7 @@ func runSensor(dir, listen string) error {
 	var mu sync.Mutex
 	events := map[string]int{}
 	var l *lanzone.Listener
-	engine := sensor.NewEngine(corr, func(evs []sensor.Event) {
+	engine := sensor.NewEngine(corr, func(evs []schema.Event) {
 		mu.Lock()
 		for _, e := range evs {
 			events[string(e.Type)]++

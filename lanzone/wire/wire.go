@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Protocol version spoken by this package. A peer with another major
@@ -147,14 +147,14 @@ func Marshal(t Type, msg any) ([]byte, error) {
 // Interface is one network interface in a hello.
 type Interface struct {
 	Name string       `json:"name"`
-	MAC  sensor.MAC   `json:"mac"`
+	MAC  schema.MAC   `json:"mac"`
 	IPs  []netip.Addr `json:"ips,omitempty"`
 }
 
 // Hello is the agent's declaration: its health, interfaces and signed-in
 // users. Identity comes from the certificate, never from the message.
 type Hello struct {
-	Health     sensor.Health `json:"health"`
+	Health     schema.Health `json:"health"`
 	Reasons    []string      `json:"reasons,omitempty"`
 	Interfaces []Interface   `json:"interfaces,omitempty"`
 	Users      []string      `json:"users,omitempty"`
@@ -166,7 +166,7 @@ type Hello struct {
 
 // Heartbeat is the agent's periodic proof of life.
 type Heartbeat struct {
-	Health  sensor.Health `json:"health"`
+	Health  schema.Health `json:"health"`
 	Reasons []string      `json:"reasons,omitempty"`
 	Seq     uint64        `json:"seq,omitempty"`
 	// SentAt is the agent's clock at sending, Unix nanoseconds (optional;
@@ -193,8 +193,8 @@ func (c Config) Interval() time.Duration {
 type AtRiskEndpoint struct {
 	EndpointID string        `json:"endpoint_id"`
 	Name       string        `json:"name"`
-	Status     sensor.Status `json:"status"`
-	MACs       []sensor.MAC  `json:"macs,omitempty"`
+	Status     schema.Status `json:"status"`
+	MACs       []schema.MAC  `json:"macs,omitempty"`
 	IPs        []netip.Addr  `json:"ips,omitempty"`
 }
 
@@ -236,13 +236,13 @@ type Goodbye struct {
 
 // GoodbyeReason says why an agent stops. A reason this side does not know
 // is kept as sent and treated like GoodbyeStop.
-type GoodbyeReason = sensor.GoodbyeReason
+type GoodbyeReason = schema.GoodbyeReason
 
 // Goodbye reasons.
 const (
-	GoodbyeStop     = sensor.GoodbyeStop
-	GoodbyeUpgrade  = sensor.GoodbyeUpgrade
-	GoodbyeShutdown = sensor.GoodbyeShutdown
+	GoodbyeStop     = schema.GoodbyeStop
+	GoodbyeUpgrade  = schema.GoodbyeUpgrade
+	GoodbyeShutdown = schema.GoodbyeShutdown
 )
 
 // DecodeGoodbye decodes and checks a goodbye payload.
@@ -391,7 +391,7 @@ func checkStrings(what string, list []string, max int) error {
 
 // EncodeAtRisk splits an at-risk list into as many frames as it needs, all
 // with the given generation.
-func EncodeAtRisk(list sensor.AtRiskList, generation uint64) ([][]byte, error) {
+func EncodeAtRisk(list schema.AtRiskList, generation uint64) ([][]byte, error) {
 	eps := make([]AtRiskEndpoint, len(list.Endpoints))
 	for i, e := range list.Endpoints {
 		eps[i] = AtRiskEndpoint{EndpointID: e.EndpointID, Name: e.Name, Status: e.Status, MACs: e.MACs, IPs: e.IPs}

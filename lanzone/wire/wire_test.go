@@ -11,14 +11,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 func TestRoundTrip(t *testing.T) {
 	h := Hello{
-		Health:     sensor.HealthYellow,
+		Health:     schema.HealthYellow,
 		Reasons:    []string{"signatures 30h old"},
-		Interfaces: []Interface{{Name: "eth0", MAC: sensor.MustParseMAC("02:00:00:00:00:01"), IPs: []netip.Addr{netip.MustParseAddr("10.0.0.5")}}},
+		Interfaces: []Interface{{Name: "eth0", MAC: schema.MustParseMAC("02:00:00:00:00:01"), IPs: []netip.Addr{netip.MustParseAddr("10.0.0.5")}}},
 		Users:      []string{"alice"},
 		Agent:      "tapbeat-agent test",
 	}
@@ -44,7 +44,7 @@ func TestRoundTrip(t *testing.T) {
 
 func TestUnknownFieldsIgnored(t *testing.T) {
 	hb, err := DecodeHeartbeat([]byte(`{"health":"green","future":{"x":1},"seq":3}`))
-	if err != nil || hb.Seq != 3 || hb.Health != sensor.HealthGreen {
+	if err != nil || hb.Seq != 3 || hb.Health != schema.HealthGreen {
 		t.Fatalf("%+v %v", hb, err)
 	}
 }
@@ -73,18 +73,18 @@ func TestLimits(t *testing.T) {
 	if _, err := AppendFrame(nil, TypeHello, make([]byte, MaxPayload)); err != nil {
 		t.Fatalf("encode max: %v", err)
 	}
-	many := Hello{Health: sensor.HealthGreen}
+	many := Hello{Health: schema.HealthGreen}
 	for i := 0; i <= MaxInterfaces; i++ {
 		many.Interfaces = append(many.Interfaces, Interface{Name: fmt.Sprint("e", i)})
 	}
 	if err := many.Check(); err == nil || !strings.Contains(err.Error(), "interfaces") {
 		t.Fatalf("interfaces: %v", err)
 	}
-	users := Hello{Health: sensor.HealthGreen, Users: make([]string, MaxUsers+1)}
+	users := Hello{Health: schema.HealthGreen, Users: make([]string, MaxUsers+1)}
 	if err := users.Check(); err == nil {
 		t.Fatal("65 users accepted")
 	}
-	long := Hello{Health: sensor.HealthGreen, Users: []string{strings.Repeat("u", MaxString+1)}}
+	long := Hello{Health: schema.HealthGreen, Users: []string{strings.Repeat("u", MaxString+1)}}
 	if err := long.Check(); err == nil {
 		t.Fatal("257-byte string accepted")
 	}
@@ -97,12 +97,12 @@ func TestLimits(t *testing.T) {
 }
 
 func TestAtRiskSplitAndAssemble(t *testing.T) {
-	var list sensor.AtRiskList
+	var list schema.AtRiskList
 	list.Generated = time.Now()
 	for i := 0; i < 2000; i++ {
-		list.Endpoints = append(list.Endpoints, sensor.AtRiskEndpoint{
-			EndpointID: fmt.Sprintf("ep-%05d", i), Name: fmt.Sprintf("host-%05d.example", i), Status: sensor.StatusRed,
-			MACs: []sensor.MAC{sensor.MACFromUint64(uint64(i) + 0x020000000000)},
+		list.Endpoints = append(list.Endpoints, schema.AtRiskEndpoint{
+			EndpointID: fmt.Sprintf("ep-%05d", i), Name: fmt.Sprintf("host-%05d.example", i), Status: schema.StatusRed,
+			MACs: []schema.MAC{schema.MACFromUint64(uint64(i) + 0x020000000000)},
 			IPs:  []netip.Addr{netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)})},
 		})
 	}
@@ -136,7 +136,7 @@ func TestAtRiskSplitAndAssemble(t *testing.T) {
 	if len(got) != 2000 || got[1999].EndpointID != "ep-01999" {
 		t.Fatalf("assembled %d", len(got))
 	}
-	empty, _ := EncodeAtRisk(sensor.AtRiskList{}, 8)
+	empty, _ := EncodeAtRisk(schema.AtRiskList{}, 8)
 	fr, _ := ReadFrame(bytes.NewReader(empty[0]))
 	p, err := DecodeAtRisk(fr.Payload)
 	if err != nil {
@@ -158,10 +158,10 @@ func FuzzReadFrame(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	seed(TypeHello, Hello{Health: sensor.HealthGreen, Interfaces: []Interface{{Name: "eth0", MAC: sensor.MustParseMAC("02:00:00:00:00:01"), IPs: []netip.Addr{netip.MustParseAddr("fe80::1")}}}, Users: []string{"root"}})
-	seed(TypeHeartbeat, Heartbeat{Health: sensor.HealthRed, Reasons: []string{"av stopped"}, Seq: 9})
+	seed(TypeHello, Hello{Health: schema.HealthGreen, Interfaces: []Interface{{Name: "eth0", MAC: schema.MustParseMAC("02:00:00:00:00:01"), IPs: []netip.Addr{netip.MustParseAddr("fe80::1")}}}, Users: []string{"root"}})
+	seed(TypeHeartbeat, Heartbeat{Health: schema.HealthRed, Reasons: []string{"av stopped"}, Seq: 9})
 	seed(TypeConfig, Config{HeartbeatIntervalMS: 15000, Addresses: []string{"10.0.0.2:8347"}})
-	seed(TypeAtRisk, AtRisk{Generation: 1, Part: 1, Parts: 1, Endpoints: []AtRiskEndpoint{{EndpointID: "ep-1", Status: sensor.StatusMissing}}})
+	seed(TypeAtRisk, AtRisk{Generation: 1, Part: 1, Parts: 1, Endpoints: []AtRiskEndpoint{{EndpointID: "ep-1", Status: schema.StatusMissing}}})
 	seed(TypeError, Error{Code: CodeProtocol, Message: "x"})
 	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
 	f.Add([]byte{0, 0, 0, 3, 2, 0, 1})
@@ -216,7 +216,7 @@ func FuzzReadFrame(f *testing.F) {
 // read one frame and decode the heartbeat. BenchmarkReadFrameOnly is its
 // reference (framing without JSON).
 func BenchmarkHeartbeatFrame(b *testing.B) {
-	f, _ := Marshal(TypeHeartbeat, Heartbeat{Health: sensor.HealthGreen, Seq: 12345, SentAt: time.Now().UnixNano()})
+	f, _ := Marshal(TypeHeartbeat, Heartbeat{Health: schema.HealthGreen, Seq: 12345, SentAt: time.Now().UnixNano()})
 	r := bytes.NewReader(nil)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -232,7 +232,7 @@ func BenchmarkHeartbeatFrame(b *testing.B) {
 }
 
 func BenchmarkReadFrameOnly(b *testing.B) {
-	f, _ := Marshal(TypeHeartbeat, Heartbeat{Health: sensor.HealthGreen, Seq: 12345, SentAt: time.Now().UnixNano()})
+	f, _ := Marshal(TypeHeartbeat, Heartbeat{Health: schema.HealthGreen, Seq: 12345, SentAt: time.Now().UnixNano()})
 	r := bytes.NewReader(nil)
 	b.ReportAllocs()
 	for b.Loop() {

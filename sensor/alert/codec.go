@@ -1,18 +1,17 @@
 package alert
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
+	"net/netip"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
-// Outbox values are a compact binary form of sensor.Event, cheaper to
+// Outbox values are a compact binary form of schema.Event, cheaper to
 // decode than JSON on the delivery path:
 //
 //	byte     codecVersion (1)
@@ -33,7 +32,7 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func encodeEvent(b []byte, ev *sensor.Event) ([]byte, error) {
+func encodeEvent(b []byte, ev *schema.Event) ([]byte, error) {
 	b = append(b, codecVersion)
 	b = binary.AppendUvarint(b, ev.Seq)
 	if ev.Time.IsZero() {
@@ -48,16 +47,19 @@ func encodeEvent(b []byte, ev *sensor.Event) ([]byte, error) {
 	b = appendString(b, ev.EndpointID)
 	b = appendString(b, ev.EndpointName)
 	b = appendString(b, ev.Org)
-	for _, list := range [][]string{ev.MACs, ev.IPs} {
-		b = binary.AppendUvarint(b, uint64(len(list)))
-		for _, s := range list {
-			b = appendString(b, s)
-		}
+	b = binary.AppendUvarint(b, uint64(len(ev.MACs)))
+	for _, m := range ev.MACs {
+		b = binary.AppendUvarint(b, 17)
+		b = m.AppendTo(b)
+	}
+	b = binary.AppendUvarint(b, uint64(len(ev.IPs)))
+	for _, ip := range ev.IPs {
+		b = appendString(b, ip.String())
 	}
 	b = appendString(b, string(ev.Status))
 	b = appendString(b, string(ev.PreviousStatus))
 	b = appendString(b, ev.Reason)
-	if len(ev.Details) == 0 {
+	if ev.Details == nil {
 		return append(b, 0), nil
 	}
 	d, err := json.Marshal(ev.Details)
@@ -121,7 +123,8 @@ func (d *decoder) string() string {
 	return s
 }
 
-func (d *decoder) strings() []string {
+// list decodes a count, then that many strings with parse.
+func list[T any](d *decoder, parse func(string) (T, error)) []T {
 	n := d.uvarint()
 	if d.err != nil || n > uint64(len(d.b)) {
 		d.err = errTruncated
@@ -130,27 +133,34 @@ func (d *decoder) strings() []string {
 	if n == 0 {
 		return nil
 	}
-	out := make([]string, n)
+	out := make([]T, n)
 	for i := range out {
-		out[i] = d.string()
+		s := d.string()
+		if d.err != nil {
+			return nil
+		}
+		v, err := parse(s)
+		if err != nil {
+			d.err = fmt.Errorf("outbox value: %w", err)
+			return nil
+		}
+		out[i] = v
 	}
 	return out
 }
 
 // decodeEvent decodes an outbox value (the binary form, or JSON).
-func decodeEvent(v []byte, ev *sensor.Event) error {
+func decodeEvent(v []byte, ev *schema.Event) error {
 	_, err := decodeEventDetails(v, ev, true)
 	return err
 }
 
 // decodeEventDetails decodes an outbox value and also returns the details
-// as JSON ("" when there are none, or for a JSON value). Unless withMap is
+// as JSON ("" when there are none, or for a JSON value). Unless typed is
 // set, ev.Details is left nil: the delivery path formats from the JSON.
-func decodeEventDetails(v []byte, ev *sensor.Event, withMap bool) (string, error) {
+func decodeEventDetails(v []byte, ev *schema.Event, typed bool) (string, error) {
 	if len(v) > 0 && v[0] == '{' {
-		dec := json.NewDecoder(bytes.NewReader(v))
-		dec.UseNumber()
-		return "", dec.Decode(ev)
+		return "", json.Unmarshal(v, ev)
 	}
 	d := decoder{b: v}
 	if ver := d.byte(); d.err == nil && ver != codecVersion {
@@ -161,26 +171,26 @@ func decodeEventDetails(v []byte, ev *sensor.Event, withMap bool) (string, error
 		sec := d.varint()
 		ev.Time = time.Unix(sec, int64(d.uvarint())).UTC()
 	}
-	ev.Type = sensor.EventType(d.string())
-	ev.Severity = sensor.Severity(d.byte())
+	ev.Type = schema.EventType(d.string())
+	ev.Severity = schema.Severity(d.byte())
 	ev.EndpointID = d.string()
 	ev.EndpointName = d.string()
 	ev.Org = d.string()
-	ev.MACs = d.strings()
-	ev.IPs = d.strings()
-	ev.Status = sensor.Status(d.string())
-	ev.PreviousStatus = sensor.Status(d.string())
+	ev.MACs = list(&d, schema.ParseMAC)
+	ev.IPs = list(&d, netip.ParseAddr)
+	ev.Status = schema.Status(d.string())
+	ev.PreviousStatus = schema.Status(d.string())
 	ev.Reason = d.string()
 	details := d.string()
 	if d.err != nil {
 		return "", d.err
 	}
-	if details != "" && withMap {
-		dec := json.NewDecoder(strings.NewReader(details))
-		dec.UseNumber()
-		if err := dec.Decode(&ev.Details); err != nil {
-			return "", fmt.Errorf("outbox value details: %w", err)
+	if details != "" && typed {
+		dt, err := schema.DecodeDetails(ev.Type, []byte(details))
+		if err != nil {
+			return "", fmt.Errorf("outbox value: %w", err)
 		}
+		ev.Details = dt
 	}
 	return details, nil
 }

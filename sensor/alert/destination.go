@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert/syslog"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Format is a message body format.
@@ -28,23 +28,23 @@ const (
 	FormatRFC5424 Format = "rfc5424"
 	// FormatCEF puts an ArcSight CEF:0 record in the body.
 	FormatCEF Format = "cef"
-	// FormatJSON puts the event's JSON (sensor.Event's schema) in the body.
+	// FormatJSON puts the event's JSON (schema.Event's schema) in the body.
 	FormatJSON Format = "json"
 )
 
 // Filter selects the events a sink wants.
 type Filter struct {
 	// MinSeverity is the least severe severity accepted.
-	MinSeverity sensor.Severity
+	MinSeverity schema.Severity
 	// Types, when not empty, restricts the sink to these event types.
-	Types []sensor.EventType
+	Types []schema.EventType
 }
 
 // DefaultFilter accepts every alert (severity notice or more severe).
-func DefaultFilter() Filter { return Filter{MinSeverity: sensor.SeverityNotice} }
+func DefaultFilter() Filter { return Filter{MinSeverity: schema.SeverityNotice} }
 
 // Match reports whether the filter accepts ev.
-func (f Filter) Match(ev *sensor.Event) bool {
+func (f Filter) Match(ev *schema.Event) bool {
 	if !ev.Severity.AtLeast(f.MinSeverity) {
 		return false
 	}
@@ -56,7 +56,8 @@ type Destination struct {
 	// Name identifies the destination's persisted cursor and loss counter;
 	// keep it stable across restarts. Defaults to "SCHEME://HOST:PORT".
 	Name string
-	// Scheme is "udp", "tcp", "tls", "relp" or "relp+tls".
+	// Scheme names the transport: "udp", "tcp", "tls", "relp" or
+	// "relp+tls" (Schemes).
 	Scheme string
 	// Addr is the collector's HOST:PORT.
 	Addr string
@@ -151,12 +152,12 @@ func parseDestination(raw string) (Destination, error) {
 		Timeout:  DefaultTimeout,
 		Batch:    DefaultBatch,
 	}
-	switch d.Scheme {
-	case "udp", "tcp", "tls", "relp", "relp+tls":
-	case "":
-		return d, errors.New("missing scheme: want udp://, tcp://, tls://, relp:// or relp+tls:// followed by HOST:PORT")
-	default:
-		return d, fmt.Errorf("unsupported scheme %q: want udp, tcp, tls, relp or relp+tls", u.Scheme)
+	t, ok := transports[d.Scheme]
+	switch {
+	case d.Scheme == "":
+		return d, fmt.Errorf("missing scheme: want one of %s, then ://HOST:PORT", strings.Join(Schemes(), ", "))
+	case !ok:
+		return d, fmt.Errorf("unsupported scheme %q: want one of %s", u.Scheme, strings.Join(Schemes(), ", "))
 	}
 	if u.Opaque != "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.Fragment != "" {
 		return d, errors.New("want only SCHEME://HOST:PORT?OPTIONS (no user, path or fragment)")
@@ -197,17 +198,18 @@ func parseDestination(raw string) (Destination, error) {
 		}
 	}
 	if v := q.Get("min_severity"); v != "" {
-		if d.Filter.MinSeverity, err = sensor.ParseSeverity(strings.ToLower(v)); err != nil {
+		if d.Filter.MinSeverity, err = schema.ParseSeverity(strings.ToLower(v)); err != nil {
 			return d, fmt.Errorf("min_severity: %w", err)
 		}
 	}
 	if v := q.Get("types"); v != "" {
 		for _, t := range strings.Split(v, ",") {
 			t = strings.TrimSpace(t)
-			if _, ok := signatureIDs[sensor.EventType(t)]; !ok {
-				return d, fmt.Errorf("types: unknown event type %q: known types are %s", t, strings.Join(knownTypes(), ", "))
+			typ, err := schema.ParseEventType(t)
+			if err != nil {
+				return d, fmt.Errorf("types: %w", err)
 			}
-			d.Filter.Types = append(d.Filter.Types, sensor.EventType(t))
+			d.Filter.Types = append(d.Filter.Types, typ)
 		}
 	}
 	if v := q.Get("name"); v != "" {
@@ -244,9 +246,15 @@ func parseDestination(raw string) (Destination, error) {
 		d.Batch = n
 	}
 	tlsOpts := q.Has("ca") || q.Has("cert") || q.Has("key") || q.Has("server_name")
-	if d.Scheme != "tls" && d.Scheme != "relp+tls" {
+	if !t.tls {
 		if tlsOpts {
-			return d, fmt.Errorf("ca, cert, key and server_name apply only to tls:// and relp+tls://, not %s://", d.Scheme)
+			var tlsSchemes []string
+			for _, sc := range Schemes() {
+				if transports[sc].tls {
+					tlsSchemes = append(tlsSchemes, sc+"://")
+				}
+			}
+			return d, fmt.Errorf("ca, cert, key and server_name apply only to %s, not %s://", strings.Join(tlsSchemes, " and "), d.Scheme)
 		}
 		return d, nil
 	}

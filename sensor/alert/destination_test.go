@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert/syslog"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 func TestParseDestination(t *testing.T) {
@@ -15,20 +15,20 @@ func TestParseDestination(t *testing.T) {
 	d := mustDest(t, "tls://[::1]:6514?format=cef&min_severity=warning&types=heartbeat_missing,no_heartbeat"+
 		"&name=soc&facility=auth&hostname=sensor-a&confirm=1s&timeout=3s&batch=64"+
 		"&ca="+url.QueryEscape(c.CA)+"&cert="+url.QueryEscape(c.ClientCert)+"&key="+url.QueryEscape(c.ClientKey)+"&server_name=siem.test")
-	if d.Scheme != "tls" || d.Addr != "[::1]:6514" || d.Format != FormatCEF || d.Filter.MinSeverity != sensor.SeverityWarning ||
+	if d.Scheme != "tls" || d.Addr != "[::1]:6514" || d.Format != FormatCEF || d.Filter.MinSeverity != schema.SeverityWarning ||
 		len(d.Filter.Types) != 2 || d.Name != "soc" || d.Facility != syslog.FacilityAuth || d.Hostname != "sensor-a" ||
 		d.Confirm != time.Second || d.Timeout != 3*time.Second || d.Batch != 64 ||
 		d.TLS == nil || d.TLS.ServerName != "siem.test" || len(d.TLS.Certificates) != 1 || d.TLS.RootCAs == nil {
 		t.Errorf("parsed %+v", d)
 	}
 	d = mustDest(t, "udp://192.0.2.1:514")
-	if d.Name != "udp://192.0.2.1:514" || d.Format != FormatRFC5424 || d.Filter.MinSeverity != sensor.SeverityNotice ||
+	if d.Name != "udp://192.0.2.1:514" || d.Format != FormatRFC5424 || d.Filter.MinSeverity != schema.SeverityNotice ||
 		d.Facility != syslog.FacilityLocal0 || d.TLS != nil || d.Confirm != DefaultConfirm {
 		t.Errorf("defaults %+v", d)
 	}
 	bad := map[string]string{
 		"192.0.2.1:514":                                  "want e.g. tcp://",
-		"//h:1":                                          "want udp://, tcp://, tls://, relp:// or relp+tls://",
+		"//h:1":                                          "missing scheme: want one of ",
 		"http://x:1":                                     `unsupported scheme "http"`,
 		"tcp://host":                                     "want HOST:PORT",
 		"tcp://host:99999":                               "port",
@@ -40,7 +40,7 @@ func TestParseDestination(t *testing.T) {
 		"tcp://h:1?facility=local9":                      "facility",
 		"tcp://h:1?confirm=soon":                         "want a duration",
 		"tcp://h:1?batch=0":                              "batch",
-		"tcp://h:1?ca=/x":                                "apply only to tls://",
+		"tcp://h:1?ca=/x":                                "apply only to relp+tls:// and tls://",
 		"tls://h:1?ca=/nonexistent/ca.pem":               "no such file",
 		"tls://h:1?cert=" + c.ClientCert:                 "cert and key must be given together",
 		"tls://h:1?ca=" + c.ClientKey:                    "no PEM certificate",
@@ -56,38 +56,33 @@ func TestParseDestination(t *testing.T) {
 }
 
 func TestFilter(t *testing.T) {
-	f := Filter{MinSeverity: sensor.SeverityWarning, Types: []sensor.EventType{sensor.EventNoHeartbeat}}
+	f := Filter{MinSeverity: schema.SeverityWarning, Types: []schema.EventType{schema.EventNoHeartbeat}}
 	for _, c := range []struct {
-		ev   sensor.Event
+		ev   schema.Event
 		want bool
 	}{
-		{sensor.Event{Type: sensor.EventNoHeartbeat, Severity: sensor.SeverityError}, true},
-		{sensor.Event{Type: sensor.EventNoHeartbeat, Severity: sensor.SeverityWarning}, true},
-		{sensor.Event{Type: sensor.EventNoHeartbeat, Severity: sensor.SeverityNotice}, false},
-		{sensor.Event{Type: sensor.EventMACConflict, Severity: sensor.SeverityError}, false},
+		{schema.Event{Type: schema.EventNoHeartbeat, Severity: schema.SeverityError}, true},
+		{schema.Event{Type: schema.EventNoHeartbeat, Severity: schema.SeverityWarning}, true},
+		{schema.Event{Type: schema.EventNoHeartbeat, Severity: schema.SeverityNotice}, false},
+		{schema.Event{Type: schema.EventMACConflict, Severity: schema.SeverityError}, false},
 	} {
 		if got := f.Match(&c.ev); got != c.want {
 			t.Errorf("Match(%v %v) = %v", c.ev.Type, c.ev.Severity, got)
 		}
 	}
-	if !DefaultFilter().Match(&sensor.Event{Severity: sensor.SeverityNotice}) || DefaultFilter().Match(&sensor.Event{Severity: sensor.SeverityInfo}) {
+	if !DefaultFilter().Match(&schema.Event{Severity: schema.SeverityNotice}) || DefaultFilter().Match(&schema.Event{Severity: schema.SeverityInfo}) {
 		t.Error("the default filter passes alerts (notice or worse) only")
 	}
 }
 
 func TestSignatureIDsStable(t *testing.T) {
-	seen := map[string]bool{}
-	for typ, s := range signatureIDs {
-		if seen[s.id] {
-			t.Errorf("signature id %s used twice", s.id)
-		}
-		seen[s.id] = true
-		if SignatureID(typ) != s.id {
-			t.Errorf("SignatureID(%s)", typ)
+	for _, ti := range schema.Types() {
+		if SignatureID(ti.Type) != ti.SignatureID {
+			t.Errorf("SignatureID(%s) = %s, the table says %s", ti.Type, SignatureID(ti.Type), ti.SignatureID)
 		}
 	}
 	// These are part of the external schema: changing one breaks SIEM rules.
-	if SignatureID(sensor.EventHeartbeatMissing) != "1002" || SignatureID(sensor.EventAlertsLost) != "1011" {
+	if SignatureID(schema.EventHeartbeatMissing) != "1002" || SignatureID(schema.EventAlertsLost) != "1011" {
 		t.Error("signature ids renumbered")
 	}
 	if SignatureID("future_type") != "tapbeat:future_type" {

@@ -1,7 +1,6 @@
 package alert
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -10,19 +9,19 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/cenkalti/backoff/v5"
 	"github.com/tapbeat/tapbeat/sensor/alert/syslog"
+	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // DispatcherOptions configures a Dispatcher.
 type DispatcherOptions struct {
-	// OnLoss receives a sensor.EventAlertsLost event (without a sequence
+	// OnLoss receives a schema.EventAlertsLost event (without a sequence
 	// number) each time a destination loses alerts to the outbox limit; the
 	// daemon wires it to Engine.Record. It is called from the dispatcher's
 	// housekeeping goroutine with no dispatcher lock held.
-	OnLoss func(sensor.Event)
+	OnLoss func(schema.Event)
 	// Logger receives delivery logs (slog.Default when nil).
 	Logger *slog.Logger
 	// Version is the product version written in CEF headers.
@@ -101,13 +100,13 @@ func NewDispatcher(ob *Outbox, opts DispatcherOptions) (*Dispatcher, error) {
 	for _, d := range ob.dests {
 		s := &destState{d: d, wake: make(chan struct{}, 1)}
 		var err error
-		if s.cursor, err = loadU64(ob.db, append(bytes.Clone(cursorPrefix), d.Name...)); err != nil {
+		if s.cursor, err = loadU64(ob.sp, cursorKey(d.Name)); err != nil {
 			return nil, fmt.Errorf("alert destination %s: load cursor: %w", d.Name, err)
 		}
-		if s.lost, err = loadU64(ob.db, append(bytes.Clone(lostPrefix), d.Name...)); err != nil {
+		if s.lost, err = loadU64(ob.sp, lostKey(d.Name)); err != nil {
 			return nil, fmt.Errorf("alert destination %s: load loss counter: %w", d.Name, err)
 		}
-		sid, err := loadU64(ob.db, append(bytes.Clone(sidPrefix), d.Name...))
+		sid, err := loadU64(ob.sp, sidKey(d.Name))
 		if err != nil {
 			return nil, fmt.Errorf("alert destination %s: load sequenceId: %w", d.Name, err)
 		}
@@ -175,7 +174,7 @@ func sleep(ctx context.Context, d time.Duration) {
 // and on any failure reconnect and resend from the cursor.
 func (dp *Dispatcher) deliver(ctx context.Context, s *destState) {
 	log := dp.log.With("destination", s.d.Name)
-	backoff := 100 * time.Millisecond
+	retry := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: dp.opts.MaxBackoff}
 	for ctx.Err() == nil {
 		cn, err := dial(ctx, &s.d)
 		if err != nil {
@@ -183,9 +182,9 @@ func (dp *Dispatcher) deliver(ctx context.Context, s *destState) {
 				return
 			}
 			s.setErr(err)
-			log.Warn("alert destination unreachable; alerts wait in the outbox", "err", err, "retry_in", backoff)
-			sleep(ctx, backoff)
-			backoff = min(2*backoff, dp.opts.MaxBackoff)
+			wait := retry.NextBackOff()
+			log.Warn("alert destination unreachable; alerts wait in the outbox", "err", err, "retry_in", wait)
+			sleep(ctx, wait)
 			continue
 		}
 		s.mu.Lock()
@@ -203,12 +202,12 @@ func (dp *Dispatcher) deliver(ctx context.Context, s *destState) {
 			return
 		}
 		if delivered {
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 		}
 		s.setErr(err)
-		log.Warn("alert destination connection ended; unconfirmed alerts will be sent again", "err", err, "retry_in", backoff)
-		sleep(ctx, backoff)
-		backoff = min(2*backoff, dp.opts.MaxBackoff)
+		wait := retry.NextBackOff()
+		log.Warn("alert destination connection ended; unconfirmed alerts will be sent again", "err", err, "retry_in", wait)
+		sleep(ctx, wait)
 	}
 }
 
@@ -391,14 +390,15 @@ func (dp *Dispatcher) persist(s *destState) error {
 		// restart meanwhile resends from the last saved one.
 		return nil
 	}
-	err := dp.ob.db.Update(func(txn *badger.Txn) error {
-		if err := txn.Set(append(bytes.Clone(cursorPrefix), s.d.Name...), u64(cur)); err != nil {
+	sp := dp.ob.sp
+	err := sp.Update(func(b *history.Batch) error {
+		if err := b.Set(sp, cursorKey(s.d.Name), u64(cur)); err != nil {
 			return err
 		}
-		if err := txn.Set(append(bytes.Clone(sidPrefix), s.d.Name...), u64(uint64(sid))); err != nil {
+		if err := b.Set(sp, sidKey(s.d.Name), u64(uint64(sid))); err != nil {
 			return err
 		}
-		return txn.Set(append(bytes.Clone(lostPrefix), s.d.Name...), u64(lost))
+		return b.Set(sp, lostKey(s.d.Name), u64(lost))
 	})
 	if err != nil {
 		return fmt.Errorf("alert destination %s: persist cursor %d: %w", s.d.Name, cur, err)
@@ -481,7 +481,7 @@ func (dp *Dispatcher) trim() (int, error) {
 		return 0, err
 	}
 	through := ents[len(ents)-1].seq
-	var events []sensor.Event
+	var events []schema.Event
 	for _, s := range dp.dests {
 		var n, first, last uint64
 		s.mu.Lock()
@@ -507,13 +507,13 @@ func (dp *Dispatcher) trim() (int, error) {
 		}
 		dp.log.Error("alert outbox full: oldest undelivered alerts dropped", "destination", s.d.Name,
 			"lost", n, "first_seq", first, "last_seq", last, "lost_total", total, "max_entries", dp.ob.max)
-		events = append(events, sensor.Event{
+		events = append(events, schema.Event{
 			Time:     time.Now(),
-			Type:     sensor.EventAlertsLost,
-			Severity: sensor.SeverityError,
+			Type:     schema.EventAlertsLost,
+			Severity: schema.SeverityError,
 			Reason: fmt.Sprintf("alert destination %s lost %d undelivered alerts (sequence %d to %d): the outbox reached its limit of %d entries while the collector was unreachable or slow",
 				s.d.Name, n, first, last, dp.ob.max),
-			Details: map[string]any{"destination": s.d.Name, "lost": n, "first_seq": first, "last_seq": last, "lost_total": total},
+			Details: &schema.AlertsLostDetails{Destination: s.d.Name, Lost: n, FirstSeq: first, LastSeq: last, LostTotal: total},
 		})
 	}
 	dropped, err := dp.ob.deleteThrough(through)

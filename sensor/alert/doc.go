@@ -1,13 +1,14 @@
 // Package alert owns what happens to the sensor's alerts after the
 // correlator raises them: the local JSON-lines alert log, the durable
-// outbox in Badger, and delivery to syslog collectors (SIEMs) as RFC 5424
+// outbox beside the history, and delivery to syslog collectors (SIEMs) as RFC 5424
 // messages with rfc5424, CEF or JSON bodies.
 //
 // # Flow
 //
-// The daemon writes each batch of events to history and, in the same Badger
-// WriteBatch, calls (*Outbox).Stage, which stages every event that some
-// destination's filter accepts under the key prefix "x/alert/" (KeyPrefix).
+// The daemon writes each batch of events to history and, in the same batch
+// (history.Store.Append's stage function), calls (*Outbox).Stage, which
+// stages every event that some destination's filter accepts in the outbox's
+// key space of the history database (SpaceName).
 // It then appends the alerts to the JSONLog. Those two are the only work on
 // the caller's path; neither waits for the network. Batches must be
 // committed in sequence order (one writer), since a destination never goes
@@ -22,6 +23,9 @@
 // cursor of a destination no longer configured is deleted.
 //
 // # Delivery guarantees
+//
+// Each transport is one file that registers its URL scheme
+// (registerTransport); the guarantees are:
 //
 // Delivery is at least once for relp, relp+tls, tcp and tls: a message may arrive more
 // than once, and is never dropped while it is in the outbox. Every message
@@ -60,7 +64,7 @@
 // slow or down, up to OutboxOptions.MaxEntries. Past that, the oldest entries
 // are dropped; each destination that had not confirmed them counts the
 // alerts it lost, persists the count, logs it at error level, and raises a
-// sensor.EventAlertsLost event through DispatcherOptions.OnLoss.
+// schema.EventAlertsLost event through DispatcherOptions.OnLoss.
 //
 // # Destinations
 //

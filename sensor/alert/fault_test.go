@@ -2,6 +2,7 @@ package alert
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Kill the collector, raise 1,000 alerts, restart it: every sequence id
@@ -136,8 +138,8 @@ func TestOutboxLimitLoss(t *testing.T) {
 	db := testDB(t, dbDir)
 	dests := []Destination{mustDest(t, fmt.Sprintf("tcp://127.0.0.1:%d?name=siem", r.TCP))}
 	var mu sync.Mutex
-	var lossEvents []sensor.Event
-	onLoss := func(ev sensor.Event) {
+	var lossEvents []schema.Event
+	onLoss := func(ev schema.Event) {
 		mu.Lock()
 		defer mu.Unlock()
 		lossEvents = append(lossEvents, ev)
@@ -154,8 +156,8 @@ func TestOutboxLimitLoss(t *testing.T) {
 	mu.Lock()
 	loss := lossEvents[0]
 	mu.Unlock()
-	if loss.Type != sensor.EventAlertsLost || !loss.IsAlert() || loss.Details["lost"] != uint64(150) ||
-		loss.Details["first_seq"] != uint64(1) || loss.Details["last_seq"] != uint64(150) || loss.Details["destination"] != "siem" {
+	if d, ok := loss.Details.(*schema.AlertsLostDetails); loss.Type != schema.EventAlertsLost || !loss.IsAlert() || !ok ||
+		*d != (schema.AlertsLostDetails{Destination: "siem", Lost: 150, FirstSeq: 1, LastSeq: 150, LostTotal: 150}) {
 		t.Errorf("loss event %+v", loss)
 	}
 	if st := run.dp.Stats()[0]; st.Lost != 150 || st.Cursor != 150 {
@@ -174,7 +176,7 @@ func TestOutboxLimitLoss(t *testing.T) {
 	}
 	// The daemon records the loss event; it is an alert like any other.
 	loss.Seq = 251
-	stage(t, db, run.ob, []sensor.Event{loss})
+	stage(t, db, run.ob, []schema.Event{loss})
 	want := append(seqs(evs[150:]), 251)
 	ps := waitSeqs(t, r, want, 10*time.Second)
 	for _, p := range ps {
@@ -279,27 +281,33 @@ func TestStalledCollectorDoesNotBlockStage(t *testing.T) {
 func TestOutboxLimitWithSlowAndCancelledBatches(t *testing.T) {
 	db := testDB(t, t.TempDir())
 	var mu sync.Mutex
-	var lost []sensor.Event
+	var lost []schema.Event
 	run := startDispatcher(t, db, OutboxOptions{MaxEntries: 10, Destinations: []Destination{
 		mustDest(t, fmt.Sprintf("tcp://127.0.0.1:%d", freePort(t, "tcp")))}},
-		DispatcherOptions{Housekeeping: 20 * time.Millisecond, OnLoss: func(ev sensor.Event) {
+		DispatcherOptions{Housekeeping: 20 * time.Millisecond, OnLoss: func(ev schema.Event) {
 			mu.Lock()
 			lost = append(lost, ev)
 			mu.Unlock()
 		}})
-	cancelled := db.NewWriteBatch()
-	if err := run.ob.Stage(cancelled, testEvents(1, 30)); err != nil {
-		t.Fatal(err)
+	errCancel := errors.New("cancelled")
+	sp := space(t, db)
+	if err := sp.Update(func(b *history.Batch) error {
+		if err := run.ob.Stage(b, testEvents(1, 30)); err != nil {
+			return err
+		}
+		return errCancel
+	}); !errors.Is(err, errCancel) {
+		t.Fatalf("cancelled batch: %v", err)
 	}
-	cancelled.Cancel()
 	waitFor(t, 5*time.Second, "the count to drop the cancelled batch", func() bool { return run.ob.Len() == 0 })
 
-	slow := db.NewWriteBatch()
-	if err := run.ob.Stage(slow, testEvents(31, 30)); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(60 * time.Millisecond) // several limit checks before the flush
-	if err := slow.Flush(); err != nil {
+	if err := sp.Update(func(b *history.Batch) error {
+		if err := run.ob.Stage(b, testEvents(31, 30)); err != nil {
+			return err
+		}
+		time.Sleep(60 * time.Millisecond) // several limit checks before the batch is applied
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "the loss event", func() bool {
@@ -308,7 +316,7 @@ func TestOutboxLimitWithSlowAndCancelledBatches(t *testing.T) {
 		return len(lost) > 0
 	})
 	mu.Lock()
-	if len(lost) != 1 || lost[0].Details["lost"] != uint64(20) {
+	if len(lost) != 1 || lost[0].Details.(*schema.AlertsLostDetails).Lost != 20 {
 		t.Errorf("loss events %+v, want one for 20 alerts", lost)
 	}
 	mu.Unlock()

@@ -4,15 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert/syslog"
 	"github.com/tapbeat/tapbeat/sensor/safetext"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // SDID is the structured-data ID of tapbeat's event fields, under the
@@ -22,55 +21,13 @@ const SDID = "tapbeat@32473"
 // AppName is the RFC 5424 APP-NAME of every message.
 const AppName = "tapbeat"
 
-type signature struct {
-	id   string
-	name string
-}
-
-// signatureIDs gives each event type its stable CEF signature id and name.
-// The ids are part of the external schema: SIEM rules key on them, so an id
-// is never reused or renumbered.
-var signatureIDs = map[sensor.EventType]signature{
-	sensor.EventStatusChanged:        {"1001", "Endpoint status changed"},
-	sensor.EventHeartbeatMissing:     {"1002", "Heartbeat missing"},
-	sensor.EventHeartbeatRestored:    {"1003", "Heartbeat restored"},
-	sensor.EventNoHeartbeat:          {"1004", "Station without heartbeat"},
-	sensor.EventMACConflict:          {"1005", "MAC address conflict"},
-	sensor.EventPolicyViolation:      {"1006", "Heartbeat policy violation"},
-	sensor.EventLateralMovement:      {"1007", "Lateral movement"},
-	sensor.EventCaptureDegraded:      {"1008", "Capture degraded"},
-	sensor.EventCaptureRestored:      {"1009", "Capture restored"},
-	sensor.EventAuthFailed:           {"1010", "LAN zone authentication failed"},
-	sensor.EventAlertsLost:           {"1011", "Alerts lost"},
-	sensor.EventStorageLow:           {"1012", "Storage low"},
-	sensor.EventClockStepped:         {"1013", "Sensor clock stepped"},
-	sensor.EventDuplicateIdentity:    {"1014", "Endpoint identity used twice"},
-	sensor.EventLimitExceeded:        {"1015", "Endpoint limit exceeded"},
-	sensor.EventDescriptorsLow:       {"1016", "File descriptors exhausted"},
-	sensor.EventSensorStalled:        {"1017", "Sensor stalled"},
-	sensor.EventEndpointHello:        {"1101", "Endpoint hello"},
-	sensor.EventEndpointDisconnected: {"1102", "Endpoint disconnected"},
-	sensor.EventEndpointRemoved:      {"1103", "Endpoint removed"},
-	sensor.EventAgentStopped:         {"1104", "Agent stopped"},
-	sensor.EventAgentRestarted:       {"1105", "Agent restarted"},
-}
-
-// SignatureID returns the CEF signature id of an event type; unknown types
-// get "tapbeat:" followed by the type.
-func SignatureID(t sensor.EventType) string {
-	if s, ok := signatureIDs[t]; ok {
-		return s.id
+// SignatureID returns the CEF signature id of an event type from the table
+// of event types; unknown types get "tapbeat:" followed by the type.
+func SignatureID(t schema.EventType) string {
+	if ti, ok := t.Info(); ok {
+		return ti.SignatureID
 	}
 	return "tapbeat:" + string(t)
-}
-
-func knownTypes() []string {
-	var ts []string
-	for t := range signatureIDs {
-		ts = append(ts, string(t))
-	}
-	sort.Strings(ts)
-	return ts
 }
 
 // cefSeverity maps RFC 5424 severities to CEF's 0-10 scale.
@@ -107,15 +64,15 @@ func NextSequenceID(id uint32) uint32 {
 // sequenceID in [meta sequenceId] (RFC 5424 7.3.1: the count of messages
 // submitted to this destination, from 1). The event's own number is in the
 // tapbeat@32473 element's seq.
-func (f *Formatter) Append(dst []byte, ev *sensor.Event, sequenceID uint32) ([]byte, error) {
+func (f *Formatter) Append(dst []byte, ev *schema.Event, sequenceID uint32) ([]byte, error) {
 	return f.append(dst, ev, "", sequenceID)
 }
 
 // append is Append with the details already in JSON when the caller has
 // them (outbox entries keep them so, and then leave ev.Details nil): the
 // delivery path never decodes them into a map.
-func (f *Formatter) append(dst []byte, ev *sensor.Event, details string, sequenceID uint32) ([]byte, error) {
-	if details == "" && len(ev.Details) > 0 {
+func (f *Formatter) append(dst []byte, ev *schema.Event, details string, sequenceID uint32) ([]byte, error) {
+	if details == "" && ev.Details != nil {
 		b, err := json.Marshal(ev.Details)
 		if err != nil {
 			return dst, fmt.Errorf("event %d: details: %w", ev.Seq, err)
@@ -135,8 +92,8 @@ func (f *Formatter) append(dst []byte, ev *sensor.Event, details string, sequenc
 	add("endpoint_id", ev.EndpointID)
 	add("endpoint_name", ev.EndpointName)
 	add("org", ev.Org)
-	add("macs", strings.Join(ev.MACs, ","))
-	add("ips", strings.Join(ev.IPs, ","))
+	add("macs", joinMACs(ev.MACs))
+	add("ips", joinIPs(ev.IPs))
 	add("status", string(ev.Status))
 	add("previous_status", string(ev.PreviousStatus))
 	add("reason", ev.Reason)
@@ -157,7 +114,7 @@ func (f *Formatter) append(dst []byte, ev *sensor.Event, details string, sequenc
 	}
 	f.msg = syslog.Message{
 		Facility:  f.Facility,
-		Severity:  uint8(min(ev.Severity, sensor.SeverityDebug)),
+		Severity:  uint8(min(ev.Severity, schema.SeverityDebug)),
 		Timestamp: ev.Time,
 		Hostname:  f.Hostname,
 		AppName:   AppName,
@@ -173,7 +130,7 @@ func (f *Formatter) append(dst []byte, ev *sensor.Event, details string, sequenc
 }
 
 // appendSummary writes a one-line summary: "TYPE ENDPOINT: REASON".
-func appendSummary(dst []byte, ev *sensor.Event) []byte {
+func appendSummary(dst []byte, ev *schema.Event) []byte {
 	dst = append(dst, ev.Type...)
 	switch {
 	case ev.EndpointName != "":
@@ -184,7 +141,7 @@ func appendSummary(dst []byte, ev *sensor.Event) []byte {
 		dst = append(dst, ev.EndpointID...)
 	case len(ev.MACs) > 0:
 		dst = append(dst, " mac "...)
-		dst = append(dst, strings.Join(ev.MACs, ",")...)
+		dst = appendMACs(dst, ev.MACs)
 	}
 	if ev.Status != "" {
 		dst = append(dst, " status "...)
@@ -204,10 +161,10 @@ func appendSummary(dst []byte, ev *sensor.Event) []byte {
 
 // appendCEF writes a CEF:0 record. Header fields escape '\' and '|';
 // extension values escape '\' and '=' and write CR and LF as \r and \n.
-func (f *Formatter) appendCEF(dst []byte, ev *sensor.Event, details string) []byte {
-	sig, ok := signatureIDs[ev.Type]
-	if !ok {
-		sig = signature{SignatureID(ev.Type), string(ev.Type)}
+func (f *Formatter) appendCEF(dst []byte, ev *schema.Event, details string) []byte {
+	sigID, sigName := SignatureID(ev.Type), string(ev.Type)
+	if ti, ok := ev.Type.Info(); ok {
+		sigName = ti.Name
 	}
 	version := f.Version
 	if version == "" {
@@ -216,11 +173,11 @@ func (f *Formatter) appendCEF(dst []byte, ev *sensor.Event, details string) []by
 	dst = append(dst, "CEF:0|tapbeat|tapbeat|"...)
 	dst = cefHeader(dst, version)
 	dst = append(dst, '|')
-	dst = cefHeader(dst, sig.id)
+	dst = cefHeader(dst, sigID)
 	dst = append(dst, '|')
-	dst = cefHeader(dst, sig.name)
+	dst = cefHeader(dst, sigName)
 	dst = append(dst, '|')
-	dst = strconv.AppendInt(dst, int64(cefSeverity[min(ev.Severity, sensor.SeverityDebug)]), 10)
+	dst = strconv.AppendInt(dst, int64(cefSeverity[min(ev.Severity, schema.SeverityDebug)]), 10)
 	dst = append(dst, '|')
 	first := true
 	ext := func(k, v string) {
@@ -242,11 +199,11 @@ func (f *Formatter) appendCEF(dst []byte, ev *sensor.Event, details string) []by
 	ext("cat", string(ev.Type))
 	ext("dvchost", f.Hostname)
 	if len(ev.MACs) > 0 {
-		ext("smac", ev.MACs[0])
+		ext("smac", ev.MACs[0].String())
 	}
 	for _, ip := range ev.IPs {
-		if !strings.Contains(ip, ":") {
-			ext("src", ip)
+		if ip.Is4() || ip.Is4In6() {
+			ext("src", ip.Unmap().String())
 			break
 		}
 	}
@@ -262,8 +219,8 @@ func (f *Formatter) appendCEF(dst []byte, ev *sensor.Event, details string) []by
 	labelled("cs3", "org", ev.Org)
 	labelled("cs4", "status", string(ev.Status))
 	labelled("cs5", "previousStatus", string(ev.PreviousStatus))
-	labelled("flexString1", "macs", strings.Join(ev.MACs, ","))
-	labelled("flexString2", "ips", strings.Join(ev.IPs, ","))
+	labelled("flexString1", "macs", joinMACs(ev.MACs))
+	labelled("flexString2", "ips", joinIPs(ev.IPs))
 	labelled("cs6", "details", details)
 	return dst
 }
@@ -321,10 +278,10 @@ func cefSafe(dst []byte, s string) ([]byte, int) {
 	return append(dst, s[:n]...), n
 }
 
-// appendEventJSON writes ev exactly as encoding/json marshals sensor.Event
+// appendEventJSON writes ev exactly as encoding/json marshals schema.Event
 // (the one JSON schema), with details already encoded; it saves the
 // reflection on the delivery path.
-func appendEventJSON(dst []byte, ev *sensor.Event, details string) []byte {
+func appendEventJSON(dst []byte, ev *schema.Event, details string) []byte {
 	dst = append(dst, `{"seq":`...)
 	dst = strconv.AppendUint(dst, ev.Seq, 10)
 	dst = append(dst, `,"time":"`...)
@@ -341,26 +298,26 @@ func appendEventJSON(dst []byte, ev *sensor.Event, details string) []byte {
 			dst = appendJSONString(dst, v)
 		}
 	}
-	list := func(name string, vs []string) {
-		if len(vs) == 0 {
+	list := func(name string, n int, item func(dst []byte, i int) []byte) {
+		if n == 0 {
 			return
 		}
 		dst = append(dst, `,"`...)
 		dst = append(dst, name...)
 		dst = append(dst, `":[`...)
-		for i, v := range vs {
+		for i := range n {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, v)
+			dst = item(dst, i)
 		}
 		dst = append(dst, ']')
 	}
 	field("endpoint_id", ev.EndpointID)
 	field("endpoint_name", ev.EndpointName)
 	field("org", ev.Org)
-	list("macs", ev.MACs)
-	list("ips", ev.IPs)
+	list("macs", len(ev.MACs), func(dst []byte, i int) []byte { return append(ev.MACs[i].AppendTo(append(dst, '"')), '"') })
+	list("ips", len(ev.IPs), func(dst []byte, i int) []byte { return appendJSONString(dst, ev.IPs[i].String()) })
 	field("status", string(ev.Status))
 	field("previous_status", string(ev.PreviousStatus))
 	field("reason", ev.Reason)
@@ -553,4 +510,28 @@ func cutJSONValue(s string) (string, string, error) {
 		}
 	}
 	return "", s, errors.New("unterminated value")
+}
+
+// appendMACs writes macs separated by commas.
+func appendMACs(dst []byte, macs []schema.MAC) []byte {
+	for i, m := range macs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = m.AppendTo(dst)
+	}
+	return dst
+}
+
+func joinMACs(macs []schema.MAC) string { return string(appendMACs(nil, macs)) }
+
+func joinIPs(ips []netip.Addr) string {
+	var b []byte
+	for i, ip := range ips {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = ip.AppendTo(b)
+	}
+	return string(b)
 }

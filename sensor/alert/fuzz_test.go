@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"testing"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Collector responses are untrusted input: any bytes give a frame or an
@@ -40,13 +40,13 @@ func FuzzDecodeEvent(f *testing.F) {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var ev sensor.Event
+		var ev schema.Event
 		if details, err := decodeEventDetails(b, &ev, false); err == nil {
 			for _, format := range []Format{FormatRFC5424, FormatCEF, FormatJSON} {
 				f := Formatter{Format: format}
 				f.append(nil, &ev, details, 1)
 			}
 		}
-		decodeEvent(b, &sensor.Event{})
+		decodeEvent(b, &schema.Event{})
 	})
 }

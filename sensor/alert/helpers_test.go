@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,45 +25,47 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
 	"github.com/leodido/go-syslog/v4/rfc5424"
+	"pgregory.net/rapid"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
 // testEvents returns n alerts numbered from first, with every field in use
 // and awkward characters in the free-text ones.
-func testEvents(first uint64, n int) []sensor.Event {
-	types := []sensor.EventType{sensor.EventHeartbeatMissing, sensor.EventNoHeartbeat, sensor.EventPolicyViolation,
-		sensor.EventStatusChanged, sensor.EventLateralMovement}
+func testEvents(first uint64, n int) []schema.Event {
+	types := []schema.EventType{schema.EventHeartbeatMissing, schema.EventNoHeartbeat, schema.EventPolicyViolation,
+		schema.EventStatusChanged, schema.EventLateralMovement}
 	base := time.Date(2026, 11, 26, 8, 0, 0, 123456789, time.UTC)
-	evs := make([]sensor.Event, n)
+	evs := make([]schema.Event, n)
 	for i := range evs {
 		seq := first + uint64(i)
-		evs[i] = sensor.Event{
+		evs[i] = schema.Event{
 			Seq:            seq,
 			Time:           base.Add(time.Duration(seq) * time.Millisecond),
 			Type:           types[int(seq)%len(types)],
-			Severity:       sensor.SeverityWarning - sensor.Severity(seq%2),
+			Severity:       schema.SeverityWarning - schema.Severity(seq%2),
 			EndpointID:     fmt.Sprintf("ep-%d", seq),
 			EndpointName:   fmt.Sprintf("laptop \"%d\"", seq),
 			Org:            "acme",
-			MACs:           []string{"02:00:00:00:00:01", "02:00:00:00:00:02"},
-			IPs:            []string{"192.0.2.7", "2001:db8::7"},
+			MACs:           []schema.MAC{schema.MustParseMAC("02:00:00:00:00:01"), schema.MustParseMAC("02:00:00:00:00:02")},
+			IPs:            []netip.Addr{netip.MustParseAddr("192.0.2.7"), netip.MustParseAddr("2001:db8::7")},
 			Status:         "missing",
 			PreviousStatus: "green",
 			Reason:         fmt.Sprintf("no heartbeat for 45s] \\ while sending\nsecond line of %d", seq),
-			Details:        map[string]any{"port": 445, "proto": "tcp", "rule name": "no smb=yes"},
+			// Raw details, with a key that needs escaping in every format.
+			Details: schema.RawDetails(`{"port":445,"proto":"tcp","rule name":"no smb=yes"}`),
 		}
 	}
 	return evs
 }
 
-// testDB opens a Badger database in dir.
-func testDB(t testing.TB, dir string) *badger.DB {
+// testDB opens a history database in dir.
+func testDB(t testing.TB, dir string) *history.Store {
 	t.Helper()
-	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithIndexCacheSize(16 << 20))
+	db, err := history.Open(dir, history.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,21 +74,28 @@ func testDB(t testing.TB, dir string) *badger.DB {
 	return db
 }
 
-// stage writes evs and the outbox entries in one batch, as the daemon does.
-func stage(t testing.TB, db *badger.DB, ob *Outbox, evs []sensor.Event) {
+// space returns the outbox's key space in db.
+func space(t testing.TB, db *history.Store) *history.Space {
 	t.Helper()
-	wb := db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, ev := range evs {
-		b, _ := json.Marshal(ev)
-		if err := wb.Set([]byte(fmt.Sprintf("h/%020d", ev.Seq)), b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := ob.Stage(wb, evs); err != nil {
+	sp, err := db.Space(SpaceName)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := wb.Flush(); err != nil {
+	return sp
+}
+
+// stage writes evs and the outbox entries in one batch, as the daemon does.
+func stage(t testing.TB, db *history.Store, ob *Outbox, evs []schema.Event) {
+	t.Helper()
+	if err := db.Append(evs, func(b *history.Batch) error { return ob.Stage(b, evs) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stageOnly writes the outbox entries of evs in a batch of their own.
+func stageOnly(t testing.TB, db *history.Store, ob *Outbox, evs []schema.Event) {
+	t.Helper()
+	if err := space(t, db).Update(func(b *history.Batch) error { return ob.Stage(b, evs) }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -111,9 +121,9 @@ func (r *running) stop(t testing.TB) {
 	})
 }
 
-func startDispatcher(t testing.TB, db *badger.DB, oo OutboxOptions, do DispatcherOptions) *running {
+func startDispatcher(t testing.TB, db *history.Store, oo OutboxOptions, do DispatcherOptions) *running {
 	t.Helper()
-	ob, err := NewOutbox(db, oo)
+	ob, err := NewOutbox(space(t, db), oo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -436,10 +446,35 @@ func waitSeqs(t testing.TB, r *rsyslog, want []uint64, timeout time.Duration) []
 	}
 }
 
-func seqs(evs []sensor.Event) []uint64 {
+func seqs(evs []schema.Event) []uint64 {
 	out := make([]uint64, len(evs))
 	for i, ev := range evs {
 		out[i] = ev.Seq
 	}
 	return out
+}
+
+// genMACs and genIPs draw short lists of addresses (nil when empty, as
+// decoding gives them).
+func genMACs(t *rapid.T, label string) []schema.MAC {
+	ms := rapid.SliceOfN(rapid.Custom(func(t *rapid.T) schema.MAC {
+		return schema.MACFromUint64(rapid.Uint64Range(0, 1<<48-1).Draw(t, "mac"))
+	}), 0, 3).Draw(t, label)
+	if len(ms) == 0 {
+		return nil
+	}
+	return ms
+}
+
+func genIPs(t *rapid.T, label string) []netip.Addr {
+	ips := rapid.SliceOfN(rapid.Custom(func(t *rapid.T) netip.Addr {
+		if rapid.Bool().Draw(t, "v6") {
+			return netip.AddrFrom16([16]byte(rapid.SliceOfN(rapid.Byte(), 16, 16).Draw(t, "b16")))
+		}
+		return netip.AddrFrom4([4]byte(rapid.SliceOfN(rapid.Byte(), 4, 4).Draw(t, "b4")))
+	}), 0, 3).Draw(t, label)
+	if len(ips) == 0 {
+		return nil
+	}
+	return ips
 }

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // JSONLogOptions configures a JSONLog.
@@ -22,7 +22,7 @@ type JSONLogOptions struct {
 }
 
 // JSONLog is the embedded default sink: a local file of alerts, one JSON
-// event per line (sensor.Event's schema), rotated by size. A line is never
+// event per line (schema.Event's schema), rotated by size. A line is never
 // split across files. Writes are not synced: the Badger history is the
 // durable record. It is safe for concurrent use.
 type JSONLog struct {
@@ -79,7 +79,7 @@ func (l *JSONLog) Path() string { return l.path }
 
 // Write appends the events the filter accepts, one line each, rotating
 // first when a line would take the file past MaxBytes.
-func (l *JSONLog) Write(evs []sensor.Event) error {
+func (l *JSONLog) Write(evs []schema.Event) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {

@@ -8,20 +8,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
-func readLines(t *testing.T, path string) []sensor.Event {
+func readLines(t *testing.T, path string) []schema.Event {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var out []sensor.Event
+	var out []schema.Event
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		var ev sensor.Event
+		var ev schema.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatalf("%s: line %q: %v", path, sc.Text(), err)
 		}
@@ -37,7 +37,7 @@ func TestJSONLogRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := testEvents(1, 60)
-	evs = append(evs, sensor.Event{Seq: 61, Type: sensor.EventEndpointHello, Severity: sensor.SeverityInfo})
+	evs = append(evs, schema.Event{Seq: 61, Type: schema.EventEndpointHello, Severity: schema.SeverityInfo})
 	for i := 0; i < len(evs); i += 7 {
 		if err := l.Write(evs[i:min(i+7, len(evs))]); err != nil {
 			t.Fatal(err)
@@ -47,7 +47,7 @@ func TestJSONLogRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Newest file first: alerts.jsonl, .1, .2, .3; nothing older kept.
-	var got []sensor.Event
+	var got []schema.Event
 	for _, p := range []string{path + ".3", path + ".2", path + ".1", path} {
 		st, err := os.Stat(p)
 		if err != nil {

@@ -4,30 +4,45 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 
-	"github.com/dgraph-io/badger/v4"
-
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
-// Badger keys owned by this package, all under KeyPrefix:
+// SpaceName is the history key space (history.Store.Space) the outbox
+// keeps its keys in:
 //
-//	x/alert/o/SEQ   outbox entry: the event in the binary form of codec.go (SEQ is 8 bytes big-endian)
-//	x/alert/c/NAME  destination cursor: every entry up to this SEQ is delivered or skipped
-//	x/alert/l/NAME  alerts the destination lost to the outbox limit (uint64)
-const KeyPrefix = "x/alert/"
+//	o/SEQ   outbox entry: the event in the binary form of codec.go (SEQ is 8 bytes big-endian)
+//	c/NAME  destination cursor: every entry up to this SEQ is delivered or skipped
+//	l/NAME  alerts the destination lost to the outbox limit (uint64)
+//	i/NAME  the RFC 5424 sequenceId of the last message up to the cursor (uint64)
+const SpaceName = "alert"
 
 var (
-	outboxPrefix = []byte(KeyPrefix + "o/")
-	cursorPrefix = []byte(KeyPrefix + "c/")
-	lostPrefix   = []byte(KeyPrefix + "l/")
-	sidPrefix    = []byte(KeyPrefix + "i/")
+	outboxPrefix = []byte("o/")
+	cursorPrefix = []byte("c/")
+	lostPrefix   = []byte("l/")
+	sidPrefix    = []byte("i/")
 )
+
+func cursorKey(name string) []byte { return append(bytes.Clone(cursorPrefix), name...) }
+func lostKey(name string) []byte   { return append(bytes.Clone(lostPrefix), name...) }
+func sidKey(name string) []byte    { return append(bytes.Clone(sidPrefix), name...) }
+
+// scanEntries calls fn with the outbox entries from sequence number `from`
+// on, in order, until fn returns false.
+func (o *Outbox) scanEntries(from uint64, withValues bool, fn func(seq uint64, v []byte) (bool, error)) error {
+	return o.sp.Scan(outboxKey(from), withValues, func(k, v []byte) (bool, error) {
+		if !bytes.HasPrefix(k, outboxPrefix) {
+			return false, nil
+		}
+		return fn(outboxSeq(k), v)
+	})
+}
 
 func outboxKey(seq uint64) []byte {
 	k := make([]byte, len(outboxPrefix)+8)
@@ -63,10 +78,10 @@ type OutboxOptions struct {
 	Room func() error
 }
 
-// Outbox is the durable queue of alerts waiting for delivery, kept in Badger
-// beside the history. Stage is safe for concurrent use.
+// Outbox is the durable queue of alerts waiting for delivery, kept in a
+// key space of the history database. Stage is safe for concurrent use.
 type Outbox struct {
-	db    *badger.DB
+	sp    *history.Space
 	dests []Destination
 	max   int
 	log   *slog.Logger
@@ -82,12 +97,12 @@ type Outbox struct {
 	wakers atomic.Pointer[[]chan struct{}] // the dispatcher's, woken on Stage
 }
 
-// NewOutbox opens the outbox kept in db. A destination seen for the first
+// NewOutbox opens the outbox kept in sp. A destination seen for the first
 // time starts after the newest entry already in the outbox (it receives
 // alerts raised from now on); the cursors of destinations no longer
 // configured are deleted, so they no longer hold entries back.
-func NewOutbox(db *badger.DB, opts OutboxOptions) (*Outbox, error) {
-	o := &Outbox{db: db, dests: opts.Destinations, max: opts.MaxEntries, log: opts.Logger, full: make(chan struct{}, 1), room: opts.Room}
+func NewOutbox(sp *history.Space, opts OutboxOptions) (*Outbox, error) {
+	o := &Outbox{sp: sp, dests: opts.Destinations, max: opts.MaxEntries, log: opts.Logger, full: make(chan struct{}, 1), room: opts.Room}
 	if o.max <= 0 {
 		o.max = DefaultMaxEntries
 	}
@@ -104,28 +119,28 @@ func NewOutbox(db *badger.DB, opts OutboxOptions) (*Outbox, error) {
 	var n int64
 	var last uint64
 	cursors := map[string]bool{}
-	err := db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-			last = outboxSeq(it.Item().Key())
-		}
-		it2 := txn.NewIterator(badger.IteratorOptions{Prefix: cursorPrefix})
-		defer it2.Close()
-		for it2.Rewind(); it2.Valid(); it2.Next() {
-			cursors[string(it2.Item().Key()[len(cursorPrefix):])] = true
-		}
-		return nil
+	err := o.scanEntries(0, false, func(seq uint64, _ []byte) (bool, error) {
+		n++
+		last = seq
+		return true, nil
 	})
+	if err == nil {
+		err = sp.Scan(cursorPrefix, false, func(k, _ []byte) (bool, error) {
+			if !bytes.HasPrefix(k, cursorPrefix) {
+				return false, nil
+			}
+			cursors[string(k[len(cursorPrefix):])] = true
+			return true, nil
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("alert outbox: read: %w", err)
 	}
 	o.count.Store(n)
-	err = db.Update(func(txn *badger.Txn) error {
+	err = sp.Update(func(b *history.Batch) error {
 		for _, d := range o.dests {
 			if !cursors[d.Name] {
-				if err := txn.Set(append(bytes.Clone(cursorPrefix), d.Name...), u64(last)); err != nil {
+				if err := b.Set(sp, cursorKey(d.Name), u64(last)); err != nil {
 					return err
 				}
 			}
@@ -133,10 +148,10 @@ func NewOutbox(db *badger.DB, opts OutboxOptions) (*Outbox, error) {
 		for name := range cursors {
 			if !names[name] {
 				o.log.Warn("alert destination no longer configured: its cursor is deleted and its undelivered alerts will not be sent", "destination", name)
-				if err := txn.Delete(append(bytes.Clone(cursorPrefix), name...)); err != nil {
+				if err := b.Delete(sp, cursorKey(name)); err != nil {
 					return err
 				}
-				if err := txn.Delete(append(bytes.Clone(sidPrefix), name...)); err != nil {
+				if err := b.Delete(sp, sidKey(name)); err != nil {
 					return err
 				}
 			}
@@ -149,11 +164,12 @@ func NewOutbox(db *badger.DB, opts OutboxOptions) (*Outbox, error) {
 	return o, nil
 }
 
-// Stage adds to wb every event in evs that some destination wants, so the
-// alerts are written in the same batch as the events themselves. The batch
-// must be flushed in sequence order (one writer), since a destination never
-// goes back before its cursor.
-func (o *Outbox) Stage(wb *badger.WriteBatch, evs []sensor.Event) error {
+// Stage adds to b every event in evs that some destination wants, so the
+// alerts are written in the same batch as the events themselves (the stage
+// function of history.Store.Append). Batches must be applied in sequence
+// order (one writer), since a destination never goes back before its
+// cursor.
+func (o *Outbox) Stage(b *history.Batch, evs []schema.Event) error {
 	var staged int64
 	var top uint64
 	for i := range evs {
@@ -165,7 +181,7 @@ func (o *Outbox) Stage(wb *badger.WriteBatch, evs []sensor.Event) error {
 		if err != nil {
 			return fmt.Errorf("alert outbox: encode event %d: %w", ev.Seq, err)
 		}
-		if err := wb.Set(outboxKey(ev.Seq), v); err != nil {
+		if err := b.Set(o.sp, outboxKey(ev.Seq), v); err != nil {
 			return fmt.Errorf("alert outbox: stage event %d: %w", ev.Seq, err)
 		}
 		staged++
@@ -205,7 +221,7 @@ func (o *Outbox) Stage(wb *badger.WriteBatch, evs []sensor.Event) error {
 // delivered them from memory have moved their cursors past them. At most
 // the outbox limit is held; past it the oldest held alerts are dropped and
 // their number returned.
-func (o *Outbox) Hold(evs []sensor.Event) (dropped int) {
+func (o *Outbox) Hold(evs []schema.Event) (dropped int) {
 	o.memMu.Lock()
 	var top uint64
 	for i := range evs {
@@ -217,7 +233,7 @@ func (o *Outbox) Hold(evs []sensor.Event) (dropped int) {
 			continue // already held
 		}
 		e := entry{seq: ev.Seq, ev: *ev}
-		if len(ev.Details) > 0 {
+		if ev.Details != nil {
 			if b, err := json.Marshal(ev.Details); err == nil {
 				e.details = string(b)
 			}
@@ -288,7 +304,7 @@ func (o *Outbox) readHeld(out []entry, after uint64, n int, f Filter) ([]entry, 
 	return out, last
 }
 
-func (o *Outbox) wanted(ev *sensor.Event) bool {
+func (o *Outbox) wanted(ev *schema.Event) bool {
 	for i := range o.dests {
 		if o.dests[i].Filter.Match(ev) {
 			return true
@@ -306,7 +322,7 @@ func (o *Outbox) Destinations() []Destination { return o.dests }
 // entry is an outbox entry read back.
 type entry struct {
 	seq     uint64
-	ev      sensor.Event
+	ev      schema.Event
 	details string // ev.Details as JSON
 }
 
@@ -315,32 +331,22 @@ type entry struct {
 func (o *Outbox) read(after uint64, n int, f Filter) ([]entry, uint64, error) {
 	var out []entry
 	last := after
-	exhausted := false
-	err := o.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix, PrefetchValues: true, PrefetchSize: min(n, 256)})
-		defer it.Close()
-		scanned := 0
-		defer func() { exhausted = !it.Valid() }()
-		for it.Seek(outboxKey(after + 1)); it.Valid() && len(out) < n && scanned < 8*n; it.Next() {
-			scanned++
-			item := it.Item()
-			seq := outboxSeq(item.Key())
-			var e entry
-			if err := item.Value(func(v []byte) (err error) {
-				e.details, err = decodeEventDetails(v, &e.ev, false)
-				return err
-			}); err != nil {
-				o.log.Error("alert outbox: undecodable entry skipped", "seq", seq, "err", err)
-				last = seq
-				continue
-			}
-			last = seq
-			if f.Match(&e.ev) {
-				e.seq = seq
-				out = append(out, e)
-			}
+	scanned := 0
+	exhausted := true // the scan reached the end of the written entries
+	err := o.scanEntries(after+1, true, func(seq uint64, v []byte) (bool, error) {
+		scanned++
+		last = seq
+		var e entry
+		var err error
+		if e.details, err = decodeEventDetails(v, &e.ev, false); err != nil {
+			o.log.Error("alert outbox: undecodable entry skipped", "seq", seq, "err", err)
+		} else if f.Match(&e.ev) {
+			e.seq = seq
+			out = append(out, e)
 		}
-		return nil
+		more := len(out) < n && scanned < 8*n
+		exhausted = more
+		return more, nil
 	})
 	if err != nil {
 		return nil, after, fmt.Errorf("alert outbox: read after %d: %w", after, err)
@@ -359,32 +365,29 @@ func (o *Outbox) deleteThrough(seq uint64) (int, error) {
 	if !o.hasRoom() {
 		return 0, nil // delivered entries stay until there is room to delete them
 	}
-	var keys [][]byte
-	err := o.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			if outboxSeq(k) > seq {
-				break
+	var seqs []uint64
+	err := o.scanEntries(0, false, func(s uint64, _ []byte) (bool, error) {
+		if s > seq {
+			return false, nil
+		}
+		seqs = append(seqs, s)
+		return true, nil
+	})
+	if err != nil || len(seqs) == 0 {
+		return 0, err
+	}
+	err = o.sp.Update(func(b *history.Batch) error {
+		for _, s := range seqs {
+			if err := b.Delete(o.sp, outboxKey(s)); err != nil {
+				return err
 			}
-			keys = append(keys, bytes.Clone(k))
 		}
 		return nil
 	})
-	if err != nil || len(keys) == 0 {
+	if err != nil {
 		return 0, err
 	}
-	wb := o.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
-			return 0, err
-		}
-	}
-	if err := wb.Flush(); err != nil {
-		return 0, err
-	}
+	keys := seqs
 	o.count.Add(-int64(len(keys)))
 	return len(keys), nil
 }
@@ -393,18 +396,16 @@ func (o *Outbox) deleteThrough(seq uint64) (int, error) {
 // and the entries up to it, decoded only enough to filter.
 func (o *Outbox) oldest(k int) ([]entry, error) {
 	var out []entry
-	err := o.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid() && len(out) < k; it.Next() {
-			var e entry
-			e.seq = outboxSeq(it.Item().Key())
-			if err := it.Item().Value(func(v []byte) error { return decodeEvent(v, &e.ev) }); err != nil {
-				e.ev.Severity = sensor.SeverityEmergency // undecodable: count it as lost for everyone
-			}
-			out = append(out, e)
+	if k <= 0 {
+		return nil, nil
+	}
+	err := o.scanEntries(0, true, func(seq uint64, v []byte) (bool, error) {
+		e := entry{seq: seq}
+		if err := decodeEvent(v, &e.ev); err != nil {
+			e.ev.Severity = schema.SeverityEmergency // undecodable: count it as lost for everyone
 		}
-		return nil
+		out = append(out, e)
+		return len(out) < k, nil
 	})
 	return out, err
 }
@@ -414,36 +415,22 @@ func (o *Outbox) oldest(k int) ([]entry, error) {
 // flushed.
 func (o *Outbox) committed() (int64, error) {
 	var n int64
-	err := o.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: outboxPrefix})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-		}
-		return nil
+	err := o.scanEntries(0, false, func(uint64, []byte) (bool, error) {
+		n++
+		return true, nil
 	})
 	return n, err
 }
 
-func loadU64(db *badger.DB, key []byte) (uint64, error) {
-	var v uint64
-	err := db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(key)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(b []byte) error {
-			if len(b) != 8 {
-				return fmt.Errorf("key %q: want 8 bytes, found %d", key, len(b))
-			}
-			v = binary.BigEndian.Uint64(b)
-			return nil
-		})
-	})
-	return v, err
+func loadU64(sp *history.Space, key []byte) (uint64, error) {
+	b, ok, err := sp.Get(key)
+	if err != nil || !ok {
+		return 0, err
+	}
+	if len(b) != 8 {
+		return 0, fmt.Errorf("key %q: want 8 bytes, found %d", key, len(b))
+	}
+	return binary.BigEndian.Uint64(b), nil
 }
 
 // hasRoom tells whether the outbox may write to the database now.

@@ -126,6 +126,13 @@ func relpCommand(s string) bool {
 	return len(s) > 0 && len(s) <= 32 && strings.IndexFunc(s, notLetter) < 0
 }
 
+// relp and relp+tls: the collector acknowledges every message.
+func init() {
+	const rule = "acknowledged by the collector"
+	registerTransport("relp", transport{delivery: rule, dial: dialRELP})
+	registerTransport("relp+tls", transport{delivery: rule, dial: dialRELP, tls: true})
+}
+
 // dialRELP connects, completes the TLS handshake for relp+tls, and opens a
 // RELP session.
 func dialRELP(ctx context.Context, d *Destination) (*conn, error) {

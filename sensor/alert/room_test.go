@@ -26,7 +26,7 @@ func TestNoRoomDeliversWithoutWriting(t *testing.T) {
 	run := startDispatcher(t, db, OutboxOptions{Destinations: []Destination{d}, Room: room},
 		DispatcherOptions{Housekeeping: 50 * time.Millisecond})
 	saved := func() uint64 {
-		v, err := loadU64(db, append(append([]byte{}, cursorPrefix...), d.Name...))
+		v, err := loadU64(space(t, db), cursorKey(d.Name))
 		if err != nil {
 			t.Fatal(err)
 		}

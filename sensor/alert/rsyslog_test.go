@@ -8,16 +8,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // checkFields asserts that a received message carries ev's fields intact.
-func checkFields(t *testing.T, p parsed, ev *sensor.Event) {
+func checkFields(t *testing.T, p parsed, ev *schema.Event) {
 	t.Helper()
 	want := map[string]string{
 		"seq": fmt.Sprint(ev.Seq), "type": string(ev.Type), "severity": ev.Severity.String(),
 		"endpoint_id": ev.EndpointID, "endpoint_name": ev.EndpointName, "org": ev.Org,
-		"macs": strings.Join(ev.MACs, ","), "ips": strings.Join(ev.IPs, ","),
+		"macs": joinMACs(ev.MACs), "ips": joinIPs(ev.IPs),
 		"status": string(ev.Status), "previous_status": string(ev.PreviousStatus), "reason": ev.Reason,
 		"d.port": "445", "d.proto": "tcp", "d.rule_name": "no smb=yes",
 	}
@@ -37,8 +37,8 @@ func checkFields(t *testing.T, p parsed, ev *sensor.Event) {
 	}
 }
 
-func byEvent(evs []sensor.Event) map[uint64]*sensor.Event {
-	m := map[uint64]*sensor.Event{}
+func byEvent(evs []schema.Event) map[uint64]*schema.Event {
+	m := map[uint64]*schema.Event{}
 	for i := range evs {
 		m[evs[i].Seq] = &evs[i]
 	}
@@ -61,14 +61,14 @@ func TestRsyslogTCPFormatsAndFilters(t *testing.T) {
 	run := startDispatcher(t, db, OutboxOptions{Destinations: dests}, DispatcherOptions{Version: "1.2|3"})
 	evs := testEvents(1, 40)
 	// An info event no destination wants is never staged.
-	info := sensor.Event{Seq: 41, Type: sensor.EventEndpointHello, Severity: sensor.SeverityInfo}
+	info := schema.Event{Seq: 41, Time: evs[39].Time, Type: schema.EventEndpointHello, Severity: schema.SeverityInfo}
 	stage(t, db, run.ob, append(evs, info))
 	if n := run.ob.Len(); n != 40 {
 		t.Errorf("outbox holds %d entries, want 40 (info events are not staged)", n)
 	}
 	var wantErrors int
 	for _, ev := range evs {
-		if ev.Severity.AtLeast(sensor.SeverityError) && (ev.Type == sensor.EventHeartbeatMissing || ev.Type == sensor.EventNoHeartbeat) {
+		if ev.Severity.AtLeast(schema.SeverityError) && (ev.Type == schema.EventHeartbeatMissing || ev.Type == schema.EventNoHeartbeat) {
 			wantErrors++
 		}
 	}
@@ -98,14 +98,20 @@ func TestRsyslogTCPFormatsAndFilters(t *testing.T) {
 			counts["cef"]++
 			checkCEF(t, body, ev)
 		case strings.HasPrefix(body, "{"):
-			var got sensor.Event
+			var got schema.Event
 			if err := json.Unmarshal([]byte(body), &got); err != nil {
 				t.Fatalf("json body: %v\n%q", err, body)
 			}
-			if got.Seq != ev.Seq || got.Reason != ev.Reason || !got.Time.Equal(ev.Time) || got.Details["rule name"] != "no smb=yes" {
+			var details struct {
+				Details map[string]any `json:"details"`
+			}
+			if err := json.Unmarshal([]byte(body), &details); err != nil {
+				t.Fatalf("json body: %v\n%q", err, body)
+			}
+			if got.Seq != ev.Seq || got.Reason != ev.Reason || !got.Time.Equal(ev.Time) || details.Details["rule name"] != "no smb=yes" {
 				t.Errorf("json body lost fields: %+v", got)
 			}
-			if ev.Severity.AtLeast(sensor.SeverityError) && (ev.Type == sensor.EventHeartbeatMissing || ev.Type == sensor.EventNoHeartbeat) {
+			if ev.Severity.AtLeast(schema.SeverityError) && (ev.Type == schema.EventHeartbeatMissing || ev.Type == schema.EventNoHeartbeat) {
 				counts["json-or-errors"]++
 			} else {
 				counts["json"]++
@@ -144,7 +150,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 }
 
 // checkCEF parses a CEF:0 record and checks its fields against ev.
-func checkCEF(t *testing.T, body string, ev *sensor.Event) {
+func checkCEF(t *testing.T, body string, ev *schema.Event) {
 	t.Helper()
 	hdr, ext, err := parseCEF(body)
 	if err != nil {
@@ -155,7 +161,7 @@ func checkCEF(t *testing.T, body string, ev *sensor.Event) {
 		t.Errorf("CEF header %q", hdr)
 	}
 	if ext["externalId"] != fmt.Sprint(ev.Seq) || ext["reason"] != ev.Reason || ext["cs1"] != ev.EndpointID ||
-		ext["cs2"] != ev.EndpointName || ext["smac"] != ev.MACs[0] || ext["src"] != "192.0.2.7" ||
+		ext["cs2"] != ev.EndpointName || ext["smac"] != ev.MACs[0].String() || ext["src"] != "192.0.2.7" ||
 		ext["rt"] != fmt.Sprint(ev.Time.UnixMilli()) || ext["cat"] != string(ev.Type) {
 		t.Errorf("CEF extension %q", ext)
 	}
@@ -163,7 +169,7 @@ func checkCEF(t *testing.T, body string, ev *sensor.Event) {
 	if err := json.Unmarshal([]byte(ext["cs6"]), &details); err != nil || details["rule name"] != "no smb=yes" {
 		t.Errorf("CEF cs6 %q: %v", ext["cs6"], err)
 	}
-	if ext["flexString1"] != strings.Join(ev.MACs, ",") || ext["flexString2"] != strings.Join(ev.IPs, ",") {
+	if ext["flexString1"] != joinMACs(ev.MACs) || ext["flexString2"] != joinIPs(ev.IPs) {
 		t.Errorf("CEF flexString1/2 %q %q", ext["flexString1"], ext["flexString2"])
 	}
 }

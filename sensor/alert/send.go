@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert/syslog"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Send delivers evs to d directly, without the outbox, and returns once
@@ -18,7 +18,7 @@ import (
 // from the command line; the daemon delivers through the Dispatcher.
 // Events the destination's filter rejects are still sent. Their
 // sequenceIds count from 1, as for a new destination.
-func Send(ctx context.Context, d Destination, evs []sensor.Event, version string) error {
+func Send(ctx context.Context, d Destination, evs []schema.Event, version string) error {
 	cn, err := dial(ctx, &d)
 	if err != nil {
 		return err
@@ -56,7 +56,7 @@ func Send(ctx context.Context, d Destination, evs []sensor.Event, version string
 // refusedHint explains a TLS session the collector ended before anything
 // was confirmed.
 func refusedHint(d *Destination, err error) error {
-	if d.Scheme != "tls" && d.Scheme != "relp+tls" {
+	if !transports[d.Scheme].tls {
 		return err
 	}
 	return fmt.Errorf("%w (the collector ends TLS sessions before anything is confirmed: it may require a client certificate it trusts, see cert= and key=)", err)

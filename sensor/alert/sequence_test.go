@@ -2,13 +2,13 @@ package alert
 
 import (
 	"fmt"
+	"log/slog"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 func TestNextSequenceIDWraps(t *testing.T) {
@@ -28,8 +28,8 @@ func TestNextSequenceIDWraps(t *testing.T) {
 func TestSequenceIDsPerDestination(t *testing.T) {
 	r := startRsyslog(t, nil)
 	dir := t.TempDir()
-	open := func() *badger.DB {
-		db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithIndexCacheSize(16 << 20))
+	open := func() *history.Store {
+		db, err := history.Open(dir, history.Options{Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -38,11 +38,11 @@ func TestSequenceIDsPerDestination(t *testing.T) {
 	filtered := fmt.Sprintf("tcp://127.0.0.1:%d?name=filtered&hostname=dest-filtered&types=heartbeat_missing,no_heartbeat&confirm=100ms", r.TCP)
 	all := fmt.Sprintf("tcp://127.0.0.1:%d?name=all&hostname=dest-all&confirm=100ms", r.TCP)
 	oo := OutboxOptions{Destinations: []Destination{mustDest(t, filtered), mustDest(t, all)}}
-	wantFiltered := func(ev *sensor.Event) bool {
-		return ev.Type == sensor.EventHeartbeatMissing || ev.Type == sensor.EventNoHeartbeat
+	wantFiltered := func(ev *schema.Event) bool {
+		return ev.Type == schema.EventHeartbeatMissing || ev.Type == schema.EventNoHeartbeat
 	}
-	var sent []sensor.Event
-	send := func(db *badger.DB, run *running, first uint64) {
+	var sent []schema.Event
+	send := func(db *history.Store, run *running, first uint64) {
 		evs := testEvents(first, 20)
 		stage(t, db, run.ob, evs)
 		sent = append(sent, evs...)
@@ -96,8 +96,8 @@ func TestSequenceIDsPerDestination(t *testing.T) {
 	bySeq := byEvent(sent)
 	for _, dest := range []struct {
 		host string
-		want func(*sensor.Event) bool
-	}{{"dest-filtered", wantFiltered}, {"dest-all", func(*sensor.Event) bool { return true }}} {
+		want func(*schema.Event) bool
+	}{{"dest-filtered", wantFiltered}, {"dest-all", func(*schema.Event) bool { return true }}} {
 		var wantSeqs []uint64
 		for i := range sent {
 			if dest.want(&sent[i]) {

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -19,40 +22,49 @@ type conn struct {
 	err    error         // why, once dead is closed
 }
 
-// dial connects to d. For tls it completes the handshake, so a certificate
-// the client cannot verify fails here with the reason.
+// transport is how messages reach a collector for one URL scheme. Each
+// transport lives in a file of its own and registers itself there with
+// registerTransport; parsing, dialling, the CLI's description and the TLS
+// options all read the registry.
+type transport struct {
+	// dial connects to d's collector. For a TLS transport it completes
+	// the handshake, so a certificate the client cannot verify fails here
+	// with the reason.
+	dial func(ctx context.Context, d *Destination) (*conn, error)
+	// delivery says when a message counts as delivered, in words.
+	delivery string
+	// tls: the scheme runs over TLS and takes ca=, cert=, key= and
+	// server_name=.
+	tls bool
+}
+
+var transports = map[string]transport{}
+
+// registerTransport adds a scheme's transport; it is called from init in
+// the transport's own file.
+func registerTransport(scheme string, t transport) {
+	if _, dup := transports[scheme]; dup || t.dial == nil || t.delivery == "" {
+		panic("alert: transport " + scheme + " registered twice or incomplete")
+	}
+	transports[scheme] = t
+}
+
+// Schemes returns the registered URL schemes, sorted.
+func Schemes() []string { return slices.Sorted(maps.Keys(transports)) }
+
+// DeliveryRule says when a message sent to a destination of the scheme
+// counts as delivered.
+func DeliveryRule(scheme string) string { return transports[scheme].delivery }
+
+// dial connects to d through its scheme's transport.
 func dial(ctx context.Context, d *Destination) (*conn, error) {
+	t, ok := transports[d.Scheme]
+	if !ok {
+		return nil, fmt.Errorf("%s: unsupported scheme %q: want one of %s", d.Name, d.Scheme, strings.Join(Schemes(), ", "))
+	}
 	ctx, cancel := context.WithTimeout(ctx, d.Timeout)
 	defer cancel()
-	var nd net.Dialer
-	switch d.Scheme {
-	case "udp":
-		c, err := nd.DialContext(ctx, "udp", d.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", d.Name, err)
-		}
-		return &conn{c: c, dead: make(chan struct{})}, nil
-	case "tcp":
-		c, err := nd.DialContext(ctx, "tcp", d.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w (is the collector listening?)", d.Name, err)
-		}
-		return watch(c), nil
-	case "relp", "relp+tls":
-		return dialRELP(ctx, d)
-	case "tls":
-		raw, err := nd.DialContext(ctx, "tcp", d.Addr)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w (is the collector listening?)", d.Name, err)
-		}
-		tc := tls.Client(raw, d.TLS)
-		if err := tc.HandshakeContext(ctx); err != nil {
-			raw.Close()
-			return nil, fmt.Errorf("%s: TLS handshake with the collector failed: %w (%s)", d.Name, err, tlsHint(err))
-		}
-		return watch(tc), nil
-	}
-	return nil, fmt.Errorf("%s: unsupported scheme %q", d.Name, d.Scheme)
+	return t.dial(ctx, d)
 }
 
 func tlsHint(err error) string {

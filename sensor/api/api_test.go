@@ -21,12 +21,13 @@ import (
 
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 var (
 	t0   = time.Date(2026, 11, 17, 8, 0, 0, 0, time.UTC)
-	macA = sensor.MustParseMAC("02:00:00:00:00:0a")
-	macB = sensor.MustParseMAC("02:00:00:00:00:0b")
+	macA = schema.MustParseMAC("02:00:00:00:00:0a")
+	macB = schema.MustParseMAC("02:00:00:00:00:0b")
 	ip   = netip.MustParseAddr("10.9.0.5")
 )
 
@@ -44,8 +45,8 @@ func fixture(t *testing.T) (*history.Store, *sensor.Engine) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pending []sensor.Event
-	eng := sensor.NewEngine(c, func(evs []sensor.Event) { pending = append(pending, evs...) })
+	var pending []schema.Event
+	eng := sensor.NewEngine(c, func(evs []schema.Event) { pending = append(pending, evs...) })
 	flush := func() {
 		t.Helper()
 		if err := s.Append(pending, nil); err != nil {
@@ -59,18 +60,18 @@ func fixture(t *testing.T) (*history.Store, *sensor.Engine) {
 			t.Fatal(err)
 		}
 	}
-	must(eng.Hello(sensor.Hello{EndpointID: "ep-a", Name: "laptop-a", Org: "acme", Health: sensor.HealthGreen, Users: []string{"alice"},
-		Interfaces: []sensor.Interface{{Name: "eth0", MAC: macA, IPs: []netip.Addr{ip}}}}))
+	must(eng.Hello(schema.Hello{EndpointID: "ep-a", Name: "laptop-a", Org: "acme", Health: schema.HealthGreen, Users: []string{"alice"},
+		Interfaces: []schema.Interface{{Name: "eth0", MAC: macA, IPs: []netip.Addr{ip}}}}))
 	flush()
 	clock.Set(t0.Add(2 * time.Hour))
-	must(eng.Heartbeat(sensor.Heartbeat{EndpointID: "ep-a", Health: sensor.HealthYellow, Reasons: []string{"firewall off"}}))
+	must(eng.Heartbeat(schema.Heartbeat{EndpointID: "ep-a", Health: schema.HealthYellow, Reasons: []string{"firewall off"}}))
 	flush()
 	clock.Set(t0.Add(4 * time.Hour))
-	must(s.AddBindings([]sensor.Binding{{MAC: macB, IP: ip, Source: "dhcp", Hostname: "camera-1", Time: clock.T}}))
-	ts := []sensor.TrafficSummary{{MAC: macB, IPs: []netip.Addr{ip}, Packets: 3, Bytes: 300, FirstSeen: clock.T, LastSeen: clock.T.Add(10 * time.Second)}}
+	must(s.AddBindings([]schema.Binding{{MAC: macB, IP: ip, Source: "dhcp", Hostname: "camera-1", Time: clock.T}}))
+	ts := []schema.TrafficSummary{{MAC: macB, IPs: []netip.Addr{ip}, Packets: 3, Bytes: 300, FirstSeen: clock.T, LastSeen: clock.T.Add(10 * time.Second)}}
 	eng.Traffic(ts)
 	must(s.AddTraffic(ts))
-	must(eng.Heartbeat(sensor.Heartbeat{EndpointID: "ep-a", Health: sensor.HealthYellow, Reasons: []string{"firewall off"}}))
+	must(eng.Heartbeat(schema.Heartbeat{EndpointID: "ep-a", Health: schema.HealthYellow, Reasons: []string{"firewall off"}}))
 	clock.Set(t0.Add(4*time.Hour + 30*time.Second))
 	eng.Tick()
 	flush()
@@ -148,7 +149,7 @@ func TestSocketAnswersAsTheStore(t *testing.T) {
 	if err != nil || len(wantH) < 3 || !sameJSON(t, gotH, wantH) {
 		t.Errorf("history: %v\nsocket %d events, store %d", err, len(gotH), len(wantH))
 	}
-	aq := history.AlertQuery{Range: day, Types: []sensor.EventType{sensor.EventNoHeartbeat}}
+	aq := history.AlertQuery{Range: day, Types: []schema.EventType{schema.EventNoHeartbeat}}
 	wantA, _ := local.Alerts(ctx, aq)
 	gotA, err := c.Alerts(ctx, aq)
 	if err != nil || len(wantA) != 1 || !sameJSON(t, gotA, wantA) {
@@ -172,7 +173,7 @@ func TestSocketAnswersAsTheStore(t *testing.T) {
 		t.Errorf("live endpoints: %v %+v", err, l)
 	}
 	l, _ = local.Endpoints(ctx)
-	if l.Source != SourceHistory || len(l.Endpoints) != 1 || l.Endpoints[0].Status != sensor.StatusYellow {
+	if l.Source != SourceHistory || len(l.Endpoints) != 1 || l.Endpoints[0].Status != schema.StatusYellow {
 		t.Errorf("stored endpoints %+v", l)
 	}
 	risk, err := c.AtRisk(ctx)
@@ -380,9 +381,9 @@ func TestEndpointWithoutHealthEncodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	hello := sensor.Event{Seq: 1, Time: t0, Type: sensor.EventEndpointHello, Severity: sensor.SeverityInfo,
-		EndpointID: "ep-new", EndpointName: "new-host", Details: map[string]any{"interfaces": []sensor.Interface{{Name: "eth0", MAC: macA}}}}
-	if err := s.Append([]sensor.Event{hello}, nil); err != nil {
+	hello := schema.Event{Seq: 1, Time: t0, Type: schema.EventEndpointHello, Severity: schema.SeverityInfo,
+		EndpointID: "ep-new", EndpointName: "new-host", Details: &schema.HelloDetails{Interfaces: []schema.Interface{{Name: "eth0", MAC: macA}}}}
+	if err := s.Append([]schema.Event{hello}, nil); err != nil {
 		t.Fatal(err)
 	}
 	sock := serveUnix(t, NewServer(s, nil, nil))

@@ -8,8 +8,8 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Endpoint state sources.
@@ -22,15 +22,15 @@ const (
 type EndpointList struct {
 	// Source says where the states come from: SourceLive or SourceHistory.
 	Source    string                 `json:"source"`
-	Endpoints []sensor.EndpointState `json:"endpoints"`
+	Endpoints []schema.EndpointState `json:"endpoints"`
 }
 
 // Backend answers the forensic queries. *Client asks a daemon; Local asks a
 // store opened in-process.
 type Backend interface {
 	Endpoints(ctx context.Context) (EndpointList, error)
-	History(ctx context.Context, q history.HistoryQuery) ([]sensor.Event, error)
-	Alerts(ctx context.Context, q history.AlertQuery) ([]sensor.Event, error)
+	History(ctx context.Context, q history.HistoryQuery) ([]schema.Event, error)
+	Alerts(ctx context.Context, q history.AlertQuery) ([]schema.Event, error)
 	Who(ctx context.Context, ip netip.Addr, at time.Time) (history.WhoAnswer, error)
 	Traffic(ctx context.Context, q history.TrafficQuery) ([]history.TrafficMinute, error)
 	Unmanaged(ctx context.Context, r history.Range) ([]history.Station, error)
@@ -52,7 +52,7 @@ func (l Local) Endpoints(context.Context) (EndpointList, error) {
 	if l.Live != nil {
 		eps := l.Live.Endpoints()
 		if eps == nil {
-			eps = []sensor.EndpointState{}
+			eps = []schema.EndpointState{}
 		}
 		return EndpointList{Source: SourceLive, Endpoints: eps}, nil
 	}
@@ -61,12 +61,12 @@ func (l Local) Endpoints(context.Context) (EndpointList, error) {
 }
 
 // History implements Backend.
-func (l Local) History(_ context.Context, q history.HistoryQuery) ([]sensor.Event, error) {
+func (l Local) History(_ context.Context, q history.HistoryQuery) ([]schema.Event, error) {
 	return l.Store.History(q)
 }
 
 // Alerts implements Backend.
-func (l Local) Alerts(_ context.Context, q history.AlertQuery) ([]sensor.Event, error) {
+func (l Local) Alerts(_ context.Context, q history.AlertQuery) ([]schema.Event, error) {
 	return l.Store.Alerts(q)
 }
 
@@ -91,10 +91,10 @@ func (l Local) Backup(ctx context.Context, w io.Writer) error {
 }
 
 // endpointJSON is an EndpointState whose health may be unknown (an endpoint
-// that said hello and has not reported yet): sensor.Health refuses to encode
+// that said hello and has not reported yet): schema.Health refuses to encode
 // its zero value, so it is written as an omitted field.
 type endpointJSON struct {
-	sensor.EndpointState
+	schema.EndpointState
 	Health string `json:"health,omitempty"`
 }
 
@@ -122,12 +122,12 @@ func (l *EndpointList) UnmarshalJSON(b []byte) error {
 		return err
 	}
 	l.Source = in.Source
-	l.Endpoints = make([]sensor.EndpointState, len(in.Endpoints))
+	l.Endpoints = make([]schema.EndpointState, len(in.Endpoints))
 	for i, e := range in.Endpoints {
 		l.Endpoints[i] = e.EndpointState
 		l.Endpoints[i].Health = 0
 		if e.Health != "" {
-			h, err := sensor.ParseHealth(e.Health)
+			h, err := schema.ParseHealth(e.Health)
 			if err != nil {
 				return fmt.Errorf("endpoint %s: %w", e.ID, err)
 			}

@@ -16,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Client calls the API of a daemon, over its Unix socket or over mutual TLS.
@@ -129,7 +129,7 @@ func rangeValues(r history.Range) url.Values {
 	return q
 }
 
-func setTypes(q url.Values, types []sensor.EventType) {
+func setTypes(q url.Values, types []schema.EventType) {
 	if len(types) > 0 {
 		s := make([]string, len(types))
 		for i, t := range types {
@@ -147,14 +147,14 @@ func (c *Client) Endpoints(ctx context.Context) (EndpointList, error) {
 }
 
 // AtRisk returns the daemon's current at-risk list.
-func (c *Client) AtRisk(ctx context.Context) (sensor.AtRiskList, error) {
-	var l sensor.AtRiskList
+func (c *Client) AtRisk(ctx context.Context) (schema.AtRiskList, error) {
+	var l schema.AtRiskList
 	err := c.get(ctx, "/v1/atrisk", nil, &l)
 	return l, err
 }
 
 // History implements Backend.
-func (c *Client) History(ctx context.Context, hq history.HistoryQuery) ([]sensor.Event, error) {
+func (c *Client) History(ctx context.Context, hq history.HistoryQuery) ([]schema.Event, error) {
 	q := rangeValues(hq.Range)
 	if hq.Endpoint != "" {
 		q.Set("endpoint", hq.Endpoint)
@@ -165,13 +165,13 @@ func (c *Client) History(ctx context.Context, hq history.HistoryQuery) ([]sensor
 	if hq.Limit > 0 {
 		q.Set("limit", strconv.Itoa(hq.Limit))
 	}
-	var out []sensor.Event
+	var out []schema.Event
 	err := c.get(ctx, "/v1/history", q, &out)
 	return out, err
 }
 
 // Alerts implements Backend.
-func (c *Client) Alerts(ctx context.Context, aq history.AlertQuery) ([]sensor.Event, error) {
+func (c *Client) Alerts(ctx context.Context, aq history.AlertQuery) ([]schema.Event, error) {
 	q := rangeValues(aq.Range)
 	if aq.Endpoint != "" {
 		q.Set("endpoint", aq.Endpoint)
@@ -180,7 +180,7 @@ func (c *Client) Alerts(ctx context.Context, aq history.AlertQuery) ([]sensor.Ev
 	if aq.Limit > 0 {
 		q.Set("limit", strconv.Itoa(aq.Limit))
 	}
-	var out []sensor.Event
+	var out []schema.Event
 	err := c.get(ctx, "/v1/alerts", q, &out)
 	return out, err
 }

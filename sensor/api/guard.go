@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"golang.org/x/time/rate"
 )
 
@@ -35,7 +35,7 @@ type Limits struct {
 	IdleTimeout      time.Duration
 	// Record receives auth_failed events for refused admin peers and
 	// descriptors_exhausted events, rate-limited. Nil drops them.
-	Record func(sensor.Event)
+	Record func(schema.Event)
 }
 
 func (l *Limits) defaults() {
@@ -122,9 +122,9 @@ func (g *guard) acceptLoop() {
 			default:
 			}
 			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				g.event("fd", sensor.Event{Type: sensor.EventDescriptorsLow, Severity: sensor.SeverityCritical,
+				g.event("fd", schema.Event{Type: schema.EventDescriptorsLow, Severity: schema.SeverityCritical,
 					Reason:  fmt.Sprintf("%s cannot accept: out of file descriptors (%v); raise LimitNOFILE or find what holds them", g.name, err),
-					Details: map[string]any{"listener": g.name, "addr": g.ln.Addr().String()}})
+					Details: &schema.DescriptorsExhaustedDetails{Listener: g.name, Addr: g.ln.Addr().String()}})
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				time.Sleep(delay)
 				continue
@@ -148,9 +148,9 @@ func (g *guard) acceptLoop() {
 			nc.Close()
 			g.refused(src, nc.RemoteAddr(), why)
 			if capped {
-				g.event("cap", sensor.Event{Type: sensor.EventDescriptorsLow, Severity: sensor.SeverityCritical,
+				g.event("cap", schema.Event{Type: schema.EventDescriptorsLow, Severity: schema.SeverityCritical,
 					Reason:  fmt.Sprintf("%s at its connection cap (%d): new connections are closed so the descriptors the LAN zone, trust store and capture need stay free", g.name, g.lim.MaxConns),
-					Details: map[string]any{"listener": g.name, "addr": g.ln.Addr().String(), "max_conns": g.lim.MaxConns}})
+					Details: &schema.DescriptorsExhaustedDetails{Listener: g.name, Addr: g.ln.Addr().String(), MaxConns: g.lim.MaxConns}})
 			}
 			continue
 		}
@@ -240,18 +240,18 @@ func (g *guard) refused(src netip.Addr, remote net.Addr, why string) {
 	if len(why) > 48 {
 		key = "auth|" + src.String() + "|" + why[:48]
 	}
-	ev := sensor.Event{Type: sensor.EventAuthFailed, Severity: sensor.SeverityWarning,
+	ev := schema.Event{Type: schema.EventAuthFailed, Severity: schema.SeverityWarning,
 		Reason:  fmt.Sprintf("%s peer %s refused: %s", g.name, remote, why),
-		Details: map[string]any{"peer": remote.String(), "reason": why, "listener": g.name}}
+		Details: &schema.AuthFailedDetails{Peer: remote.String(), Reason: why, Listener: g.name}}
 	if src.IsValid() {
-		ev.IPs = []string{src.String()}
+		ev.IPs = []netip.Addr{src}
 	}
 	g.event(key, ev)
 }
 
 // event sends ev unless one with the same key went out in the last minute;
 // at most ten a second for the whole listener.
-func (g *guard) event(key string, ev sensor.Event) {
+func (g *guard) event(key string, ev schema.Event) {
 	if g.lim.Record == nil {
 		return
 	}

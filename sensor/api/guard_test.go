@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // TestAdminAPILimits: idle connections beyond the cap are closed at once,
@@ -24,10 +24,10 @@ func TestAdminAPILimits(t *testing.T) {
 	admin := org.issue("admin-1", x509.ExtKeyUsageClientAuth)
 	foreign := stranger.issue("admin-1", x509.ExtKeyUsageClientAuth)
 	var mu sync.Mutex
-	var events []sensor.Event
+	var events []schema.Event
 	srv := NewServer(s, eng, nil)
 	srv.SetLimits(Limits{MaxConns: 8, PerSource: 4, SourceBurst: 100, HandshakeTimeout: 500 * time.Millisecond,
-		Record: func(ev sensor.Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }})
+		Record: func(ev schema.Event) { mu.Lock(); events = append(events, ev); mu.Unlock() }})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +48,7 @@ func TestAdminAPILimits(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, ev := range events {
-			if ev.Type == sensor.EventAuthFailed && strings.Contains(ev.Reason, want) {
+			if ev.Type == schema.EventAuthFailed && strings.Contains(ev.Reason, want) {
 				return true
 			}
 		}

@@ -16,14 +16,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Live gives the daemon's current view. *sensor.Engine satisfies it.
 type Live interface {
-	Endpoints() []sensor.EndpointState
-	AtRisk() sensor.AtRiskList
+	Endpoints() []schema.EndpointState
+	AtRisk() schema.AtRiskList
 }
 
 // Server serves the API. Create it with NewServer, add routes with Handle,
@@ -199,24 +199,24 @@ func queryRange(r *http.Request) (history.Range, error) {
 	return rg, err
 }
 
-func queryMAC(r *http.Request) (sensor.MAC, error) {
+func queryMAC(r *http.Request) (schema.MAC, error) {
 	v := r.URL.Query().Get("mac")
 	if v == "" {
-		return sensor.MAC{}, nil
+		return schema.MAC{}, nil
 	}
-	m, err := sensor.ParseMAC(v)
+	m, err := schema.ParseMAC(v)
 	if err != nil {
 		return m, badRequest{err}
 	}
 	return m, nil
 }
 
-func queryTypes(r *http.Request) []sensor.EventType {
-	var out []sensor.EventType
+func queryTypes(r *http.Request) []schema.EventType {
+	var out []schema.EventType
 	for _, v := range r.URL.Query()["type"] {
 		for _, t := range strings.Split(v, ",") {
 			if t = strings.TrimSpace(t); t != "" {
-				out = append(out, sensor.EventType(t))
+				out = append(out, schema.EventType(t))
 			}
 		}
 	}

@@ -14,8 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
+	"github.com/cenkalti/backoff/v5"
 	"github.com/tapbeat/tapbeat/lanzone"
 	lzconfig "github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
@@ -23,6 +22,7 @@ import (
 	"github.com/tapbeat/tapbeat/sensor/alert"
 	"github.com/tapbeat/tapbeat/sensor/api"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Options start a sensor.
@@ -70,7 +70,7 @@ type Sensor struct {
 	// held are events history could not store for lack of disk space, in
 	// sequence order; the pipeline goroutine alone touches them. Their
 	// alerts are delivered from memory meanwhile (Outbox.Hold).
-	held      []sensor.Event
+	held      []schema.Event
 	heldLost  uint64
 	spillRead string        // a spill file whose events are in held, removed once they are stored
 	stored    atomic.Uint64 // highest sequence number stored
@@ -95,7 +95,7 @@ func Run(ctx context.Context, opts Options) error {
 	// Events recorded before the engine exists (none today) or from
 	// callbacks go through this indirection.
 	var engine atomic.Pointer[sensor.Engine]
-	record := func(ev sensor.Event) {
+	record := func(ev schema.Event) {
 		if e := engine.Load(); e != nil {
 			e.Record(ev)
 		}
@@ -341,9 +341,9 @@ func (s *Sensor) pipeline(ctx context.Context) {
 		if dropped > 0 {
 			s.log.Error("event queue overflowed while history could not keep up; events were lost",
 				"lost", dropped)
-			s.engine.Record(sensor.Event{Type: sensor.EventStorageLow, Severity: sensor.SeverityCritical,
+			s.engine.Record(schema.Event{Type: schema.EventStorageLow, Severity: schema.SeverityCritical,
 				Reason:  fmt.Sprintf("%d events were lost because history could not store them in time", dropped),
-				Details: map[string]any{"lost_events": dropped}})
+				Details: &schema.StorageLowDetails{LostEvents: uint64(dropped)}})
 		}
 		if len(evs) == 0 {
 			if len(s.held) > 0 && ctx.Err() == nil {
@@ -366,7 +366,7 @@ const maxHeld = 1 << 20
 // held for lack of disk space go first. On a full disk it does not wait:
 // the events join the held ones, their alerts go to the collectors from
 // memory, and the pipeline moves on.
-func (s *Sensor) storeAndForward(evs []sensor.Event) {
+func (s *Sensor) storeAndForward(evs []schema.Event) {
 	all := evs
 	if len(s.held) > 0 {
 		all = append(s.held[:len(s.held):len(s.held)], evs...)
@@ -374,12 +374,12 @@ func (s *Sensor) storeAndForward(evs []sensor.Event) {
 	if len(all) == 0 {
 		return
 	}
-	backoff := 100 * time.Millisecond
+	retry := &backoff.ExponentialBackOff{InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 10 * time.Second}
 	for {
 		s.mu.Lock()
 		ob := s.outbox
 		s.mu.Unlock()
-		err := s.store.Append(all, func(wb *badger.WriteBatch) error { return ob.Stage(wb, all) })
+		err := s.store.Append(all, func(b *history.Batch) error { return ob.Stage(b, all) })
 		if err == nil {
 			s.noteStore(nil, "")
 			if n := len(s.held); n > 0 {
@@ -396,6 +396,7 @@ func (s *Sensor) storeAndForward(evs []sensor.Event) {
 			break
 		}
 		s.storeErrs.Add(1)
+		wait := retry.NextBackOff()
 		if errors.Is(err, history.ErrDiskFull) {
 			s.noteStore(err, "cannot store events: they wait in memory until the history disk has room; alerts go to the collectors meanwhile")
 			if over := len(all) - maxHeld; over > 0 {
@@ -411,12 +412,11 @@ func (s *Sensor) storeAndForward(evs []sensor.Event) {
 			return
 		}
 		s.log.Error("cannot store events; retrying, nothing is dropped (check free disk space in the state directory)",
-			"events", len(all), "first_seq", all[0].Seq, "err", err, "retry_in", backoff)
+			"events", len(all), "first_seq", all[0].Seq, "err", err, "retry_in", wait)
 		if errors.Is(err, history.ErrClosed) {
 			return
 		}
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 10*time.Second)
+		time.Sleep(wait)
 	}
 	s.stored.Store(all[len(all)-1].Seq)
 	s.forward(evs)
@@ -424,7 +424,7 @@ func (s *Sensor) storeAndForward(evs []sensor.Event) {
 
 // forward hands stored (or held) events to the local alert log, the LAN
 // zone and the metrics.
-func (s *Sensor) forward(evs []sensor.Event) {
+func (s *Sensor) forward(evs []schema.Event) {
 	if len(evs) == 0 {
 		return
 	}
@@ -502,7 +502,7 @@ func (s *Sensor) snapshots(ctx context.Context) {
 
 // startAlerts builds the outbox and dispatcher for the configured syslog
 // destinations and starts delivery.
-func (s *Sensor) startAlerts(cfg Alerts, record func(sensor.Event)) error {
+func (s *Sensor) startAlerts(cfg Alerts, record func(schema.Event)) error {
 	var dests []alert.Destination
 	for _, raw := range cfg.Syslog {
 		d, err := alert.ParseDestination(raw)
@@ -511,7 +511,11 @@ func (s *Sensor) startAlerts(cfg Alerts, record func(sensor.Event)) error {
 		}
 		dests = append(dests, d)
 	}
-	ob, err := alert.NewOutbox(s.store.DB(), alert.OutboxOptions{
+	sp, err := s.store.Space(alert.SpaceName)
+	if err != nil {
+		return fmt.Errorf("alert outbox: %w", err)
+	}
+	ob, err := alert.NewOutbox(sp, alert.OutboxOptions{
 		Destinations: dests, MaxEntries: cfg.OutboxLimit, Logger: s.log.With("part", "outbox"),
 		Room: s.store.RoomToWrite,
 	})
@@ -575,7 +579,7 @@ func (e resolvedEnroller) Enroll(name string, opts pki.EnrollOptions) (*pki.Bund
 // reload request (SIGHUP) and whenever the configuration file changes
 // (tapbeat config set, an edit). The daemon owns this watch; no part reads
 // the file on its own.
-func (s *Sensor) followConfig(ctx context.Context, record func(sensor.Event)) {
+func (s *Sensor) followConfig(ctx context.Context, record func(schema.Event)) {
 	var tick <-chan time.Time
 	if s.opts.WatchEvery > 0 {
 		t := time.NewTicker(s.opts.WatchEvery)
@@ -619,7 +623,7 @@ func fileStamp(path string) stamp {
 }
 
 // reload resolves the configuration again and applies it.
-func (s *Sensor) reload(record func(sensor.Event)) error {
+func (s *Sensor) reload(record func(schema.Event)) error {
 	s.applyMu.Lock()
 	defer s.applyMu.Unlock()
 	r, err := s.opts.Resolve()
@@ -632,7 +636,7 @@ func (s *Sensor) reload(record func(sensor.Event)) error {
 // setConfig changes one LAN-zone setting for the admin API: it writes the
 // configuration file, as `tapbeat config set` does, then resolves and
 // applies it at once, as for any change of the file.
-func (s *Sensor) setConfig(key, value string, record func(sensor.Event)) (api.ConfigAnswer, error) {
+func (s *Sensor) setConfig(key, value string, record func(schema.Event)) (api.ConfigAnswer, error) {
 	if s.opts.Resolve == nil {
 		return api.ConfigAnswer{}, errors.New("this sensor runs without a configuration file to change")
 	}
@@ -674,7 +678,7 @@ func (s *Sensor) setConfig(key, value string, record func(sensor.Event)) (api.Co
 // longer interval before its agent is told of a shorter one), then the LAN
 // zone (agents are told at once), then alerting. Settings that need a
 // restart are logged as such.
-func (s *Sensor) apply(r Resolved, record func(sensor.Event)) error {
+func (s *Sensor) apply(r Resolved, record func(schema.Event)) error {
 	old := s.resolved
 	if err := s.engine.Reconfigure(s.sensorConfig(r)); err != nil {
 		return err

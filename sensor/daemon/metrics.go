@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // metrics exposes the sensor's counters to Prometheus and answers /healthz.
@@ -28,7 +28,7 @@ type metrics struct {
 	drops    *prometheus.CounterVec
 	linkUp   *prometheus.GaugeVec
 	mu       sync.Mutex
-	captures map[string]sensor.CaptureHealth // latest report per interface
+	captures map[string]schema.CaptureHealth // latest report per interface
 }
 
 func newMetrics(s *Sensor) *metrics {
@@ -47,7 +47,7 @@ func newMetrics(s *Sensor) *metrics {
 		linkUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "tapbeat_capture_up", Help: "1 while the capture interface is up and read.",
 		}, []string{"interface"}),
-		captures: map[string]sensor.CaptureHealth{},
+		captures: map[string]schema.CaptureHealth{},
 	}
 	m.reg.MustRegister(m.alerts, m.packets, m.drops, m.linkUp,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -79,7 +79,7 @@ func newMetrics(s *Sensor) *metrics {
 		if s.store == nil {
 			return 0
 		}
-		lsm, vlog := s.store.DB().Size()
+		lsm, vlog := s.store.Size()
 		return float64(lsm + vlog)
 	}))
 	m.reg.MustRegister(&endpointCollector{s: s, desc: prometheus.NewDesc(
@@ -90,14 +90,14 @@ func newMetrics(s *Sensor) *metrics {
 }
 
 // observe counts stored events.
-func (m *metrics) observe(evs []sensor.Event) {
+func (m *metrics) observe(evs []schema.Event) {
 	for i := range evs {
 		m.alerts.WithLabelValues(string(evs[i].Type), evs[i].Severity.String()).Inc()
 	}
 }
 
 // capture records a capture interface's report.
-func (m *metrics) capture(h sensor.CaptureHealth) {
+func (m *metrics) capture(h schema.CaptureHealth) {
 	m.packets.WithLabelValues(h.Interface).Add(float64(h.Packets))
 	m.drops.WithLabelValues(h.Interface).Add(float64(h.Drops))
 	up := 0.0
@@ -186,9 +186,9 @@ type endpointCollector struct {
 func (c *endpointCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
-	counts := map[sensor.Status]int{}
-	for _, st := range []sensor.Status{sensor.StatusGreen, sensor.StatusYellow, sensor.StatusRed,
-		sensor.StatusMissing, sensor.StatusOffline, sensor.StatusUnknown, sensor.StatusStopped} {
+	counts := map[schema.Status]int{}
+	for _, st := range []schema.Status{schema.StatusGreen, schema.StatusYellow, schema.StatusRed,
+		schema.StatusMissing, schema.StatusOffline, schema.StatusUnknown, schema.StatusStopped} {
 		counts[st] = 0
 	}
 	if c.s.engine != nil {
@@ -202,7 +202,7 @@ func (c *endpointCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // endedCollector reports how the LAN zone's authenticated connections
-// ended: goodbye, close_notify, eof, reset, ... (sensor.DisconnectCause).
+// ended: goodbye, close_notify, eof, reset, ... (schema.DisconnectCause).
 type endedCollector struct {
 	s    *Sensor
 	desc *prometheus.Desc

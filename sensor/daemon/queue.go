@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // eventQueue decouples the engine, which must never block, from the
@@ -14,7 +14,7 @@ import (
 type eventQueue struct {
 	mu      sync.Mutex
 	wake    chan struct{}
-	items   []sensor.Event
+	items   []schema.Event
 	limit   int
 	dropped uint64
 }
@@ -24,7 +24,7 @@ func newEventQueue(limit int) *eventQueue {
 }
 
 // push appends events; it never blocks.
-func (q *eventQueue) push(evs []sensor.Event) {
+func (q *eventQueue) push(evs []schema.Event) {
 	q.mu.Lock()
 	q.items = append(q.items, evs...)
 	if over := len(q.items) - q.limit; over > 0 {
@@ -40,7 +40,7 @@ func (q *eventQueue) push(evs []sensor.Event) {
 
 // take waits for events and returns all of them, with the count dropped
 // since the last call. It returns nil when ctx ends and the queue is empty.
-func (q *eventQueue) take(ctx context.Context) ([]sensor.Event, uint64) {
+func (q *eventQueue) take(ctx context.Context) ([]schema.Event, uint64) {
 	for {
 		q.mu.Lock()
 		if len(q.items) > 0 || q.dropped > 0 {

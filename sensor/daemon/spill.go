@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // The spill file keeps the events a full disk kept out of history when the
@@ -71,7 +71,7 @@ func (s *Sensor) spillHeld(dir string) {
 
 // loadSpill stores the events of a spill file in history (alerts included,
 // so they are delivered) and removes it. It returns the events it stored.
-func (s *Sensor) loadSpill(dir string) ([]sensor.Event, error) {
+func (s *Sensor) loadSpill(dir string) ([]schema.Event, error) {
 	p := spillPath(dir)
 	f, err := os.Open(p)
 	if errors.Is(err, os.ErrNotExist) {
@@ -81,10 +81,10 @@ func (s *Sensor) loadSpill(dir string) ([]sensor.Event, error) {
 		return nil, fmt.Errorf("spill file: %w", err)
 	}
 	defer f.Close()
-	var evs []sensor.Event
+	var evs []schema.Event
 	dec := json.NewDecoder(bufio.NewReader(f))
 	for dec.More() {
-		var ev sensor.Event
+		var ev schema.Event
 		if err := dec.Decode(&ev); err != nil {
 			// A torn last line (power loss while spilling) ends the file.
 			s.log.Error("spill file: unreadable record; the rest is skipped", "spill", p, "err", err)

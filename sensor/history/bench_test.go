@@ -12,15 +12,15 @@ import (
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/history"
 	"github.com/tapbeat/tapbeat/sensor/history/synth"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // benchEvents is one synthetic day of a 10,000-endpoint fleet (~43,000
 // events: hellos, transitions, missing heartbeats, departures, no-heartbeat
 // alerts).
-func benchEvents(b *testing.B) []sensor.Event {
+func benchEvents(b *testing.B) []schema.Event {
 	b.Helper()
 	d := uint32(time.Now().Unix()/86400) - 1
 	return synth.Config{Endpoints: 10000, Seed: 1}.DayEvents(d)

@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // BindingInterval says that MAC used IP from Start to End: the first and
@@ -18,7 +17,7 @@ import (
 // interval per day.
 type BindingInterval struct {
 	IP       netip.Addr `json:"ip"`
-	MAC      sensor.MAC `json:"mac"`
+	MAC      schema.MAC `json:"mac"`
 	Start    time.Time  `json:"start"`
 	End      time.Time  `json:"end"`
 	Sources  []string   `json:"sources,omitempty"`
@@ -44,7 +43,7 @@ const maxHeldBindings = 1 << 16
 // AddBindings records IP<->MAC observations as validity intervals. While
 // the disk is full it returns ErrDiskFull and holds the observations in
 // memory (up to maxHeldBindings) until a later write finds room.
-func (s *Store) AddBindings(bs []sensor.Binding) error {
+func (s *Store) AddBindings(bs []schema.Binding) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -60,7 +59,7 @@ func (s *Store) AddBindings(bs []sensor.Binding) error {
 	return s.writeBindings(bs)
 }
 
-func (s *Store) writeBindings(bs []sensor.Binding) error {
+func (s *Store) writeBindings(bs []schema.Binding) error {
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, b := range bs {
@@ -75,7 +74,7 @@ func (s *Store) writeBindings(bs []sensor.Binding) error {
 }
 
 // holdBindings keeps observations that could not be written.
-func (s *Store) holdBindings(bs []sensor.Binding) {
+func (s *Store) holdBindings(bs []schema.Binding) {
 	s.heldBindings = append(s.heldBindings, bs...)
 	if over := len(s.heldBindings) - maxHeldBindings; over > 0 {
 		s.heldBindings = slices.Delete(s.heldBindings, 0, over)
@@ -99,7 +98,7 @@ func (s *Store) addHeldBindings() error {
 	return nil
 }
 
-func (s *Store) observeBinding(wb *badger.WriteBatch, b sensor.Binding) error {
+func (s *Store) observeBinding(wb *badger.WriteBatch, b schema.Binding) error {
 	ip := b.IP.Unmap()
 	if !ip.IsValid() || b.MAC.IsZero() || b.MAC.IsGroup() || b.Time.IsZero() {
 		return nil
@@ -156,7 +155,7 @@ func (s *Store) observeBinding(wb *badger.WriteBatch, b sensor.Binding) error {
 	return s.writeBinding(wb, n)
 }
 
-func bindingKey(day uint32, ip netip.Addr, start time.Time, m sensor.MAC) []byte {
+func bindingKey(day uint32, ip netip.Addr, start time.Time, m schema.MAC) []byte {
 	k := put64(bindingPrefix(day, ip), nanos(start))
 	return append(k, m[:]...)
 }

@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 const crashChildEnv = "TAPBEAT_HISTORY_CRASH_DIR"
@@ -26,24 +24,29 @@ func crashChild(dir string) {
 		fmt.Println("error", err)
 		os.Exit(2)
 	}
+	sp, err := s.Space("alert")
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
 	w := bufio.NewWriter(os.Stdout)
 	seq := s.NextSeq()
 	start := time.Date(2026, 11, 17, 8, 0, 0, 0, time.UTC)
 	for batch := 0; ; batch++ {
-		evs := make([]sensor.Event, 200)
+		evs := make([]schema.Event, 200)
 		for i := range evs {
 			id := fmt.Sprintf("ep-%d", int(seq)%500)
-			evs[i] = sensor.Event{
-				Seq: seq, Time: start.Add(time.Duration(seq) * time.Millisecond), Type: sensor.EventStatusChanged,
-				Severity: sensor.SeverityWarning, EndpointID: id, EndpointName: "host-" + id,
-				MACs: []string{sensor.MACFromUint64(0x020000000000 + seq%500).String()}, Status: sensor.StatusYellow,
-				PreviousStatus: sensor.StatusGreen, Reason: "reported health yellow",
+			evs[i] = schema.Event{
+				Seq: seq, Time: start.Add(time.Duration(seq) * time.Millisecond), Type: schema.EventStatusChanged,
+				Severity: schema.SeverityWarning, EndpointID: id, EndpointName: "host-" + id,
+				MACs: []schema.MAC{schema.MACFromUint64(0x020000000000 + seq%500)}, Status: schema.StatusYellow,
+				PreviousStatus: schema.StatusGreen, Transition: true, Reason: "reported health yellow",
 			}
 			seq++
 		}
 		last := seq - 1
-		err := s.Append(evs, func(wb *badger.WriteBatch) error {
-			return wb.Set([]byte(AlertPrefix+"outbox/"+strconv.FormatUint(last, 10)), binary.BigEndian.AppendUint64(nil, last))
+		err := s.Append(evs, func(b *Batch) error {
+			return b.Set(sp, []byte("outbox/"+strconv.FormatUint(last, 10)), binary.BigEndian.AppendUint64(nil, last))
 		})
 		if err != nil {
 			fmt.Fprintln(w, "error", err)
@@ -147,16 +150,16 @@ func TestKill9MidIngestLosesNothingAcknowledged(t *testing.T) {
 			t.Errorf("%s: status since %v, but an event at %v was acknowledged", st.ID, st.StatusSince, want)
 		}
 	}
-	err = s.DB().View(func(txn *badger.Txn) error {
-		for _, a := range acked {
-			if _, err := txn.Get([]byte(AlertPrefix + "outbox/" + strconv.FormatUint(a, 10))); err != nil {
-				missing++
-			}
-		}
-		return nil
-	})
+	sp, err := s.Space("alert")
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, a := range acked {
+		if _, ok, err := sp.Get([]byte("outbox/" + strconv.FormatUint(a, 10))); err != nil {
+			t.Fatal(err)
+		} else if !ok {
+			missing++
+		}
 	}
 	if missing > 0 {
 		t.Fatalf("%d acknowledged records lost (last acknowledged seq %d)", missing, last)

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
@@ -31,13 +31,13 @@ func TestFullDiskRefusesWritesAndLosesNothing(t *testing.T) {
 	defer func() { s.Close() }()
 
 	seq := s.NextSeq()
-	event := func() []sensor.Event {
+	event := func() []schema.Event {
 		ev := refusedPeer(seq, now, " "+strings.Repeat("x", 500))
 		seq++
-		return []sensor.Event{ev}
+		return []schema.Event{ev}
 	}
-	binding := func(i int) []sensor.Binding {
-		return []sensor.Binding{{MAC: sensor.MAC{2, 0, 0, 0, 0, byte(i)}, IP: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}),
+	binding := func(i int) []schema.Binding {
+		return []schema.Binding{{MAC: schema.MAC{2, 0, 0, 0, 0, byte(i)}, IP: netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}),
 			Source: "arp", Time: now.Add(time.Duration(i) * time.Second)}}
 	}
 	for range 100 {
@@ -88,7 +88,7 @@ func TestFullDiskRefusesWritesAndLosesNothing(t *testing.T) {
 	if s, err = Open(dir, opts); err != nil {
 		t.Fatal(err)
 	}
-	evs, err := s.Alerts(AlertQuery{Range: Range{Since: now.Add(-time.Hour), Until: now.Add(time.Hour)}, Types: []sensor.EventType{sensor.EventAuthFailed}})
+	evs, err := s.Alerts(AlertQuery{Range: Range{Since: now.Add(-time.Hour), Until: now.Add(time.Hour)}, Types: []schema.EventType{schema.EventAuthFailed}})
 	if err != nil || len(evs) != 101 {
 		t.Fatalf("after reopening: %d events (%v), want 101", len(evs), err)
 	}
@@ -117,7 +117,7 @@ func TestCloseOnFullDiskLeavesTheLogToReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := 1; i <= 100; i++ {
-		if err := s.Append([]sensor.Event{refusedPeer(uint64(i), now, "")}, nil); err != nil {
+		if err := s.Append([]schema.Event{refusedPeer(uint64(i), now, "")}, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -140,7 +140,7 @@ func TestCloseOnFullDiskLeavesTheLogToReplay(t *testing.T) {
 		t.Fatalf("open after a close on a full disk: %v", err)
 	}
 	defer s2.Close()
-	evs, err := s2.Alerts(AlertQuery{Range: Range{Since: now.Add(-time.Hour), Until: now.Add(time.Hour)}, Types: []sensor.EventType{sensor.EventAuthFailed}})
+	evs, err := s2.Alerts(AlertQuery{Range: Range{Since: now.Add(-time.Hour), Until: now.Add(time.Hour)}, Types: []schema.EventType{schema.EventAuthFailed}})
 	if err != nil || len(evs) != 100 {
 		t.Fatalf("recovered %d events (%v), want 100", len(evs), err)
 	}
@@ -160,7 +160,7 @@ func tmpfsOptions(now time.Time) Options {
 
 // refusedPeer is auth_failed event seq, seq seconds after now, its reason
 // followed by pad.
-func refusedPeer(seq uint64, now time.Time, pad string) sensor.Event {
-	return sensor.Event{Seq: seq, Time: now.Add(time.Duration(seq) * time.Second), Type: sensor.EventAuthFailed,
-		Severity: sensor.SeverityWarning, Reason: "refused peer" + pad}
+func refusedPeer(seq uint64, now time.Time, pad string) schema.Event {
+	return schema.Event{Seq: seq, Time: now.Add(time.Duration(seq) * time.Second), Type: schema.EventAuthFailed,
+		Severity: schema.SeverityWarning, Reason: "refused peer" + pad}
 }

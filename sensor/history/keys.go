@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Key layout. Day-partitioned records start with 'd' and the UTC day number
@@ -20,6 +20,8 @@ import (
 //	d day 'b' ip16 start8 mac6         binding interval JSON
 //	d day 'f' mac6 minute4             traffic: packets8 bytes8
 //	d day 'u' mac6                     unmanaged station JSON
+//
+// Other parts keep their own key spaces (Store.Space) under "x/NAME/".
 //
 // Undated records start with "s/": latest endpoint state, the name index,
 // the next sequence number and the set of MACs reported without heartbeat.
@@ -45,9 +47,9 @@ const (
 	keySnapshotTime = "s/meta/snapshot"
 )
 
-// AlertPrefix is the key prefix owned by the alert outbox. History never
-// touches keys under it.
-const AlertPrefix = "x/alert/"
+// prefixSpaces holds the spaces (Store.Space) of other parts: x/NAME/...
+// History never reads or writes keys under it.
+const prefixSpaces = "x/"
 
 const dayLen = 24 * time.Hour
 
@@ -94,7 +96,7 @@ func idPrefix(day uint32, kind byte, id string) []byte {
 	return append(k, 0)
 }
 
-func macPrefix(day uint32, kind byte, m sensor.MAC) []byte {
+func macPrefix(day uint32, kind byte, m schema.MAC) []byte {
 	return append(kindPrefix(day, kind), m[:]...)
 }
 

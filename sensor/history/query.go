@@ -2,6 +2,7 @@ package history
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,8 +12,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Range is a time window; a zero Since means from the oldest record, a zero
@@ -30,15 +30,15 @@ const DefaultLimit = 10000
 type HistoryQuery struct {
 	Range
 	Endpoint string     // endpoint name or id
-	MAC      sensor.MAC // used when Endpoint is empty
-	Types    []sensor.EventType
+	MAC      schema.MAC // used when Endpoint is empty
+	Types    []schema.EventType
 	Limit    int // the most recent Limit events are kept (default DefaultLimit)
 }
 
 // AlertQuery selects alerts (events of severity notice or worse).
 type AlertQuery struct {
 	Range
-	Types    []sensor.EventType
+	Types    []schema.EventType
 	Endpoint string // endpoint name or id, optional
 	Limit    int
 }
@@ -46,12 +46,12 @@ type AlertQuery struct {
 // TrafficQuery selects one MAC's per-minute traffic.
 type TrafficQuery struct {
 	Range
-	MAC sensor.MAC
+	MAC schema.MAC
 }
 
 // TrafficMinute is one MAC's traffic during one minute.
 type TrafficMinute struct {
-	MAC     sensor.MAC `json:"mac"`
+	MAC     schema.MAC `json:"mac"`
 	Minute  time.Time  `json:"minute"`
 	Packets uint64     `json:"packets"`
 	Bytes   uint64     `json:"bytes"`
@@ -80,12 +80,12 @@ type WhoAnswer struct {
 	IP         netip.Addr       `json:"ip"`
 	At         time.Time        `json:"at"`
 	Confidence string           `json:"confidence"`
-	MAC        *sensor.MAC      `json:"mac,omitempty"`
+	MAC        *schema.MAC      `json:"mac,omitempty"`
 	Binding    *BindingInterval `json:"binding,omitempty"` // the latest interval starting at or before At
 	Next       *BindingInterval `json:"next,omitempty"`    // the first interval starting after At
 	Endpoint   *Registration    `json:"endpoint,omitempty"`
 	// Status is the endpoint's last status transition at or before At.
-	Status    *sensor.Event `json:"status,omitempty"`
+	Status    *schema.Event `json:"status,omitempty"`
 	Users     []string      `json:"users,omitempty"`
 	Unmanaged *Station      `json:"unmanaged,omitempty"` // the MAC's inventory record that day, if it had no heartbeat
 }
@@ -104,13 +104,13 @@ func (s *Store) view(fn func(txn *badger.Txn) error) error {
 }
 
 // Endpoints returns the latest persisted state of every endpoint, by id.
-func (s *Store) Endpoints() ([]sensor.EndpointState, error) {
+func (s *Store) Endpoints() ([]schema.EndpointState, error) {
 	snap, err := s.LoadSnapshot()
 	if err != nil {
 		return nil, err
 	}
 	if snap.Endpoints == nil {
-		return []sensor.EndpointState{}, nil
+		return []schema.EndpointState{}, nil
 	}
 	return snap.Endpoints, nil
 }
@@ -179,14 +179,15 @@ func scanIndex(txn *badger.Txn, since, until time.Time, first, last uint32, pref
 
 // decodeValue decodes an event stored under its primary key: by sequence
 // ('e') or in its endpoint's index ('n', behind a flag byte).
-func decodeValue(item *badger.Item) (sensor.Event, error) {
-	var ev sensor.Event
+func decodeValue(item *badger.Item) (schema.Event, error) {
+	var ev schema.Event
 	k := item.Key()
 	err := item.Value(func(v []byte) error {
 		if len(k) > 5 && k[5] == kindEndpoint {
 			if len(v) == 0 {
 				return errors.New("empty record")
 			}
+			ev.Transition = v[0] == flagTransition
 			v = v[1:]
 		}
 		return json.Unmarshal(v, &ev)
@@ -199,18 +200,18 @@ func decodeValue(item *badger.Item) (sensor.Event, error) {
 
 // entryEvent returns the event of a primary record or of an index entry
 // (whose value is the primary key).
-func entryEvent(txn *badger.Txn, item *badger.Item) (sensor.Event, error) {
+func entryEvent(txn *badger.Txn, item *badger.Item) (schema.Event, error) {
 	k := item.Key()
 	if len(k) > 5 && (k[5] == kindEndpoint || k[5] == kindEvent) {
 		return decodeValue(item)
 	}
 	primary, err := item.ValueCopy(nil)
 	if err != nil {
-		return sensor.Event{}, fmt.Errorf("read index: %w", err)
+		return schema.Event{}, fmt.Errorf("read index: %w", err)
 	}
 	p, err := txn.Get(primary)
 	if err != nil {
-		return sensor.Event{}, fmt.Errorf("read event %x: %w", primary, err)
+		return schema.Event{}, fmt.Errorf("read event %x: %w", primary, err)
 	}
 	return decodeValue(p)
 }
@@ -230,22 +231,22 @@ func resolveEndpoint(txn *badger.Txn, nameOrID string) []string {
 	return ids
 }
 
-func keepTypes(types []sensor.EventType, ev *sensor.Event) bool {
+func keepTypes(types []schema.EventType, ev *schema.Event) bool {
 	return len(types) == 0 || slices.Contains(types, ev.Type)
 }
 
 // sortEvents orders events by time then sequence and drops duplicates.
-func sortEvents(evs []sensor.Event) []sensor.Event {
-	slices.SortFunc(evs, func(a, b sensor.Event) int {
+func sortEvents(evs []schema.Event) []schema.Event {
+	slices.SortFunc(evs, func(a, b schema.Event) int {
 		if c := a.Time.Compare(b.Time); c != 0 {
 			return c
 		}
-		return cmpU64(a.Seq, b.Seq)
+		return cmp.Compare(a.Seq, b.Seq)
 	})
-	return slices.CompactFunc(evs, func(a, b sensor.Event) bool { return a.Seq == b.Seq })
+	return slices.CompactFunc(evs, func(a, b schema.Event) bool { return a.Seq == b.Seq })
 }
 
-func lastN(evs []sensor.Event, n int) []sensor.Event {
+func lastN(evs []schema.Event, n int) []schema.Event {
 	if n <= 0 {
 		n = DefaultLimit
 	}
@@ -257,11 +258,11 @@ func lastN(evs []sensor.Event, n int) []sensor.Event {
 
 // History returns the events of an endpoint (all its ids if a name matches
 // several) or of a MAC, oldest first.
-func (s *Store) History(q HistoryQuery) ([]sensor.Event, error) {
+func (s *Store) History(q HistoryQuery) ([]schema.Event, error) {
 	if q.Endpoint == "" && q.MAC.IsZero() {
 		return nil, errors.New("history: name an endpoint or a MAC")
 	}
-	out := []sensor.Event{}
+	out := []schema.Event{}
 	err := s.view(func(txn *badger.Txn) error {
 		since, until, first, last, ok := s.bounds(txn, q.Range)
 		if !ok {
@@ -273,8 +274,7 @@ func (s *Store) History(q HistoryQuery) ([]sensor.Event, error) {
 				prefixes = append(prefixes, func(d uint32) []byte { return idPrefix(d, kindEndpoint, id) })
 			}
 		}
-		macStr := q.MAC.String()
-		keep := func(ev *sensor.Event) bool { return keepTypes(q.Types, ev) }
+		keep := func(ev *schema.Event) bool { return keepTypes(q.Types, ev) }
 		if q.Endpoint == "" {
 			// Events without an endpoint are indexed by MAC; events of the
 			// endpoints that owned the MAC meanwhile come from their index.
@@ -282,7 +282,7 @@ func (s *Store) History(q HistoryQuery) ([]sensor.Event, error) {
 			for _, id := range s.ownersDuring(txn, q.MAC, since, until, first, last) {
 				prefixes = append(prefixes, func(d uint32) []byte { return idPrefix(d, kindEndpoint, id) })
 			}
-			keep = func(ev *sensor.Event) bool { return keepTypes(q.Types, ev) && slices.Contains(ev.MACs, macStr) }
+			keep = func(ev *schema.Event) bool { return keepTypes(q.Types, ev) && slices.Contains(ev.MACs, q.MAC) }
 		}
 		for _, p := range prefixes {
 			err := scanIndex(txn, since, until, first, last, p, func(item *badger.Item) error {
@@ -312,7 +312,7 @@ func (s *Store) History(q HistoryQuery) ([]sensor.Event, error) {
 
 // ownersDuring returns the endpoints that owned MAC m at since or at any
 // time up to until, from hellos and daily checkpoints.
-func (s *Store) ownersDuring(txn *badger.Txn, m sensor.MAC, since, until time.Time, first, last uint32) []string {
+func (s *Store) ownersDuring(txn *badger.Txn, m schema.MAC, since, until time.Time, first, last uint32) []string {
 	var ids []string
 	add := func(v []byte) {
 		if len(v) > 0 && !slices.Contains(ids, string(v)) {
@@ -342,8 +342,8 @@ func (s *Store) ownersDuring(txn *badger.Txn, m sensor.MAC, since, until time.Ti
 
 // Alerts returns alerts in the range, oldest first, optionally of given
 // types and of one endpoint.
-func (s *Store) Alerts(q AlertQuery) ([]sensor.Event, error) {
-	out := []sensor.Event{}
+func (s *Store) Alerts(q AlertQuery) ([]schema.Event, error) {
+	out := []schema.Event{}
 	err := s.view(func(txn *badger.Txn) error {
 		since, until, first, last, ok := s.bounds(txn, q.Range)
 		if !ok {
@@ -426,7 +426,7 @@ func seekBack(it *badger.Iterator, at time.Time, days uint32, prefixOf func(uint
 
 // seekBackTransition finds, walking back at most days days, the last event
 // of an endpoint at or before at that changed its status.
-func seekBackTransition(it *badger.Iterator, at time.Time, days uint32, id string) (sensor.Event, bool, error) {
+func seekBackTransition(it *badger.Iterator, at time.Time, days uint32, id string) (schema.Event, bool, error) {
 	d0 := dayOf(at)
 	for i := uint32(0); i <= days && i <= d0; i++ {
 		d := d0 - i
@@ -445,7 +445,7 @@ func seekBackTransition(it *badger.Iterator, at time.Time, days uint32, id strin
 			}
 		}
 	}
-	return sensor.Event{}, false, nil
+	return schema.Event{}, false, nil
 }
 
 // decodeRegistration decodes a registry record: a Registration's JSON or
@@ -466,8 +466,8 @@ func decodeRegistration(txn *badger.Txn, v []byte) (Registration, error) {
 	if err != nil {
 		return reg, err
 	}
-	ifaces, users := helloDetails(&ev)
-	return Registration{EndpointID: ev.EndpointID, Name: ev.EndpointName, Org: ev.Org, Interfaces: ifaces, Users: users, Time: ev.Time, Seq: ev.Seq}, nil
+	h := helloDetails(&ev)
+	return Registration{EndpointID: ev.EndpointID, Name: ev.EndpointName, Org: ev.Org, Interfaces: h.Interfaces, Users: h.Users, Time: ev.Time, Seq: ev.Seq}, nil
 }
 
 // Who answers which MAC and endpoint had ip at the instant at, how healthy
@@ -562,7 +562,7 @@ func (s *Store) Who(ip netip.Addr, at time.Time) (WhoAnswer, error) {
 	return ans, nil
 }
 
-func (s *Store) alertedState(m sensor.MAC) (still, known bool) {
+func (s *Store) alertedState(m schema.MAC) (still, known bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	still, known = s.alerted[m]
@@ -623,7 +623,7 @@ func beUint64(b []byte) uint64 {
 // Unmanaged returns the stations that sent traffic without heartbeat in the
 // range (whole UTC days), merged over the days, by MAC.
 func (s *Store) Unmanaged(r Range) ([]Station, error) {
-	byMAC := map[sensor.MAC]*Station{}
+	byMAC := map[schema.MAC]*Station{}
 	err := s.view(func(txn *badger.Txn) error {
 		since, until, first, last, ok := s.bounds(txn, r)
 		if !ok {
@@ -658,6 +658,6 @@ func (s *Store) Unmanaged(r Range) ([]Station, error) {
 		st.dirty = false
 		out = append(out, *st)
 	}
-	slices.SortFunc(out, func(a, b Station) int { return cmpU64(a.MAC.Uint64(), b.MAC.Uint64()) })
+	slices.SortFunc(out, func(a, b Station) int { return cmp.Compare(a.MAC.Uint64(), b.MAC.Uint64()) })
 	return out, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 func openTest(t *testing.T, dir string, now time.Time) *Store {
@@ -41,15 +42,15 @@ func TestWhoAnswersWhichMachineHadTheIP(t *testing.T) {
 	cases := []struct {
 		name       string
 		at         time.Time
-		mac        sensor.MAC
+		mac        schema.MAC
 		endpoint   string
-		status     sensor.Status
+		status     schema.Status
 		users      []string
 		confidence string
 	}{
-		{"morning, observed by ARP", at(9, 30), mac1, "laptop-1", sensor.StatusGreen, []string{"alice"}, ConfidenceObserved},
-		{"after the second hello: bob signed in", at(12, 30), mac1, "laptop-1", sensor.StatusGreen, []string{"alice", "bob"}, ConfidenceContested},
-		{"yellow at 13:30", at(13, 30), mac1, "laptop-1", sensor.StatusYellow, []string{"alice", "bob"}, ConfidenceContested},
+		{"morning, observed by ARP", at(9, 30), mac1, "laptop-1", schema.StatusGreen, []string{"alice"}, ConfidenceObserved},
+		{"after the second hello: bob signed in", at(12, 30), mac1, "laptop-1", schema.StatusGreen, []string{"alice", "bob"}, ConfidenceContested},
+		{"yellow at 13:30", at(13, 30), mac1, "laptop-1", schema.StatusYellow, []string{"alice", "bob"}, ConfidenceContested},
 		{"IP reused by mac2 at 14:05", at(14, 5), mac2, "", "", nil, ConfidenceLastSeen},
 		{"14:00:30 within mac2's interval", at(14, 0).Add(30 * time.Second), mac2, "", "", nil, ConfidenceObserved},
 	}
@@ -91,18 +92,18 @@ func TestWhoAcrossMidnight(t *testing.T) {
 	s := openTest(t, t.TempDir(), at(23, 0).Add(2*dayLen))
 	defer s.Close()
 	next := day0.Add(dayLen)
-	for _, b := range []sensor.Binding{
+	for _, b := range []schema.Binding{
 		{MAC: mac1, IP: ipB, Source: "arp", Time: at(23, 50)},
 		{MAC: mac1, IP: ipB, Source: "arp", Time: next.Add(10 * time.Minute)},
 		{MAC: mac2, IP: ipB, Source: "dhcp", Time: next.Add(2 * time.Hour)},
 	} {
-		if err := s.AddBindings([]sensor.Binding{b}); err != nil {
+		if err := s.AddBindings([]schema.Binding{b}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, c := range []struct {
 		at   time.Time
-		mac  sensor.MAC
+		mac  schema.MAC
 		conf string
 	}{
 		{next.Add(5 * time.Minute), mac1, ConfidenceBetween},
@@ -133,7 +134,7 @@ func TestWhoTimeZones(t *testing.T) {
 	for _, c := range []struct {
 		at   string
 		loc  *time.Location
-		want sensor.MAC
+		want schema.MAC
 	}{
 		{"2026-11-17T15:05:00+01:00", nil, mac2},
 		{"2026-11-17 15:05", paris, mac2},
@@ -178,8 +179,8 @@ func TestWhoUnknownIP(t *testing.T) {
 	}
 }
 
-func types(evs []sensor.Event) []sensor.EventType {
-	var out []sensor.EventType
+func types(evs []schema.Event) []schema.EventType {
+	var out []schema.EventType
 	for _, e := range evs {
 		out = append(out, e.Type)
 	}
@@ -189,7 +190,7 @@ func types(evs []sensor.Event) []sensor.EventType {
 func TestHistoryByEndpointAndMAC(t *testing.T) {
 	s, sc := scripted(t)
 	day := Range{Since: day0, Until: day0.Add(dayLen - 1)}
-	var want []sensor.Event
+	var want []schema.Event
 	for _, e := range sc.all {
 		if e.EndpointID == "ep-2" {
 			want = append(want, e)
@@ -215,14 +216,14 @@ func TestHistoryByEndpointAndMAC(t *testing.T) {
 		}
 	}
 	// laptop-2 went missing at 10:01, then escalated.
-	got, _ := s.History(HistoryQuery{Range: day, Endpoint: "laptop-2", Types: []sensor.EventType{sensor.EventHeartbeatMissing}})
+	got, _ := s.History(HistoryQuery{Range: day, Endpoint: "laptop-2", Types: []schema.EventType{schema.EventHeartbeatMissing}})
 	if len(got) == 0 || !got[0].Time.Equal(at(10, 1)) {
 		t.Fatalf("missing events %v, want the first at 10:01", got)
 	}
 	// A window that ends before it went missing has no missing event.
 	got, _ = s.History(HistoryQuery{Range: Range{Since: at(8, 0), Until: at(10, 0)}, Endpoint: "laptop-2"})
 	for _, e := range got {
-		if e.Type == sensor.EventHeartbeatMissing || e.Time.After(at(10, 0)) {
+		if e.Type == schema.EventHeartbeatMissing || e.Time.After(at(10, 0)) {
 			t.Errorf("event %s at %s outside the window", e.Type, e.Time)
 		}
 	}
@@ -239,7 +240,7 @@ func TestHistoryByEndpointAndMAC(t *testing.T) {
 func TestAlertsWhatElseWasMissingThatDay(t *testing.T) {
 	s, sc := scripted(t)
 	day := Range{Since: day0, Until: day0.Add(dayLen - 1)}
-	missing, err := s.Alerts(AlertQuery{Range: day, Types: []sensor.EventType{sensor.EventHeartbeatMissing}})
+	missing, err := s.Alerts(AlertQuery{Range: day, Types: []schema.EventType{schema.EventHeartbeatMissing}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +248,7 @@ func TestAlertsWhatElseWasMissingThatDay(t *testing.T) {
 		t.Fatal("no heartbeat_missing alert")
 	}
 	for _, e := range missing {
-		if e.EndpointName != "laptop-2" || e.Type != sensor.EventHeartbeatMissing {
+		if e.EndpointName != "laptop-2" || e.Type != schema.EventHeartbeatMissing {
 			t.Errorf("unexpected alert %s %s", e.Type, e.EndpointName)
 		}
 	}
@@ -268,14 +269,14 @@ func TestAlertsWhatElseWasMissingThatDay(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("all alerts %v, want %v", got, want)
 	}
-	if !slices.Contains(types(all), sensor.EventNoHeartbeat) || !slices.Contains(types(all), sensor.EventStatusChanged) {
+	if !slices.Contains(types(all), schema.EventNoHeartbeat) || !slices.Contains(types(all), schema.EventStatusChanged) {
 		t.Errorf("alerts %v lack no_heartbeat or the yellow status change", types(all))
 	}
 	ep1, err := s.Alerts(AlertQuery{Range: day, Endpoint: "laptop-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ep1) != 1 || ep1[0].Status != sensor.StatusYellow {
+	if len(ep1) != 1 || ep1[0].Status != schema.StatusYellow {
 		t.Errorf("laptop-1 alerts %v, want the one yellow status change", types(ep1))
 	}
 	// The day before holds nothing.
@@ -335,10 +336,10 @@ func TestEndpointsAndSnapshot(t *testing.T) {
 	if len(eps) != 2 {
 		t.Fatalf("endpoints %+v", eps)
 	}
-	if eps[0].ID != "ep-1" || eps[0].Status != sensor.StatusYellow || !slices.Equal(eps[0].Users, []string{"alice", "bob"}) {
+	if eps[0].ID != "ep-1" || eps[0].Status != schema.StatusYellow || !slices.Equal(eps[0].Users, []string{"alice", "bob"}) {
 		t.Errorf("ep-1 %+v", eps[0])
 	}
-	if eps[1].ID != "ep-2" || eps[1].Status != sensor.StatusMissing {
+	if eps[1].ID != "ep-2" || eps[1].Status != schema.StatusMissing {
 		t.Errorf("ep-2 %+v", eps[1])
 	}
 	snap, err := s.LoadSnapshot()
@@ -373,16 +374,16 @@ func TestEndpointsAndSnapshot(t *testing.T) {
 func TestAppendRejectsUnnumberedEvents(t *testing.T) {
 	s := openTest(t, t.TempDir(), at(12, 0))
 	defer s.Close()
-	good := sensor.Event{Seq: 1, Time: at(12, 0), Type: sensor.EventAuthFailed, Severity: sensor.SeverityWarning}
-	bad := sensor.Event{Time: at(12, 0), Type: sensor.EventAuthFailed}
-	if err := s.Append([]sensor.Event{good, bad}, nil); err == nil {
+	good := schema.Event{Seq: 1, Time: at(12, 0), Type: schema.EventAuthFailed, Severity: schema.SeverityWarning}
+	bad := schema.Event{Time: at(12, 0), Type: schema.EventAuthFailed}
+	if err := s.Append([]schema.Event{good, bad}, nil); err == nil {
 		t.Fatal("event without seq accepted")
 	}
 	// Nothing of the rejected batch was written.
 	if got, _ := s.Alerts(AlertQuery{Range: Range{Since: day0, Until: at(23, 0)}}); len(got) != 0 {
 		t.Fatalf("rejected batch partly written: %v", got)
 	}
-	if err := s.Append([]sensor.Event{good}, nil); err != nil {
+	if err := s.Append([]schema.Event{good}, nil); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.Alerts(AlertQuery{Range: Range{Since: day0, Until: at(23, 0)}}); len(got) != 1 {

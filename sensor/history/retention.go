@@ -7,8 +7,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Days returns the UTC days (their first instant) that hold history, oldest
@@ -62,7 +61,7 @@ type PruneResult struct {
 // current day is never dropped). Each day dropped for space raises a
 // storage_low event through Options.OnStorageLow.
 func (s *Store) Prune() (PruneResult, error) {
-	var alerts []sensor.Event
+	var alerts []schema.Event
 	res, err := s.prune(&alerts)
 	// Called without the lock: the callback may append to this store.
 	for _, ev := range alerts {
@@ -74,7 +73,7 @@ func (s *Store) Prune() (PruneResult, error) {
 	return res, err
 }
 
-func (s *Store) prune(alerts *[]sensor.Event) (PruneResult, error) {
+func (s *Store) prune(alerts *[]schema.Event) (PruneResult, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var res PruneResult
@@ -112,11 +111,11 @@ func (s *Store) prune(alerts *[]sensor.Event) (PruneResult, error) {
 				return res, nil
 			}
 			s.lowAlertAt = now
-			ev := sensor.Event{
-				Time: now, Type: sensor.EventStorageLow, Severity: sensor.SeverityCritical,
+			ev := schema.Event{
+				Time: now, Type: schema.EventStorageLow, Severity: schema.SeverityCritical,
 				Reason: fmt.Sprintf("history disk has %d MiB free, under the %d MiB threshold, and only the current day is left to drop: free disk space or enlarge the volume",
 					free>>20, need>>20),
-				Details: map[string]any{"free_bytes": free, "threshold_bytes": need},
+				Details: &schema.StorageLowDetails{FreeBytes: free, ThresholdBytes: need},
 			}
 			*alerts = append(*alerts, ev)
 			return res, nil
@@ -127,11 +126,11 @@ func (s *Store) prune(alerts *[]sensor.Event) (PruneResult, error) {
 		}
 		days = days[1:]
 		res.ForSpace = append(res.ForSpace, dayStart(d))
-		*alerts = append(*alerts, sensor.Event{
-			Time: now, Type: sensor.EventStorageLow, Severity: sensor.SeverityWarning,
+		*alerts = append(*alerts, schema.Event{
+			Time: now, Type: schema.EventStorageLow, Severity: schema.SeverityWarning,
 			Reason: fmt.Sprintf("history disk has %d MiB free, under the %d MiB threshold: dropped the history of %s early",
 				free>>20, need>>20, dayStart(d).Format(time.DateOnly)),
-			Details: map[string]any{"dropped_day": dayStart(d).Format(time.DateOnly), "free_bytes": free, "threshold_bytes": need},
+			Details: &schema.StorageLowDetails{DroppedDay: dayStart(d).Format(time.DateOnly), FreeBytes: free, ThresholdBytes: need},
 		})
 	}
 }

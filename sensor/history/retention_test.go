@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
@@ -25,13 +23,13 @@ func fillDays(t *testing.T, s *Store, last time.Time, days, per, pad int) {
 	buf := make([]byte, pad/2)
 	for d := days - 1; d >= 0; d-- {
 		ts := last.Add(-time.Duration(d) * dayLen)
-		evs := make([]sensor.Event, 0, per)
+		evs := make([]schema.Event, 0, per)
 		for i := 0; i < per; i++ {
 			rand.Read(buf)
-			evs = append(evs, sensor.Event{
-				Seq: seq, Time: ts.Add(time.Duration(i) * time.Second), Type: sensor.EventAuthFailed,
-				Severity: sensor.SeverityWarning, Reason: "refused peer",
-				Details: map[string]any{"blob": hex.EncodeToString(buf)},
+			evs = append(evs, schema.Event{
+				Seq: seq, Time: ts.Add(time.Duration(i) * time.Second), Type: schema.EventAuthFailed,
+				Severity: schema.SeverityWarning, Reason: "refused peer",
+				Details: &schema.AuthFailedDetails{Reason: hex.EncodeToString(buf)},
 			})
 			seq++
 		}
@@ -58,17 +56,22 @@ func dirSize(t *testing.T, dir string) int64 {
 
 func putAlertKey(t *testing.T, s *Store) {
 	t.Helper()
-	err := s.DB().Update(func(txn *badger.Txn) error { return txn.Set([]byte(AlertPrefix+"outbox/1"), []byte("pending")) })
+	sp, err := s.Space("alert")
+	if err == nil {
+		err = sp.Update(func(b *Batch) error { return b.Set(sp, []byte("outbox/1"), []byte("pending")) })
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 }
 
 func alertKeyPresent(s *Store) bool {
-	return s.DB().View(func(txn *badger.Txn) error {
-		_, err := txn.Get([]byte(AlertPrefix + "outbox/1"))
-		return err
-	}) == nil
+	sp, err := s.Space("alert")
+	if err != nil {
+		return false
+	}
+	_, ok, err := sp.Get([]byte("outbox/1"))
+	return ok && err == nil
 }
 
 func TestRetentionDropsWholeDaysAndFreesDisk(t *testing.T) {
@@ -126,15 +129,15 @@ func TestRetentionDropsWholeDaysAndFreesDisk(t *testing.T) {
 func TestDiskLowDropsOldestDays(t *testing.T) {
 	mnt := testenv.Tmpfs(t, "96m")
 	now := at(12, 0)
-	var alerts []sensor.Event
+	var alerts []schema.Event
 	var s *Store
 	opts := Options{
 		Now: func() time.Time { return now }, MinFreeBytes: 1, MinFreeFraction: 1e-9,
 		MemTableSize: 4 << 20, BlockCacheSize: 4 << 20, IndexCacheSize: 4 << 20,
 		// As the daemon does: record the alert, which appends it to this store.
-		OnStorageLow: func(ev sensor.Event) {
+		OnStorageLow: func(ev schema.Event) {
 			ev.Seq = s.NextSeq()
-			if err := s.Append([]sensor.Event{ev}, nil); err != nil {
+			if err := s.Append([]schema.Event{ev}, nil); err != nil {
 				t.Errorf("append storage_low: %v", err)
 			}
 			alerts = append(alerts, ev)
@@ -147,7 +150,7 @@ func TestDiskLowDropsOldestDays(t *testing.T) {
 	defer s.Close()
 	putAlertKey(t, s)
 	fillDays(t, s, now, 6, 300, 8000) // ~2.4 MB per day
-	if err := s.DB().Flatten(1); err != nil {
+	if err := s.db.Flatten(1); err != nil {
 		t.Fatal(err)
 	}
 	free, total, err := freeSpace(mnt)
@@ -174,14 +177,14 @@ func TestDiskLowDropsOldestDays(t *testing.T) {
 		}
 	}
 	for _, ev := range alerts {
-		if ev.Type != sensor.EventStorageLow || ev.Reason == "" {
+		if ev.Type != schema.EventStorageLow || ev.Reason == "" {
 			t.Errorf("alert %+v", ev)
 		}
 	}
 	if !alertKeyPresent(s) {
 		t.Fatal("disk-low drop touched the alert outbox")
 	}
-	stored, err := s.Alerts(AlertQuery{Range: Range{Since: now.Add(-dayLen), Until: now.Add(dayLen)}, Types: []sensor.EventType{sensor.EventStorageLow}})
+	stored, err := s.Alerts(AlertQuery{Range: Range{Since: now.Add(-dayLen), Until: now.Add(dayLen)}, Types: []schema.EventType{schema.EventStorageLow}})
 	if err != nil || len(stored) != len(alerts) {
 		t.Errorf("storage_low alerts in history: %v, %d of %d", err, len(stored), len(alerts))
 	}
@@ -208,7 +211,7 @@ func TestRunFlushesAndPrunes(t *testing.T) {
 	}
 	defer s.Close()
 	fillDays(t, s, now, 5, 3, 10)
-	if err := s.AddTraffic([]sensor.TrafficSummary{{MAC: mac1, Packets: 4, Bytes: 400, FirstSeen: at(11, 0), LastSeen: at(11, 0)}}); err != nil {
+	if err := s.AddTraffic([]schema.TrafficSummary{{MAC: mac1, Packets: 4, Bytes: 400, FirstSeen: at(11, 0), LastSeen: at(11, 0)}}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -6,15 +6,16 @@ import (
 	"time"
 
 	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // The scripted history used by the query tests. Times are UTC on Tuesday
 // 2026-11-17 unless noted.
 var (
 	day0   = time.Date(2026, 11, 17, 0, 0, 0, 0, time.UTC)
-	mac1   = sensor.MustParseMAC("02:00:00:00:00:01") // laptop-1
-	mac2   = sensor.MustParseMAC("02:00:00:00:00:02") // unmanaged, later holds 10.1.2.3
-	mac3   = sensor.MustParseMAC("02:00:00:00:00:03") // laptop-2, goes missing
+	mac1   = schema.MustParseMAC("02:00:00:00:00:01") // laptop-1
+	mac2   = schema.MustParseMAC("02:00:00:00:00:02") // unmanaged, later holds 10.1.2.3
+	mac3   = schema.MustParseMAC("02:00:00:00:00:03") // laptop-2, goes missing
 	ipA    = netip.MustParseAddr("10.1.2.3")
 	ipB    = netip.MustParseAddr("10.1.2.50")
 	ipC    = netip.MustParseAddr("10.1.2.7")
@@ -32,7 +33,7 @@ type scenario struct {
 	clock *sensor.ManualClock
 	c     *sensor.Correlator
 	s     *Store
-	all   []sensor.Event
+	all   []schema.Event
 }
 
 func newScenario(t *testing.T, s *Store) *scenario {
@@ -45,7 +46,7 @@ func newScenario(t *testing.T, s *Store) *scenario {
 	return &scenario{t: t, clock: clock, c: c, s: s}
 }
 
-func (sc *scenario) store(evs []sensor.Event, err error) {
+func (sc *scenario) store(evs []schema.Event, err error) {
 	sc.t.Helper()
 	if err != nil {
 		sc.t.Fatal(err)
@@ -61,27 +62,27 @@ func (sc *scenario) store(evs []sensor.Event, err error) {
 
 func (sc *scenario) set(t time.Time) { sc.clock.Set(t) }
 
-func (sc *scenario) hello(id, name string, m sensor.MAC, ip netip.Addr, h sensor.Health, users ...string) {
-	sc.store(sc.c.Hello(sensor.Hello{
+func (sc *scenario) hello(id, name string, m schema.MAC, ip netip.Addr, h schema.Health, users ...string) {
+	sc.store(sc.c.Hello(schema.Hello{
 		EndpointID: id, Name: name, Org: "acme", Health: h, Users: users,
-		Interfaces: []sensor.Interface{{Name: "eth0", MAC: m, IPs: []netip.Addr{ip}}},
+		Interfaces: []schema.Interface{{Name: "eth0", MAC: m, IPs: []netip.Addr{ip}}},
 	}))
 }
 
-func (sc *scenario) heartbeat(id string, h sensor.Health, reasons ...string) {
-	sc.store(sc.c.Heartbeat(sensor.Heartbeat{EndpointID: id, Health: h, Reasons: reasons}))
+func (sc *scenario) heartbeat(id string, h schema.Health, reasons ...string) {
+	sc.store(sc.c.Heartbeat(schema.Heartbeat{EndpointID: id, Health: h, Reasons: reasons}))
 }
 
-func (sc *scenario) traffic(m sensor.MAC, ip netip.Addr, first, last time.Time, packets uint64) {
-	ts := []sensor.TrafficSummary{{MAC: m, IPs: []netip.Addr{ip}, Packets: packets, Bytes: packets * 100, FirstSeen: first, LastSeen: last}}
+func (sc *scenario) traffic(m schema.MAC, ip netip.Addr, first, last time.Time, packets uint64) {
+	ts := []schema.TrafficSummary{{MAC: m, IPs: []netip.Addr{ip}, Packets: packets, Bytes: packets * 100, FirstSeen: first, LastSeen: last}}
 	sc.store(sc.c.Traffic(ts), nil)
 	if err := sc.s.AddTraffic(ts); err != nil {
 		sc.t.Fatal(err)
 	}
 }
 
-func (sc *scenario) bind(m sensor.MAC, ip netip.Addr, src, host string, t time.Time) {
-	if err := sc.s.AddBindings([]sensor.Binding{{MAC: m, IP: ip, Source: src, Hostname: host, Time: t}}); err != nil {
+func (sc *scenario) bind(m schema.MAC, ip netip.Addr, src, host string, t time.Time) {
+	if err := sc.s.AddBindings([]schema.Binding{{MAC: m, IP: ip, Source: src, Hostname: host, Time: t}}); err != nil {
 		sc.t.Fatal(err)
 	}
 }
@@ -101,29 +102,29 @@ func (sc *scenario) tick() { sc.store(sc.c.Tick(), nil) }
 //	14:00-14:02 mac2 sends 10, 20, 30 packets in three minutes
 func (sc *scenario) run() {
 	sc.set(at(8, 0))
-	sc.hello("ep-1", "laptop-1", mac1, ipA, sensor.HealthGreen, "alice")
-	sc.hello("ep-2", "laptop-2", mac3, ipC, sensor.HealthGreen, "carol")
+	sc.hello("ep-1", "laptop-1", mac1, ipA, schema.HealthGreen, "alice")
+	sc.hello("ep-2", "laptop-2", mac3, ipC, schema.HealthGreen, "carol")
 	sc.bind(mac1, ipA, "dhcp", "laptop-1", at(8, 0))
 	sc.bind(mac1, ipA, "arp", "", at(9, 0))
 	sc.bind(mac1, ipA, "arp", "", at(11, 0))
 
 	sc.set(at(10, 0).Add(50 * time.Second))
-	sc.heartbeat("ep-1", sensor.HealthGreen)
+	sc.heartbeat("ep-1", schema.HealthGreen)
 	sc.traffic(mac1, ipA, at(10, 0), at(10, 0).Add(50*time.Second), 5)
 	sc.traffic(mac3, ipC, at(10, 0), at(10, 0).Add(55*time.Second), 7)
 	sc.set(at(10, 1))
 	sc.tick()
 
 	sc.set(at(12, 0))
-	sc.hello("ep-1", "laptop-1", mac1, ipA, sensor.HealthGreen, "alice", "bob")
+	sc.hello("ep-1", "laptop-1", mac1, ipA, schema.HealthGreen, "alice", "bob")
 	sc.set(at(13, 0))
-	sc.heartbeat("ep-1", sensor.HealthYellow, "signatures 2 days old")
+	sc.heartbeat("ep-1", schema.HealthYellow, "signatures 2 days old")
 	sc.set(at(13, 55))
-	sc.hello("ep-1", "laptop-1", mac1, ipB, sensor.HealthYellow, "alice", "bob")
+	sc.hello("ep-1", "laptop-1", mac1, ipB, schema.HealthYellow, "alice", "bob")
 
 	sc.set(at(14, 0).Add(25 * time.Second))
 	sc.bind(mac2, ipA, "dhcp", "printer-x", at(14, 0))
-	sc.heartbeat("ep-1", sensor.HealthYellow, "signatures 2 days old")
+	sc.heartbeat("ep-1", schema.HealthYellow, "signatures 2 days old")
 	sc.traffic(mac2, ipA, at(14, 0), at(14, 0).Add(25*time.Second), 10)
 	sc.traffic(mac3, ipC, at(14, 0), at(14, 0).Add(25*time.Second), 1)
 	sc.set(at(14, 0).Add(30 * time.Second))

@@ -1,6 +1,7 @@
 package history
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -18,6 +19,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Options tunes a Store. Zero fields take the defaults noted.
@@ -55,7 +57,7 @@ type Options struct {
 	// OnStorageLow is called with a storage_low event (not yet numbered)
 	// whenever days are dropped to keep disk free; the daemon records it
 	// through sensor.Engine.Record so it becomes an alert.
-	OnStorageLow func(sensor.Event)
+	OnStorageLow func(schema.Event)
 }
 
 func (o Options) withDefaults() Options {
@@ -106,7 +108,7 @@ type Registration struct {
 	EndpointID string             `json:"endpoint_id"`
 	Name       string             `json:"name"`
 	Org        string             `json:"org,omitempty"`
-	Interfaces []sensor.Interface `json:"interfaces,omitempty"`
+	Interfaces []schema.Interface `json:"interfaces,omitempty"`
 	Users      []string           `json:"users,omitempty"`
 	Time       time.Time          `json:"time"`
 	Seq        uint64             `json:"seq,omitempty"` // the hello's event, 0 for a checkpoint
@@ -125,20 +127,20 @@ type Store struct {
 	// left to drop; zero once there is room again.
 	lowAlertAt time.Time
 	nextSeq    uint64
-	states     map[string]*sensor.EndpointState
+	states     map[string]*schema.EndpointState
 	dirty      map[string]bool // states changed since persisted; false: removed
 	// lastEvent is the newest event time appended.
 	lastEvent time.Time
 	// alerted: MACs reported as no_heartbeat; true while still unmanaged,
 	// false once an endpoint claimed them.
-	alerted    map[sensor.MAC]bool
+	alerted    map[schema.MAC]bool
 	checkpoint map[string]uint32 // last day a registry checkpoint was written, per endpoint
 	bindings   map[netip.Addr]*openBinding
 	traffic    rollup
 	stations   map[stationKey]*Station
 	// heldBindings wait for room on a full disk; droppedBindings counts
 	// those that did not fit.
-	heldBindings    []sensor.Binding
+	heldBindings    []schema.Binding
 	droppedBindings uint64
 }
 
@@ -186,9 +188,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db: db, opts: opts, log: opts.Logger, nextSeq: 1,
-		states:     map[string]*sensor.EndpointState{},
+		states:     map[string]*schema.EndpointState{},
 		dirty:      map[string]bool{},
-		alerted:    map[sensor.MAC]bool{},
+		alerted:    map[schema.MAC]bool{},
 		checkpoint: map[string]uint32{},
 		bindings:   map[netip.Addr]*openBinding{},
 		traffic:    newRollup(),
@@ -235,13 +237,13 @@ func (s *Store) load() error {
 			k := string(item.Key())
 			switch {
 			case strings.HasPrefix(k, prefixState):
-				var st sensor.EndpointState
+				var st schema.EndpointState
 				if err := item.Value(func(v []byte) error { return decodeState(v, &st) }); err != nil {
 					return fmt.Errorf("decode %s: %w", k, err)
 				}
 				s.states[st.ID] = &st
 			case strings.HasPrefix(k, prefixAlerted):
-				m, err := sensor.ParseMAC(k[len(prefixAlerted):])
+				m, err := schema.ParseMAC(k[len(prefixAlerted):])
 				if err != nil {
 					continue
 				}
@@ -270,7 +272,7 @@ func (s *Store) replayStates(after uint64, since time.Time) error {
 	if after > 0 && dayOf(since) > 0 {
 		from = dayOf(since) - 1
 	}
-	var evs []sensor.Event
+	var evs []schema.Event
 	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDay}})
 		defer it.Close()
@@ -296,7 +298,7 @@ func (s *Store) replayStates(after uint64, since time.Time) error {
 	if err != nil {
 		return fmt.Errorf("rebuild endpoint states: %w", err)
 	}
-	slices.SortFunc(evs, func(a, b sensor.Event) int { return cmpU64(a.Seq, b.Seq) })
+	slices.SortFunc(evs, func(a, b schema.Event) int { return cmp.Compare(a.Seq, b.Seq) })
 	for i := range evs {
 		s.applyState(&evs[i])
 	}
@@ -306,9 +308,9 @@ func (s *Store) replayStates(after uint64, since time.Time) error {
 	return nil
 }
 
-// DB returns the underlying database, for the alert outbox (keys under
-// AlertPrefix only).
-func (s *Store) DB() *badger.DB { return s.db }
+// Size returns the bytes the database takes on disk: its LSM tree and its
+// value log.
+func (s *Store) Size() (lsm, vlog int64) { return s.db.Size() }
 
 // Close flushes the traffic minutes and binding intervals still in memory
 // and closes the database. On a full disk it returns ErrDiskFull and leaves
@@ -345,12 +347,12 @@ func (s *Store) NextSeq() uint64 {
 
 // Append writes events, the records derived from them (indexes, registry
 // snapshots from hellos, bindings, the unmanaged inventory) and whatever
-// stage adds, in one write batch, then syncs the database to disk. When
+// stage adds to spaces (the alert outbox's entries), in one write batch, then syncs the database to disk. When
 // Append returns nil the events survive a crash. Events must carry the
 // sequence numbers the correlator gave them. The latest state of each
 // endpoint is updated in memory and persisted periodically (Flush,
 // SaveSnapshot, Close); after a crash Open rebuilds it from the events.
-func (s *Store) Append(evs []sensor.Event, stage func(*badger.WriteBatch) error) error {
+func (s *Store) Append(evs []schema.Event, stage func(*Batch) error) error {
 	for i := range evs {
 		if evs[i].Seq == 0 {
 			return fmt.Errorf("append: event %d of %d (%s) has no sequence number: record it through the engine first", i+1, len(evs), evs[i].Type)
@@ -387,7 +389,7 @@ func (s *Store) Append(evs []sensor.Event, stage func(*badger.WriteBatch) error)
 		return fmt.Errorf("append: %w", err)
 	}
 	if stage != nil {
-		if err := stage(wb); err != nil {
+		if err := stage(&Batch{wb: wb, s: s}); err != nil {
 			return fmt.Errorf("append: stage: %w", err)
 		}
 	}
@@ -432,13 +434,13 @@ func (s *Store) stateMark() []byte {
 }
 
 // storedState is an EndpointState as stored: its health may be unknown yet
-// (a hello seen, no report), which sensor.Health does not encode.
+// (a hello seen, no report), which schema.Health does not encode.
 type storedState struct {
-	sensor.EndpointState
+	schema.EndpointState
 	Health string `json:"health,omitempty"`
 }
 
-func encodeState(st *sensor.EndpointState) ([]byte, error) {
+func encodeState(st *schema.EndpointState) ([]byte, error) {
 	w := storedState{EndpointState: *st}
 	if st.Health.Valid() {
 		w.Health = st.Health.String()
@@ -446,7 +448,7 @@ func encodeState(st *sensor.EndpointState) ([]byte, error) {
 	return json.Marshal(&w)
 }
 
-func decodeState(b []byte, st *sensor.EndpointState) error {
+func decodeState(b []byte, st *schema.EndpointState) error {
 	var w storedState
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
@@ -454,7 +456,7 @@ func decodeState(b []byte, st *sensor.EndpointState) error {
 	*st = w.EndpointState
 	st.Health = 0
 	if w.Health != "" {
-		h, err := sensor.ParseHealth(w.Health)
+		h, err := schema.ParseHealth(w.Health)
 		if err != nil {
 			return err
 		}
@@ -463,66 +465,43 @@ func decodeState(b []byte, st *sensor.EndpointState) error {
 	return nil
 }
 
-// isTransition reports whether ev changes an endpoint's status.
-func isTransition(ev *sensor.Event) bool {
-	switch ev.Type {
-	case sensor.EventStatusChanged, sensor.EventHeartbeatRestored, sensor.EventEndpointRemoved:
-		return true
-	case sensor.EventAgentStopped:
-		return ev.Status != ev.PreviousStatus
-	case sensor.EventHeartbeatMissing:
-		return ev.PreviousStatus != sensor.StatusMissing
-	}
-	return false
-}
-
-func healthOf(st sensor.Status) sensor.Health {
-	switch st {
-	case sensor.StatusGreen:
-		return sensor.HealthGreen
-	case sensor.StatusYellow:
-		return sensor.HealthYellow
-	case sensor.StatusRed:
-		return sensor.HealthRed
-	}
-	return 0
-}
-
-func (s *Store) state(id string) *sensor.EndpointState {
+func (s *Store) state(id string) *schema.EndpointState {
 	st := s.states[id]
 	if st == nil {
-		st = &sensor.EndpointState{ID: id}
+		st = &schema.EndpointState{ID: id}
 		s.states[id] = st
 	}
 	s.dirty[id] = true
 	return st
 }
 
-// applyState folds an event into the in-memory latest states.
-func (s *Store) applyState(ev *sensor.Event) {
+// applyState folds an event into the in-memory latest states: the status
+// the correlator decided on a transition, what a hello declared, whether
+// the endpoint is connected.
+func (s *Store) applyState(ev *schema.Event) {
 	if ev.EndpointID == "" {
 		return
 	}
 	switch {
-	case ev.Type == sensor.EventEndpointRemoved:
+	case ev.Type == schema.EventEndpointRemoved:
 		delete(s.states, ev.EndpointID)
 		s.dirty[ev.EndpointID] = false
-	case isTransition(ev):
+	case ev.Transition:
 		st := s.state(ev.EndpointID)
 		st.Name, st.Org = ev.EndpointName, ev.Org
 		st.Status, st.StatusSince = ev.Status, ev.Time.UTC()
-		if h := healthOf(ev.Status); h != 0 {
+		if h := ev.Status.Health(); h != 0 {
 			st.Health = h
 			if ev.Time.After(st.LastHeartbeat) {
 				st.LastHeartbeat = ev.Time.UTC()
 			}
 			st.Connected = true
 		}
-	case ev.Type == sensor.EventEndpointHello:
-		ifaces, users := helloDetails(ev)
+	case ev.Type == schema.EventEndpointHello:
+		h := helloDetails(ev)
 		st := s.state(ev.EndpointID)
 		st.Name, st.Org = ev.EndpointName, ev.Org
-		st.Interfaces, st.Users = ifaces, users
+		st.Interfaces, st.Users = h.Interfaces, h.Users
 		st.Connected = true
 		if st.Status == "" {
 			st.Status = ev.Status
@@ -530,7 +509,7 @@ func (s *Store) applyState(ev *sensor.Event) {
 		if ev.Time.After(st.LastHeartbeat) {
 			st.LastHeartbeat = ev.Time.UTC()
 		}
-	case ev.Type == sensor.EventEndpointDisconnected:
+	case ev.Type == schema.EventEndpointDisconnected:
 		s.state(ev.EndpointID).Connected = false
 	}
 }
@@ -544,7 +523,7 @@ const (
 
 // encodeEvents returns the stored value of each event (its JSON, behind a
 // flag byte for endpoint events), encoded in parallel for large batches.
-func encodeEvents(evs []sensor.Event) ([][]byte, error) {
+func encodeEvents(evs []schema.Event) ([][]byte, error) {
 	out := make([][]byte, len(evs))
 	workers := min(runtime.GOMAXPROCS(0), len(evs)/64+1)
 	errs := make([]error, workers)
@@ -560,7 +539,7 @@ func encodeEvents(evs []sensor.Event) ([][]byte, error) {
 				if evs[i].EndpointID != "" {
 					v := make([]byte, 1+len(b))
 					v[0] = flagOther
-					if isTransition(&evs[i]) {
+					if evs[i].Transition {
 						v[0] = flagTransition
 					}
 					copy(v[1:], b)
@@ -574,7 +553,7 @@ func encodeEvents(evs []sensor.Event) ([][]byte, error) {
 	return out, errors.Join(errs...)
 }
 
-func (s *Store) stageEvent(wb *badger.WriteBatch, ev *sensor.Event, v []byte) error {
+func (s *Store) stageEvent(wb *badger.WriteBatch, ev *schema.Event, v []byte) error {
 	day := dayOf(ev.Time)
 	var primary []byte
 	if ev.EndpointID != "" {
@@ -589,11 +568,7 @@ func (s *Store) stageEvent(wb *badger.WriteBatch, ev *sensor.Event, v []byte) er
 		if err := wb.Set(primary, v); err != nil {
 			return err
 		}
-		for _, ms := range ev.MACs {
-			m, err := parseMAC(ms)
-			if err != nil {
-				continue
-			}
+		for _, m := range ev.MACs {
 			if err := wb.Set(indexKey(macPrefix(day, kindMAC, m), ev.Time, ev.Seq), primary); err != nil {
 				return err
 			}
@@ -608,19 +583,17 @@ func (s *Store) stageEvent(wb *badger.WriteBatch, ev *sensor.Event, v []byte) er
 		s.lastEvent = ev.Time
 	}
 	switch ev.Type {
-	case sensor.EventEndpointHello:
+	case schema.EventEndpointHello:
 		if err := s.stageHello(wb, ev, day, primary); err != nil {
 			return err
 		}
-	case sensor.EventEndpointRemoved:
-		for _, ms := range ev.MACs {
-			if m, err := parseMAC(ms); err == nil {
-				if err := wb.Set(put64(macPrefix(day, kindOwner, m), nanos(ev.Time)), nil); err != nil {
-					return err
-				}
+	case schema.EventEndpointRemoved:
+		for _, m := range ev.MACs {
+			if err := wb.Set(put64(macPrefix(day, kindOwner, m), nanos(ev.Time)), nil); err != nil {
+				return err
 			}
 		}
-	case sensor.EventNoHeartbeat:
+	case schema.EventNoHeartbeat:
 		if err := s.stageNoHeartbeat(wb, ev, day); err != nil {
 			return err
 		}
@@ -629,30 +602,26 @@ func (s *Store) stageEvent(wb *badger.WriteBatch, ev *sensor.Event, v []byte) er
 	return nil
 }
 
-func (s *Store) stageNoHeartbeat(wb *badger.WriteBatch, ev *sensor.Event, day uint32) error {
-	for _, ms := range ev.MACs {
-		m, err := parseMAC(ms)
-		if err != nil {
-			continue
-		}
+func (s *Store) stageNoHeartbeat(wb *badger.WriteBatch, ev *schema.Event, day uint32) error {
+	d, _ := ev.Details.(*schema.NoHeartbeatDetails)
+	if d == nil {
+		d = &schema.NoHeartbeatDetails{}
+	}
+	for _, m := range ev.MACs {
 		s.alerted[m] = true
 		if err := wb.Set([]byte(prefixAlerted+m.String()), []byte{'u'}); err != nil {
 			return err
 		}
 		st := s.station(day, m)
 		st.observe(ev.Time)
-		if fs, ok := ev.Details["first_seen"].(string); ok {
-			if t, err := time.Parse(time.RFC3339Nano, fs); err == nil && (st.FirstSeen.IsZero() || t.Before(st.FirstSeen)) {
-				st.FirstSeen = t.UTC()
-			}
+		if t := d.FirstSeen; !t.IsZero() && (st.FirstSeen.IsZero() || t.Before(st.FirstSeen)) {
+			st.FirstSeen = t.UTC()
 		}
 		for _, ip := range ev.IPs {
-			if a, err := netip.ParseAddr(ip); err == nil {
-				st.addIP(a)
-			}
+			st.addIP(ip)
 		}
-		st.Packets += detailUint(ev.Details["packets"])
-		st.Bytes += detailUint(ev.Details["bytes"])
+		st.Packets += d.Packets
+		st.Bytes += d.Bytes
 		// Addresses and DHCP host names seen before the verdict.
 		for _, o := range s.bindings {
 			if o.rec.MAC == m {
@@ -669,67 +638,22 @@ func (s *Store) stageNoHeartbeat(wb *badger.WriteBatch, ev *sensor.Event, day ui
 	return nil
 }
 
-// parseMAC is sensor.ParseMAC with a fast path for the canonical form
-// events carry.
-func parseMAC(s string) (sensor.MAC, error) {
-	var m sensor.MAC
-	if len(s) == 17 {
-		ok := true
-		for i := 0; i < 6 && ok; i++ {
-			hi, lo := unhex(s[i*3]), unhex(s[i*3+1])
-			ok = hi < 16 && lo < 16 && (i == 5 || s[i*3+2] == ':')
-			m[i] = hi<<4 | lo
-		}
-		if ok {
-			return m, nil
-		}
+// helloDetails returns what an endpoint_hello event declared.
+func helloDetails(ev *schema.Event) *schema.HelloDetails {
+	if h, ok := ev.Details.(*schema.HelloDetails); ok {
+		return h
 	}
-	return sensor.ParseMAC(s)
+	return &schema.HelloDetails{}
 }
 
-func unhex(c byte) byte {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0'
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10
-	}
-	return 255
-}
-
-// helloDetails decodes the interfaces and users of an endpoint_hello event,
-// whether Details holds Go values (in-process) or decoded JSON.
-func helloDetails(ev *sensor.Event) (ifaces []sensor.Interface, users []string) {
-	switch v := ev.Details["interfaces"].(type) {
-	case []sensor.Interface:
-		ifaces = v
-	case nil:
-	default:
-		if b, err := json.Marshal(v); err == nil {
-			_ = json.Unmarshal(b, &ifaces)
-		}
-	}
-	switch v := ev.Details["users"].(type) {
-	case []string:
-		users = v
-	case nil:
-	default:
-		if b, err := json.Marshal(v); err == nil {
-			_ = json.Unmarshal(b, &users)
-		}
-	}
-	return ifaces, users
-}
-
-func (s *Store) stageHello(wb *badger.WriteBatch, ev *sensor.Event, day uint32, primary []byte) error {
+func (s *Store) stageHello(wb *badger.WriteBatch, ev *schema.Event, day uint32, primary []byte) error {
 	if ev.EndpointID == "" {
 		return nil
 	}
-	ifaces, users := helloDetails(ev)
+	h := helloDetails(ev)
+	ifaces := h.Interfaces
 	reg := Registration{EndpointID: ev.EndpointID, Name: ev.EndpointName, Org: ev.Org,
-		Interfaces: ifaces, Users: users, Time: ev.Time.UTC(), Seq: ev.Seq}
+		Interfaces: ifaces, Users: h.Users, Time: ev.Time.UTC(), Seq: ev.Seq}
 	if err := s.writeRegistration(wb, day, &reg, primary); err != nil {
 		return err
 	}
@@ -753,7 +677,7 @@ func (s *Store) stageHello(wb *badger.WriteBatch, ev *sensor.Event, day uint32, 
 			}
 		}
 		for _, ip := range itf.IPs {
-			if err := s.observeBinding(wb, sensor.Binding{MAC: itf.MAC, IP: ip, Source: "hello", Time: ev.Time}); err != nil {
+			if err := s.observeBinding(wb, schema.Binding{MAC: itf.MAC, IP: ip, Source: "hello", Time: ev.Time}); err != nil {
 				return err
 			}
 		}
@@ -883,35 +807,12 @@ func (s *Store) LoadSnapshot() (sensor.Snapshot, error) {
 		c.Reasons = slices.Clone(st.Reasons)
 		snap.Endpoints = append(snap.Endpoints, c)
 	}
-	slices.SortFunc(snap.Endpoints, func(a, b sensor.EndpointState) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(snap.Endpoints, func(a, b schema.EndpointState) int { return strings.Compare(a.ID, b.ID) })
 	for m := range s.alerted {
 		snap.Alerted = append(snap.Alerted, m)
 	}
-	slices.SortFunc(snap.Alerted, func(a, b sensor.MAC) int { return cmpU64(a.Uint64(), b.Uint64()) })
+	slices.SortFunc(snap.Alerted, func(a, b schema.MAC) int { return cmp.Compare(a.Uint64(), b.Uint64()) })
 	return snap, nil
-}
-
-// detailUint reads a counter from event details, as Go or decoded JSON.
-func detailUint(v any) uint64 {
-	switch n := v.(type) {
-	case uint64:
-		return n
-	case int:
-		return uint64(max(n, 0))
-	case float64:
-		return uint64(max(n, 0))
-	}
-	return 0
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // badgerLogger sends Badger's messages to slog; its chatty info level goes

@@ -10,12 +10,11 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 type minuteKey struct {
-	mac    sensor.MAC
+	mac    schema.MAC
 	minute uint32 // unix minutes
 }
 
@@ -33,7 +32,7 @@ func newRollup() rollup { return rollup{m: map[minuteKey]*counts{}} }
 // Station is one entry of the unmanaged inventory for a day: a MAC that sent
 // traffic and was reported as having no heartbeat.
 type Station struct {
-	MAC       sensor.MAC   `json:"mac"`
+	MAC       schema.MAC   `json:"mac"`
 	FirstSeen time.Time    `json:"first_seen"`
 	LastSeen  time.Time    `json:"last_seen"`
 	IPs       []netip.Addr `json:"ips,omitempty"`
@@ -85,14 +84,14 @@ func (st *Station) merge(o *Station) {
 
 type stationKey struct {
 	day uint32
-	mac sensor.MAC
+	mac schema.MAC
 }
 
-func stationKeyBytes(day uint32, m sensor.MAC) []byte { return macPrefix(day, kindUnmanaged, m) }
+func stationKeyBytes(day uint32, m schema.MAC) []byte { return macPrefix(day, kindUnmanaged, m) }
 
 // station returns the day's inventory record of m, reading it from disk
 // the first time.
-func (s *Store) station(day uint32, m sensor.MAC) *Station {
+func (s *Store) station(day uint32, m schema.MAC) *Station {
 	k := stationKey{day, m}
 	if st := s.stations[k]; st != nil {
 		return st
@@ -127,7 +126,7 @@ func (s *Store) writeStation(wb *badger.WriteBatch, day uint32, st *Station) err
 // AddTraffic accounts per-MAC traffic summaries into per-minute rollups
 // (by the minute of each summary's LastSeen). A minute is written once a
 // summary two minutes later arrives, or at Flush/Close.
-func (s *Store) AddTraffic(batch []sensor.TrafficSummary) error {
+func (s *Store) AddTraffic(batch []schema.TrafficSummary) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -176,7 +175,7 @@ func (s *Store) AddTraffic(batch []sensor.TrafficSummary) error {
 	return nil
 }
 
-func trafficKey(m sensor.MAC, minute uint32) []byte {
+func trafficKey(m schema.MAC, minute uint32) []byte {
 	k := macPrefix(dayOf(time.Unix(int64(minute)*60, 0)), kindTraffic, m)
 	return binary.BigEndian.AppendUint32(k, minute)
 }

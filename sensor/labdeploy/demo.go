@@ -12,8 +12,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/lab"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // DemoOptions configure the demo scenario.
@@ -130,13 +130,13 @@ alert_source_without_heartbeat = true
 			return err
 		}
 	}
-	if err := m.waitStatus(ctx, map[string]sensor.Status{"ep1": "green", "ep2": "green", "ep3": "green", "ep4": "green"}, 20*time.Second); err != nil {
+	if err := m.waitStatus(ctx, map[string]schema.Status{"ep1": "green", "ep2": "green", "ep3": "green", "ep4": "green"}, 20*time.Second); err != nil {
 		return err
 	}
 	m.say("ep1..ep4 heartbeat and are green")
 
 	m.step("ep5 runs no agent but talks on the network: no heartbeat")
-	if _, err := d.WaitAlert(ctx, 20*time.Second, typeIs(sensor.EventNoHeartbeat, "")); err != nil {
+	if _, err := d.WaitAlert(ctx, 20*time.Second, typeIs(schema.EventNoHeartbeat, "")); err != nil {
 		return fmt.Errorf("no_heartbeat for ep5: %w", err)
 	}
 
@@ -144,14 +144,14 @@ alert_source_without_heartbeat = true
 	if err := m.setHealth("ep2", 1, "virus signatures are 3 days old"); err != nil {
 		return err
 	}
-	if _, err := d.WaitAlert(ctx, 15*time.Second, statusIs("ep2", sensor.StatusYellow)); err != nil {
+	if _, err := d.WaitAlert(ctx, 15*time.Second, statusIs("ep2", schema.StatusYellow)); err != nil {
 		return err
 	}
 	m.step("yellow ep2 opens a connection to the app server ep1:8080, which needs green")
 	if err := l.TCPExchange(ctx, "ep2", "ep1", 8080, []byte("GET / HTTP/1.0\r\n\r\n")); err != nil {
 		return err
 	}
-	if _, err := d.WaitAlert(ctx, 10*time.Second, typeIs(sensor.EventPolicyViolation, "ep2")); err != nil {
+	if _, err := d.WaitAlert(ctx, 10*time.Second, typeIs(schema.EventPolicyViolation, "ep2")); err != nil {
 		return err
 	}
 
@@ -159,13 +159,13 @@ alert_source_without_heartbeat = true
 	if err := m.setHealth("ep2", 2, "malware detected: Trojan.Demo quarantine failed"); err != nil {
 		return err
 	}
-	if _, err := d.WaitAlert(ctx, 15*time.Second, statusIs("ep2", sensor.StatusRed)); err != nil {
+	if _, err := d.WaitAlert(ctx, 15*time.Second, statusIs("ep2", schema.StatusRed)); err != nil {
 		return err
 	}
 	if err := l.UDPExchange(ctx, "ep2", "ep4", 9999, 3); err != nil {
 		return err
 	}
-	if _, err := d.WaitAlert(ctx, 10*time.Second, typeIs(sensor.EventLateralMovement, "ep2")); err != nil {
+	if _, err := d.WaitAlert(ctx, 10*time.Second, typeIs(schema.EventLateralMovement, "ep2")); err != nil {
 		return err
 	}
 	m.say("ep4's agent received the at-risk list naming ep2: %s", strings.TrimSpace(m.atRisk("ep4")))
@@ -174,7 +174,7 @@ alert_source_without_heartbeat = true
 	if err := d.StopAgent("ep3", true); err != nil {
 		return err
 	}
-	missing, err := d.WaitAlert(ctx, 20*time.Second, typeIs(sensor.EventHeartbeatMissing, "ep3"))
+	missing, err := d.WaitAlert(ctx, 20*time.Second, typeIs(schema.EventHeartbeatMissing, "ep3"))
 	if err != nil {
 		return err
 	}
@@ -183,15 +183,15 @@ alert_source_without_heartbeat = true
 	if err := d.StartAgent(ctx, "ep3", m.checkPath("ep3")); err != nil {
 		return err
 	}
-	if _, err := d.WaitAlert(ctx, 20*time.Second, typeIs(sensor.EventHeartbeatRestored, "ep3")); err != nil {
+	if _, err := d.WaitAlert(ctx, 20*time.Second, typeIs(schema.EventHeartbeatRestored, "ep3")); err != nil {
 		return err
 	}
 	m.step("ep2 is cleaned up: green again")
 	if err := m.setHealth("ep2", 0, "all checks passed"); err != nil {
 		return err
 	}
-	if _, err := d.WaitAlert(ctx, 15*time.Second, func(ev sensor.Event) bool {
-		return ev.EndpointName == "ep2" && ev.Status == sensor.StatusGreen
+	if _, err := d.WaitAlert(ctx, 15*time.Second, func(ev schema.Event) bool {
+		return ev.EndpointName == "ep2" && ev.Status == schema.StatusGreen
 	}); err != nil {
 		return err
 	}
@@ -218,24 +218,24 @@ alert_source_without_heartbeat = true
 	return nil
 }
 
-func typeIs(t sensor.EventType, host string) func(sensor.Event) bool {
-	return func(ev sensor.Event) bool { return ev.Type == t && (host == "" || ev.EndpointName == host) }
+func typeIs(t schema.EventType, host string) func(schema.Event) bool {
+	return func(ev schema.Event) bool { return ev.Type == t && (host == "" || ev.EndpointName == host) }
 }
 
-func statusIs(host string, st sensor.Status) func(sensor.Event) bool {
-	return func(ev sensor.Event) bool {
-		return ev.Type == sensor.EventStatusChanged && ev.EndpointName == host && ev.Status == st
+func statusIs(host string, st schema.Status) func(schema.Event) bool {
+	return func(ev schema.Event) bool {
+		return ev.Type == schema.EventStatusChanged && ev.EndpointName == host && ev.Status == st
 	}
 }
 
 // waitStatus polls the daemon until every named endpoint has its status.
-func (m *demo) waitStatus(ctx context.Context, want map[string]sensor.Status, limit time.Duration) error {
+func (m *demo) waitStatus(ctx context.Context, want map[string]schema.Status, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
 	for {
 		out, err := m.d.Tapbeat(ctx, "query", "endpoints", "--dir", m.d.Opts.Dir, "--format", "json")
-		got := map[string]sensor.Status{}
+		got := map[string]schema.Status{}
 		var answer struct {
-			Endpoints []sensor.EndpointState `json:"endpoints"`
+			Endpoints []schema.EndpointState `json:"endpoints"`
 		}
 		if err == nil {
 			err = json.Unmarshal([]byte(out), &answer)
@@ -296,11 +296,11 @@ func (m *demo) printAlerts(ctx context.Context) {
 						break
 					}
 					offset += int64(len(line))
-					var ev sensor.Event
+					var ev schema.Event
 					if json.Unmarshal(line, &ev) == nil {
 						who := ev.EndpointName
 						if who == "" && len(ev.MACs) > 0 {
-							who = ev.MACs[0]
+							who = ev.MACs[0].String()
 						}
 						m.say("ALERT #%d %-8s %-18s %-18s %s", ev.Seq, ev.Severity, ev.Type, who, ev.Reason)
 					}

@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/lab"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Options describe a deployment.
@@ -339,7 +339,7 @@ func waitFor(ctx context.Context, p *lab.Process, text string, limit time.Durati
 func (d *Deployment) AlertLog() string { return filepath.Join(d.Opts.Dir, "alerts.jsonl") }
 
 // Alerts reads every alert the local log holds so far.
-func (d *Deployment) Alerts() ([]sensor.Event, error) {
+func (d *Deployment) Alerts() ([]schema.Event, error) {
 	f, err := os.Open(d.AlertLog())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
@@ -348,11 +348,11 @@ func (d *Deployment) Alerts() ([]sensor.Event, error) {
 		return nil, err
 	}
 	defer f.Close()
-	var out []sensor.Event
+	var out []schema.Event
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
-		var ev sensor.Event
+		var ev schema.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return out, fmt.Errorf("alert log line %q: %w", sc.Text(), err)
 		}
@@ -362,12 +362,12 @@ func (d *Deployment) Alerts() ([]sensor.Event, error) {
 }
 
 // WaitAlert waits until an alert matching match is in the log and returns it.
-func (d *Deployment) WaitAlert(ctx context.Context, limit time.Duration, match func(sensor.Event) bool) (sensor.Event, error) {
+func (d *Deployment) WaitAlert(ctx context.Context, limit time.Duration, match func(schema.Event) bool) (schema.Event, error) {
 	deadline := time.Now().Add(limit)
 	for {
 		evs, err := d.Alerts()
 		if err != nil {
-			return sensor.Event{}, err
+			return schema.Event{}, err
 		}
 		for _, ev := range evs {
 			if match(ev) {
@@ -375,11 +375,11 @@ func (d *Deployment) WaitAlert(ctx context.Context, limit time.Duration, match f
 			}
 		}
 		if time.Now().After(deadline) {
-			return sensor.Event{}, fmt.Errorf("no matching alert within %s (%d alerts so far)", limit, len(evs))
+			return schema.Event{}, fmt.Errorf("no matching alert within %s (%d alerts so far)", limit, len(evs))
 		}
 		select {
 		case <-ctx.Done():
-			return sensor.Event{}, ctx.Err()
+			return schema.Event{}, ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

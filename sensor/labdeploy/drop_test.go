@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/lab"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // The product's real timings: heartbeats every 15 s, missing after 3 of
@@ -95,16 +95,16 @@ func afterStartupGrace(ready time.Time) {
 // noMissing fails the test if any endpoint was called missing.
 func noMissing(t *testing.T, d *Deployment) {
 	t.Helper()
-	for _, ev := range alertsOf(t, d, sensor.EventHeartbeatMissing) {
+	for _, ev := range alertsOf(t, d, schema.EventHeartbeatMissing) {
 		t.Errorf("%s called missing at %s: %s", ev.EndpointName, ev.Time.Format(time.RFC3339Nano), ev.Reason)
 	}
 }
 
-func historyOf(t *testing.T, d *Deployment, host string, typ sensor.EventType) []sensor.Event {
+func historyOf(t *testing.T, d *Deployment, host string, typ schema.EventType) []schema.Event {
 	t.Helper()
-	var hist []sensor.Event
+	var hist []schema.Event
 	queryJSON(t, d, &hist, "query", "history", "--endpoint", host, "--since", "10m")
-	var out []sensor.Event
+	var out []schema.Event
 	for _, ev := range hist {
 		if ev.Type == typ {
 			out = append(out, ev)
@@ -161,8 +161,8 @@ func TestDroppedConnection(t *testing.T) {
 			if err := d.StopAgent("ep1", true); err != nil {
 				t.Fatal(err)
 			}
-			ev, err := d.WaitAlert(ctx, 2*realInterval, func(ev sensor.Event) bool {
-				return ev.Type == sensor.EventHeartbeatMissing && ev.EndpointName == "ep1" && ev.Time.After(killed)
+			ev, err := d.WaitAlert(ctx, 2*realInterval, func(ev schema.Event) bool {
+				return ev.Type == schema.EventHeartbeatMissing && ev.EndpointName == "ep1" && ev.Time.After(killed)
 			})
 			if err != nil {
 				t.Fatalf("trial %d: %v", trial+1, err)
@@ -174,8 +174,8 @@ func TestDroppedConnection(t *testing.T) {
 			if err := d.StartAgent(ctx, "ep1"); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := d.WaitAlert(ctx, 2*realInterval, func(ev sensor.Event) bool {
-				return ev.Type == sensor.EventHeartbeatRestored && ev.EndpointName == "ep1" && ev.Time.After(killed)
+			if _, err := d.WaitAlert(ctx, 2*realInterval, func(ev schema.Event) bool {
+				return ev.Type == schema.EventHeartbeatRestored && ev.EndpointName == "ep1" && ev.Time.After(killed)
 			}); err != nil {
 				t.Fatalf("trial %d: %v", trial+1, err)
 			}
@@ -189,7 +189,7 @@ func TestDroppedConnection(t *testing.T) {
 				t.Errorf("trial %d: missing %v after the kill, want within 5 s", i+1, d)
 			}
 		}
-		for _, ev := range alertsOf(t, d, sensor.EventHeartbeatMissing) {
+		for _, ev := range alertsOf(t, d, schema.EventHeartbeatMissing) {
 			if ev.EndpointName != "ep1" {
 				t.Errorf("healthy %s called missing: %s", ev.EndpointName, ev.Reason)
 			}
@@ -213,11 +213,11 @@ func TestDroppedConnection(t *testing.T) {
 		time.Sleep(15 * time.Second)
 		waitConnected(t, d, 2)
 		noMissing(t, d)
-		stopped := historyOf(t, d, "ep1", sensor.EventAgentStopped)
-		if len(stopped) != 1 || stopped[0].Details["goodbye"] != "stop" {
+		stopped := historyOf(t, d, "ep1", schema.EventAgentStopped)
+		if len(stopped) != 1 || stopped[0].Details.(*schema.AgentStoppedDetails).Goodbye != "stop" {
 			t.Errorf("agent_stopped in ep1's history: %+v, want one with goodbye stop", stopped)
 		}
-		if r := historyOf(t, d, "ep1", sensor.EventAgentRestarted); len(r) != 0 {
+		if r := historyOf(t, d, "ep1", schema.EventAgentRestarted); len(r) != 0 {
 			t.Errorf("a restart announced by goodbye raised agent_restarted: %+v", r)
 		}
 	})
@@ -239,7 +239,7 @@ func TestDroppedConnection(t *testing.T) {
 		time.Sleep(15 * time.Second)
 		waitConnected(t, d, 2)
 		noMissing(t, d)
-		r := historyOf(t, d, "ep1", sensor.EventAgentRestarted)
+		r := historyOf(t, d, "ep1", schema.EventAgentRestarted)
 		if len(r) != 1 {
 			t.Fatalf("%d agent_restarted events in ep1's history, want 1: %+v", len(r), r)
 		}
@@ -309,7 +309,7 @@ func TestDroppedConnection(t *testing.T) {
 		var answer endpointList
 		queryJSON(t, d, &answer, "query", "endpoints")
 		for _, e := range answer.Endpoints {
-			if e.Name == "ep1" && e.Status != sensor.StatusOffline {
+			if e.Name == "ep1" && e.Status != schema.StatusOffline {
 				t.Errorf("ep1 suspended for 60 s is %s, want offline", e.Status)
 			}
 		}

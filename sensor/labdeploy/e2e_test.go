@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/lab"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
@@ -116,7 +116,7 @@ func keepTalking(t *testing.T, d *Deployment, hosts ...string) {
 // endpointList is `tapbeat query endpoints --format json`.
 type endpointList struct {
 	Source    string                 `json:"source"`
-	Endpoints []sensor.EndpointState `json:"endpoints"`
+	Endpoints []schema.EndpointState `json:"endpoints"`
 }
 
 func queryJSON(t *testing.T, d *Deployment, v any, args ...string) {
@@ -130,13 +130,13 @@ func queryJSON(t *testing.T, d *Deployment, v any, args ...string) {
 	}
 }
 
-func alertsOf(t *testing.T, d *Deployment, typ sensor.EventType) []sensor.Event {
+func alertsOf(t *testing.T, d *Deployment, typ schema.EventType) []schema.Event {
 	t.Helper()
 	evs, err := d.Alerts()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []sensor.Event
+	var out []schema.Event
 	for _, ev := range evs {
 		if ev.Type == typ {
 			out = append(out, ev)
@@ -163,12 +163,12 @@ func TestDemoScenario(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[sensor.EventType]bool{}
+	seen := map[schema.EventType]bool{}
 	for _, ev := range evs {
 		seen[ev.Type] = true
 	}
-	for _, typ := range []sensor.EventType{sensor.EventNoHeartbeat, sensor.EventStatusChanged, sensor.EventPolicyViolation,
-		sensor.EventLateralMovement, sensor.EventHeartbeatMissing, sensor.EventHeartbeatRestored} {
+	for _, typ := range []schema.EventType{schema.EventNoHeartbeat, schema.EventStatusChanged, schema.EventPolicyViolation,
+		schema.EventLateralMovement, schema.EventHeartbeatMissing, schema.EventHeartbeatRestored} {
 		if !seen[typ] {
 			t.Errorf("the demo raised no %s alert", typ)
 		}
@@ -211,13 +211,13 @@ func TestMACConflictAndAuthFailed(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer clone.Stop()
-	ev, err := d.WaitAlert(ctx, 5*interval, func(ev sensor.Event) bool { return ev.Type == sensor.EventMACConflict })
+	ev, err := d.WaitAlert(ctx, 5*interval, func(ev schema.Event) bool { return ev.Type == schema.EventMACConflict })
 	if err != nil {
 		t.Fatal(err)
 	}
 	itfs, _ := d.Lab.Interfaces("ep1")
-	if ev.Details["mac"] != strings.ToLower(itfs[0].MAC) {
-		t.Errorf("mac_conflict about %v, want ep1's %s", ev.Details["mac"], itfs[0].MAC)
+	if d, ok := ev.Details.(*schema.MACConflictDetails); !ok || d.MAC.String() != strings.ToLower(itfs[0].MAC) {
+		t.Errorf("mac_conflict details %+v, want ep1's MAC %s", ev.Details, itfs[0].MAC)
 	}
 	// Plaintext garbage on the TLS port.
 	listen := d.Lab.ListenAddr(8347)
@@ -227,7 +227,7 @@ func TestMACConflictAndAuthFailed(t *testing.T) {
 	}
 	_, _ = conn.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
 	_ = conn.Close()
-	if _, err := d.WaitAlert(ctx, 5*interval, func(ev sensor.Event) bool { return ev.Type == sensor.EventAuthFailed }); err != nil {
+	if _, err := d.WaitAlert(ctx, 5*interval, func(ev schema.Event) bool { return ev.Type == schema.EventAuthFailed }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -246,8 +246,8 @@ func TestMissingTimingWithRealAgents(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := 3 * interval
-	ev, err := d.WaitAlert(ctx, deadline+5*interval, func(ev sensor.Event) bool {
-		return ev.Type == sensor.EventHeartbeatMissing && ev.EndpointName == "ep1"
+	ev, err := d.WaitAlert(ctx, deadline+5*interval, func(ev schema.Event) bool {
+		return ev.Type == schema.EventHeartbeatMissing && ev.EndpointName == "ep1"
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -256,14 +256,14 @@ func TestMissingTimingWithRealAgents(t *testing.T) {
 	if took := ev.Time.Sub(killed); took < deadline-interval || took > deadline+interval {
 		t.Errorf("missing %s after the kill, want within one interval of the %s deadline", took, deadline)
 	}
-	if n := len(alertsOf(t, d, sensor.EventHeartbeatMissing)); n != 1 {
+	if n := len(alertsOf(t, d, schema.EventHeartbeatMissing)); n != 1 {
 		t.Errorf("%d missing alerts, want only ep1's", n)
 	}
 	if err := d.StartAgent(ctx, "ep1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.WaitAlert(ctx, 4*interval, func(ev sensor.Event) bool {
-		return ev.Type == sensor.EventHeartbeatRestored && ev.EndpointName == "ep1"
+	if _, err := d.WaitAlert(ctx, 4*interval, func(ev schema.Event) bool {
+		return ev.Type == schema.EventHeartbeatRestored && ev.EndpointName == "ep1"
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -278,7 +278,7 @@ func waitConnected(t *testing.T, d *Deployment, n int) {
 		list := answer.Endpoints
 		connected := 0
 		for _, e := range list {
-			if e.Connected && (e.Status == sensor.StatusGreen) {
+			if e.Connected && (e.Status == schema.StatusGreen) {
 				connected++
 			}
 		}
@@ -314,13 +314,13 @@ func TestMultiHomedEndpoint(t *testing.T) {
 	go talk(tctx)
 	waitConnected(t, d, 1)
 	time.Sleep(5 * interval)
-	if n := len(alertsOf(t, d, sensor.EventHeartbeatMissing)); n != 0 {
+	if n := len(alertsOf(t, d, schema.EventHeartbeatMissing)); n != 0 {
 		t.Fatalf("a heartbeating multi-homed endpoint went missing")
 	}
 	if err := d.StopAgent("ep1", true); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := d.WaitAlert(ctx, 8*interval, func(ev sensor.Event) bool { return ev.Type == sensor.EventHeartbeatMissing })
+	ev, err := d.WaitAlert(ctx, 8*interval, func(ev schema.Event) bool { return ev.Type == schema.EventHeartbeatMissing })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -340,8 +340,8 @@ func TestRevokeMidSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	itfs, _ := d.Lab.Interfaces("ep2")
-	ev, err := d.WaitAlert(ctx, 10*interval, func(ev sensor.Event) bool {
-		return ev.Type == sensor.EventNoHeartbeat && len(ev.MACs) > 0 && ev.MACs[0] == strings.ToLower(itfs[0].MAC)
+	ev, err := d.WaitAlert(ctx, 10*interval, func(ev schema.Event) bool {
+		return ev.Type == schema.EventNoHeartbeat && len(ev.MACs) > 0 && ev.MACs[0].String() == strings.ToLower(itfs[0].MAC)
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -372,10 +372,10 @@ func TestRestartUnderLoad(t *testing.T) {
 	}
 	waitConnected(t, d, 4)
 	time.Sleep(6 * interval) // past the startup grace and a missing deadline
-	if n := len(alertsOf(t, d, sensor.EventHeartbeatMissing)); n != 0 {
+	if n := len(alertsOf(t, d, schema.EventHeartbeatMissing)); n != 0 {
 		t.Errorf("%d false missing alerts after the restart", n)
 	}
-	var hist []sensor.Event
+	var hist []schema.Event
 	queryJSON(t, d, &hist, "query", "history", "--endpoint", "ep1", "--since", "10m")
 	if len(hist) < 2 {
 		t.Errorf("history of ep1 after the restart has %d events, want those before and after", len(hist))
@@ -397,7 +397,7 @@ func TestCaptureLinkDownUp(t *testing.T) {
 	if err := d.Lab.SetMirrorLink(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.WaitAlert(ctx, 5*interval, func(ev sensor.Event) bool { return ev.Type == sensor.EventCaptureDegraded }); err != nil {
+	if _, err := d.WaitAlert(ctx, 5*interval, func(ev schema.Event) bool { return ev.Type == schema.EventCaptureDegraded }); err != nil {
 		t.Fatal(err)
 	}
 	// An agent dies while the sensor is blind: no missing verdict.
@@ -405,18 +405,18 @@ func TestCaptureLinkDownUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(5 * interval)
-	if n := len(alertsOf(t, d, sensor.EventHeartbeatMissing)); n != 0 {
+	if n := len(alertsOf(t, d, schema.EventHeartbeatMissing)); n != 0 {
 		t.Fatalf("missing raised while the capture was blind")
 	}
 	if err := d.Lab.SetMirrorLink(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.WaitAlert(ctx, 10*interval, func(ev sensor.Event) bool { return ev.Type == sensor.EventCaptureRestored }); err != nil {
+	if _, err := d.WaitAlert(ctx, 10*interval, func(ev schema.Event) bool { return ev.Type == schema.EventCaptureRestored }); err != nil {
 		t.Fatal(err)
 	}
 	// Capture works again: ep2, still talking, is now judged missing.
-	if _, err := d.WaitAlert(ctx, 6*interval, func(ev sensor.Event) bool {
-		return ev.Type == sensor.EventHeartbeatMissing && ev.EndpointName == "ep2"
+	if _, err := d.WaitAlert(ctx, 6*interval, func(ev schema.Event) bool {
+		return ev.Type == schema.EventHeartbeatMissing && ev.EndpointName == "ep2"
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +446,7 @@ action(type="omfile" file=%q template="raw")
 	}
 	defer rs.Stop()
 	keepTalking(t, d, "ep1", "ep2")
-	if _, err := d.WaitAlert(ctx, 10*interval, func(ev sensor.Event) bool { return ev.Type == sensor.EventNoHeartbeat }); err != nil {
+	if _, err := d.WaitAlert(ctx, 10*interval, func(ev schema.Event) bool { return ev.Type == schema.EventNoHeartbeat }); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)
@@ -527,8 +527,9 @@ func TestMetricsAndReload(t *testing.T) {
 	if err := d.Lab.TCPExchange(ctx, "ep2", "ep1", 7070, []byte("hello")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.WaitAlert(ctx, 5*interval, func(ev sensor.Event) bool {
-		return ev.Type == sensor.EventPolicyViolation && ev.Details["policy"] == "reloaded"
+	if _, err := d.WaitAlert(ctx, 5*interval, func(ev schema.Event) bool {
+		d, ok := ev.Details.(*schema.FlowDetails)
+		return ev.Type == schema.EventPolicyViolation && ok && d.Policy == "reloaded"
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -18,9 +18,9 @@ import (
 
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/api"
 	"github.com/tapbeat/tapbeat/sensor/lab"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // The hostile-peer suite: three real agents heartbeat throughout while a
@@ -40,7 +40,7 @@ func hostileLab(t *testing.T) *Deployment {
 	// The listener re-reads the trust store every second: let it see ep4.
 	time.Sleep(1500 * time.Millisecond)
 	t.Cleanup(func() {
-		for _, ev := range alertsOf(t, d, sensor.EventHeartbeatMissing) {
+		for _, ev := range alertsOf(t, d, schema.EventHeartbeatMissing) {
 			if slices.Contains([]string{"ep1", "ep2", "ep3"}, ev.EndpointName) {
 				t.Errorf("healthy endpoint called missing: %s", ev.Reason)
 			}
@@ -211,7 +211,7 @@ func testClaimOfAnother(t *testing.T) {
 	d := hostileLab(t)
 	ctx := context.Background()
 	victim := hostIface(t, d, "ep1")
-	vMAC, _ := sensor.ParseMAC(victim.MAC)
+	vMAC, _ := schema.ParseMAC(victim.MAC)
 	vIP := victim.Addr.Addr()
 	whoNames := func() string {
 		out, err := d.Tapbeat(ctx, "query", "who", "--dir", d.Opts.Dir, "--ip", vIP.String(), "--format", "json")
@@ -239,7 +239,7 @@ func testClaimOfAnother(t *testing.T) {
 		}
 	}()
 	const evil = "eve\x1b]0;owned\x07\u202e"
-	err := send(t, c, wire.TypeHello, wire.Hello{Health: sensor.HealthRed, Reasons: []string{"av off\x1b[2J\x00"}, Users: []string{evil},
+	err := send(t, c, wire.TypeHello, wire.Hello{Health: schema.HealthRed, Reasons: []string{"av off\x1b[2J\x00"}, Users: []string{evil},
 		Interfaces: []wire.Interface{{Name: "eth0", MAC: vMAC, IPs: []netip.Addr{vIP}}}})
 	if err != nil {
 		t.Fatal(err)
@@ -263,9 +263,9 @@ func testClaimOfAnother(t *testing.T) {
 	if out := whoNames(); !strings.Contains(out, `"name": "ep1"`) {
 		t.Errorf("who %s no longer names ep1:\n%s", vIP, out)
 	}
-	if n := len(alertsOf(t, d, sensor.EventMACConflict)); n != 1 {
+	if n := len(alertsOf(t, d, schema.EventMACConflict)); n != 1 {
 		out, _ := d.Tapbeat(ctx, "query", "history", "--dir", d.Opts.Dir, "--endpoint", "ep4", "--since", "1h", "--format", "json")
-		t.Errorf("%d mac_conflict alerts, want 1; ep4's history:\n%s\nauth_failed: %+v", n, out, alertsOf(t, d, sensor.EventAuthFailed))
+		t.Errorf("%d mac_conflict alerts, want 1; ep4's history:\n%s\nauth_failed: %+v", n, out, alertsOf(t, d, schema.EventAuthFailed))
 	}
 	// The agents' own copy of the list.
 	for _, h := range []string{"ep2", "ep3"} {
@@ -302,23 +302,23 @@ func testClonedBundle(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer clone.Stop()
-	ev, err := d.WaitAlert(ctx, 5*interval, func(ev sensor.Event) bool { return ev.Type == sensor.EventDuplicateIdentity })
+	ev, err := d.WaitAlert(ctx, 5*interval, func(ev schema.Event) bool { return ev.Type == schema.EventDuplicateIdentity })
 	if err != nil {
 		t.Fatal(err)
 	}
 	ep1, _ := d.Lab.Addr("ep1")
 	ep4, _ := d.Lab.Addr("ep4")
-	if !slices.Contains(ev.IPs, ep1.String()) || !slices.Contains(ev.IPs, ep4.String()) {
+	if !slices.Contains(ev.IPs, ep1) || !slices.Contains(ev.IPs, ep4) {
 		t.Errorf("duplicate_identity addresses %v, want %s and %s", ev.IPs, ep1, ep4)
 	}
 	time.Sleep(5 * interval)
-	if n := len(alertsOf(t, d, sensor.EventDuplicateIdentity)); n != 1 {
+	if n := len(alertsOf(t, d, schema.EventDuplicateIdentity)); n != 1 {
 		t.Errorf("%d duplicate_identity alerts, want 1", n)
 	}
-	var hist []sensor.Event
+	var hist []schema.Event
 	queryJSON(t, d, &hist, "query", "history", "--endpoint", "ep1", "--since", "1h")
 	for _, ev := range hist {
-		if ev.Time.After(start) && (ev.Type == sensor.EventEndpointDisconnected || ev.Type == sensor.EventEndpointHello) {
+		if ev.Time.After(start) && (ev.Type == schema.EventEndpointDisconnected || ev.Type == schema.EventEndpointHello) {
 			t.Errorf("ep1 flapped: %s at %v", ev.Type, ev.Time)
 		}
 	}
@@ -332,9 +332,9 @@ func testHelloFlood(t *testing.T) {
 	d := hostileLab(t)
 	pid := d.SensorPID()
 	before := rss(t, pid)
-	big := wire.Hello{Health: sensor.HealthGreen}
+	big := wire.Hello{Health: schema.HealthGreen}
 	for i := range 40 {
-		itf := wire.Interface{Name: fmt.Sprintf("e%02d", i), MAC: sensor.MACFromUint64(0x020000ab0000 + uint64(i))}
+		itf := wire.Interface{Name: fmt.Sprintf("e%02d", i), MAC: schema.MACFromUint64(0x020000ab0000 + uint64(i))}
 		for j := range 64 {
 			itf.IPs = append(itf.IPs, netip.AddrFrom16([16]byte{0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(i), byte(j)}))
 		}
@@ -368,7 +368,7 @@ func testHelloFlood(t *testing.T) {
 	if after-before > 50<<20 {
 		t.Errorf("sensor RSS grew by %d MB under the hello flood, want < 50 MB", (after-before)>>20)
 	}
-	if n := len(alertsOf(t, d, sensor.EventLimitExceeded)); n < 1 {
+	if n := len(alertsOf(t, d, schema.EventLimitExceeded)); n < 1 {
 		t.Error("no limit_exceeded alert for the hello flood")
 	}
 }

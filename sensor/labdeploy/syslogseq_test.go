@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/lab"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
@@ -40,7 +40,7 @@ action(type="omfile" file=%q template="raw")
 	if err := os.WriteFile(filepath.Join(dir, "rsyslog.conf"), []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	types := []sensor.EventType{sensor.EventHeartbeatMissing, sensor.EventHeartbeatRestored}
+	types := []schema.EventType{schema.EventHeartbeatMissing, schema.EventHeartbeatRestored}
 	dest := "tcp://127.0.0.1:5514?confirm=200ms&types=" + string(types[0]) + "," + string(types[1])
 	d := upLab(t, lab.Endpoints(2), Options{SensorArgs: []string{"--syslog", dest}})
 	ctx := context.Background()
@@ -59,12 +59,12 @@ action(type="omfile" file=%q template="raw")
 	// One round: ep1's agent is killed (missing), then comes back (restored).
 	round := func() {
 		t.Helper()
-		before := len(alertsOf(t, d, sensor.EventHeartbeatRestored))
-		missing := len(alertsOf(t, d, sensor.EventHeartbeatMissing))
+		before := len(alertsOf(t, d, schema.EventHeartbeatRestored))
+		missing := len(alertsOf(t, d, schema.EventHeartbeatMissing))
 		if err := d.StopAgent("ep1", true); err != nil {
 			t.Fatal(err)
 		}
-		for deadline := time.Now().Add(6 * interval); len(alertsOf(t, d, sensor.EventHeartbeatMissing)) == missing; {
+		for deadline := time.Now().Add(6 * interval); len(alertsOf(t, d, schema.EventHeartbeatMissing)) == missing; {
 			if time.Now().After(deadline) {
 				t.Fatal("ep1 not missing")
 			}
@@ -74,7 +74,7 @@ action(type="omfile" file=%q template="raw")
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(6 * interval)
-		for len(alertsOf(t, d, sensor.EventHeartbeatRestored)) == before {
+		for len(alertsOf(t, d, schema.EventHeartbeatRestored)) == before {
 			if time.Now().After(deadline) {
 				t.Fatal("ep1 not restored")
 			}

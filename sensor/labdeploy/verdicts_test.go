@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/lab"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
@@ -84,7 +84,7 @@ func waitToldInterval(t *testing.T, d *Deployment, iv time.Duration, seen map[st
 // noFalseMissing fails the test for any heartbeat_missing so far.
 func noFalseMissing(t *testing.T, d *Deployment, when string) {
 	t.Helper()
-	if m := alertsOf(t, d, sensor.EventHeartbeatMissing); len(m) != 0 {
+	if m := alertsOf(t, d, schema.EventHeartbeatMissing); len(m) != 0 {
 		t.Fatalf("%s: %d false heartbeat_missing, first %s: %s", when, len(m), m[0].EndpointName, m[0].Reason)
 	}
 }
@@ -100,8 +100,8 @@ func killedIsMissing(t *testing.T, d *Deployment, iv time.Duration) {
 		t.Fatal(err)
 	}
 	deadline := 3 * iv
-	ev, err := d.WaitAlert(context.Background(), deadline+5*iv, func(ev sensor.Event) bool {
-		return ev.Type == sensor.EventHeartbeatMissing && ev.EndpointName == "ep1"
+	ev, err := d.WaitAlert(context.Background(), deadline+5*iv, func(ev schema.Event) bool {
+		return ev.Type == schema.EventHeartbeatMissing && ev.EndpointName == "ep1"
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +109,10 @@ func killedIsMissing(t *testing.T, d *Deployment, iv time.Duration) {
 	// Its last heartbeat came up to one interval before the kill; the
 	// verdict says how long it had been silent.
 	took := ev.Time.Sub(killed)
-	silent, _ := ev.Details["silent_for_seconds"].(float64)
+	var silent float64
+	if d, ok := ev.Details.(*schema.HeartbeatMissingDetails); ok {
+		silent = d.SilentForSeconds
+	}
 	if s := time.Duration(silent * float64(time.Second)); s < deadline || s > deadline+iv {
 		t.Errorf("ep1 raised missing after %s of silence, want within one interval after the %s deadline", s, deadline)
 	}
@@ -118,7 +121,7 @@ func killedIsMissing(t *testing.T, d *Deployment, iv time.Duration) {
 	}
 	t.Logf("killed agent raised missing after %.2fs of silence, %s after the kill (deadline %s)", silent, took.Round(10*time.Millisecond), deadline)
 	time.Sleep(iv)
-	for _, m := range alertsOf(t, d, sensor.EventHeartbeatMissing) {
+	for _, m := range alertsOf(t, d, schema.EventHeartbeatMissing) {
 		if m.EndpointName != "ep1" {
 			t.Errorf("false heartbeat_missing for %s: %s", m.EndpointName, m.Reason)
 		}
@@ -194,12 +197,16 @@ func TestVerdictsYouCanTrust(t *testing.T) {
 		}
 		time.Sleep(max(observe-time.Since(start), 15*time.Second))
 		noFalseMissing(t, d, "after the sensor was frozen for 5 s")
-		st := alertsOf(t, d, sensor.EventSensorStalled)
+		st := alertsOf(t, d, schema.EventSensorStalled)
 		if len(st) == 0 {
 			t.Fatal("no sensor_stalled event after a 5 s freeze")
 		}
-		if s, _ := st[0].Details["stalled_seconds"].(float64); s < 4 || s > 7 {
-			t.Errorf("sensor_stalled says %v s, want about 5: %s", st[0].Details["stalled_seconds"], st[0].Reason)
+		var s float64
+		if d, ok := st[0].Details.(*schema.SensorStalledDetails); ok {
+			s = d.StalledSeconds
+		}
+		if s < 4 || s > 7 {
+			t.Errorf("sensor_stalled says %v s, want about 5: %s", s, st[0].Reason)
 		}
 		t.Logf("%s", st[0].Reason)
 		killedIsMissing(t, d, time.Second)

@@ -21,7 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/tapbeat/tapbeat/capture"
-	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 type countSink struct {
@@ -29,15 +29,15 @@ type countSink struct {
 	up                           atomic.Bool
 }
 
-func (s *countSink) Traffic(b []sensor.TrafficSummary) {
+func (s *countSink) Traffic(b []schema.TrafficSummary) {
 	for _, t := range b {
 		s.packets.Add(t.Packets)
 		s.bytes.Add(t.Bytes)
 	}
 }
-func (s *countSink) FlowStarts(f []sensor.Flow)           { s.flows.Add(uint64(len(f))) }
-func (s *countSink) Bindings(b []sensor.Binding)          { s.binds.Add(uint64(len(b))) }
-func (s *countSink) CaptureHealth(h sensor.CaptureHealth) { s.up.Store(h.Up) }
+func (s *countSink) FlowStarts(f []schema.Flow)           { s.flows.Add(uint64(len(f))) }
+func (s *countSink) Bindings(b []schema.Binding)          { s.binds.Add(uint64(len(b))) }
+func (s *countSink) CaptureHealth(h schema.CaptureHealth) { s.up.Store(h.Up) }
 
 func cpu() (user, sys time.Duration) {
 	var ru unix.Rusage

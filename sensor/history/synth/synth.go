@@ -14,8 +14,8 @@ import (
 	"slices"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Config describes the history to generate.
@@ -70,7 +70,7 @@ type Stats struct {
 }
 
 // EndpointMAC returns endpoint i's MAC.
-func EndpointMAC(i int) sensor.MAC { return sensor.MACFromUint64(0x021000000000 + uint64(i)) }
+func EndpointMAC(i int) schema.MAC { return schema.MACFromUint64(0x021000000000 + uint64(i)) }
 
 // EndpointID returns endpoint i's id.
 func EndpointID(i int) string { return fmt.Sprintf("ep-%05d", i) }
@@ -114,7 +114,7 @@ func Generate(ctx context.Context, s *history.Store, cfg Config) (Stats, error) 
 			return st, err
 		}
 		evs, binds, traffic := cfg.day(d)
-		slices.SortStableFunc(evs, func(a, b sensor.Event) int { return a.Time.Compare(b.Time) })
+		slices.SortStableFunc(evs, func(a, b schema.Event) int { return a.Time.Compare(b.Time) })
 		for i := range evs {
 			evs[i].Seq = seq
 			seq++
@@ -124,7 +124,7 @@ func Generate(ctx context.Context, s *history.Store, cfg Config) (Stats, error) 
 		day := time.Unix(int64(d)*86400, 0).UTC()
 		for h := 1; h <= 24; h++ {
 			until := day.Add(time.Duration(h) * time.Hour)
-			var bs []sensor.Binding
+			var bs []schema.Binding
 			for bi < len(binds) && binds[bi].t.Before(until) {
 				bs = append(bs, binds[bi].v)
 				bi++
@@ -138,7 +138,7 @@ func Generate(ctx context.Context, s *history.Store, cfg Config) (Stats, error) 
 				for n < len(traffic) && n-ti < 4096 && traffic[n].t.Before(until) {
 					n++
 				}
-				batch := make([]sensor.TrafficSummary, 0, n-ti)
+				batch := make([]schema.TrafficSummary, 0, n-ti)
 				for _, x := range traffic[ti:n] {
 					batch = append(batch, x.v)
 				}
@@ -176,10 +176,10 @@ func Generate(ctx context.Context, s *history.Store, cfg Config) (Stats, error) 
 
 // day builds day d's events, binding observations and traffic, each sorted
 // by time.
-func (cfg Config) day(d uint32) ([]sensor.Event, []timed[sensor.Binding], []timed[sensor.TrafficSummary]) {
-	var evs []sensor.Event
-	var binds []timed[sensor.Binding]
-	var traffic []timed[sensor.TrafficSummary]
+func (cfg Config) day(d uint32) ([]schema.Event, []timed[schema.Binding], []timed[schema.TrafficSummary]) {
+	var evs []schema.Event
+	var binds []timed[schema.Binding]
+	var traffic []timed[schema.TrafficSummary]
 	for i := 0; i < cfg.Endpoints; i++ {
 		r := rand.New(rand.NewPCG(cfg.Seed^uint64(d)<<32^0x5eed, uint64(i)))
 		arrive, leave := Presence(cfg.Seed, i, d)
@@ -190,74 +190,76 @@ func (cfg Config) day(d uint32) ([]sensor.Event, []timed[sensor.Binding], []time
 		if r.IntN(10) == 0 {
 			users = append(users, "admin")
 		}
-		base := sensor.Event{EndpointID: id, EndpointName: name, Org: "acme", MACs: []string{mac.String()}, IPs: []string{ip.String()}}
-		ev := func(t time.Time, typ sensor.EventType, sev sensor.Severity, prev, cur sensor.Status, reason string) sensor.Event {
+		base := schema.Event{EndpointID: id, EndpointName: name, Org: "acme", MACs: []schema.MAC{mac}, IPs: []netip.Addr{ip}}
+		ev := func(t time.Time, typ schema.EventType, sev schema.Severity, prev, cur schema.Status, reason string) schema.Event {
 			e := base
 			e.Time, e.Type, e.Severity, e.PreviousStatus, e.Status, e.Reason = t, typ, sev, prev, cur, reason
+			// As the correlator marks them: the events that change the status.
+			e.Transition = typ == schema.EventStatusChanged || typ == schema.EventHeartbeatMissing || typ == schema.EventHeartbeatRestored
 			return e
 		}
-		hello := ev(arrive, sensor.EventEndpointHello, sensor.SeverityInfo, "", sensor.StatusOffline, "endpoint declared its interfaces and users")
-		hello.Details = map[string]any{
-			"interfaces": []sensor.Interface{{Name: "eth0", MAC: mac, IPs: []netip.Addr{ip}}},
-			"users":      users,
+		hello := ev(arrive, schema.EventEndpointHello, schema.SeverityInfo, "", schema.StatusOffline, "endpoint declared its interfaces and users")
+		hello.Details = &schema.HelloDetails{
+			Interfaces: []schema.Interface{{Name: "eth0", MAC: mac, IPs: []netip.Addr{ip}}},
+			Users:      users,
 		}
 		evs = append(evs, hello,
-			ev(arrive, sensor.EventStatusChanged, sensor.SeverityInfo, sensor.StatusOffline, sensor.StatusGreen, "reported health green"))
+			ev(arrive, schema.EventStatusChanged, schema.SeverityInfo, schema.StatusOffline, schema.StatusGreen, "reported health green"))
 		t := arrive.Add(2 * time.Hour)
 		switch x := r.IntN(100); {
 		case x < 10:
 			evs = append(evs,
-				ev(t, sensor.EventStatusChanged, sensor.SeverityWarning, sensor.StatusGreen, sensor.StatusYellow, "reported health yellow: signatures 2 days old"),
-				ev(t.Add(time.Hour), sensor.EventStatusChanged, sensor.SeverityNotice, sensor.StatusYellow, sensor.StatusGreen, "reported health green"))
+				ev(t, schema.EventStatusChanged, schema.SeverityWarning, schema.StatusGreen, schema.StatusYellow, "reported health yellow: signatures 2 days old"),
+				ev(t.Add(time.Hour), schema.EventStatusChanged, schema.SeverityNotice, schema.StatusYellow, schema.StatusGreen, "reported health green"))
 		case x < 12:
 			evs = append(evs,
-				ev(t, sensor.EventStatusChanged, sensor.SeverityError, sensor.StatusGreen, sensor.StatusRed, "reported health red: malware detected"),
-				ev(t.Add(30*time.Minute), sensor.EventStatusChanged, sensor.SeverityNotice, sensor.StatusRed, sensor.StatusGreen, "reported health green"))
+				ev(t, schema.EventStatusChanged, schema.SeverityError, schema.StatusGreen, schema.StatusRed, "reported health red: malware detected"),
+				ev(t.Add(30*time.Minute), schema.EventStatusChanged, schema.SeverityNotice, schema.StatusRed, schema.StatusGreen, "reported health green"))
 		case x < 15:
-			m := ev(t, sensor.EventHeartbeatMissing, sensor.SeverityError, sensor.StatusGreen, sensor.StatusMissing, "no heartbeat for 45s while its MACs keep sending")
-			m.Details = map[string]any{"silent_for_seconds": 45.0, "escalation": 1}
+			m := ev(t, schema.EventHeartbeatMissing, schema.SeverityError, schema.StatusGreen, schema.StatusMissing, "no heartbeat for 45s while its MACs keep sending")
+			m.Details = &schema.HeartbeatMissingDetails{SilentForSeconds: 45, Escalation: 1}
 			evs = append(evs, m,
-				ev(t.Add(20*time.Minute), sensor.EventHeartbeatRestored, sensor.SeverityNotice, sensor.StatusMissing, sensor.StatusGreen, "heartbeat restored after 20m0s missing"))
+				ev(t.Add(20*time.Minute), schema.EventHeartbeatRestored, schema.SeverityNotice, schema.StatusMissing, schema.StatusGreen, "heartbeat restored after 20m0s missing"))
 		}
 		evs = append(evs,
-			ev(leave, sensor.EventEndpointDisconnected, sensor.SeverityInfo, "", sensor.StatusGreen, "LAN-zone connection closed"),
-			ev(leave.Add(45*time.Second), sensor.EventStatusChanged, sensor.SeverityInfo, sensor.StatusGreen, sensor.StatusOffline, "no heartbeat and no traffic"))
-		binds = append(binds, timed[sensor.Binding]{arrive, sensor.Binding{MAC: mac, IP: ip, Hostname: name, Source: "dhcp", Time: arrive}})
+			ev(leave, schema.EventEndpointDisconnected, schema.SeverityInfo, "", schema.StatusGreen, "LAN-zone connection closed"),
+			ev(leave.Add(45*time.Second), schema.EventStatusChanged, schema.SeverityInfo, schema.StatusGreen, schema.StatusOffline, "no heartbeat and no traffic"))
+		binds = append(binds, timed[schema.Binding]{arrive, schema.Binding{MAC: mac, IP: ip, Hostname: name, Source: "dhcp", Time: arrive}})
 		for at := arrive.Add(2 * time.Hour); at.Before(leave); at = at.Add(2 * time.Hour) {
-			binds = append(binds, timed[sensor.Binding]{at, sensor.Binding{MAC: mac, IP: ip, Source: "arp", Time: at}})
+			binds = append(binds, timed[schema.Binding]{at, schema.Binding{MAC: mac, IP: ip, Source: "arp", Time: at}})
 		}
 		span := leave.Sub(arrive)
 		for k := 0; k < cfg.TrafficMinutes; k++ {
 			at := arrive.Add(time.Duration(r.Int64N(int64(span)))).Truncate(time.Minute)
 			p := uint64(10 + r.IntN(1000))
-			traffic = append(traffic, timed[sensor.TrafficSummary]{at, sensor.TrafficSummary{
+			traffic = append(traffic, timed[schema.TrafficSummary]{at, schema.TrafficSummary{
 				MAC: mac, IPs: []netip.Addr{ip}, Packets: p, Bytes: p * 600, FirstSeen: at, LastSeen: at.Add(50 * time.Second)}})
 		}
 	}
 	// Unmanaged devices: a DHCP lease with a host name, traffic, then the verdict.
 	for u := 0; u < cfg.UnmanagedPerDay; u++ {
 		r := rand.New(rand.NewPCG(cfg.Seed^uint64(d)<<32^0xbad, uint64(u)))
-		mac := sensor.MACFromUint64(0x022000000000 + uint64(d)<<12 + uint64(u))
+		mac := schema.MACFromUint64(0x022000000000 + uint64(d)<<12 + uint64(u))
 		ip := netip.AddrFrom4([4]byte{192, 168, byte(u >> 8), byte(u)})
 		at := time.Unix(int64(d)*86400, 0).UTC().Add(8*time.Hour + time.Duration(r.Int64N(int64(8*time.Hour))))
-		binds = append(binds, timed[sensor.Binding]{at, sensor.Binding{MAC: mac, IP: ip, Hostname: fmt.Sprintf("device-%d-%d", d, u), Source: "dhcp", Time: at}})
-		traffic = append(traffic, timed[sensor.TrafficSummary]{at, sensor.TrafficSummary{MAC: mac, IPs: []netip.Addr{ip}, Packets: 50, Bytes: 5000, FirstSeen: at, LastSeen: at.Add(20 * time.Second)}})
-		evs = append(evs, sensor.Event{
-			Time: at.Add(30 * time.Second), Type: sensor.EventNoHeartbeat, Severity: sensor.SeverityWarning,
-			MACs: []string{mac.String()}, IPs: []string{ip.String()}, Status: sensor.StatusNoHeartbeat,
+		binds = append(binds, timed[schema.Binding]{at, schema.Binding{MAC: mac, IP: ip, Hostname: fmt.Sprintf("device-%d-%d", d, u), Source: "dhcp", Time: at}})
+		traffic = append(traffic, timed[schema.TrafficSummary]{at, schema.TrafficSummary{MAC: mac, IPs: []netip.Addr{ip}, Packets: 50, Bytes: 5000, FirstSeen: at, LastSeen: at.Add(20 * time.Second)}})
+		evs = append(evs, schema.Event{
+			Time: at.Add(30 * time.Second), Type: schema.EventNoHeartbeat, Severity: schema.SeverityWarning,
+			MACs: []schema.MAC{mac}, IPs: []netip.Addr{ip}, Status: schema.StatusNoHeartbeat,
 			Reason:  fmt.Sprintf("MAC %s sends traffic and belongs to no enrolled endpoint", mac),
-			Details: map[string]any{"first_seen": at.Format(time.RFC3339Nano), "packets": uint64(50), "bytes": uint64(5000)},
+			Details: &schema.NoHeartbeatDetails{FirstSeen: at, Packets: 50, Bytes: 5000},
 		})
 	}
-	slices.SortStableFunc(binds, func(a, b timed[sensor.Binding]) int { return a.t.Compare(b.t) })
-	slices.SortStableFunc(traffic, func(a, b timed[sensor.TrafficSummary]) int { return a.t.Compare(b.t) })
+	slices.SortStableFunc(binds, func(a, b timed[schema.Binding]) int { return a.t.Compare(b.t) })
+	slices.SortStableFunc(traffic, func(a, b timed[schema.TrafficSummary]) int { return a.t.Compare(b.t) })
 	return evs, binds, traffic
 }
 
 // DayEvents returns day d's events (days since the epoch), sorted by time
 // and not yet numbered.
-func (c Config) DayEvents(d uint32) []sensor.Event {
+func (c Config) DayEvents(d uint32) []schema.Event {
 	evs, _, _ := c.withDefaults().day(d)
-	slices.SortStableFunc(evs, func(a, b sensor.Event) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(evs, func(a, b schema.Event) int { return a.Time.Compare(b.Time) })
 	return evs
 }

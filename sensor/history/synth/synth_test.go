@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // TestGeneratedHistoryAnswersAsDesigned generates a small fleet and checks
@@ -49,7 +49,7 @@ func TestGeneratedHistoryAnswersAsDesigned(t *testing.T) {
 		t.Errorf("%d unmanaged stations, want 12", len(un))
 	}
 	evs, err := s.History(history.HistoryQuery{Range: history.Range{Since: end.Add(-4 * 24 * time.Hour), Until: end}, Endpoint: EndpointName(5),
-		Types: []sensor.EventType{sensor.EventEndpointHello}})
+		Types: []schema.EventType{schema.EventEndpointHello}})
 	if err != nil || len(evs) != 3 {
 		t.Errorf("hellos of %s: %v %d, want 3", EndpointName(5), err, len(evs))
 	}

@@ -23,9 +23,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/lab"
 	"github.com/tapbeat/tapbeat/sensor/labdeploy"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 func main() {
@@ -150,7 +150,7 @@ loop:
 	if err != nil {
 		return res, err
 	}
-	var all []sensor.Event
+	var all []schema.Event
 	for _, h := range hosts {
 		evs, err := history(ctx, d, h)
 		if err != nil {
@@ -160,15 +160,15 @@ loop:
 	}
 	for _, ev := range evs {
 		switch ev.Type {
-		case sensor.EventHeartbeatMissing:
+		case schema.EventHeartbeatMissing:
 			res.FalseMissing++
 			log.Error("false missing", "endpoint", ev.EndpointName, "reason", ev.Reason, "time", ev.Time)
-		case sensor.EventSensorStalled:
+		case schema.EventSensorStalled:
 			res.SensorStalled++
 		}
 	}
 	for _, ev := range all {
-		if ev.Type == sensor.EventStatusChanged && (ev.Status == sensor.StatusOffline || ev.Status == sensor.StatusUnknown) {
+		if ev.Type == schema.EventStatusChanged && (ev.Status == schema.StatusOffline || ev.Status == schema.StatusUnknown) {
 			res.OfflineChanges++
 		}
 	}
@@ -178,8 +178,8 @@ loop:
 	if err := d.StopAgent(hosts[0], true); err != nil {
 		return res, err
 	}
-	ev, err := d.WaitAlert(ctx, 10*cfg.interval+10*time.Second, func(ev sensor.Event) bool {
-		return ev.Type == sensor.EventHeartbeatMissing && ev.EndpointName == hosts[0]
+	ev, err := d.WaitAlert(ctx, 10*cfg.interval+10*time.Second, func(ev schema.Event) bool {
+		return ev.Type == schema.EventHeartbeatMissing && ev.EndpointName == hosts[0]
 	})
 	if err != nil {
 		return res, fmt.Errorf("the killed agent was not raised missing: %w", err)
@@ -189,7 +189,7 @@ loop:
 }
 
 type endpointList struct {
-	Endpoints []sensor.EndpointState `json:"endpoints"`
+	Endpoints []schema.EndpointState `json:"endpoints"`
 }
 
 func connected(ctx context.Context, d *labdeploy.Deployment) (int, error) {
@@ -203,7 +203,7 @@ func connected(ctx context.Context, d *labdeploy.Deployment) (int, error) {
 	}
 	n := 0
 	for _, e := range list.Endpoints {
-		if e.Connected && e.Status == sensor.StatusGreen {
+		if e.Connected && e.Status == schema.StatusGreen {
 			n++
 		}
 	}
@@ -230,16 +230,16 @@ func waitConnected(ctx context.Context, d *labdeploy.Deployment, want int) error
 
 // history returns the status changes the sensor stored for an endpoint
 // (they are not alerts, so the alert log does not hold them).
-func history(ctx context.Context, d *labdeploy.Deployment, host string) ([]sensor.Event, error) {
+func history(ctx context.Context, d *labdeploy.Deployment, host string) ([]schema.Event, error) {
 	out, err := d.Tapbeat(ctx, "query", "history", "--dir", d.Opts.Dir, "--format", "json", "--since", "24h",
-		"--endpoint", host, "--type", string(sensor.EventStatusChanged))
+		"--endpoint", host, "--type", string(schema.EventStatusChanged))
 	if err != nil {
 		return nil, err
 	}
-	var evs []sensor.Event
+	var evs []schema.Event
 	if err := json.Unmarshal([]byte(out), &evs); err != nil {
 		var wrapped struct {
-			Events []sensor.Event `json:"events"`
+			Events []schema.Event `json:"events"`
 		}
 		if err2 := json.Unmarshal([]byte(out), &wrapped); err2 != nil {
 			return nil, errors.Join(err, err2)

@@ -1,4 +1,4 @@
-package sensor
+package schema
 
 import "fmt"
 
@@ -91,7 +91,8 @@ const (
 	StatusNoHeartbeat Status = "no_heartbeat"
 )
 
-func statusOf(h Health) Status {
+// StatusOf is the status of an endpoint that heartbeats and reports h.
+func StatusOf(h Health) Status {
 	switch h {
 	case HealthGreen:
 		return StatusGreen
@@ -118,60 +119,17 @@ func (s Status) Rank() int {
 	return 0
 }
 
-// MinHealth is a heartbeat policy's minimum: none, yellow or green.
-type MinHealth uint8
-
-// Policy minimums.
-const (
-	MinNone MinHealth = iota
-	MinYellow
-	MinGreen
-)
-
-// ParseMinHealth parses "none", "yellow" or "green" ("" means none).
-func ParseMinHealth(s string) (MinHealth, error) {
+// Health is the health an endpoint reports to be in status s, or 0 for the
+// statuses the sensor concluded on its own (missing, offline, unknown, no
+// heartbeat): the inverse of StatusOf.
+func (s Status) Health() Health {
 	switch s {
-	case "", "none":
-		return MinNone, nil
-	case "yellow":
-		return MinYellow, nil
-	case "green":
-		return MinGreen, nil
-	}
-	return 0, fmt.Errorf("minimum health %q: want none, yellow or green", s)
-}
-
-// String returns the minimum's name.
-func (m MinHealth) String() string {
-	switch m {
-	case MinYellow:
-		return "yellow"
-	case MinGreen:
-		return "green"
-	}
-	return "none"
-}
-
-// rank is the Status.Rank a status must reach to satisfy the minimum.
-func (m MinHealth) rank() int {
-	switch m {
-	case MinYellow:
-		return 2
-	case MinGreen:
-		return 3
+	case StatusGreen:
+		return HealthGreen
+	case StatusYellow:
+		return HealthYellow
+	case StatusRed:
+		return HealthRed
 	}
 	return 0
-}
-
-// MarshalText implements encoding.TextMarshaler.
-func (m MinHealth) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
-
-// UnmarshalText implements encoding.TextUnmarshaler.
-func (m *MinHealth) UnmarshalText(b []byte) error {
-	v, err := ParseMinHealth(string(b))
-	if err != nil {
-		return err
-	}
-	*m = v
-	return nil
 }

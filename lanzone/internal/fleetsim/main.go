@@ -1,6 +1,12 @@
+// Command fleetsim runs many simulated endpoints from one process against a
+// running sensor: test tooling for load tests, kept out of the agent that
+// ships to every endpoint.
+//
+//	go run ./lanzone/internal/fleetsim --dir /var/lib/tapbeat --count 1000
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -12,9 +18,17 @@ import (
 	"github.com/tapbeat/tapbeat/cmd/agent"
 )
 
-func simulateCommand() *cli.Command {
-	return &cli.Command{
-		Name:  "simulate",
+func main() {
+	app := simulateCommand()
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "fleetsim:", err)
+		os.Exit(1)
+	}
+}
+
+func simulateCommand() *cli.App {
+	return &cli.App{
+		Name:  "fleetsim",
 		Usage: "run many simulated endpoints from one process (load tests)",
 		Description: "Enrolls --count endpoints in the sensor directory in one bulk call (names PREFIX-N; an\n" +
 			"existing enrollment of that prefix is reused from --cache), then connects each from its\n" +

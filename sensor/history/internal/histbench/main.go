@@ -1,9 +1,17 @@
+// Command histbench writes a synthetic history and measures queries on it:
+// test tooling for the history benchmarks in BENCHMARKS.md, kept out of the
+// product binaries.
+//
+//	go run ./sensor/history/internal/histbench gen --dir D --endpoints 10000 --days 90
+//	go run ./sensor/history/internal/histbench query --dir D --cli bin/tapbeat
 package main
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -22,7 +30,7 @@ import (
 )
 
 // genParamsFile records how a synthetic history was generated, so
-// history-bench knows the right answers.
+// histbench query knows the right answers.
 const genParamsFile = "history-gen.json"
 
 type genParams struct {
@@ -34,13 +42,23 @@ type genParams struct {
 	UnmanagedPerDay int       `json:"unmanaged_per_day"`
 }
 
-// historyGenCommand is the hidden "tapbeat history-gen": synthetic history
-// for benchmarks and demonstrations.
+func main() {
+	app := &cli.App{
+		Name:     "histbench",
+		Usage:    "synthetic history and query latency for the history benchmarks",
+		Commands: []*cli.Command{historyGenCommand(), historyBenchCommand()},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "histbench:", err)
+		os.Exit(1)
+	}
+}
+
+// historyGenCommand is "histbench gen": synthetic history for benchmarks.
 func historyGenCommand() *cli.Command {
 	return &cli.Command{
-		Name:   "history-gen",
-		Usage:  "write synthetic history (benchmarks, demonstrations) into DIR/history",
-		Hidden: true,
+		Name:  "gen",
+		Usage: "write synthetic history into DIR/history",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dir", Required: true, Usage: "state `DIR` to create (history in DIR/history)"},
 			&cli.IntFlag{Name: "endpoints", Value: 10000, Usage: "number of endpoints"},
@@ -175,24 +193,23 @@ func summarize(ds []time.Duration) latency {
 	return latency{Count: len(ds), P50ms: ms(ds[len(ds)/2]), P99ms: ms(ds[(len(ds)*99)/100]), MaxMS: ms(ds[len(ds)-1])}
 }
 
-// historyBenchCommand is the hidden "tapbeat history-bench": query latency
-// on a generated history, in-process and through the CLI and the socket.
+// historyBenchCommand is "histbench query": query latency on a generated
+// history, in process and through the CLI and the socket.
 func historyBenchCommand() *cli.Command {
 	return &cli.Command{
-		Name:   "history-bench",
-		Usage:  "measure who/history latency on a history made by history-gen",
-		Hidden: true,
+		Name:  "query",
+		Usage: "measure who/history latency on a history made by histbench gen",
 		Flags: []cli.Flag{
-			&cli.StringFlag{Name: "dir", Required: true, Usage: "state `DIR` made by history-gen"},
+			&cli.StringFlag{Name: "dir", Required: true, Usage: "state `DIR` made by histbench gen"},
 			&cli.IntFlag{Name: "n", Value: 2000, Usage: "in-process queries of each kind"},
 			&cli.IntFlag{Name: "cli-n", Value: 200, Usage: "CLI calls of each kind through the socket (0: skip)"},
-			&cli.StringFlag{Name: "cli", Usage: "tapbeat `BINARY` to run (default this one)"},
+			&cli.StringFlag{Name: "cli", Value: "bin/tapbeat", Usage: "tapbeat `BINARY` to run"},
 		},
 		Action: func(c *cli.Context) error {
 			dir := c.String("dir")
 			raw, err := os.ReadFile(filepath.Join(dir, genParamsFile))
 			if err != nil {
-				return fmt.Errorf("%w: run tapbeat history-gen --dir %s first", err, dir)
+				return fmt.Errorf("%w: run histbench gen --dir %s first", err, dir)
 			}
 			var p genParams
 			if err := json.Unmarshal(raw, &p); err != nil {
@@ -204,7 +221,7 @@ func historyBenchCommand() *cli.Command {
 			}
 			defer st.Close()
 			r := rand.New(rand.NewPCG(42, 7))
-			lastDay := uint32(p.End.Unix()/86400) - 1 // history-gen writes whole days before End's
+			lastDay := uint32(p.End.Unix()/86400) - 1 // gen writes whole days before End's
 			pick := func() (int, uint32, time.Time) {
 				i := r.IntN(p.Endpoints)
 				d := lastDay - uint32(r.IntN(p.Days))
@@ -250,11 +267,6 @@ func historyBenchCommand() *cli.Command {
 
 			if cn := c.Int("cli-n"); cn > 0 {
 				bin := c.String("cli")
-				if bin == "" {
-					if bin, err = os.Executable(); err != nil {
-						return err
-					}
-				}
 				sock := filepath.Join(dir, "bench.sock")
 				srv := api.NewServer(st, nil, quietLogger())
 				ctx, cancel := context.WithCancel(c.Context)
@@ -298,4 +310,15 @@ func historyBenchCommand() *cli.Command {
 			return queryJSON(c.App.Writer, res)
 		},
 	}
+}
+
+func queryJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// quietLogger reports only errors, on standard error.
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }

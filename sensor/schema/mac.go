@@ -1,4 +1,4 @@
-package sensor
+package schema
 
 import (
 	"encoding/hex"
@@ -37,20 +37,24 @@ func MustParseMAC(s string) MAC {
 
 // String formats the address as lower-case colon-separated octets.
 func (m MAC) String() string {
-	const digits = "0123456789abcdef"
 	var b [17]byte
+	return string(m.AppendTo(b[:0]))
+}
+
+// AppendTo appends the address as String writes it (17 bytes) to b.
+func (m MAC) AppendTo(b []byte) []byte {
+	const digits = "0123456789abcdef"
 	for i, o := range m {
 		if i > 0 {
-			b[i*3-1] = ':'
+			b = append(b, ':')
 		}
-		b[i*3] = digits[o>>4]
-		b[i*3+1] = digits[o&0x0f]
+		b = append(b, digits[o>>4], digits[o&0x0f])
 	}
-	return string(b[:])
+	return b
 }
 
 // MarshalText implements encoding.TextMarshaler.
-func (m MAC) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+func (m MAC) MarshalText() ([]byte, error) { return m.AppendTo(make([]byte, 0, 17)), nil }
 
 // UnmarshalText implements encoding.TextUnmarshaler.
 func (m *MAC) UnmarshalText(b []byte) error {
