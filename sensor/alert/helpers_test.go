@@ -1,7 +1,6 @@
 package alert
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -360,21 +359,25 @@ func (r *rsyslog) kill() {
 // messages returns every raw message received so far.
 func (r *rsyslog) messages() []string {
 	r.t.Helper()
-	f, err := os.Open(r.out)
+	data, err := os.ReadFile(r.out)
 	if os.IsNotExist(err) {
 		return nil
 	}
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	defer f.Close()
+	// rsyslog may be writing the last line right now: only lines that
+	// end in a newline are complete.
+	if i := bytes.LastIndexByte(data, '\n'); i >= 0 {
+		data = data[:i]
+	} else {
+		return nil
+	}
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
+	for _, line := range bytes.Split(data, []byte("\n")) {
 		var s string
-		if err := json.Unmarshal(sc.Bytes(), &s); err != nil {
-			r.t.Fatalf("rsyslog output line %q: %v", sc.Text(), err)
+		if err := json.Unmarshal(line, &s); err != nil {
+			r.t.Fatalf("rsyslog output line %q: %v", line, err)
 		}
 		out = append(out, s)
 	}

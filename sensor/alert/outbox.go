@@ -197,20 +197,7 @@ func (o *Outbox) Stage(b *history.Batch, evs []schema.Event) error {
 		default:
 		}
 	}
-	for {
-		cur := o.staged.Load()
-		if top <= cur || o.staged.CompareAndSwap(cur, top) {
-			break
-		}
-	}
-	if w := o.wakers.Load(); w != nil {
-		for _, c := range *w {
-			select {
-			case c <- struct{}{}:
-			default:
-			}
-		}
-	}
+	o.announce(top)
 	return nil
 }
 
@@ -249,6 +236,13 @@ func (o *Outbox) Hold(evs []schema.Event) (dropped int) {
 	if top == 0 {
 		return dropped
 	}
+	o.announce(top)
+	return dropped
+}
+
+// announce raises the highest staged sequence to top and wakes every
+// destination.
+func (o *Outbox) announce(top uint64) {
 	for {
 		cur := o.staged.Load()
 		if top <= cur || o.staged.CompareAndSwap(cur, top) {
@@ -263,7 +257,6 @@ func (o *Outbox) Hold(evs []schema.Event) (dropped int) {
 			}
 		}
 	}
-	return dropped
 }
 
 // Release forgets held alerts up to and including seq (they are written).
