@@ -126,7 +126,7 @@ var types = []TypeInfo{
 		"a MAC was seen for the first time after the learning period", details[NewStationDetails]()},
 	{EventIPMACChanged, SeverityWarning, true, "1051", "IP address moved to another MAC",
 		"an IP address claimed by one MAC is now claimed by another (flip flop; a spoofing hint)", details[IPMACChangedDetails]()},
-	{EventOperatorAudit, SeverityInfo, false, "1150", "Operator change",
+	{EventOperatorAudit, SeverityNotice, true, "1150", "Operator change",
 		"an operator changed something through the console or its API: who, what, from where", details[OperatorDetails]()},
 }
 

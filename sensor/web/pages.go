@@ -45,18 +45,8 @@ func parseTemplates() (map[string]*template.Template, error) {
 			}
 			return d.String() + " ago"
 		},
-		"bytes": func(v uint64) string { return humanBytes(float64(v)) },
-		"join":  strings.Join,
-		"query": func(base url.Values, kv ...string) string {
-			q := url.Values{}
-			for k, v := range base {
-				q[k] = v
-			}
-			for i := 0; i+1 < len(kv); i += 2 {
-				q.Set(kv[i], kv[i+1])
-			}
-			return "?" + q.Encode()
-		},
+		"bytes":    func(v uint64) string { return humanBytes(float64(v)) },
+		"join":     strings.Join,
 		"add":      func(a, b int) int { return a + b },
 		"statuses": func() []schema.Status { return statusOrder },
 		"triageStates": func() []inventory.TriageState {
@@ -198,6 +188,50 @@ type endpointsView struct {
 	EndpointPage
 	Params url.Values
 	Now    time.Time
+}
+
+// Columns are the sortable columns, in table order.
+func (v endpointsView) Columns() []string {
+	return []string{"status", "name", "health", "last_heartbeat", "id"}
+}
+
+// SortURL links to the table sorted by col (flipping the order if it is
+// sorted by col already).
+func (v endpointsView) SortURL(col string) string {
+	q := cloneValues(v.Params)
+	q.Set("sort", col)
+	q.Del("desc")
+	if v.Sort == col && !v.Desc {
+		q.Set("desc", "1")
+	}
+	q.Del("page")
+	return "?" + q.Encode()
+}
+
+// Arrow marks the sorted column.
+func (v endpointsView) Arrow(col string) string {
+	switch {
+	case v.Sort != col:
+		return ""
+	case v.Desc:
+		return " ▼"
+	}
+	return " ▲"
+}
+
+// PageURL links to the page delta pages away.
+func (v endpointsView) PageURL(delta int) string {
+	q := cloneValues(v.Params)
+	q.Set("page", strconv.Itoa(v.Page+delta))
+	return "?" + q.Encode()
+}
+
+func cloneValues(v url.Values) url.Values {
+	q := url.Values{}
+	for k, vs := range v {
+		q[k] = append([]string(nil), vs...)
+	}
+	return q
 }
 
 func (s *Server) endpointsPage(w http.ResponseWriter, r *http.Request, p *principal) {

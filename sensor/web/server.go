@@ -55,7 +55,7 @@ type SensorHealth struct {
 	Capture      []schema.CaptureHealth `json:"capture"`
 	Connected    int                    `json:"lanzone_connected"`
 	LANZone      []string               `json:"lanzone_listen"`
-	HistoryBytes int64                  `json:"history_bytes"`
+	HistoryBytes uint64                 `json:"history_bytes"`
 	DiskFree     uint64                 `json:"disk_free_bytes"`
 	DiskTotal    uint64                 `json:"disk_total_bytes"`
 }
@@ -237,7 +237,7 @@ func (s *Server) deny(w http.ResponseWriter, r *http.Request, rt route, code int
 
 // audit records an operator change.
 func (s *Server) audit(r *http.Request, p *principal, action, target, note string) {
-	s.o.Record(schema.Event{Time: s.o.Now(), Type: schema.EventOperatorAudit, Severity: schema.SeverityInfo,
+	s.o.Record(schema.Event{Time: s.o.Now(), Type: schema.EventOperatorAudit, Severity: schema.SeverityNotice,
 		Reason:  fmt.Sprintf("%s %s by %s (%s)", action, target, p.Name, p.Via),
 		Details: &schema.OperatorDetails{Actor: p.Name, Via: p.Via, Remote: r.RemoteAddr, Action: action, Target: target, Note: note}})
 	s.log.Info("operator change", "action", action, "target", target, "by", p.Name, "via", p.Via, "remote", r.RemoteAddr)
