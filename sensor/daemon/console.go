@@ -213,9 +213,7 @@ func (s *Sensor) consoleTLS(c Console) (*tls.Config, func(tls.ConnectionState) (
 		if ip := net.ParseIP(host); host != "" && (ip == nil || !ip.IsUnspecified()) {
 			hosts = append([]string{host}, hosts...)
 		} else {
-			for _, a := range s.cfg.LANZone.Addresses {
-				hosts = append(hosts, a)
-			}
+			hosts = append(hosts, s.cfg.LANZone.Addresses...)
 		}
 		a, err := pki.Open(s.opts.Dir)
 		if err != nil {

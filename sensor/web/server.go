@@ -166,7 +166,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	if a := r.Header.Get("Authorization"); a != "" {
 		tok, ok := strings.CutPrefix(a, "Bearer ")
 		if !ok {
-			return nil, errors.New("Authorization: want Bearer TOKEN")
+			return nil, errors.New("authorization header: want Bearer TOKEN")
 		}
 		t, err := s.o.Access.CheckToken(strings.TrimSpace(tok))
 		if err != nil {
