@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -102,7 +103,20 @@ func newConsole(t *testing.T) *console {
 	if err != nil {
 		t.Fatal(err)
 	}
+	auth, err := pki.Open(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := auth.IssueWebServer([]string{"127.0.0.1"}, c.now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsCfg, verify, err := pki.ConsoleTLS(c.dir, cert)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err = New(Options{
+		AdminVerifier: verify,
 		Live: c.engine, History: c.store, Access: c.users, Triage: c.triage,
 		OpenAuthority: func() (Enroller, error) { return pki.Open(c.dir) },
 		Enrolled:      func() ([]pki.Entry, error) { _, err := ts.Refresh(); return ts.Entries(), err },
@@ -119,6 +133,7 @@ func newConsole(t *testing.T) *console {
 	c.srv = srv
 	c.ts = httptest.NewUnstartedServer(srv)
 	c.ts.EnableHTTP2 = true
+	c.ts.TLS = tlsCfg
 	c.ts.StartTLS()
 	t.Cleanup(c.ts.Close)
 	return c
@@ -590,4 +605,53 @@ func TestEnrollAndRevokeThroughTheConsole(t *testing.T) {
 	}
 }
 
-var _ = tls.VersionTLS13
+// An administrator certificate (tapbeat enroll --admin) works on the
+// console's listener as on the admin API; an endpoint's certificate, a
+// revoked one or one from another CA does not get in.
+func TestAdminCertificate(t *testing.T) {
+	c := newConsole(t)
+	_, station := c.seed()
+	a, err := pki.Open(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := func(b *pki.Bundle) *http.Client {
+		cert, err := b.Certificate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(a.CACertificate())
+		return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+			Certificates: []tls.Certificate{cert}, RootCAs: roots, ServerName: "127.0.0.1"}}}
+	}
+	admin, err := a.Enroll("admin-1", pki.EnrollOptions{Admin: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := client(admin)
+	time.Sleep(1100 * time.Millisecond) // the trust store is re-read at most once a second
+	// The console's certificate is the organisation's: the client verifies it.
+	code, body := c.do(cl, "PUT", "/api/v1/unmanaged/"+station.String(), `{"state":"investigating"}`, nil)
+	if code != 200 {
+		t.Fatalf("admin certificate PUT: %d %s", code, body)
+	}
+	evs, _ := c.store.Alerts(history.AlertQuery{Types: []schema.EventType{schema.EventOperatorAudit}})
+	if len(evs) != 1 || evs[0].Details.(*schema.OperatorDetails).Via != viaCertificate || evs[0].Details.(*schema.OperatorDetails).Actor != "admin-1" {
+		t.Fatalf("audit %+v", evs)
+	}
+	ep, err := a.Enroll("laptop-1", pki.EnrollOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client(ep).Get(c.ts.URL + "/api/v1/endpoints"); err == nil {
+		t.Fatal("an endpoint certificate got through the handshake")
+	}
+	if _, err := a.Revoke("admin-1", true); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // the trust store is re-read at most once a second
+	if _, err := client(admin).Get(c.ts.URL + "/api/v1/endpoints"); err == nil {
+		t.Fatal("a revoked admin certificate got through the handshake")
+	}
+}
