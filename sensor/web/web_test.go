@@ -655,3 +655,48 @@ func TestAdminCertificate(t *testing.T) {
 		t.Fatal("a revoked admin certificate got through the handshake")
 	}
 }
+
+func TestAlertFilters(t *testing.T) {
+	c := newConsole(t)
+	epID, station := c.seed()
+	c.engine.Record(schema.Event{Type: schema.EventLateralMovement, Severity: schema.SeverityCritical, EndpointID: epID,
+		EndpointName: evilName, Reason: "flow to a red endpoint", Details: &schema.FlowDetails{SrcMAC: station, DstMAC: schema.MustParseMAC("00:50:56:01:02:03"), Proto: "tcp"}})
+	tok, _ := c.users.AddToken("siem", access.RoleViewer, c.now)
+	get := func(q string) []schema.Event {
+		code, body := c.do(c.client(), "GET", "/api/v1/alerts?"+q, "", map[string]string{"Authorization": "Bearer " + tok})
+		if code != 200 {
+			t.Fatalf("%s: %d %s", q, code, body)
+		}
+		var evs []schema.Event
+		if err := json.Unmarshal([]byte(body), &evs); err != nil {
+			t.Fatal(err)
+		}
+		return evs
+	}
+	if evs := get("type=lateral_movement"); len(evs) != 1 || evs[0].Type != schema.EventLateralMovement {
+		t.Fatalf("type filter: %+v", evs)
+	}
+	if evs := get("severity=critical"); len(evs) != 1 {
+		t.Fatalf("severity filter: %d events", len(evs))
+	}
+	// no_heartbeat (warning), the endpoint turning red (error), the flow.
+	if evs := get("severity=warning"); len(evs) != 3 {
+		t.Fatalf("severity warning or worse: %d events", len(evs))
+	}
+	if evs := get("endpoint=" + epID); len(evs) != 2 {
+		t.Fatalf("endpoint filter: %d events", len(evs))
+	}
+	if evs := get("since=" + url.QueryEscape(c.now.Add(time.Hour).Format(time.RFC3339))); len(evs) != 0 {
+		t.Fatalf("since filter: %d events", len(evs))
+	}
+	if code, body := c.do(c.client(), "GET", "/api/v1/alerts?type=bogus", "", map[string]string{"Authorization": "Bearer " + tok}); code != 400 ||
+		!strings.Contains(body, "known types are") {
+		t.Fatalf("unknown type: %d %s", code, body)
+	}
+	// The endpoint page lists the lateral movement's peer with its vendor.
+	cl, _ := c.login("victor")
+	body := c.get(cl, "/endpoints/"+epID, http.StatusOK)
+	if !strings.Contains(body, station.String()) || !strings.Contains(body, "lateral_movement") {
+		t.Fatal("the endpoint page does not show the peer of its lateral-movement alert")
+	}
+}
