@@ -44,7 +44,6 @@ func newApp() *cli.App {
 			enrollCodeCommand(),
 			userCommand(),
 			tokenCommand(),
-			consoleBenchCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}

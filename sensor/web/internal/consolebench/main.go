@@ -1,8 +1,15 @@
+// Command consolebench measures the server time of the console's
+// endpoints page and API on a history made by histbench gen, with every
+// generated endpoint live in a real correlator.
+//
+//	go run ./sensor/history/internal/histbench gen --dir D --endpoints 10000 --days 90
+//	go run ./sensor/web/internal/consolebench --dir D --n 1000
 package main
 
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -23,14 +30,24 @@ import (
 	"github.com/tapbeat/tapbeat/sensor/web"
 )
 
-// consoleBenchCommand is the hidden "tapbeat console-bench": the server
-// time of the console's endpoints page and API on a history made by
-// history-gen, with every generated endpoint live in a real correlator.
-func consoleBenchCommand() *cli.Command {
-	return &cli.Command{
-		Name:   "console-bench",
-		Usage:  "measure the console's endpoints page and API on a history made by history-gen",
-		Hidden: true,
+// genParamsFile is where histbench gen records how it generated a history.
+const genParamsFile = "history-gen.json"
+
+type genParams struct {
+	Endpoints int       `json:"endpoints"`
+	Days      int       `json:"days"`
+	End       time.Time `json:"end"`
+	Seed      uint64    `json:"seed"`
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+func main() {
+	app := &cli.App{
+		Name:  "consolebench",
+		Usage: "measure the console's endpoints page and API on a history made by histbench gen",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dir", Required: true, Usage: "state `DIR` made by history-gen"},
 			&cli.IntFlag{Name: "n", Value: 300, Usage: "requests of each kind"},
@@ -39,7 +56,7 @@ func consoleBenchCommand() *cli.Command {
 			dir := c.String("dir")
 			raw, err := os.ReadFile(filepath.Join(dir, genParamsFile))
 			if err != nil {
-				return fmt.Errorf("%w: run tapbeat history-gen --dir %s first", err, dir)
+				return fmt.Errorf("%w: run go run ./sensor/history/internal/histbench gen --dir %s first", err, dir)
 			}
 			var p genParams
 			if err := json.Unmarshal(raw, &p); err != nil {
@@ -127,11 +144,15 @@ func consoleBenchCommand() *cli.Command {
 					}
 				}
 				slices.Sort(ds)
-				l := summarize(ds)
+				ms := func(q int) float64 { return float64(ds[min(len(ds)*q/100, len(ds)-1)].Microseconds()) / 1000 }
 				fmt.Fprintf(c.App.Writer, "%-70s p50 %6.1f ms  p95 %6.1f ms  p99 %6.1f ms  max %6.1f ms\n", k.name,
-					l.P50ms, float64(ds[len(ds)*95/100].Microseconds())/1000, l.P99ms, l.MaxMS)
+					ms(50), ms(95), ms(99), ms(100))
 			}
 			return nil
 		},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "consolebench:", err)
+		os.Exit(1)
 	}
 }
