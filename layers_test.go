@@ -21,18 +21,19 @@ var layers = []struct {
 	packages []string
 }{
 	{"schema", []string{"sensor/schema", "sensor/safetext"}},
-	{"inputs", []string{"capture", "lanzone/config", "lanzone/pki", "lanzone/wire"}},
+	{"inputs", []string{"capture", "lanzone/config", "lanzone/pki", "lanzone/wire", "sensor/access"}},
 	{"endpoints", []string{"lanzone", "cmd/agent"}},
-	{"correlation", []string{"sensor"}},
+	{"correlation", []string{"sensor", "sensor/inventory"}},
 	{"storage", []string{"sensor/history"}},
 	{"alerts", []string{"sensor/alert/syslog", "sensor/alert"}},
-	{"api", []string{"sensor/api"}},
+	{"api", []string{"sensor/api", "sensor/web"}},
 	{"daemon", []string{"sensor/daemon"}},
 	{"lab", []string{"sensor/testenv", "sensor/lab", "sensor/labdeploy"}},
 	{"commands", []string{"cmd/tapbeat", "cmd/tapbeat-agent", "cmd/internal/..."}},
 	{"appliance", []string{"appliance/..."}},
 	{"tools", []string{"capture/internal/...", "lanzone/loadtest", "lanzone/internal/...",
-		"sensor/history/synth", "sensor/history/internal/...", "sensor/labdeploy/internal/..."}},
+		"sensor/history/synth", "sensor/history/internal/...", "sensor/labdeploy/internal/...",
+		"sensor/inventory/internal/...", "sensor/web/internal/..."}},
 }
 
 // onlyBadger is the one package that may import Badger, in its code or its

@@ -42,6 +42,8 @@ func newApp() *cli.App {
 			alertTestCommand(),
 			clidoc.Command(),
 			enrollCodeCommand(),
+			userCommand(),
+			tokenCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/sensor/api"
 	"github.com/tapbeat/tapbeat/sensor/history"
+	"github.com/tapbeat/tapbeat/sensor/inventory"
 	"github.com/tapbeat/tapbeat/sensor/safetext"
 	"github.com/tapbeat/tapbeat/sensor/schema"
 )
@@ -537,20 +538,39 @@ func queryUnmanaged(e *queryEnv) error {
 	if err != nil {
 		return err
 	}
+	vendors := inventory.Load()
 	switch e.format {
 	case "json":
-		return queryJSON(e.w, sts)
+		type withVendor struct {
+			history.Station
+			Vendor string `json:"vendor,omitempty"`
+		}
+		out := make([]withVendor, len(sts))
+		for i, s := range sts {
+			out[i] = withVendor{Station: s, Vendor: vendors.Label(s.MAC)}
+		}
+		return queryJSON(e.w, out)
 	case "csv":
-		out := [][]string{{"mac", "first_seen", "last_seen", "packets", "bytes", "ips", "hostnames"}}
+		out := [][]string{{"mac", "first_seen", "last_seen", "packets", "bytes", "ips", "hostnames", "vendor"}}
 		for _, s := range sts {
 			out = append(out, []string{s.MAC.String(), rfc(s.FirstSeen), rfc(s.LastSeen), strconv.FormatUint(s.Packets, 10),
-				strconv.FormatUint(s.Bytes, 10), joinAddrs(s.IPs), strings.Join(s.Hostnames, " ")})
+				strconv.FormatUint(s.Bytes, 10), joinAddrs(s.IPs), strings.Join(s.Hostnames, " "), vendors.Label(s.MAC)})
 		}
 		return writeCSV(e.w, out)
 	}
-	t := newTable(e.w, col{"MAC", 17}, col{"FIRST SEEN", 16}, col{"LAST SEEN", 16}, col{"PACKETS", 9}, col{"IPS", 18}, col{"HOST NAMES", 0})
+	t := newTable(e.w, col{"MAC", 17}, col{"FIRST SEEN", 16}, col{"LAST SEEN", 16}, col{"PACKETS", 9}, col{"IPS", 18}, col{"VENDOR", 10}, col{"HOST NAMES", 0})
 	for _, s := range sts {
-		t.row(s.MAC.String(), e.short(s.FirstSeen), e.short(s.LastSeen), strconv.FormatUint(s.Packets, 10), joinAddrs(s.IPs), strings.Join(s.Hostnames, ","))
+		// The table keeps to 100 columns: the vendor's first word; CSV and
+		// JSON carry the whole name.
+		v, _, _ := strings.Cut(vendors.Label(s.MAC), " ")
+		if inventory.IsLocal(s.MAC) {
+			v = "(local)"
+		}
+		v = strings.TrimRight(v, ",.")
+		if r := []rune(v); len(r) > 10 {
+			v = string(r[:10])
+		}
+		t.row(s.MAC.String(), e.short(s.FirstSeen), e.short(s.LastSeen), strconv.FormatUint(s.Packets, 10), joinAddrs(s.IPs), v, strings.Join(s.Hostnames, ","))
 	}
 	t.flush()
 	e.footer("%d unmanaged stations from %s to %s (%s); times in %s\n", len(sts), e.long(e.r.Since), e.long(e.r.Until), e.via, e.zone())

@@ -9,6 +9,7 @@ type fanout struct{ s *Sensor }
 
 func (f fanout) Traffic(batch []schema.TrafficSummary) {
 	f.s.engine.Traffic(batch)
+	f.s.watchTraffic(batch)
 	// AddTraffic writes only when a minute closes: a nil error does not
 	// say the disk has room.
 	if err := f.s.store.AddTraffic(batch); err != nil {
@@ -25,4 +26,5 @@ func (f fanout) CaptureHealth(h schema.CaptureHealth) {
 
 func (f fanout) Bindings(bs []schema.Binding) {
 	f.s.noteStore(f.s.store.AddBindings(bs), "store IP bindings")
+	f.s.watchBindings(bs)
 }

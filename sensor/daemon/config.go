@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,7 +32,9 @@ type Config struct {
 	// Listen lists LAN-zone bind addresses given by --listen or
 	// TAPBEAT_LISTEN; it has no place in the file (lanzone.addresses and
 	// lanzone.port say where to listen there).
-	Listen []string `toml:"-"`
+	Listen    []string  `toml:"-"`
+	Console   Console   `toml:"console"`
+	Inventory Inventory `toml:"inventory"`
 }
 
 // Correlation is the [correlation] table: the rules of sensor.Config. The
@@ -125,6 +128,12 @@ func (c Config) WithDefaults(dir string) Config {
 	if c.API.Socket == "" {
 		c.API.Socket = filepath.Join(dir, "tapbeat.sock")
 	}
+	if c.Inventory.LearningPeriod <= 0 {
+		c.Inventory.LearningPeriod = 24 * time.Hour
+	}
+	if c.Inventory.FlipWindow <= 0 {
+		c.Inventory.FlipWindow = time.Hour
+	}
 	return c
 }
 
@@ -212,6 +221,14 @@ func (c Config) Validate() error {
 	for _, u := range c.Alerts.Syslog {
 		if _, err := alert.ParseDestination(u); err != nil {
 			errs = append(errs, fmt.Errorf("alerts.syslog %q: %w", u, err))
+		}
+	}
+	if (c.Console.WebCert == "") != (c.Console.WebKey == "") {
+		errs = append(errs, fmt.Errorf("console.web_cert %q and console.web_key %q: give both or neither", c.Console.WebCert, c.Console.WebKey))
+	}
+	if c.Console.Web != "" {
+		if _, _, err := net.SplitHostPort(c.Console.Web); err != nil {
+			errs = append(errs, fmt.Errorf("console.web %q: want HOST:PORT, e.g. \"10.0.0.2:8443\"", c.Console.Web))
 		}
 	}
 	return errors.Join(errs...)

@@ -23,6 +23,7 @@ import (
 	"github.com/tapbeat/tapbeat/sensor/api"
 	"github.com/tapbeat/tapbeat/sensor/history"
 	"github.com/tapbeat/tapbeat/sensor/schema"
+	"github.com/tapbeat/tapbeat/sensor/web"
 )
 
 // Options start a sensor.
@@ -58,6 +59,8 @@ type Sensor struct {
 	queue    *eventQueue
 	jsonLog  *alert.JSONLog
 	metrics  *metrics
+	inv      *inventoryParts
+	web      atomic.Pointer[web.Server]
 
 	applyMu sync.Mutex // one configuration change at a time
 
@@ -118,6 +121,9 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}()
 
+	if err := s.openInventory(cfg); err != nil {
+		return err
+	}
 	snap, err := store.LoadSnapshot()
 	if err != nil {
 		return fmt.Errorf("load the saved state from %s: %w", histDir, err)
@@ -206,6 +212,9 @@ func Run(ctx context.Context, opts Options) error {
 			s.log.Error("local API stopped", "socket", cfg.API.Socket, "err", err)
 		}
 	}()
+	if err := s.startConsole(outCtx, srv.Handler(), &outputs); err != nil {
+		return err
+	}
 	if cfg.API.AdminListen != "" {
 		tlsCfg, err := pki.AdminServerConfigWithCodes(opts.Dir)
 		if err != nil {
@@ -257,6 +266,11 @@ func Run(ctx context.Context, opts Options) error {
 	go func() {
 		defer inputs.Done()
 		s.snapshots(inCtx)
+	}()
+	inputs.Add(1)
+	go func() {
+		defer inputs.Done()
+		s.triageExpiries(inCtx)
 	}()
 	if opts.Resolve != nil {
 		inputs.Add(1)
@@ -435,6 +449,9 @@ func (s *Sensor) forward(evs []schema.Event) {
 	}
 	s.listener.Notify(evs)
 	s.metrics.observe(evs)
+	if w := s.web.Load(); w != nil {
+		w.Publish(evs)
+	}
 }
 
 // noteStore reports the outcome of a write to history (what says which): an
@@ -464,7 +481,7 @@ func (s *Sensor) sensorConfig(r Resolved) sensor.Config {
 	sc.SensorAddrs = slices.Clone(r.Bind)
 	// The sensor's own interfaces answer heartbeats on the LAN: they are
 	// infrastructure, not stations without a heartbeat.
-	sc.Infrastructure = append(slices.Clone(sc.Infrastructure), ownMACs()...)
+	sc.Infrastructure = append(s.infrastructure(r.Config), ownMACs()...)
 	return sc
 }
 
@@ -683,6 +700,7 @@ func (s *Sensor) apply(r Resolved, record func(schema.Event)) error {
 	if err := s.engine.Reconfigure(s.sensorConfig(r)); err != nil {
 		return err
 	}
+	s.reconfigured(r)
 	if err := s.listener.Apply(r.LANZone); err != nil {
 		return err
 	}

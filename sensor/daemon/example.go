@@ -85,4 +85,21 @@ admin_listen = ""
 [metrics]
 # Prometheus /metrics and /healthz ("" disables it).
 listen = ""
+
+[console]
+# The operator console and REST API (/api/v1) over HTTPS ("" disables it),
+# e.g. "10.0.0.2:8443". Accounts: tapbeat user add; tokens: tapbeat token add.
+web = ""
+# A certificate the organisation already has; by default the sensor issues
+# one from its CA for the address at every start.
+# web_cert = "/etc/tapbeat/console.crt"
+# web_key = "/etc/tapbeat/console.key"
+
+[inventory]
+# MACs first seen within this time of the sensor's first start are learnt
+# silently; later ones raise new_station.
+learning_period = "24h"
+# An IP claimed by another MAC within this time of the previous MAC's last
+# claim raises ip_mac_changed (arpwatch's flip flop).
+flip_window = "1h"
 `

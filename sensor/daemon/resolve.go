@@ -73,6 +73,15 @@ func Settings() []Setting {
 		{Flag: "metrics", Env: "TAPBEAT_METRICS", Placeholder: "HOST:PORT",
 			Usage: "Prometheus /metrics and /healthz address",
 			apply: func(c *Config, v []string) error { c.Metrics.Listen = v[0]; return nil }},
+		{Flag: "web", Env: "TAPBEAT_WEB", Placeholder: "HOST:PORT",
+			Usage: "operator console and REST API over HTTPS (certificate issued from the organisation's CA)",
+			apply: func(c *Config, v []string) error { c.Console.Web = v[0]; return nil }},
+		{Flag: "web-cert", Env: "TAPBEAT_WEB_CERT", Placeholder: "FILE",
+			Usage: "console certificate the organisation already has (with --web-key)",
+			apply: func(c *Config, v []string) error { c.Console.WebCert = v[0]; return nil }},
+		{Flag: "web-key", Env: "TAPBEAT_WEB_KEY", Placeholder: "FILE",
+			Usage: "console key (with --web-cert)",
+			apply: func(c *Config, v []string) error { c.Console.WebKey = v[0]; return nil }},
 	}
 }
 

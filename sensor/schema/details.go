@@ -181,6 +181,42 @@ type SensorStalledDetails struct {
 	StalledSeconds float64 `json:"stalled_seconds"`
 }
 
+// NewStationDetails: new_station.
+type NewStationDetails struct {
+	MAC       MAC        `json:"mac"`
+	Vendor    string     `json:"vendor,omitempty"`
+	IP        netip.Addr `json:"ip,omitzero"`
+	Hostname  string     `json:"hostname,omitempty"`
+	FirstSeen time.Time  `json:"first_seen"`
+}
+
+// IPMACChangedDetails: ip_mac_changed, the IP and the MACs that claimed it
+// before and now, with their vendors and endpoints (empty for a station
+// without heartbeat).
+type IPMACChangedDetails struct {
+	IP              netip.Addr `json:"ip"`
+	OldMAC          MAC        `json:"old_mac"`
+	OldVendor       string     `json:"old_vendor,omitempty"`
+	OldEndpointID   string     `json:"old_endpoint_id,omitempty"`
+	OldEndpointName string     `json:"old_endpoint_name,omitempty"`
+	OldLastSeen     time.Time  `json:"old_last_seen"`
+	NewMAC          MAC        `json:"new_mac"`
+	NewVendor       string     `json:"new_vendor,omitempty"`
+	NewEndpointID   string     `json:"new_endpoint_id,omitempty"`
+	NewEndpointName string     `json:"new_endpoint_name,omitempty"`
+	Source          string     `json:"source"` // the new claim's evidence: arp, dhcp, ndp or hello
+}
+
+// OperatorDetails: operator_change, who changed what.
+type OperatorDetails struct {
+	Actor  string `json:"actor"`  // account, token or certificate name
+	Via    string `json:"via"`    // "session", "token", "certificate" or "socket"
+	Remote string `json:"remote"` // the client's address
+	Action string `json:"action"` // "enroll", "revoke", "triage", ...
+	Target string `json:"target"` // the endpoint name or MAC acted on
+	Note   string `json:"note,omitempty"`
+}
+
 // RawDetails are details kept as JSON: those of a type this build does not
 // know (history written by a newer build) or does not type.
 type RawDetails json.RawMessage
@@ -212,3 +248,6 @@ func (*DuplicateIdentityDetails) isDetails()    {}
 func (*LimitExceededDetails) isDetails()        {}
 func (*DescriptorsExhaustedDetails) isDetails() {}
 func (RawDetails) isDetails()                   {}
+func (*NewStationDetails) isDetails()           {}
+func (*IPMACChangedDetails) isDetails()         {}
+func (*OperatorDetails) isDetails()             {}

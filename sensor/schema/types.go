@@ -37,6 +37,10 @@ const (
 	EventEndpointRemoved      EventType = "endpoint_removed"
 	EventAgentStopped         EventType = "agent_stopped"
 	EventAgentRestarted       EventType = "agent_restarted"
+
+	EventNewStation    EventType = "new_station"
+	EventIPMACChanged  EventType = "ip_mac_changed"
+	EventOperatorAudit EventType = "operator_change"
 )
 
 // TypeInfo is everything the rest of tapbeat knows about an event type:
@@ -118,6 +122,12 @@ var types = []TypeInfo{
 		"an endpoint's agent said goodbye: stopped on purpose", details[AgentStoppedDetails]()},
 	{EventAgentRestarted, SeverityInfo, false, "1105", "Agent restarted",
 		"a new agent process came back after a dropped connection", details[AgentRestartedDetails]()},
+	{EventNewStation, SeverityNotice, true, "1050", "New station",
+		"a MAC was seen for the first time after the learning period", details[NewStationDetails]()},
+	{EventIPMACChanged, SeverityWarning, true, "1051", "IP address moved to another MAC",
+		"an IP address claimed by one MAC is now claimed by another (flip flop; a spoofing hint)", details[IPMACChangedDetails]()},
+	{EventOperatorAudit, SeverityNotice, true, "1150", "Operator change",
+		"an operator changed something through the console or its API: who, what, from where", details[OperatorDetails]()},
 }
 
 var typeIndex = func() map[EventType]int {
