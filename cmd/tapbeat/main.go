@@ -42,6 +42,7 @@ func newApp() *cli.App {
 			alertTestCommand(),
 			clidoc.Command(),
 			enrollCodeCommand(),
+			fleetCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}

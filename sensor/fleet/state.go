@@ -35,6 +35,12 @@ type EndpointRecord struct {
 	Users         []string           `json:"users,omitempty"`
 	LastHeartbeat time.Time          `json:"last_heartbeat"`
 	Written       time.Time          `json:"written"`
+	// Instance is the agent process's identity, from its hello.
+	Instance string `json:"instance,omitempty"`
+	// Cause and Goodbye say how the holder's connection ended, once
+	// Connected is false (schema.DisconnectCause as a number).
+	Cause   uint8                `json:"cause,omitempty"`
+	Goodbye schema.GoodbyeReason `json:"goodbye,omitempty"`
 	// Received is when this sensor last received the record (local clock;
 	// not shared): freshness is judged on it, so a peer's skewed clock
 	// cannot make a record look fresh or stale.
@@ -44,7 +50,7 @@ type EndpointRecord struct {
 
 // same reports whether two records differ only in times.
 func (r EndpointRecord) same(o EndpointRecord) bool {
-	return r.ID == o.ID && r.Name == o.Name && r.Sensor == o.Sensor && r.Connected == o.Connected &&
+	return r.ID == o.ID && r.Name == o.Name && r.Sensor == o.Sensor && r.Connected == o.Connected && r.Instance == o.Instance &&
 		r.Health == o.Health && slices.Equal(r.Reasons, o.Reasons) && slices.Equal(r.Users, o.Users) &&
 		slices.EqualFunc(r.Interfaces, o.Interfaces, func(a, b schema.Interface) bool {
 			return a.Name == b.Name && a.MAC == b.MAC && slices.Equal(a.IPs, b.IPs)
@@ -108,7 +114,8 @@ func (f *Fleet) PutEndpoint(r EndpointRecord) {
 // ReleaseEndpoint records that this sensor no longer holds the endpoint's
 // connection, unless another sensor took it over meanwhile (compare and
 // set on the record's revision).
-func (f *Fleet) ReleaseEndpoint(ctx context.Context, id string) error {
+func (f *Fleet) ReleaseEndpoint(ctx context.Context, d schema.Disconnect) error {
+	id := d.EndpointID
 	f.mu.Lock()
 	kv := f.endpoints
 	w, ok := f.written[id]
@@ -128,7 +135,7 @@ func (f *Fleet) ReleaseEndpoint(ctx context.Context, id string) error {
 		return nil // another sensor holds it now
 	}
 	r := w.rec
-	r.Connected, r.Written = false, f.now()
+	r.Connected, r.Written, r.Cause, r.Goodbye = false, f.now(), uint8(d.Cause), d.Goodbye
 	b, _ := json.Marshal(r)
 	if _, err := kv.Update(ctx, id, b, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
 		return fmt.Errorf("fleet: release %s: %w", id, err)
