@@ -196,7 +196,10 @@ func (f *Fleet) replicas() int {
 	}
 	n := 3
 	if f.node != nil {
-		n = len(f.node.srv.JetStreamClusterPeers())
+		n = 1
+		if f.node.srv.JetStreamIsClustered() {
+			n = len(f.node.srv.JetStreamClusterPeers())
+		}
 		n = max(n, len(f.opts.Config.Peers)+1)
 	}
 	f.mu.Lock()

@@ -89,6 +89,7 @@ func startNode(dir string, cfg Config, log *slog.Logger) (*node, error) {
 	for _, p := range cfg.Peers {
 		routes = append(routes, &url.URL{Scheme: "nats-route", Host: p})
 	}
+
 	org := ""
 	if c, err := pki.ParseCertificatePEM(mustRead(filepath.Join(dir, pki.CACertFile))); err == nil && len(c.Subject.Organization) > 0 {
 		org = c.Subject.Organization[0]
@@ -115,6 +116,14 @@ func startNode(dir string, cfg Config, log *slog.Logger) (*node, error) {
 			ConnectRetries: 0,
 		},
 		Routes: routes,
+	}
+	if len(routes) == 0 {
+		// The first sensor, alone until `fleet add` gives it a peer: a
+		// clustered JetStream of one never elects a leader, so it runs a
+		// standalone node (its own store: clustered state starts clean at
+		// the restart that brings the first peer) and opens no fleet port.
+		opts.Cluster = server.ClusterOpts{}
+		opts.StoreDir = filepath.Join(dir, StoreDir+"-solo")
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
