@@ -157,4 +157,3 @@ func setFleetAddr(c *cli.Context, dir, val string) error {
 	fmt.Fprintf(c.App.Writer, "fleet sensor %s, fleet address %s (routes over mutual TLS; open this port to the other sensors)\n", cfg.Name, cfg.Addr)
 	return nil
 }
-

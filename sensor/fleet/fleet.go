@@ -27,9 +27,10 @@ const (
 )
 
 // DegradeAfter is how long the shared state may be unwritable before the
-// sensor declares the fleet degraded (a stream leader election after a
-// node is lost takes a few seconds and is not a degradation).
-const DegradeAfter = 6 * time.Second
+// sensor declares the fleet degraded: a stream leader election after a
+// node is lost takes up to about ten seconds and is not a degradation.
+// It stays below the missing deadline (3 intervals of 15 s).
+const DegradeAfter = 12 * time.Second
 
 // Options configure a fleet member.
 type Options struct {
@@ -252,12 +253,13 @@ func (f *Fleet) run(ctx context.Context) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var (
-		watching bool
-		trust    *trustSync
-		lastReg  time.Time
-		lastEns  time.Time
-		ensured  int // replicas of the last successful ensure
-		lastErr  = "fleet registry not written"
+		watching  bool
+		trust     *trustSync
+		lastReg   time.Time
+		lastEns   time.Time
+		ensured   int // replicas of the last successful ensure
+		lastErr   = "fleet registry not written"
+		stopWatch context.CancelFunc
 	)
 	for {
 		if !f.isReady() || time.Since(lastEns) > 30*time.Second || f.replicas() > ensured {
@@ -268,13 +270,26 @@ func (f *Fleet) run(ctx context.Context) {
 				f.mu.Lock()
 				f.ready = true
 				f.mu.Unlock()
+				if ensured != 0 && r != ensured {
+					// The streams moved to new replicas: follow them afresh.
+					if trust != nil {
+						trust.stop()
+						trust = nil
+					}
+					if stopWatch != nil {
+						stopWatch()
+						watching = false
+					}
+				}
 				lastEns, ensured = time.Now(), r
 			}
 		}
 		if f.isReady() && !watching {
-			if err := f.watch(ctx); err == nil {
-				watching = true
+			wctx, cancel := context.WithCancel(ctx)
+			if err := f.watch(wctx); err == nil {
+				watching, stopWatch = true, cancel
 			} else {
+				cancel()
 				f.log.Warn("fleet: watch", "err", err)
 			}
 		}
