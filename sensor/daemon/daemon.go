@@ -153,6 +153,9 @@ func Run(ctx context.Context, opts Options) error {
 		defer f.Close()
 		bridge = fleet.NewBridge(f)
 		publish = bridge.Filter(s.queue.push)
+		if err := serveFleetQueries(f, api.Local{Store: store}); err != nil {
+			return err
+		}
 	}
 	s.engine = sensor.NewEngine(corr, publish)
 	engine.Store(s.engine)

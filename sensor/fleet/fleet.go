@@ -146,6 +146,18 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	f.js = js
+	// Every sensor tells the names it knows, so a query can name the
+	// sensors that did not answer even when the registry has no quorum.
+	if err := f.Handle(kindRegistry, func(context.Context, []byte) (any, error) {
+		var names []string
+		for _, r := range f.Sensors() {
+			names = append(names, r.Name)
+		}
+		return names, nil
+	}); err != nil {
+		f.Close()
+		return nil, err
+	}
 	ctx, f.cancel = context.WithCancel(ctx)
 	f.wg.Add(1)
 	go func() { defer f.wg.Done(); f.run(ctx) }()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -219,4 +220,37 @@ func Ask(ctx context.Context, nc *nats.Conn, kind string, req []byte, sensors []
 		}
 	}
 	return replies, missing, nil
+}
+
+// WhoRequest is the fleet form of a `who` query.
+type WhoRequest struct {
+	IP netip.Addr `json:"ip"`
+	At time.Time  `json:"at"`
+}
+
+const kindRegistry = "registry"
+
+// KnownSensors returns the names of the sensors any reachable sensor knows
+// from the registry (its in-memory copy, available without quorum).
+func KnownSensors(ctx context.Context, nc *nats.Conn) []string {
+	replies, _, err := Ask(ctx, nc, kindRegistry, nil, nil, time.Second)
+	if err != nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range replies {
+		var names []string
+		if json.Unmarshal(r.Rows, &names) != nil {
+			continue
+		}
+		for _, n := range append(names, r.Sensor) {
+			if !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
