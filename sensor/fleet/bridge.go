@@ -227,9 +227,12 @@ func (b *Bridge) feed() {
 		case r.Connected && r.revision != prev.rec.revision:
 			beats = append(beats, schema.Heartbeat{EndpointID: r.ID, Health: r.Health, Reasons: r.Reasons})
 			b.remote[r.ID] = fed{rec: r, connected: true, fedAt: now}
-		case r.Connected && degraded && now.Sub(prev.fedAt) >= b.f.opts.Interval:
-			// Cannot vouch either way while degraded: the last shared state
-			// stands, so the correlator does not call it missing.
+		case r.Connected && (degraded || !b.f.heard(r.Sensor, now)) && now.Sub(prev.fedAt) >= b.f.opts.Interval:
+			// Cannot vouch either way while degraded, or while the holder
+			// is cut off (its agents may still be connected to it): the
+			// last shared state stands, so the correlator does not call it
+			// missing. A holder that died loses its agents to other sensors
+			// within 2 intervals, and their new records take over.
 			beats = append(beats, schema.Heartbeat{EndpointID: r.ID, Health: prev.rec.Health, Reasons: prev.rec.Reasons})
 			prev.fedAt = now
 			b.remote[r.ID] = prev
@@ -278,4 +281,13 @@ func (f *Fleet) isDegraded() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.degraded
+}
+
+// heard reports whether sensor wrote its registry record within
+// DegradeAfter (as received here).
+func (f *Fleet) heard(sensor string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.peers[sensor]
+	return ok && now.Sub(r.Received) <= f.opts.DegradeAfter
 }

@@ -30,7 +30,7 @@ func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const interval = time.Second
-	f, err := Start(ctx, Options{Dir: dirs[0], Config: cfg, Interval: interval,
+	f, err := Start(ctx, Options{Dir: dirs[0], Config: cfg, Interval: interval, DegradeAfter: interval,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
@@ -71,18 +71,33 @@ func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
 			t.Errorf("put: %v", err)
 		}
 	}
+	sensors, err := js.KeyValue(ctx, BucketSensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	register := func() {
+		raw, _ := json.Marshal(SensorRecord{Name: "s2", Written: time.Now()})
+		if _, err := sensors.Put(ctx, "s2", raw); err != nil {
+			t.Errorf("register s2: %v", err)
+		}
+	}
+	register()
 	put(rec)
-	// s2 refreshes its record every 2 intervals, as PutEndpoint does.
+	// s2 registers every 2 s (here every interval) and refreshes its record
+	// every 2 intervals, as a live sensor does.
 	holding := make(chan struct{})
 	go func() {
-		tk := time.NewTicker(2 * interval)
+		tk := time.NewTicker(interval / 2)
 		defer tk.Stop()
-		for {
+		for i := 0; ; i++ {
 			select {
 			case <-holding:
 				return
 			case <-tk.C:
-				put(rec)
+				register()
+				if i%4 == 3 {
+					put(rec)
+				}
 			}
 		}
 	}()
@@ -137,8 +152,17 @@ func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
 		t.Errorf("endpoint_hello for E1 raised here; s2 owns it")
 	}
 
-	// s2's agent for E1 dies: s2 releases the record; E1 keeps sending.
+	// s2 is cut off: neither its registry record nor E1's record is
+	// refreshed, E1 keeps sending. This sensor cannot vouch either way:
+	// no missing.
 	close(holding)
+	time.Sleep(6 * interval)
+	if n := count(schema.EventHeartbeatMissing, m1, "ep-e1"); n != 0 {
+		t.Errorf("heartbeat_missing for E1 while its holder s2 is cut off: %d", n)
+	}
+
+	// s2 is back and releases E1 (its agent died); E1 keeps sending.
+	register()
 	rec.Connected = false
 	put(rec)
 	released := time.Now()

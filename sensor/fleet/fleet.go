@@ -49,6 +49,9 @@ type Options struct {
 	OnTrust func()
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// DegradeAfter overrides the package's DegradeAfter (tests with short
+	// intervals).
+	DegradeAfter time.Duration
 }
 
 // Fleet is one sensor's membership of the fleet.
@@ -107,6 +110,9 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	if opts.Interval <= 0 {
 		opts.Interval = 15 * time.Second
+	}
+	if opts.DegradeAfter <= 0 {
+		opts.DegradeAfter = DegradeAfter
 	}
 	f := &Fleet{
 		opts: opts, log: opts.Logger.With("part", "fleet"), now: opts.Now,
@@ -326,7 +332,7 @@ func (f *Fleet) run(ctx context.Context) {
 		}
 		// A stream leader election takes a few seconds: only a failure that
 		// lasts DegradeAfter degrades the fleet.
-		if !lastReg.IsZero() && time.Since(lastReg) > DegradeAfter {
+		if !lastReg.IsZero() && time.Since(lastReg) > f.opts.DegradeAfter {
 			f.setHealth(true, lastErr)
 		}
 		if f.nc.Status() != nats.CONNECTED {
