@@ -22,6 +22,7 @@ import (
 // A stranger MAC still gets its no_heartbeat, and the events about E1 that
 // s2 owns (hello, status) are not raised here.
 func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
+	t.Parallel()
 	dirs := newFleetDirs(t, "Bridge Org", 1)
 	cfg, err := Load(dirs[0])
 	if err != nil {
