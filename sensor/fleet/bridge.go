@@ -70,14 +70,19 @@ func (b *Bridge) engine() Engine {
 
 // Hello passes a local endpoint's hello on and shares it.
 func (b *Bridge) Hello(h schema.Hello) error {
-	if err := b.engine().Hello(h); err != nil {
-		return err
-	}
+	// Held here from now on: its events are this sensor's (an endpoint
+	// failing over from another sensor included).
 	b.mu.Lock()
 	b.local[h.EndpointID] = h
 	b.health[h.EndpointID] = h.Health
 	delete(b.remote, h.EndpointID)
 	b.mu.Unlock()
+	if err := b.engine().Hello(h); err != nil {
+		b.mu.Lock()
+		delete(b.local, h.EndpointID)
+		b.mu.Unlock()
+		return err
+	}
 	b.put(h, h.Health, h.Reasons)
 	return nil
 }
