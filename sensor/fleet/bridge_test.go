@@ -41,6 +41,7 @@ func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
 
 	scfg := sensor.DefaultConfig()
 	scfg.HeartbeatInterval, scfg.StartupGrace, scfg.NoHeartbeatAfter = interval, 0, 2*interval
+	scfg.ReconnectGrace = interval / 2
 	corr, err := sensor.NewCorrelator(scfg, sensor.WallClock{})
 	if err != nil {
 		t.Fatal(err)
@@ -162,9 +163,10 @@ func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
 		t.Errorf("heartbeat_missing for E1 while its holder s2 is cut off: %d", n)
 	}
 
-	// s2 is back and releases E1 (its agent died); E1 keeps sending.
+	// s2 is back and releases E1: its agent was killed (the connection
+	// dropped without goodbye); E1 keeps sending.
 	register()
-	rec.Connected = false
+	rec.Connected, rec.Cause = false, uint8(schema.CauseEOF)
 	put(rec)
 	released := time.Now()
 	waitFor(t, "heartbeat_missing for E1", 8*interval, func() bool { return count(schema.EventHeartbeatMissing, m1, "ep-e1") > 0 })
