@@ -27,6 +27,7 @@ var layers = []struct {
 	{"storage", []string{"sensor/history"}},
 	{"alerts", []string{"sensor/alert/syslog", "sensor/alert"}},
 	{"api", []string{"sensor/api", "sensor/web"}},
+	{"fleet", []string{"sensor/fleet"}},
 	{"daemon", []string{"sensor/daemon"}},
 	{"lab", []string{"sensor/testenv", "sensor/lab", "sensor/labdeploy"}},
 	{"commands", []string{"cmd/tapbeat", "cmd/tapbeat-agent", "cmd/internal/..."}},

@@ -53,6 +53,10 @@ type Options struct {
 	Listen []string
 	// Correlator receives the endpoints' inputs. Required.
 	Correlator Correlator
+	// FailoverAddresses, when set, extends this sensor's LAN-zone addresses
+	// with the other sensors' of its fleet in the config message agents
+	// receive; a change is sent to connected agents within a second.
+	FailoverAddresses func(own []string) []string
 	// Logger for operational messages (default slog.Default()).
 	Logger *slog.Logger
 
@@ -163,6 +167,8 @@ type Listener struct {
 	lan      config.LANZone
 	cfgFrame atomic.Pointer[[]byte]
 	interval atomic.Int64 // nanoseconds
+	// sentAddrs are the addresses of the current config message.
+	sentAddrs string
 	// idleFloor is, for a while after the interval shortened, the old
 	// interval (nanoseconds): agents that have not heard the change yet
 	// are not closed as idle by the new one. idleFloorUntil ends it (unix
@@ -269,14 +275,17 @@ func (l *Listener) setConfig(z config.LANZone) (bool, error) {
 	if err := z.ValidateValues(); err != nil {
 		return false, err
 	}
-	f, err := wire.Marshal(wire.TypeConfig, wire.Config{HeartbeatIntervalMS: z.HeartbeatInterval.Milliseconds(), Addresses: z.AddrPorts()})
+	addrs := l.agentAddrs(z)
+	f, err := wire.Marshal(wire.TypeConfig, wire.Config{HeartbeatIntervalMS: z.HeartbeatInterval.Milliseconds(), Addresses: addrs})
 	if err != nil {
 		return false, err
 	}
 	l.cfgMu.Lock()
 	defer l.cfgMu.Unlock()
 	old := l.lan
-	changed := z.HeartbeatInterval != old.HeartbeatInterval || strings.Join(z.AddrPorts(), ",") != strings.Join(old.AddrPorts(), ",")
+	changed := z.HeartbeatInterval != old.HeartbeatInterval || strings.Join(z.AddrPorts(), ",") != strings.Join(old.AddrPorts(), ",") ||
+		strings.Join(addrs, ",") != l.sentAddrs
+	l.sentAddrs = strings.Join(addrs, ",")
 	if old.HeartbeatInterval > z.HeartbeatInterval {
 		// Agents still at the old pace are not idle until they had three
 		// old intervals to hear the new one.
@@ -287,6 +296,36 @@ func (l *Listener) setConfig(z config.LANZone) (bool, error) {
 	l.interval.Store(int64(z.HeartbeatInterval))
 	l.cfgFrame.Store(&f)
 	return changed, nil
+}
+
+// agentAddrs is the address list of the config message: this sensor's
+// LAN-zone addresses, then (in a fleet) the other sensors'.
+func (l *Listener) agentAddrs(z config.LANZone) []string {
+	addrs := z.AddrPorts()
+	if h := l.opts.FailoverAddresses; h != nil {
+		addrs = h(addrs)
+		if len(addrs) > wire.MaxAddresses {
+			addrs = addrs[:wire.MaxAddresses]
+		}
+	}
+	return addrs
+}
+
+// followFleet re-sends the config message when the fleet's sensors changed.
+func (l *Listener) followFleet() {
+	if l.opts.FailoverAddresses == nil {
+		return
+	}
+	l.cfgMu.Lock()
+	z, sent := l.lan, l.sentAddrs
+	l.cfgMu.Unlock()
+	if strings.Join(l.agentAddrs(z), ",") == sent {
+		return
+	}
+	if changed, err := l.setConfig(z); err == nil && changed {
+		l.log.Info("LAN zone: the fleet's sensors changed; telling connected agents")
+		l.broadcast([][]byte{*l.cfgFrame.Load()})
+	}
 }
 
 // Apply makes z the LAN-zone configuration in force: connected agents are
@@ -787,6 +826,7 @@ func (l *Listener) pollLoop(ctx context.Context) {
 }
 
 func (l *Listener) poll() {
+	l.followFleet()
 	revoked, err := l.trust.Refresh()
 	if err != nil {
 		l.log.Error("LAN zone: reading the trust store failed; enrolled endpoints stay as they were", "err", err)

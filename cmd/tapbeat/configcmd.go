@@ -21,7 +21,7 @@ func configCommand() *cli.Command {
 			configExampleCommand(),
 			{
 				Name:      "set",
-				Usage:     "set a LAN-zone setting: lan ADDR[,ADDR...] | lan-port PORT | heartbeat-interval DURATION",
+				Usage:     "set a setting: lan ADDR[,ADDR...] | lan-port PORT | heartbeat-interval DURATION | fleet-addr HOST:PORT",
 				ArgsUsage: "KEY VALUE",
 				Description: "lan: the LAN-zone addresses. The sensor certificate is re-issued for them with the same\n" +
 					"key, so bundles stay valid; a running sensor sends the new list to connected agents\n" +
@@ -36,8 +36,12 @@ func configCommand() *cli.Command {
 					&cli.StringFlag{Name: "server", Usage: "a running sensor's admin API `URL` (https://HOST:PORT), with --bundle: the sensor changes its file and applies it"},
 					&cli.StringFlag{Name: "bundle", Usage: "administrator bundle `FILE` from `tapbeat enroll --admin`, for --server"},
 					&cli.StringFlag{Name: "config", Usage: "configuration `FILE` the sensor runs with (default DIR/tapbeat.toml)", EnvVars: []string{"TAPBEAT_CONFIG"}},
+					&cli.StringFlag{Name: "fleet-name", Usage: "with fleet-addr: this sensor's `NAME` in the fleet (default: the host name)"},
 				},
 				Action: func(c *cli.Context) error {
+					if c.NArg() == 2 && c.Args().Get(0) == "fleet-addr" {
+						return setFleetAddr(c, c.String("dir"), c.Args().Get(1))
+					}
 					if c.NArg() != 2 {
 						return errors.New("usage: tapbeat config set --dir DIR KEY VALUE (keys: lan, lan-port, heartbeat-interval)")
 					}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -19,12 +20,24 @@ func initCommand() *cli.Command {
 			"written mode 0600. An existing sensor directory is refused.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "dir", Usage: "sensor state `DIR`", Required: true},
-			&cli.StringFlag{Name: "org", Usage: "organisation `NAME` (certificate O)", Required: true},
-			&cli.StringFlag{Name: "lan", Usage: "LAN-zone `ADDR[,ADDR...]` the sensor listens on and agents connect to", Required: true},
+			&cli.StringFlag{Name: "org", Usage: "organisation `NAME` (certificate O); required unless --join"},
+			&cli.StringFlag{Name: "lan", Usage: "LAN-zone `ADDR[,ADDR...]` the sensor listens on and agents connect to; required unless --join"},
+			&cli.StringFlag{Name: "join", Usage: "join a fleet with the `FILE` `tapbeat fleet add` wrote on a fleet sensor"},
+			&cli.StringFlag{Name: "fleet-addr", Usage: "make this the first sensor of a fleet, its routes on `HOST:PORT` (port 7422 by default)"},
+			&cli.StringFlag{Name: "fleet-name", Usage: "this sensor's `NAME` in the fleet (default: the host name)"},
 			&cli.IntFlag{Name: "port", Value: config.DefaultPort, Usage: "LAN-zone TCP port"},
 			&cli.DurationFlag{Name: "heartbeat-interval", Value: config.DefaultInterval, Usage: "interval agents heartbeat at"},
 		},
 		Action: func(c *cli.Context) error {
+			if c.IsSet("join") {
+				if c.IsSet("lan") || c.IsSet("fleet-addr") {
+					return errors.New("--join takes the LAN-zone and fleet addresses from the fleet file: drop --lan and --fleet-addr")
+				}
+				return joinAction(c)
+			}
+			if c.String("org") == "" || c.String("lan") == "" {
+				return errors.New("init needs --org and --lan (or --join FILE for a sensor joining a fleet)")
+			}
 			addrs, err := config.ParseAddresses(c.String("lan"))
 			if err != nil {
 				return err
@@ -51,6 +64,11 @@ func initCommand() *cli.Command {
 			pin, err := pki.ServerPin(dir)
 			if err != nil {
 				return err
+			}
+			if c.IsSet("fleet-addr") {
+				if err := setFleetAddr(c, dir, c.String("fleet-addr")); err != nil {
+					return err
+				}
 			}
 			fmt.Fprintf(c.App.Writer, "initialised %s for %s\n  LAN zone: %v\n  sensor pin: %s\nnext: tapbeat enroll --dir %s --name HOST\n",
 				dir, a.Org(), z.AddrPorts(), pin, dir)

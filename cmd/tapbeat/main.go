@@ -44,6 +44,7 @@ func newApp() *cli.App {
 			enrollCodeCommand(),
 			userCommand(),
 			tokenCommand(),
+			fleetCommand(),
 			// commands: keep one per line, alphabetical after version
 		},
 	}

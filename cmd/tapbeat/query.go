@@ -37,6 +37,7 @@ func connFlags() []cli.Flag {
 		&cli.StringFlag{Name: "api", Usage: "the daemon's API `SOCKET` (default DIR/tapbeat.sock)"},
 		&cli.StringFlag{Name: "server", Usage: "remote admin API `URL` (https://HOST:PORT), with --bundle"},
 		&cli.StringFlag{Name: "bundle", Usage: "administrator bundle `FILE` from `tapbeat enroll --admin`, for --server"},
+		&cli.BoolFlag{Name: "fleet", Usage: "answer from every reachable sensor of the fleet, naming each row's sensor and any that did not answer"},
 	}
 }
 
@@ -164,12 +165,18 @@ func runQuery(fn func(*queryEnv) error) cli.ActionFunc {
 				e.closeFn()
 			}
 		}()
+		if c.Bool("fleet") {
+			return runFleetQuery(e, fn)
+		}
 		return fn(e)
 	}
 }
 
 // open connects to the answering side, once the arguments are checked.
 func (e *queryEnv) open() error {
+	if e.b != nil {
+		return nil // --fleet set it
+	}
 	b, via, closeFn, err := openBackend(e.c)
 	if err != nil {
 		return err

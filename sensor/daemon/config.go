@@ -15,6 +15,7 @@ import (
 	lzconfig "github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert"
+	"github.com/tapbeat/tapbeat/sensor/fleet"
 )
 
 // Config is the sensor's one configuration file, DIR/tapbeat.toml. Every
@@ -32,9 +33,10 @@ type Config struct {
 	// Listen lists LAN-zone bind addresses given by --listen or
 	// TAPBEAT_LISTEN; it has no place in the file (lanzone.addresses and
 	// lanzone.port say where to listen there).
-	Listen    []string  `toml:"-"`
-	Console   Console   `toml:"console"`
-	Inventory Inventory `toml:"inventory"`
+	Listen    []string     `toml:"-"`
+	Console   Console      `toml:"console"`
+	Inventory Inventory    `toml:"inventory"`
+	Fleet     fleet.Config `toml:"fleet"`
 }
 
 // Correlation is the [correlation] table: the rules of sensor.Config. The
@@ -207,6 +209,9 @@ func ParseConfig(path string, data []byte) (Config, error) {
 func (c Config) Validate() error {
 	var errs []error
 	if err := c.LANZone.ValidateValues(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Fleet.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.SensorConfig().Validate(); err != nil {

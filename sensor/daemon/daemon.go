@@ -21,6 +21,7 @@ import (
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/alert"
 	"github.com/tapbeat/tapbeat/sensor/api"
+	"github.com/tapbeat/tapbeat/sensor/fleet"
 	"github.com/tapbeat/tapbeat/sensor/history"
 	"github.com/tapbeat/tapbeat/sensor/schema"
 	"github.com/tapbeat/tapbeat/sensor/web"
@@ -145,8 +146,32 @@ func Run(ctx context.Context, opts Options) error {
 	if err := corr.Restore(snap); err != nil {
 		return fmt.Errorf("restore the saved state: %w", err)
 	}
-	s.engine = sensor.NewEngine(corr, s.queue.push)
+	// A fleet sensor's engine is fed through the fleet bridge (see
+	// sensor/fleet); without a [fleet] table nothing of it runs.
+	var bridge *fleet.Bridge
+	publish := s.queue.push
+	if cfg.Fleet.Enabled() {
+		f, err := fleet.Start(ctx, fleet.Options{Dir: opts.Dir, Config: cfg.Fleet, Logger: s.log,
+			Interval: cfg.LANZone.WithDefaults().HeartbeatInterval, LAN: cfg.LANZone.AddrPorts()})
+		if err != nil {
+			return fmt.Errorf("fleet: %w", err)
+		}
+		defer f.Close()
+		bridge = fleet.NewBridge(f)
+		publish = bridge.Filter(s.queue.push)
+		if err := serveFleetQueries(f, api.Local{Store: store}); err != nil {
+			return err
+		}
+	}
+	s.engine = sensor.NewEngine(corr, publish)
 	engine.Store(s.engine)
+	var lzCorr lanzone.Correlator = s.engine
+	var failover func([]string) []string
+	if bridge != nil {
+		bridge.SetEngine(s.engine)
+		lzCorr = bridge
+		failover = bridge.FailoverAddresses
+	}
 
 	if p := *cfg.Alerts.Log; p != "" {
 		if !filepath.IsAbs(p) {
@@ -170,8 +195,8 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	lan := cfg.LANZone
 	s.listener, err = lanzone.New(lanzone.Options{
-		Dir: opts.Dir, Config: &lan, Listen: listen, Correlator: s.engine, Logger: s.log.With("part", "lanzone"),
-		MaxConns: fds.lanConns,
+		Dir: opts.Dir, Config: &lan, Listen: listen, Correlator: lzCorr, Logger: s.log.With("part", "lanzone"),
+		MaxConns: fds.lanConns, FailoverAddresses: failover,
 	})
 	if err != nil {
 		return err
@@ -272,6 +297,13 @@ func Run(ctx context.Context, opts Options) error {
 		defer inputs.Done()
 		s.triageExpiries(inCtx)
 	}()
+	if bridge != nil {
+		inputs.Add(1)
+		go func() {
+			defer inputs.Done()
+			bridge.Run(inCtx)
+		}()
+	}
 	if opts.Resolve != nil {
 		inputs.Add(1)
 		go func() {

@@ -102,4 +102,15 @@ learning_period = "24h"
 # An IP claimed by another MAC within this time of the previous MAC's last
 # claim raises ip_mac_changed (arpwatch's flip flop).
 flip_window = "1h"
+
+# [fleet] makes this sensor one of several sharing enrollment, heartbeat state and
+# verdicts (DEPLOYMENT.md, "A fleet of sensors"). Written by "tapbeat init --fleet-addr",
+# "tapbeat config set fleet-addr" and "tapbeat init --join"; absent, no fleet runs.
+# [fleet]
+# name = "site-a"                 # this sensor's name in the fleet
+# addr = "10.1.0.2:7422"          # cluster routes (mutual TLS) listen here
+# peers = ["10.2.0.2:7422"]       # the other sensors' fleet addresses
+# client_port = 7423              # the embedded node's client port, 127.0.0.1 only
+# nats_url = ""                   # an operator's NATS cluster instead of an embedded node
+# credentials = ""                # its .creds file
 `

@@ -127,6 +127,11 @@ type ClockSteppedDetails struct {
 	StepSeconds float64 `json:"step_seconds"`
 }
 
+// FleetDetails: fleet_degraded, fleet_restored.
+type FleetDetails struct {
+	Sensor string `json:"sensor"`
+}
+
 // HelloDetails: endpoint_hello, what the endpoint declared.
 type HelloDetails struct {
 	// Contested lists the MACs and IPs the endpoint declared that another
@@ -247,6 +252,7 @@ func (*HelloDetails) isDetails()                {}
 func (*DuplicateIdentityDetails) isDetails()    {}
 func (*LimitExceededDetails) isDetails()        {}
 func (*DescriptorsExhaustedDetails) isDetails() {}
+func (*FleetDetails) isDetails()                {}
 func (RawDetails) isDetails()                   {}
 func (*NewStationDetails) isDetails()           {}
 func (*IPMACChangedDetails) isDetails()         {}

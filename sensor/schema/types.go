@@ -31,6 +31,8 @@ const (
 	EventLimitExceeded     EventType = "limit_exceeded"
 	EventDescriptorsLow    EventType = "descriptors_exhausted"
 	EventSensorStalled     EventType = "sensor_stalled"
+	EventFleetDegraded     EventType = "fleet_degraded"
+	EventFleetRestored     EventType = "fleet_restored"
 
 	EventEndpointHello        EventType = "endpoint_hello"
 	EventEndpointDisconnected EventType = "endpoint_disconnected"
@@ -112,6 +114,10 @@ var types = []TypeInfo{
 		"the sensor ran out of, or refused to hand out more, file descriptors", details[DescriptorsExhaustedDetails]()},
 	{EventSensorStalled, SeverityNotice, true, "1017", "Sensor stalled",
 		"the sensor itself did not run for a while: no endpoint is judged on that silence", details[SensorStalledDetails]()},
+	{EventFleetDegraded, SeverityError, true, "1030", "Sensor fleet degraded",
+		"the sensor lost the fleet's shared state: verdicts on MACs it cannot vouch for are withheld", details[FleetDetails]()},
+	{EventFleetRestored, SeverityNotice, true, "1031", "Sensor fleet restored",
+		"the sensor has the fleet's shared state again", details[FleetDetails]()},
 	{EventEndpointHello, SeverityInfo, false, "1101", "Endpoint hello",
 		"an endpoint (re)declared its interfaces and users", details[HelloDetails]()},
 	{EventEndpointDisconnected, SeverityInfo, false, "1102", "Endpoint disconnected",

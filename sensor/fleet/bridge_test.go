@@ -1,0 +1,178 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tapbeat/tapbeat/sensor"
+	"github.com/tapbeat/tapbeat/sensor/schema"
+)
+
+// One sensor (a real embedded node) sees the traffic of E1, whose agent
+// another sensor (s2) holds: the correlator judges E1 against the fleet's
+// record, so no no_heartbeat and no missing while s2 vouches for it; once
+// s2 releases E1 and its MAC keeps sending, exactly one heartbeat_missing.
+// A stranger MAC still gets its no_heartbeat, and the events about E1 that
+// s2 owns (hello, status) are not raised here.
+func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
+	t.Parallel()
+	dirs := newFleetDirs(t, "Bridge Org", 1)
+	cfg, err := Load(dirs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const interval = time.Second
+	f, err := Start(ctx, Options{Dir: dirs[0], Config: cfg, Interval: interval, DegradeAfter: interval,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	waitFor(t, "single-node fleet healthy", 20*time.Second, func() bool { ok, _ := f.Healthy(); return ok })
+
+	scfg := sensor.DefaultConfig()
+	scfg.HeartbeatInterval, scfg.StartupGrace, scfg.NoHeartbeatAfter = interval, 0, 2*interval
+	scfg.ReconnectGrace = interval / 2
+	corr, err := sensor.NewCorrelator(scfg, sensor.WallClock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var got []schema.Event
+	b := NewBridge(f)
+	eng := sensor.NewEngine(corr, b.Filter(func(evs []schema.Event) {
+		mu.Lock()
+		got = append(got, evs...)
+		mu.Unlock()
+	}))
+	b.SetEngine(eng)
+	go b.Run(ctx)
+	go eng.Run(ctx, 200*time.Millisecond)
+
+	js, _ := jetstream.New(f.Conn())
+	kv, err := js.KeyValue(ctx, BucketEndpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1, stranger := schema.MustParseMAC("02:00:00:00:00:e1"), schema.MustParseMAC("02:00:00:00:00:99")
+	rec := EndpointRecord{ID: "ep-e1", Name: "e1", Org: "Bridge Org", Sensor: "s2", Connected: true, Health: schema.HealthGreen,
+		Interfaces: []schema.Interface{{Name: "eth0", MAC: m1}}}
+	put := func(r EndpointRecord) {
+		r.Written, r.LastHeartbeat = time.Now(), time.Now()
+		raw, _ := json.Marshal(r)
+		if _, err := kv.Put(ctx, r.ID, raw); err != nil {
+			t.Errorf("put: %v", err)
+		}
+	}
+	sensors, err := js.KeyValue(ctx, BucketSensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	register := func() {
+		raw, _ := json.Marshal(SensorRecord{Name: "s2", Written: time.Now()})
+		if _, err := sensors.Put(ctx, "s2", raw); err != nil {
+			t.Errorf("register s2: %v", err)
+		}
+	}
+	register()
+	put(rec)
+	// s2 registers every 2 s (here every interval) and refreshes its record
+	// every 2 intervals, as a live sensor does.
+	holding := make(chan struct{})
+	go func() {
+		tk := time.NewTicker(interval / 2)
+		defer tk.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-holding:
+				return
+			case <-tk.C:
+				register()
+				if i%4 == 3 {
+					put(rec)
+				}
+			}
+		}
+	}()
+	// Capture: both MACs send every 250 ms.
+	go func() {
+		tk := time.NewTicker(250 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+				now := time.Now()
+				eng.Traffic([]schema.TrafficSummary{
+					{MAC: m1, Packets: 5, Bytes: 500, FirstSeen: now, LastSeen: now},
+					{MAC: stranger, Packets: 5, Bytes: 500, FirstSeen: now, LastSeen: now},
+				})
+			}
+		}
+	}()
+	count := func(typ schema.EventType, mac schema.MAC, id string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, ev := range got {
+			if ev.Type != typ {
+				continue
+			}
+			if id != "" && ev.EndpointID == id {
+				n++
+				continue
+			}
+			for _, m := range ev.MACs {
+				if m == mac {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	time.Sleep(8 * interval) // well past the missing deadline (3 intervals)
+	if n := count(schema.EventNoHeartbeat, m1, ""); n != 0 {
+		t.Errorf("no_heartbeat for E1, whose agent s2 holds: %d", n)
+	}
+	if n := count(schema.EventHeartbeatMissing, m1, "ep-e1"); n != 0 {
+		t.Errorf("heartbeat_missing for E1 while s2 holds it: %d", n)
+	}
+	if n := count(schema.EventNoHeartbeat, stranger, ""); n != 1 {
+		t.Errorf("no_heartbeat for the stranger MAC: %d, want 1 (the fleet vouches for no one holding it)", n)
+	}
+	if n := count(schema.EventEndpointHello, m1, "ep-e1"); n != 0 {
+		t.Errorf("endpoint_hello for E1 raised here; s2 owns it")
+	}
+
+	// s2 is cut off: neither its registry record nor E1's record is
+	// refreshed, E1 keeps sending. This sensor cannot vouch either way:
+	// no missing.
+	close(holding)
+	time.Sleep(6 * interval)
+	if n := count(schema.EventHeartbeatMissing, m1, "ep-e1"); n != 0 {
+		t.Errorf("heartbeat_missing for E1 while its holder s2 is cut off: %d", n)
+	}
+
+	// s2 is back and releases E1: its agent was killed (the connection
+	// dropped without goodbye); E1 keeps sending.
+	register()
+	rec.Connected, rec.Cause = false, uint8(schema.CauseEOF)
+	put(rec)
+	released := time.Now()
+	waitFor(t, "heartbeat_missing for E1", 8*interval, func() bool { return count(schema.EventHeartbeatMissing, m1, "ep-e1") > 0 })
+	t.Logf("heartbeat_missing %v after the holder released E1", time.Since(released).Round(time.Millisecond))
+	time.Sleep(2 * interval)
+	if n := count(schema.EventHeartbeatMissing, m1, "ep-e1"); n != 1 {
+		t.Errorf("heartbeat_missing for E1: %d, want exactly 1", n)
+	}
+}

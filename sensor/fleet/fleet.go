@@ -1,0 +1,393 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of the fleet's streams and buckets.
+const (
+	BucketEndpoints = "tapbeat_endpoints" // endpoint id -> EndpointRecord
+	BucketSensors   = "tapbeat_sensors"   // sensor name -> SensorRecord
+	StreamTrust     = "TAPBEAT_TRUST"     // trust-store journal lines
+	StreamEvents    = "TAPBEAT_EVENTS"    // every sensor's events, de-duplicated
+	subjTrust       = "tapbeat.trust"
+	subjEvents      = "tapbeat.events." // + sensor name
+	subjQuery       = "tapbeat.query."  // + kind
+)
+
+// DegradeAfter is how long the shared state may be unwritable before the
+// sensor declares the fleet degraded: a stream leader election after a
+// node is lost takes up to about ten seconds and is not a degradation.
+// It stays below the missing deadline (3 intervals of 15 s).
+const DegradeAfter = 12 * time.Second
+
+// Options configure a fleet member.
+type Options struct {
+	Dir    string
+	Config Config
+	Logger *slog.Logger
+	// Interval is the agents' heartbeat interval: it bounds how stale a
+	// shared heartbeat record may be before the fleet stops vouching for it.
+	Interval time.Duration
+	// LAN are this sensor's LAN-zone addresses as host:port, published in
+	// the sensor registry so agents learn every sensor.
+	LAN []string
+	// OnTrust is called after trust-store lines from other sensors were
+	// appended to the local journal (nil: nothing to do, the listener
+	// re-reads the journal every second anyway).
+	OnTrust func()
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// DegradeAfter overrides the package's DegradeAfter (tests with short
+	// intervals).
+	DegradeAfter time.Duration
+}
+
+// Fleet is one sensor's membership of the fleet.
+type Fleet struct {
+	opts Options
+	log  *slog.Logger
+	now  func() time.Time
+	node *node
+	nc   *nats.Conn
+	js   jetstream.JetStream
+
+	mu        sync.Mutex
+	ready     bool // streams and buckets exist and answer
+	endpoints jetstream.KeyValue
+	sensors   jetstream.KeyValue
+	events    jetstream.Stream
+	state     map[string]EndpointRecord // the fleet's heartbeat state, from the watch
+	written   map[string]writtenRecord  // what this sensor last wrote per endpoint
+	peers     map[string]SensorRecord
+	degraded  bool
+	why       string
+	changes   chan Change
+	startedAt time.Time
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Change is a change of the fleet's health, for fleet_degraded and
+// fleet_restored events.
+type Change struct {
+	Degraded bool
+	Reason   string
+	At       time.Time
+}
+
+// Start joins the fleet: starts the embedded node (unless the fleet is an
+// external NATS cluster), connects, and keeps the streams and buckets, the
+// trust-store journal and the sensor registry in step until ctx ends or
+// Close. It returns once connected; shared state becomes available when
+// the cluster has quorum (Healthy reports it).
+func Start(ctx context.Context, opts Options) (*Fleet, error) {
+	cfg := opts.Config.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if !cfg.Enabled() {
+		return nil, errors.New("fleet: no [fleet] table configured")
+	}
+	opts.Config = cfg
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Interval <= 0 {
+		opts.Interval = 15 * time.Second
+	}
+	if opts.DegradeAfter <= 0 {
+		opts.DegradeAfter = DegradeAfter
+	}
+	f := &Fleet{
+		opts: opts, log: opts.Logger.With("part", "fleet"), now: opts.Now,
+		state: map[string]EndpointRecord{}, written: map[string]writtenRecord{},
+		peers: map[string]SensorRecord{}, changes: make(chan Change, 16),
+		degraded: true, why: "joining the fleet", startedAt: opts.Now(),
+	}
+	nopts := []nats.Option{
+		nats.Name("tapbeat " + cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+	}
+	url := cfg.NATSURL
+	if cfg.External() {
+		if cfg.Credentials != "" {
+			nopts = append(nopts, nats.UserCredentials(cfg.Credentials))
+		}
+	} else {
+		n, err := startNode(opts.Dir, cfg, f.log)
+		if err != nil {
+			return nil, err
+		}
+		f.node = n
+		url = n.url
+		nopts = append(nopts, nats.Token(n.token), nats.InProcessServer(n.srv))
+	}
+	nc, err := nats.Connect(url, nopts...)
+	if err != nil {
+		f.shutdownNode()
+		return nil, fmt.Errorf("fleet: connect to %s: %w", url, err)
+	}
+	f.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("fleet: %w", err)
+	}
+	f.js = js
+	// Every sensor tells the names it knows, so a query can name the
+	// sensors that did not answer even when the registry has no quorum.
+	if err := f.Handle(kindRegistry, func(context.Context, []byte) (any, error) {
+		var names []string
+		for _, r := range f.Sensors() {
+			names = append(names, r.Name)
+		}
+		return names, nil
+	}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	ctx, f.cancel = context.WithCancel(ctx)
+	f.wg.Add(1)
+	go func() { defer f.wg.Done(); f.run(ctx) }()
+	return f, nil
+}
+
+// Name returns this sensor's name in the fleet.
+func (f *Fleet) Name() string { return f.opts.Config.Name }
+
+// Conn returns the client connection (queries use it).
+func (f *Fleet) Conn() *nats.Conn { return f.nc }
+
+// Changes delivers fleet_degraded / fleet_restored transitions.
+func (f *Fleet) Changes() <-chan Change { return f.changes }
+
+// Healthy reports whether the fleet's shared state is available and current,
+// and if not, why.
+func (f *Fleet) Healthy() (bool, string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return !f.degraded, f.why
+}
+
+// Close leaves the fleet: stops the loops, closes the connection, shuts
+// the node down.
+func (f *Fleet) Close() {
+	if f.cancel != nil {
+		f.cancel()
+	}
+	f.wg.Wait()
+	if f.nc != nil {
+		f.nc.Close()
+	}
+	f.shutdownNode()
+}
+
+func (f *Fleet) shutdownNode() {
+	if f.node != nil {
+		f.node.srv.Shutdown()
+		f.node.srv.WaitForShutdown()
+		f.node = nil
+	}
+}
+
+// replicas is the replica count for the fleet's streams and buckets.
+func (f *Fleet) replicas() int {
+	if r := f.opts.Config.Replicas; r > 0 {
+		return r
+	}
+	n := 3
+	if f.node != nil {
+		n = 1
+		if f.node.srv.JetStreamIsClustered() {
+			n = len(f.node.srv.JetStreamClusterPeers())
+		}
+		n = max(n, len(f.opts.Config.Peers)+1)
+	}
+	f.mu.Lock()
+	n = max(n, len(f.peers))
+	f.mu.Unlock()
+	return min(max(n, 1), 3)
+}
+
+// ensure creates (or scales up) the fleet's streams and buckets.
+func (f *Fleet) ensure(ctx context.Context, r int) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	ep, err := f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketEndpoints, Description: "per-endpoint heartbeat state", History: 1,
+		Replicas: r, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("bucket %s (R%d): %w", BucketEndpoints, r, err)
+	}
+	se, err := f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketSensors, Description: "fleet sensors", History: 1,
+		Replicas: r, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		return fmt.Errorf("bucket %s (R%d): %w", BucketSensors, r, err)
+	}
+	if _, err := f.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: StreamTrust, Subjects: []string{subjTrust}, Replicas: r, Storage: jetstream.FileStorage,
+		Duplicates: 10 * time.Minute, Description: "trust-store journal lines (enroll, revoke)",
+	}); err != nil {
+		return fmt.Errorf("stream %s (R%d): %w", StreamTrust, r, err)
+	}
+	evs, err := f.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: StreamEvents, Subjects: []string{subjEvents + ">"}, Replicas: r, Storage: jetstream.FileStorage,
+		Duplicates: 10 * time.Minute, MaxAge: 30 * 24 * time.Hour, MaxBytes: 1 << 30,
+		Description: "every sensor's events; Msg-Id sensor/seq drops duplicates",
+	})
+	if err != nil {
+		return fmt.Errorf("stream %s (R%d): %w", StreamEvents, r, err)
+	}
+	f.mu.Lock()
+	f.endpoints, f.sensors, f.events = ep, se, evs
+	f.mu.Unlock()
+	return nil
+}
+
+// run keeps the fleet in step: assets, watches, journal sync, registry,
+// health. Every step retries on its own; nothing here stops the sensor.
+func (f *Fleet) run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var (
+		watching  bool
+		trust     *trustSync
+		lastReg   time.Time
+		lastEns   time.Time
+		ensured   int // replicas of the last successful ensure
+		lastErr   = "fleet registry not written"
+		stopWatch context.CancelFunc
+	)
+	for {
+		if !f.isReady() || time.Since(lastEns) > 30*time.Second || f.replicas() > ensured {
+			r := f.replicas()
+			if err := f.ensure(ctx, r); err != nil {
+				f.setHealth(true, "fleet streams unavailable: "+shortErr(err))
+			} else {
+				f.mu.Lock()
+				f.ready = true
+				f.mu.Unlock()
+				if ensured != 0 && r != ensured {
+					// The streams moved to new replicas: follow them afresh.
+					if trust != nil {
+						trust.stop()
+						trust = nil
+					}
+					if stopWatch != nil {
+						stopWatch()
+						watching = false
+					}
+				}
+				lastEns, ensured = time.Now(), r
+			}
+		}
+		if f.isReady() && !watching {
+			wctx, cancel := context.WithCancel(ctx)
+			if err := f.watch(wctx); err == nil {
+				watching, stopWatch = true, cancel
+			} else {
+				cancel()
+				f.log.Warn("fleet: watch", "err", err)
+			}
+		}
+		if f.isReady() && trust == nil {
+			t, err := startTrustSync(ctx, f)
+			if err != nil {
+				f.log.Warn("fleet: trust-store sync", "err", err)
+			} else {
+				trust = t
+			}
+		}
+		if trust != nil {
+			trust.tail(ctx)
+		}
+		if f.isReady() && time.Since(lastReg) >= registryEvery {
+			if err := f.register(ctx); err != nil {
+				lastErr = "fleet registry unavailable: " + shortErr(err)
+			} else {
+				lastReg = time.Now()
+				f.setHealth(false, "")
+			}
+		}
+		// A stream leader election takes a few seconds: only a failure that
+		// lasts DegradeAfter degrades the fleet.
+		if !lastReg.IsZero() && time.Since(lastReg) > f.opts.DegradeAfter {
+			f.setHealth(true, lastErr)
+		}
+		if f.nc.Status() != nats.CONNECTED {
+			f.setHealth(true, "not connected to the fleet node")
+		}
+		select {
+		case <-ctx.Done():
+			if trust != nil {
+				trust.stop()
+			}
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (f *Fleet) isReady() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ready
+}
+
+// setHealth records the fleet's health and reports transitions.
+func (f *Fleet) setHealth(degraded bool, why string) {
+	f.mu.Lock()
+	changed := f.degraded != degraded
+	f.degraded, f.why = degraded, why
+	f.mu.Unlock()
+	if !changed {
+		return
+	}
+	if degraded {
+		f.log.Warn("fleet degraded", "reason", why)
+	} else {
+		f.log.Info("fleet restored")
+	}
+	select {
+	case f.changes <- Change{Degraded: degraded, Reason: why, At: f.now()}:
+	default:
+	}
+}
+
+func shortErr(err error) string {
+	s := err.Error()
+	if i := strings.LastIndex(s, ": "); i > 0 && len(s) > 160 {
+		s = s[i+2:]
+	}
+	return s
+}
+
+// Token reads the loopback client token a running sensor wrote in dir.
+func Token(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, TokenFile))
+	if err != nil {
+		return "", fmt.Errorf("fleet: %w (is `tapbeat run --dir %s` running with a fleet?)", err, dir)
+	}
+	return strings.TrimSpace(string(b)), nil
+}

@@ -1,0 +1,384 @@
+package fleet
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
+)
+
+// registryEvery is how often a sensor rewrites its registry record.
+const registryEvery = 2 * time.Second
+
+// MaxClockSkew is how far a sensor's clock may be from the fleet's before
+// it is flagged (fleet status, log, and the sensor's own health).
+const MaxClockSkew = 30 * time.Second
+
+// EndpointRecord is one endpoint's heartbeat state as the fleet shares it,
+// written by the sensor that holds the endpoint's connection.
+type EndpointRecord struct {
+	ID            string             `json:"endpoint_id"`
+	Name          string             `json:"name"`
+	Org           string             `json:"org"`
+	Sensor        string             `json:"sensor"` // holds the connection
+	Connected     bool               `json:"connected"`
+	Health        schema.Health      `json:"health"`
+	Reasons       []string           `json:"reasons,omitempty"`
+	Interfaces    []schema.Interface `json:"interfaces,omitempty"`
+	Users         []string           `json:"users,omitempty"`
+	LastHeartbeat time.Time          `json:"last_heartbeat"`
+	Written       time.Time          `json:"written"`
+	// Instance is the agent process's identity, from its hello.
+	Instance string `json:"instance,omitempty"`
+	// Cause and Goodbye say how the holder's connection ended, once
+	// Connected is false (schema.DisconnectCause as a number).
+	Cause   uint8                `json:"cause,omitempty"`
+	Goodbye schema.GoodbyeReason `json:"goodbye,omitempty"`
+	// Received is when this sensor last received the record (local clock;
+	// not shared): freshness is judged on it, so a peer's skewed clock
+	// cannot make a record look fresh or stale.
+	Received time.Time `json:"-"`
+	revision uint64
+}
+
+// same reports whether two records differ only in times.
+func (r EndpointRecord) same(o EndpointRecord) bool {
+	return r.ID == o.ID && r.Name == o.Name && r.Sensor == o.Sensor && r.Connected == o.Connected && r.Instance == o.Instance &&
+		r.Health == o.Health && slices.Equal(r.Reasons, o.Reasons) && slices.Equal(r.Users, o.Users) &&
+		slices.EqualFunc(r.Interfaces, o.Interfaces, func(a, b schema.Interface) bool {
+			return a.Name == b.Name && a.MAC == b.MAC && slices.Equal(a.IPs, b.IPs)
+		})
+}
+
+type writtenRecord struct {
+	rec EndpointRecord
+	at  time.Time
+}
+
+// SensorRecord is one sensor's entry in the fleet registry.
+type SensorRecord struct {
+	Name      string    `json:"name"`
+	FleetAddr string    `json:"fleet_addr,omitempty"`
+	LAN       []string  `json:"lan"` // LAN-zone host:port
+	Started   time.Time `json:"started"`
+	Written   time.Time `json:"written"` // the sensor's own clock
+	// Skew is Written minus the time the fleet stored the record (not
+	// shared: computed by the reader).
+	Skew     time.Duration `json:"-"`
+	Received time.Time     `json:"-"`
+}
+
+// Refresh is how often an unchanged endpoint record is rewritten: twice the
+// heartbeat interval. A change (connect, disconnect, health, interfaces,
+// users) is written at once.
+func (f *Fleet) Refresh() time.Duration { return 2 * f.opts.Interval }
+
+// PutEndpoint shares a locally held endpoint's state if it changed or its
+// last write is older than Refresh. It never blocks on the fleet: writes
+// are asynchronous.
+func (f *Fleet) PutEndpoint(r EndpointRecord) {
+	now := f.now()
+	r.Sensor = f.Name()
+	f.mu.Lock()
+	w, ok := f.written[r.ID]
+	kv := f.endpoints
+	if ok && w.rec.same(r) && now.Sub(w.at) < f.Refresh() {
+		f.mu.Unlock()
+		return
+	}
+	f.written[r.ID] = writtenRecord{rec: r, at: now}
+	f.mu.Unlock()
+	if kv == nil {
+		return
+	}
+	r.Written = now
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	if _, err := f.js.PublishAsync("$KV."+BucketEndpoints+"."+r.ID, b); err != nil {
+		f.log.Debug("fleet: endpoint write", "endpoint", r.ID, "err", err)
+		f.mu.Lock()
+		delete(f.written, r.ID) // try again at the next call
+		f.mu.Unlock()
+	}
+}
+
+// ReleaseEndpoint records that this sensor no longer holds the endpoint's
+// connection, unless another sensor took it over meanwhile (compare and
+// set on the record's revision).
+func (f *Fleet) ReleaseEndpoint(ctx context.Context, d schema.Disconnect) error {
+	id := d.EndpointID
+	f.mu.Lock()
+	kv := f.endpoints
+	w, ok := f.written[id]
+	delete(f.written, id)
+	f.mu.Unlock()
+	if kv == nil || !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	e, err := kv.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("fleet: release %s: %w", id, err)
+	}
+	var cur EndpointRecord
+	if err := json.Unmarshal(e.Value(), &cur); err != nil || cur.Sensor != f.Name() {
+		return nil // another sensor holds it now
+	}
+	r := w.rec
+	r.Connected, r.Written, r.Cause, r.Goodbye = false, f.now(), uint8(d.Cause), d.Goodbye
+	b, _ := json.Marshal(r)
+	if _, err := kv.Update(ctx, id, b, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("fleet: release %s: %w", id, err)
+	}
+	return nil
+}
+
+// FlushWrites waits until the asynchronous writes are acknowledged.
+func (f *Fleet) FlushWrites(ctx context.Context) error {
+	select {
+	case <-f.js.PublishAsyncComplete():
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// watch follows both buckets into memory.
+func (f *Fleet) watch(ctx context.Context) error {
+	f.mu.Lock()
+	ep, se := f.endpoints, f.sensors
+	f.mu.Unlock()
+	ew, err := ep.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", BucketEndpoints, err)
+	}
+	sw, err := se.WatchAll(ctx)
+	if err != nil {
+		ew.Stop()
+		return fmt.Errorf("watch %s: %w", BucketSensors, err)
+	}
+	f.wg.Add(2)
+	go func() {
+		defer f.wg.Done()
+		for e := range ew.Updates() {
+			if e == nil {
+				continue
+			}
+			f.applyEndpoint(e)
+		}
+	}()
+	go func() {
+		defer f.wg.Done()
+		for e := range sw.Updates() {
+			if e == nil {
+				continue
+			}
+			f.applySensor(e)
+		}
+	}()
+	go func() { <-ctx.Done(); ew.Stop(); sw.Stop() }()
+	return nil
+}
+
+func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(f.state, e.Key())
+		return
+	}
+	var r EndpointRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil || r.ID != e.Key() {
+		f.log.Warn("fleet: endpoint record refused", "key", e.Key(), "err", err)
+		return
+	}
+	r.Received, r.revision = f.now(), e.Revision()
+	f.state[r.ID] = r
+}
+
+func (f *Fleet) applySensor(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		f.mu.Lock()
+		delete(f.peers, e.Key())
+		f.mu.Unlock()
+		return
+	}
+	var r SensorRecord
+	if err := json.Unmarshal(e.Value(), &r); err != nil || r.Name != e.Key() {
+		f.log.Warn("fleet: sensor record refused", "key", e.Key(), "err", err)
+		return
+	}
+	r.Skew = r.Written.Sub(e.Created())
+	r.Received = f.now()
+	if r.Skew > MaxClockSkew || r.Skew < -MaxClockSkew {
+		f.log.Warn("fleet: a sensor's clock is off", "sensor", r.Name, "skew", r.Skew.Round(time.Second),
+			"fix", "synchronise every sensor's clock with NTP; shared times from it are not trusted")
+	}
+	f.mu.Lock()
+	f.peers[r.Name] = r
+	f.mu.Unlock()
+}
+
+// register writes this sensor's registry record.
+func (f *Fleet) register(ctx context.Context) error {
+	f.mu.Lock()
+	kv := f.sensors
+	f.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	r := SensorRecord{Name: f.Name(), FleetAddr: f.opts.Config.Addr, LAN: f.opts.LAN, Started: f.started(), Written: f.now()}
+	b, _ := json.Marshal(r)
+	_, err := kv.Put(ctx, r.Name, b)
+	return err
+}
+
+func (f *Fleet) started() time.Time { return f.startedAt }
+
+// Sensors returns the fleet registry as this sensor last saw it.
+func (f *Fleet) Sensors() []SensorRecord {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]SensorRecord, 0, len(f.peers))
+	for _, r := range f.peers {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b SensorRecord) int { return cmpString(a.Name, b.Name) })
+	return out
+}
+
+// ClockSkew returns this sensor's clock offset against the fleet as last
+// measured, and whether it is within MaxClockSkew.
+func (f *Fleet) ClockSkew() (time.Duration, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.peers[f.Name()]
+	if !ok {
+		return 0, true
+	}
+	return r.Skew, r.Skew <= MaxClockSkew && r.Skew >= -MaxClockSkew
+}
+
+// LANAddresses returns every live sensor's LAN-zone addresses, this
+// sensor's first, for the agents' failover list.
+func (f *Fleet) LANAddresses(own []string) []string {
+	out := slices.Clone(own)
+	for _, r := range f.Sensors() {
+		if r.Name == f.Name() || f.now().Sub(r.Received) > 6*registryEvery {
+			continue
+		}
+		for _, a := range r.LAN {
+			if !slices.Contains(out, a) {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// Endpoints returns the fleet's heartbeat state.
+func (f *Fleet) Endpoints() []EndpointRecord {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]EndpointRecord, 0, len(f.state))
+	for _, r := range f.state {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b EndpointRecord) int { return cmpString(a.Name, b.Name) })
+	return out
+}
+
+// Verdict is what the fleet can say about a MAC a sensor sees sending.
+type Verdict uint8
+
+const (
+	// Unvouched: the fleet is degraded or holds no current record: judge the
+	// MAC as unknown, raise no no_heartbeat or missing for it.
+	Unvouched Verdict = iota
+	// HeldElsewhere: another sensor holds a current, connected record for an
+	// endpoint with this MAC: it is heartbeating.
+	HeldElsewhere
+	// NotHeld: the fleet is current and no sensor holds a connected endpoint
+	// with this MAC: this sensor's own judgement stands.
+	NotHeld
+)
+
+// Vouch says whether the fleet vouches for a MAC's heartbeat.
+func (f *Fleet) Vouch(m schema.MAC) (Verdict, EndpointRecord) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.degraded {
+		return Unvouched, EndpointRecord{}
+	}
+	now := f.now()
+	for _, r := range f.state {
+		if r.Sensor == f.opts.Config.Name {
+			continue
+		}
+		for _, itf := range r.Interfaces {
+			if itf.MAC != m {
+				continue
+			}
+			if r.Connected && now.Sub(r.Received) <= f.Refresh()+f.opts.Interval {
+				return HeldElsewhere, r
+			}
+			if r.Connected {
+				return Unvouched, r // held, but its record is late: cannot vouch either way
+			}
+		}
+	}
+	return NotHeld, EndpointRecord{}
+}
+
+// PublishEvent appends an event to the fleet's event stream with Msg-Id
+// sensor/seq, so a resend is stored once.
+func (f *Fleet) PublishEvent(ev schema.Event) error {
+	b, err := json.Marshal(struct {
+		Sensor string `json:"sensor"`
+		schema.Event
+	}{f.Name(), ev})
+	if err != nil {
+		return fmt.Errorf("fleet: encode event %d: %w", ev.Seq, err)
+	}
+	_, err = f.js.PublishAsync(subjEvents+f.Name(), b, jetstream.WithMsgID(fmt.Sprintf("%s/%d", f.Name(), ev.Seq)))
+	if err != nil {
+		return fmt.Errorf("fleet: publish event %d: %w", ev.Seq, err)
+	}
+	return nil
+}
+
+// FleetEvent is an event with the name of the sensor that raised it.
+type FleetEvent struct {
+	Sensor string `json:"sensor"`
+	schema.Event
+}
+
+// LANAddrPorts parses host:port strings, skipping malformed ones.
+func LANAddrPorts(in []string) []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, s := range in {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			out = append(out, ap)
+		}
+	}
+	return out
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
