@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
+	"time"
 
 	"github.com/tapbeat/tapbeat/lanzone/pki"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Enroller issues and revokes certificates: the organisation's enrollment
@@ -63,6 +66,7 @@ func (s *Server) HandleEnrollment(openAuthority func() (Enroller, error)) {
 				return
 			}
 			s.log.Info("enrollment", "path", r.URL.Path, "name", req.Name, "admin", req.Admin, "peer", r.RemoteAddr, "by", clientName(r))
+			s.auditEnrollment(r, req)
 			writeJSON(w, v)
 		})
 	}
@@ -111,6 +115,26 @@ func (c *Client) post(ctx context.Context, path string, body, v any) error {
 
 // clientName names the administrator certificate of a TLS request, or
 // "local socket".
+// auditEnrollment records an enrollment or revocation through the API as
+// an operator_change event, as the console records its own changes.
+func (s *Server) auditEnrollment(r *http.Request, req EnrollRequest) {
+	if s.limits.Record == nil {
+		return
+	}
+	action := path.Base(r.URL.Path) // "enroll" or "revoke"
+	if req.Admin {
+		action += "-admin"
+	}
+	via := "certificate"
+	if r.TLS == nil {
+		via = "socket"
+	}
+	who := clientName(r)
+	s.limits.Record(schema.Event{Time: time.Now(), Type: schema.EventOperatorAudit, Severity: schema.SeverityNotice,
+		Reason:  fmt.Sprintf("%s %s by %s (%s)", action, req.Name, who, via),
+		Details: &schema.OperatorDetails{Actor: who, Via: via, Remote: r.RemoteAddr, Action: action, Target: req.Name}})
+}
+
 func clientName(r *http.Request) string {
 	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
 		return "local socket"

@@ -5,10 +5,12 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 
 	lzconfig "github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // TestEnrollThroughAdminAPI enrolls and revokes an endpoint over mutual TLS
@@ -33,6 +35,13 @@ func TestEnrollThroughAdminAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := NewServer(store, eng, nil)
+	var auditMu sync.Mutex
+	var audits []schema.Event
+	srv.SetLimits(Limits{Record: func(ev schema.Event) {
+		auditMu.Lock()
+		defer auditMu.Unlock()
+		audits = append(audits, ev)
+	}})
 	srv.HandleEnrollment(func() (Enroller, error) { return pki.Open(dir) })
 	serverTLS, err := pki.AdminServerConfig(dir)
 	if err != nil {
@@ -69,6 +78,19 @@ func TestEnrollThroughAdminAPI(t *testing.T) {
 	n, err := admin.Revoke(ctx, "laptop-1", false)
 	if err != nil || n != 1 {
 		t.Errorf("revoke laptop-1: %d, %v; want 1 certificate revoked", n, err)
+	}
+	// Both changes are operator_change events naming who did what; the
+	// refused malformed name is none.
+	auditMu.Lock()
+	var changes []string
+	for _, ev := range audits {
+		if d, ok := ev.Details.(*schema.OperatorDetails); ok && ev.Type == schema.EventOperatorAudit {
+			changes = append(changes, d.Action+" "+d.Target+" by "+d.Actor+" via "+d.Via)
+		}
+	}
+	auditMu.Unlock()
+	if want := "enroll laptop-1 by alice via certificate,revoke laptop-1 by alice via certificate"; strings.Join(changes, ",") != want {
+		t.Errorf("operator changes %q, want %q", changes, want)
 	}
 
 	// An endpoint certificate is not an administrator's (the endpoint's own
