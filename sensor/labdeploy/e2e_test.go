@@ -92,25 +92,14 @@ func upLab(t *testing.T, specs []lab.EndpointSpec, opts Options) *Deployment {
 // keepTalking pings from each host to the sensor's LAN address every 300 ms
 // until the test ends.
 func keepTalking(t *testing.T, d *Deployment, hosts ...string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	t.Cleanup(func() { cancel(); <-done })
-	to, err := d.Lab.Addr(lab.HostSensor)
+	done, err := d.KeepTalking(ctx, 300*time.Millisecond, hosts...)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			for _, h := range hosts {
-				_ = d.Lab.Ping(ctx, h, to, 1)
-			}
-			select {
-			case <-ctx.Done():
-			case <-time.After(300 * time.Millisecond):
-			}
-		}
-	}()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // endpointList is `tapbeat query endpoints --format json`.

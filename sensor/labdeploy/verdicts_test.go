@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,44 +20,10 @@ import (
 // ping the sensor every 300 ms, with the sensor's file saying fileInterval.
 func verdictLab(t *testing.T, fileInterval time.Duration, opts Options) *Deployment {
 	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireCommands(t, "ip", "tc", "ping", "env")
-	ctx := context.Background()
-	name := strings.ReplaceAll(testenv.UniqueName("v"), "-", "")
-	l, err := lab.Up(ctx, lab.Config{Name: name, Endpoints: lab.Endpoints(3), StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := l.Down(context.Background()); err != nil {
-			t.Errorf("lab down: %v", err)
-		}
-	})
-	opts.Bin = binDir
-	opts.Dir = filepath.Join(t.TempDir(), "sensor")
+	testenv.RequireCommands(t, "env")
 	opts.HeartbeatInterval = fileInterval
-	d, err := Deploy(ctx, l, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		out := d.SensorOutput()
-		d.Stop()
-		if t.Failed() {
-			t.Logf("sensor log:\n%s", out)
-		}
-	})
-	for _, ep := range l.Endpoints {
-		if err := d.StartAgent(ctx, ep.Name); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tctx, cancel := context.WithCancel(ctx)
-	done, err := d.KeepTalking(tctx, 300*time.Millisecond, "ep1", "ep2", "ep3")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cancel(); <-done })
+	d := upLab(t, lab.Endpoints(3), opts)
+	keepTalking(t, d, "ep1", "ep2", "ep3")
 	waitConnected(t, d, 3)
 	return d
 }
