@@ -204,12 +204,14 @@ func (c *frameCapture) read() {
 	defer c.wg.Done()
 	buf := make([]byte, 1<<16)
 	for {
-		// After stop, drain what is queued, then return.
+		// After stop, read until the interface has been quiet for
+		// 100 ms: mirrored copies of the last frames may still be on
+		// their way through a busy machine.
 		wait := 50 * time.Millisecond
 		stopping := false
 		select {
 		case <-c.done:
-			wait, stopping = time.Millisecond, true
+			wait, stopping = 100*time.Millisecond, true
 		default:
 		}
 		_ = c.conn.SetReadDeadline(time.Now().Add(wait))
