@@ -58,20 +58,7 @@ func (a *Authority) IssueSensor(name string, lan []netip.Addr, fleetHost string)
 	if err != nil {
 		return nil, fmt.Errorf("issue fleet sensor: %s: %w", ServerKeyFile, err)
 	}
-	now := time.Now()
-	stmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{Organization: []string{a.Org()}, CommonName: ServerDNSName},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(ServerValidity),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{ServerDNSName},
-	}
-	for _, ip := range lan {
-		stmpl.IPAddresses = append(stmpl.IPAddresses, net.IP(ip.AsSlice()))
-	}
-	sder, err := x509.CreateCertificate(rand.Reader, stmpl, a.caCert, &srvKey.PublicKey, a.caKey)
+	sder, err := a.serverCertificate(srvKey, lan)
 	if err != nil {
 		return nil, fmt.Errorf("issue fleet sensor %s: LAN-zone certificate: %w", name, err)
 	}
@@ -79,7 +66,7 @@ func (a *Authority) IssueSensor(name string, lan []netip.Addr, fleetHost string)
 	if err != nil {
 		return nil, fmt.Errorf("issue fleet sensor: generate key: %w", err)
 	}
-	fder, err := a.fleetCert(name, fleetHost, &fleetKey.PublicKey, now)
+	fder, err := a.fleetCert(name, fleetHost, &fleetKey.PublicKey, time.Now())
 	if err != nil {
 		return nil, err
 	}

@@ -208,6 +208,16 @@ func (a *Authority) ReissueServer(lan []netip.Addr) error {
 }
 
 func (a *Authority) issueServer(key *ecdsa.PrivateKey, lan []netip.Addr) error {
+	der, err := a.serverCertificate(key, lan)
+	if err != nil {
+		return fmt.Errorf("create server certificate: %w", err)
+	}
+	return writeFile(filepath.Join(a.dir, ServerCertFile), pemCert(der), 0o644)
+}
+
+// serverCertificate signs a LAN-zone server certificate for key, valid for
+// the sensor's DNS name and the addresses lan, and returns it DER-encoded.
+func (a *Authority) serverCertificate(key *ecdsa.PrivateKey, lan []netip.Addr) ([]byte, error) {
 	now := time.Now()
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -221,11 +231,7 @@ func (a *Authority) issueServer(key *ecdsa.PrivateKey, lan []netip.Addr) error {
 	for _, ip := range lan {
 		tmpl.IPAddresses = append(tmpl.IPAddresses, net.IP(ip.AsSlice()))
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.caCert, &key.PublicKey, a.caKey)
-	if err != nil {
-		return fmt.Errorf("create server certificate: %w", err)
-	}
-	return writeFile(filepath.Join(a.dir, ServerCertFile), pemCert(der), 0o644)
+	return x509.CreateCertificate(rand.Reader, tmpl, a.caCert, &key.PublicKey, a.caKey)
 }
 
 // ServerPin returns the pin of the sensor's certificate: the SHA-256 of its
