@@ -64,6 +64,10 @@ type Sensor struct {
 	web      atomic.Pointer[web.Server]
 
 	applyMu sync.Mutex // one configuration change at a time
+	// bridge joins the engine to the fleet (nil without a [fleet] table);
+	// fleetCtx bounds the fleet membership.
+	bridge   *fleet.Bridge
+	fleetCtx context.Context
 
 	mu         sync.Mutex
 	outbox     *alert.Outbox
@@ -152,16 +156,15 @@ func Run(ctx context.Context, opts Options) error {
 	publish := s.queue.push
 	if cfg.Fleet.Enabled() {
 		f, err := fleet.Start(ctx, fleet.Options{Dir: opts.Dir, Config: cfg.Fleet, Logger: s.log,
-			Interval: cfg.LANZone.WithDefaults().HeartbeatInterval, LAN: cfg.LANZone.AddrPorts()})
+			Interval: cfg.LANZone.WithDefaults().HeartbeatInterval, LAN: cfg.LANZone.AddrPorts(),
+			Handlers: fleetQueries(api.Local{Store: store})})
 		if err != nil {
 			return fmt.Errorf("fleet: %w", err)
 		}
-		defer f.Close()
 		bridge = fleet.NewBridge(f)
+		defer bridge.Close()
 		publish = bridge.Filter(s.queue.push)
-		if err := serveFleetQueries(f, api.Local{Store: store}); err != nil {
-			return err
-		}
+		s.bridge, s.fleetCtx = bridge, ctx
 	}
 	s.engine = sensor.NewEngine(corr, publish)
 	engine.Store(s.engine)
@@ -741,6 +744,7 @@ func (s *Sensor) apply(r Resolved, record func(schema.Event)) error {
 			return err
 		}
 	}
+	s.applyFleet(old.Fleet, r.Fleet)
 	for _, c := range []struct {
 		what    string
 		changed bool

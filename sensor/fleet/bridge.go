@@ -27,21 +27,29 @@ type Engine interface {
 // fleet's heartbeat state, and it keeps the verdicts owned:
 //
 //   - the sensor holding an endpoint's connection owns its hello, health,
-//     status and disconnect events;
+//     status and disconnect events (schema.OwnedByHolder);
 //   - a sensor seeing a MAC's traffic owns no_heartbeat, heartbeat_missing
-//     and heartbeat_restored for it (and flow alerts);
+//     and heartbeat_restored for it, and the flow alerts
+//     (schema.OwnedByObserver); when several sensors see the same traffic,
+//     the first to claim the fact in the fleet raises it (see claimOf);
 //   - while the fleet is degraded, an endpoint held elsewhere keeps its last
 //     shared state (unknown to the fleet, never missing), and no_heartbeat
 //     is withheld: the sensor cannot vouch for MACs another sensor may hold.
 type Bridge struct {
-	f *Fleet
-
 	mu     sync.Mutex
+	f      *Fleet
 	e      Engine
-	local  map[string]schema.Hello // endpoints whose connection this sensor holds
-	health map[string]schema.Health
-	remote map[string]fed // endpoints held elsewhere, as fed to the engine
-	ready  bool           // the remote state was fed once since the fleet became healthy
+	local  map[string]held // endpoints whose connection this sensor holds
+	remote map[string]fed  // endpoints held elsewhere, as fed to the engine
+	ready  bool            // the remote state was fed once since the fleet became healthy
+	lost   map[string]bool // endpoints whose heartbeat_missing another sensor claimed
+}
+
+// held is a locally held endpoint: its hello and its latest health.
+type held struct {
+	hello   schema.Hello
+	health  schema.Health
+	reasons []string
 }
 
 type fed struct {
@@ -52,7 +60,7 @@ type fed struct {
 
 // NewBridge returns a bridge for f; SetEngine completes it.
 func NewBridge(f *Fleet) *Bridge {
-	return &Bridge{f: f, local: map[string]schema.Hello{}, health: map[string]schema.Health{}, remote: map[string]fed{}}
+	return &Bridge{f: f, local: map[string]held{}, remote: map[string]fed{}, lost: map[string]bool{}}
 }
 
 // SetEngine sets the engine the bridge feeds.
@@ -68,13 +76,50 @@ func (b *Bridge) engine() Engine {
 	return b.e
 }
 
+// fleet returns the current membership (Restart replaces it).
+func (b *Bridge) fleet() *Fleet {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.f
+}
+
+// Restart leaves the fleet and joins it again with cfg, keeping the
+// engine's state: a changed [fleet] table (the first peer added by
+// `tapbeat fleet add`, a new address) takes effect without restarting the
+// sensor. Until the new membership has the shared state, endpoints held
+// elsewhere keep their last state, as while degraded. ctx bounds the new
+// membership.
+func (b *Bridge) Restart(ctx context.Context, cfg Config) error {
+	old := b.fleet()
+	opts := old.opts
+	opts.Config = cfg
+	old.Close()
+	nf, err := Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.f, b.ready = nf, false
+	local := make([]held, 0, len(b.local))
+	for _, h := range b.local {
+		local = append(local, h)
+	}
+	b.mu.Unlock()
+	for _, h := range local {
+		b.put(h)
+	}
+	return nil
+}
+
+// Close leaves the fleet.
+func (b *Bridge) Close() { b.fleet().Close() }
+
 // Hello passes a local endpoint's hello on and shares it.
 func (b *Bridge) Hello(h schema.Hello) error {
 	// Held here from now on: its events are this sensor's (an endpoint
 	// failing over from another sensor included).
 	b.mu.Lock()
-	b.local[h.EndpointID] = h
-	b.health[h.EndpointID] = h.Health
+	b.local[h.EndpointID] = held{hello: h, health: h.Health, reasons: h.Reasons}
 	delete(b.remote, h.EndpointID)
 	b.mu.Unlock()
 	if err := b.engine().Hello(h); err != nil {
@@ -83,7 +128,7 @@ func (b *Bridge) Hello(h schema.Hello) error {
 		b.mu.Unlock()
 		return err
 	}
-	b.put(h, h.Health, h.Reasons)
+	b.put(held{hello: h, health: h.Health, reasons: h.Reasons})
 	return nil
 }
 
@@ -94,17 +139,22 @@ func (b *Bridge) Heartbeat(hb schema.Heartbeat) error {
 	}
 	b.mu.Lock()
 	h, ok := b.local[hb.EndpointID]
-	b.health[hb.EndpointID] = hb.Health
+	if ok {
+		h.health, h.reasons = hb.Health, hb.Reasons
+		b.local[hb.EndpointID] = h
+	}
 	b.mu.Unlock()
 	if ok {
-		b.put(h, hb.Health, hb.Reasons)
+		b.put(h)
 	}
 	return nil
 }
 
-func (b *Bridge) put(h schema.Hello, health schema.Health, reasons []string) {
-	b.f.PutEndpoint(EndpointRecord{ID: h.EndpointID, Name: h.Name, Org: h.Org, Connected: true, Health: health,
-		Reasons: reasons, Interfaces: h.Interfaces, Users: h.Users, LastHeartbeat: b.f.now(), Instance: h.Instance})
+func (b *Bridge) put(h held) {
+	f := b.fleet()
+	f.PutEndpoint(EndpointRecord{ID: h.hello.EndpointID, Name: h.hello.Name, Org: h.hello.Org, Connected: true,
+		Health: h.health, Reasons: h.reasons, Interfaces: h.hello.Interfaces, Users: h.hello.Users,
+		LastHeartbeat: f.now(), Instance: h.hello.Instance})
 }
 
 // Disconnect passes a local disconnect on and releases the endpoint in the
@@ -115,11 +165,12 @@ func (b *Bridge) Disconnect(d schema.Disconnect) {
 	b.mu.Lock()
 	_, ok := b.local[id]
 	delete(b.local, id)
+	f := b.f
 	b.mu.Unlock()
 	if ok {
 		go func() {
-			if err := b.f.ReleaseEndpoint(context.Background(), d); err != nil {
-				b.f.log.Debug("fleet: release", "endpoint", id, "err", err)
+			if err := f.ReleaseEndpoint(context.Background(), d); err != nil {
+				f.log.Debug("fleet: release", "endpoint", id, "err", err)
 			}
 		}()
 	}
@@ -141,44 +192,82 @@ func (b *Bridge) Record(ev schema.Event) { b.engine().Record(ev) }
 // so every sensor pushes the same list.
 func (b *Bridge) AtRisk() schema.AtRiskList { return b.engine().AtRisk() }
 
-// owned lists the event types a sensor raises for an endpoint another
-// sensor holds: the verdicts of the traffic it sees.
-var owned = []schema.EventType{schema.EventHeartbeatMissing, schema.EventHeartbeatRestored,
-	schema.EventLateralMovement, schema.EventPolicyViolation, schema.EventMACConflict}
-
 // Filter wraps the engine's publisher: it drops the events this sensor
 // does not own (see Bridge), and appends the rest to the fleet's event
 // stream.
 func (b *Bridge) Filter(next func([]schema.Event)) func([]schema.Event) {
 	return func(evs []schema.Event) {
+		f := b.fleet()
+		degraded := f.isDegraded()
 		out := evs[:0:0]
-		b.mu.Lock()
-		degraded := b.f.isDegraded()
 		for _, ev := range evs {
-			if ev.EndpointID != "" {
-				if _, ok := b.remote[ev.EndpointID]; ok && !slices.Contains(owned, ev.Type) {
-					continue
-				}
+			if b.owns(f, ev, degraded) {
+				out = append(out, ev)
 			}
-			if ev.Type == schema.EventNoHeartbeat && (degraded || !b.ready) {
-				b.f.log.Info("fleet: no_heartbeat withheld: the fleet's heartbeat state is not available", "macs", ev.MACs)
-				continue
-			}
-			out = append(out, ev)
 		}
-		b.mu.Unlock()
 		for _, ev := range out {
 			if degraded {
 				break // the local history keeps them; the stream is unavailable
 			}
-			if err := b.f.PublishEvent(ev); err != nil {
-				b.f.log.Debug("fleet: event stream", "err", err)
+			if err := f.PublishEvent(ev); err != nil {
+				f.log.Debug("fleet: event stream", "err", err)
 			}
 		}
 		if len(out) > 0 {
 			next(out)
 		}
 	}
+}
+
+// owns decides whether this sensor raises ev.
+func (b *Bridge) owns(f *Fleet, ev schema.Event, degraded bool) bool {
+	info, _ := ev.Type.Info()
+	observer := info.Owner == schema.OwnedByObserver
+	b.mu.Lock()
+	_, remote := b.remote[ev.EndpointID]
+	ready := b.ready
+	lost := b.lost[ev.EndpointID]
+	b.mu.Unlock()
+	if ev.EndpointID != "" && remote && !observer {
+		return false
+	}
+	if ev.Type == schema.EventNoHeartbeat && (degraded || !ready) {
+		f.log.Info("fleet: no_heartbeat withheld: the fleet's heartbeat state is not available", "macs", ev.MACs)
+		return false
+	}
+	if ev.Type == schema.EventHeartbeatRestored && lost {
+		// Another sensor raised the heartbeat_missing: the end of it is
+		// that sensor's to report.
+		b.mu.Lock()
+		delete(b.lost, ev.EndpointID)
+		b.mu.Unlock()
+		return false
+	}
+	if !observer || degraded {
+		return true
+	}
+	c, ok := f.claimOf(ev)
+	if !ok {
+		return true
+	}
+	won, err := f.Claim(context.Background(), c)
+	if err != nil {
+		f.log.Warn("fleet: verdict raised unclaimed; another sensor may raise it too", "type", ev.Type, "err", err)
+		return true
+	}
+	if ev.Type == schema.EventHeartbeatMissing {
+		b.mu.Lock()
+		if won {
+			delete(b.lost, ev.EndpointID)
+		} else {
+			b.lost[ev.EndpointID] = true
+		}
+		b.mu.Unlock()
+	}
+	if !won {
+		f.log.Info("fleet: verdict raised by another sensor", "type", ev.Type, "endpoint", ev.EndpointID, "macs", ev.MACs)
+	}
+	return won
 }
 
 // Run feeds the engine the endpoints other sensors hold and turns the
@@ -188,16 +277,17 @@ func (b *Bridge) Run(ctx context.Context) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
 	for {
+		f := b.fleet()
 		select {
 		case <-ctx.Done():
 			return
-		case c := <-b.f.Changes():
+		case c := <-f.Changes():
 			typ, sev := schema.EventFleetRestored, schema.SeverityNotice
 			if c.Degraded {
 				typ, sev = schema.EventFleetDegraded, schema.SeverityError
 			}
 			b.engine().Record(schema.Event{Type: typ, Severity: sev, Reason: c.Reason,
-				Details: &schema.FleetDetails{Sensor: b.f.Name()}})
+				Details: &schema.FleetDetails{Sensor: f.Name()}})
 		case <-t.C:
 			b.feed()
 		}
@@ -210,20 +300,24 @@ func (b *Bridge) feed() {
 	if e == nil {
 		return
 	}
-	now := b.f.now()
-	degraded := b.f.isDegraded()
-	recs := b.f.Endpoints()
+	f := b.fleet()
+	now := f.now()
+	degraded := f.isDegraded()
+	recs := f.Endpoints()
 	var hellos []schema.Hello
 	var beats []schema.Heartbeat
 	var gone []schema.Disconnect
 	b.mu.Lock()
+	listed := make(map[string]bool, len(recs)) // records held elsewhere, present in the shared state
+	unvouched := map[string]bool{}             // of those, connected but not vouched for now
 	for _, r := range recs {
-		if r.Sensor == b.f.Name() {
+		if r.Sensor == f.Name() {
 			continue
 		}
 		if _, mine := b.local[r.ID]; mine {
 			continue
 		}
+		listed[r.ID] = true
 		prev, known := b.remote[r.ID]
 		switch {
 		case r.Connected && (!known || !prev.connected || !sameShape(prev.rec, r)):
@@ -232,15 +326,8 @@ func (b *Bridge) feed() {
 		case r.Connected && r.revision != prev.rec.revision:
 			beats = append(beats, schema.Heartbeat{EndpointID: r.ID, Health: r.Health, Reasons: r.Reasons})
 			b.remote[r.ID] = fed{rec: r, connected: true, fedAt: now}
-		case r.Connected && (degraded || !b.f.heard(r.Sensor, now)) && now.Sub(prev.fedAt) >= b.f.opts.Interval:
-			// Cannot vouch either way while degraded, or while the holder
-			// is cut off (its agents may still be connected to it): the
-			// last shared state stands, so the correlator does not call it
-			// missing. A holder that died loses its agents to other sensors
-			// within 2 intervals, and their new records take over.
-			beats = append(beats, schema.Heartbeat{EndpointID: r.ID, Health: prev.rec.Health, Reasons: prev.rec.Reasons})
-			prev.fedAt = now
-			b.remote[r.ID] = prev
+		case r.Connected && (degraded || !f.heard(r.Sensor, now)):
+			unvouched[r.ID] = true
 		case !r.Connected && known && prev.connected:
 			gone = append(gone, schema.Disconnect{EndpointID: r.ID, Cause: schema.DisconnectCause(r.Cause), Goodbye: r.Goodbye,
 				Message: "released by sensor " + r.Sensor})
@@ -249,13 +336,29 @@ func (b *Bridge) feed() {
 			b.remote[r.ID] = fed{rec: r, connected: false, fedAt: now}
 		}
 	}
+	// Cannot vouch either way while degraded, while the holder is cut off
+	// (its agents may still be connected to it), or while a new membership
+	// has not received the record yet: the last shared state stands, so
+	// the correlator does not call the endpoint missing. A holder that
+	// died loses its agents to other sensors within 2 intervals, and their
+	// new records take over.
+	for id, prev := range b.remote {
+		if !prev.connected || now.Sub(prev.fedAt) < f.opts.Interval {
+			continue
+		}
+		if unvouched[id] || (!listed[id] && (degraded || !b.ready)) {
+			beats = append(beats, schema.Heartbeat{EndpointID: id, Health: prev.rec.Health, Reasons: prev.rec.Reasons})
+			prev.fedAt = now
+			b.remote[id] = prev
+		}
+	}
 	if !degraded {
 		b.ready = true
 	}
 	b.mu.Unlock()
 	for _, h := range hellos {
 		if err := e.Hello(h); err != nil {
-			b.f.log.Debug("fleet: feed hello", "endpoint", h.EndpointID, "err", err)
+			f.log.Debug("fleet: feed hello", "endpoint", h.EndpointID, "err", err)
 		}
 	}
 	for _, hb := range beats {
@@ -268,7 +371,7 @@ func (b *Bridge) feed() {
 
 // FailoverAddresses returns this sensor's LAN-zone addresses followed by
 // every other live sensor's, for the agents' config message.
-func (b *Bridge) FailoverAddresses(own []string) []string { return b.f.LANAddresses(own) }
+func (b *Bridge) FailoverAddresses(own []string) []string { return b.fleet().LANAddresses(own) }
 
 func sameShape(a, b EndpointRecord) bool {
 	return a.Name == b.Name && a.Instance == b.Instance && slices.Equal(a.Users, b.Users) &&

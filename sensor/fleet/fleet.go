@@ -52,6 +52,8 @@ type Options struct {
 	// DegradeAfter overrides the package's DegradeAfter (tests with short
 	// intervals).
 	DegradeAfter time.Duration
+	// Handlers answer the fleet's queries, by kind (see Handle).
+	Handlers map[string]Handler
 }
 
 // Fleet is one sensor's membership of the fleet.
@@ -67,6 +69,7 @@ type Fleet struct {
 	ready     bool // streams and buckets exist and answer
 	endpoints jetstream.KeyValue
 	sensors   jetstream.KeyValue
+	claims    jetstream.KeyValue
 	events    jetstream.Stream
 	state     map[string]EndpointRecord // the fleet's heartbeat state, from the watch
 	written   map[string]writtenRecord  // what this sensor last wrote per endpoint
@@ -164,6 +167,12 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		f.Close()
 		return nil, err
 	}
+	for kind, h := range opts.Handlers {
+		if err := f.Handle(kind, h); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
 	ctx, f.cancel = context.WithCancel(ctx)
 	f.wg.Add(1)
 	go func() { defer f.wg.Done(); f.run(ctx) }()
@@ -198,6 +207,9 @@ func (f *Fleet) Close() {
 		f.nc.Close()
 	}
 	f.shutdownNode()
+	f.mu.Lock()
+	f.degraded, f.why = true, "left the fleet"
+	f.mu.Unlock()
 }
 
 func (f *Fleet) shutdownNode() {
@@ -227,43 +239,52 @@ func (f *Fleet) replicas() int {
 	return min(max(n, 1), 3)
 }
 
-// ensure creates (or scales up) the fleet's streams and buckets.
+// ensure creates (or scales up) the fleet's streams and buckets, each
+// within assetTimeout.
 func (f *Fleet) ensure(ctx context.Context, r int) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	ep, err := f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketEndpoints, Description: "per-endpoint heartbeat state", History: 1,
-		Replicas: r, Storage: jetstream.FileStorage,
-	})
-	if err != nil {
-		return fmt.Errorf("bucket %s (R%d): %w", BucketEndpoints, r, err)
+	kvs := []jetstream.KeyValueConfig{
+		{Bucket: BucketEndpoints, Description: "per-endpoint heartbeat state", History: 1, Replicas: r, Storage: jetstream.FileStorage},
+		{Bucket: BucketSensors, Description: "fleet sensors", History: 1, Replicas: r, Storage: jetstream.FileStorage},
+		{Bucket: BucketClaims, Description: "observer-owned verdicts: the first claimant raises them", History: 1,
+			Replicas: r, Storage: jetstream.FileStorage, LimitMarkerTTL: time.Minute},
 	}
-	se, err := f.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketSensors, Description: "fleet sensors", History: 1,
-		Replicas: r, Storage: jetstream.FileStorage,
-	})
-	if err != nil {
-		return fmt.Errorf("bucket %s (R%d): %w", BucketSensors, r, err)
+	streams := []jetstream.StreamConfig{
+		{Name: StreamTrust, Subjects: []string{subjTrust}, Replicas: r, Storage: jetstream.FileStorage,
+			Duplicates: 10 * time.Minute, Description: "trust-store journal lines (enroll, revoke)"},
+		{Name: StreamEvents, Subjects: []string{subjEvents + ">"}, Replicas: r, Storage: jetstream.FileStorage,
+			Duplicates: 10 * time.Minute, MaxAge: 30 * 24 * time.Hour, MaxBytes: 1 << 30,
+			Description: "every sensor's events; Msg-Id sensor/seq drops duplicates"},
 	}
-	if _, err := f.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: StreamTrust, Subjects: []string{subjTrust}, Replicas: r, Storage: jetstream.FileStorage,
-		Duplicates: 10 * time.Minute, Description: "trust-store journal lines (enroll, revoke)",
-	}); err != nil {
-		return fmt.Errorf("stream %s (R%d): %w", StreamTrust, r, err)
+	got := make([]jetstream.KeyValue, len(kvs))
+	for i, c := range kvs {
+		actx, cancel := context.WithTimeout(ctx, assetTimeout)
+		kv, err := f.js.CreateOrUpdateKeyValue(actx, c)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("bucket %s (R%d): %w", c.Bucket, r, err)
+		}
+		got[i] = kv
 	}
-	evs, err := f.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: StreamEvents, Subjects: []string{subjEvents + ">"}, Replicas: r, Storage: jetstream.FileStorage,
-		Duplicates: 10 * time.Minute, MaxAge: 30 * 24 * time.Hour, MaxBytes: 1 << 30,
-		Description: "every sensor's events; Msg-Id sensor/seq drops duplicates",
-	})
-	if err != nil {
-		return fmt.Errorf("stream %s (R%d): %w", StreamEvents, r, err)
+	var evs jetstream.Stream
+	for _, c := range streams {
+		actx, cancel := context.WithTimeout(ctx, assetTimeout)
+		st, err := f.js.CreateOrUpdateStream(actx, c)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("stream %s (R%d): %w", c.Name, r, err)
+		}
+		if c.Name == StreamEvents {
+			evs = st
+		}
 	}
 	f.mu.Lock()
-	f.endpoints, f.sensors, f.events = ep, se, evs
+	f.endpoints, f.sensors, f.claims, f.events = got[0], got[1], got[2], evs
 	f.mu.Unlock()
 	return nil
 }
+
+// assetTimeout bounds the creation or update of one stream or bucket.
+const assetTimeout = 5 * time.Second
 
 // run keeps the fleet in step: assets, watches, journal sync, registry,
 // health. Every step retries on its own; nothing here stops the sensor.

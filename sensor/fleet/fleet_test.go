@@ -44,7 +44,7 @@ func TestFleetThreeSensors(t *testing.T) {
 	}()
 	took := waitFor(t, "three sensors registered with R3 streams that have leaders", 30*time.Second, func() bool {
 		st = readStatus(t, dirs[0], "s1")
-		if st == nil || len(st.Sensors) != 3 || len(st.Assets) != 4 {
+		if st == nil || len(st.Sensors) != 3 || len(st.Assets) != 5 {
 			return false
 		}
 		for _, a := range st.Assets {

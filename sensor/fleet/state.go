@@ -75,8 +75,8 @@ type SensorRecord struct {
 	Received time.Time     `json:"-"`
 }
 
-// Refresh is how often an unchanged endpoint record is rewritten: twice the
-// heartbeat interval. A change (connect, disconnect, health, interfaces,
+// Refresh bounds how long an unchanged endpoint record goes unwritten: two
+// heartbeat intervals. A change (connect, disconnect, health, interfaces,
 // users) is written at once.
 func (f *Fleet) Refresh() time.Duration { return 2 * f.opts.Interval }
 
@@ -89,7 +89,11 @@ func (f *Fleet) PutEndpoint(r EndpointRecord) {
 	f.mu.Lock()
 	w, ok := f.written[r.ID]
 	kv := f.endpoints
-	if ok && w.rec.same(r) && now.Sub(w.at) < f.Refresh() {
+	// Rewritten at the first heartbeat past 1.5 intervals: with heartbeats
+	// an interval apart, every second one, so the watching sensors see a
+	// refresh at least every 2 intervals, one interval inside the missing
+	// deadline (3 intervals).
+	if ok && w.rec.same(r) && now.Sub(w.at) < f.Refresh()-f.opts.Interval/2 {
 		f.mu.Unlock()
 		return
 	}

@@ -120,7 +120,7 @@ func ReadStatus(ctx context.Context, nc *nats.Conn, self string) (*Status, error
 			}
 		}
 	}
-	for _, name := range []string{"KV_" + BucketEndpoints, "KV_" + BucketSensors, StreamTrust, StreamEvents} {
+	for _, name := range []string{"KV_" + BucketEndpoints, "KV_" + BucketSensors, "KV_" + BucketClaims, StreamTrust, StreamEvents} {
 		s, err := js.Stream(ctx, name)
 		if err != nil {
 			problem(fmt.Sprintf("stream %s unavailable: %v", name, err))

@@ -1,11 +1,11 @@
 package inventory
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"cmp"
 	"slices"
 	"sync"
 	"time"

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -42,6 +41,9 @@ type Options struct {
 	// SensorEnv are NAME=VALUE variables set for `tapbeat run` (e.g.
 	// TAPBEAT_HEARTBEAT_INTERVAL=1s).
 	SensorEnv []string
+	// EndpointPrefix prefixes the endpoints' enrolled names ("s2-" makes
+	// ep1 "s2-ep1"), so the sites of a fleet keep distinct names.
+	EndpointPrefix string
 }
 
 // Deployment is tapbeat running in a lab.
@@ -73,18 +75,8 @@ func Deploy(ctx context.Context, l *lab.Lab, opts Options) (*Deployment, error) 
 		"--heartbeat-interval", opts.HeartbeatInterval.String()); err != nil {
 		return nil, err
 	}
-	if opts.ExtraConfig != "" {
-		f, err := os.OpenFile(filepath.Join(opts.Dir, "tapbeat.toml"), os.O_APPEND|os.O_WRONLY, 0)
-		if err != nil {
-			return nil, fmt.Errorf("extend the sensor configuration: %w", err)
-		}
-		_, err = io.WriteString(f, "\n"+opts.ExtraConfig+"\n")
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return nil, fmt.Errorf("extend the sensor configuration: %w", err)
-		}
+	if err := d.extendConfig(); err != nil {
+		return nil, err
 	}
 	for _, ep := range l.Endpoints {
 		if !ep.Managed {
@@ -119,12 +111,23 @@ func (d *Deployment) BundlePath(host string) string {
 	return filepath.Join(d.Opts.Dir, "bundles", host+".bundle.json")
 }
 
+// EndpointName is the name host is enrolled under.
+func (d *Deployment) EndpointName(host string) string { return d.Opts.EndpointPrefix + host }
+
 // Enroll issues a certificate for the endpoint host.
-func (d *Deployment) Enroll(ctx context.Context, host string) error {
+func (d *Deployment) Enroll(ctx context.Context, host string) error { return d.EnrollWith(ctx, d, host) }
+
+// EnrollWith has issuer's sensor issue the certificate for this
+// deployment's endpoint host (another sensor of a fleet: the bundle names
+// the issuer's LAN-zone addresses first). An existing bundle is replaced.
+func (d *Deployment) EnrollWith(ctx context.Context, issuer *Deployment, host string) error {
 	if err := os.MkdirAll(filepath.Join(d.Opts.Dir, "bundles"), 0o700); err != nil {
 		return err
 	}
-	_, err := d.tapbeat(ctx, "enroll", "--dir", d.Opts.Dir, "--name", host, "--out", d.BundlePath(host))
+	if err := os.Remove(d.BundlePath(host)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	_, err := issuer.tapbeat(ctx, "enroll", "--dir", issuer.Opts.Dir, "--name", d.EndpointName(host), "--out", d.BundlePath(host))
 	return err
 }
 

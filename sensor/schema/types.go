@@ -66,7 +66,24 @@ type TypeInfo struct {
 	// NewDetails returns a new, empty details record of the type's own Go
 	// type; nil for a type that carries no details.
 	NewDetails func() Details
+	// Owner says which sensor of a fleet raises events of the type.
+	Owner Owner
 }
+
+// Owner says which sensor of a fleet raises an event type, so each fact is
+// alerted once fleet-wide (see sensor/fleet).
+type Owner uint8
+
+const (
+	// OwnedByHolder: the sensor holding the endpoint's LAN-zone connection
+	// raises it (hello, health, disconnects); for an event about the sensor
+	// itself, that sensor.
+	OwnedByHolder Owner = iota
+	// OwnedByObserver: a sensor that sees the traffic raises it, judged
+	// against the fleet's heartbeat state. When several sensors see the
+	// same traffic, the first to claim the verdict in the fleet raises it.
+	OwnedByObserver
+)
 
 func details[T any, P interface {
 	*T
@@ -81,59 +98,59 @@ func details[T any, P interface {
 // rows.
 var types = []TypeInfo{
 	{EventStatusChanged, SeverityInfo, true, "1001", "Endpoint status changed",
-		"an endpoint's status changed: its reported health, or offline or unknown once heartbeats stop", nil},
+		"an endpoint's status changed: its reported health, or offline or unknown once heartbeats stop", nil, OwnedByHolder},
 	{EventHeartbeatMissing, SeverityError, true, "1002", "Heartbeat missing",
-		"an endpoint's heartbeats stopped while its MACs keep sending", details[HeartbeatMissingDetails]()},
+		"an endpoint's heartbeats stopped while its MACs keep sending", details[HeartbeatMissingDetails](), OwnedByObserver},
 	{EventHeartbeatRestored, SeverityNotice, true, "1003", "Heartbeat restored",
-		"a missing endpoint heartbeats again", details[HeartbeatRestoredDetails]()},
+		"a missing endpoint heartbeats again", details[HeartbeatRestoredDetails](), OwnedByObserver},
 	{EventNoHeartbeat, SeverityWarning, true, "1004", "Station without heartbeat",
-		"a station sends traffic and belongs to no enrolled endpoint", details[NoHeartbeatDetails]()},
+		"a station sends traffic and belongs to no enrolled endpoint", details[NoHeartbeatDetails](), OwnedByObserver},
 	{EventMACConflict, SeverityWarning, true, "1005", "MAC address conflict",
-		"two endpoints declared the same MAC", details[MACConflictDetails]()},
+		"two endpoints declared the same MAC", details[MACConflictDetails](), OwnedByObserver},
 	{EventPolicyViolation, SeverityWarning, true, "1006", "Heartbeat policy violation",
-		"a flow started that a heartbeat policy forbids", details[FlowDetails]()},
+		"a flow started that a heartbeat policy forbids", details[FlowDetails](), OwnedByObserver},
 	{EventLateralMovement, SeverityCritical, true, "1007", "Lateral movement",
-		"a flow to or from a red or missing endpoint", details[FlowDetails]()},
+		"a flow to or from a red or missing endpoint", details[FlowDetails](), OwnedByObserver},
 	{EventCaptureDegraded, SeverityError, true, "1008", "Capture degraded",
-		"the capture is down, dropping or quiet: missing verdicts are withheld", details[CaptureDegradedDetails]()},
+		"the capture is down, dropping or quiet: missing verdicts are withheld", details[CaptureDegradedDetails](), OwnedByHolder},
 	{EventCaptureRestored, SeverityNotice, true, "1009", "Capture restored",
-		"the capture is healthy again", nil},
+		"the capture is healthy again", nil, OwnedByHolder},
 	{EventAuthFailed, SeverityWarning, true, "1010", "LAN zone authentication failed",
-		"the LAN zone refused a peer", details[AuthFailedDetails]()},
+		"the LAN zone refused a peer", details[AuthFailedDetails](), OwnedByHolder},
 	{EventAlertsLost, SeverityError, true, "1011", "Alerts lost",
-		"an alert destination dropped undelivered alerts", details[AlertsLostDetails]()},
+		"an alert destination dropped undelivered alerts", details[AlertsLostDetails](), OwnedByHolder},
 	{EventStorageLow, SeverityWarning, true, "1012", "Storage low",
-		"history dropped old days, or events, to keep disk free", details[StorageLowDetails]()},
+		"history dropped old days, or events, to keep disk free", details[StorageLowDetails](), OwnedByHolder},
 	{EventClockStepped, SeverityWarning, true, "1013", "Sensor clock stepped",
-		"the sensor's wall clock jumped", details[ClockSteppedDetails]()},
+		"the sensor's wall clock jumped", details[ClockSteppedDetails](), OwnedByHolder},
 	{EventDuplicateIdentity, SeverityError, true, "1014", "Endpoint identity used twice",
-		"one endpoint certificate was used from two places at once", details[DuplicateIdentityDetails]()},
+		"one endpoint certificate was used from two places at once", details[DuplicateIdentityDetails](), OwnedByHolder},
 	{EventLimitExceeded, SeverityWarning, true, "1015", "Endpoint limit exceeded",
-		"an enrolled endpoint went past a per-endpoint budget (hellos)", details[LimitExceededDetails]()},
+		"an enrolled endpoint went past a per-endpoint budget (hellos)", details[LimitExceededDetails](), OwnedByHolder},
 	{EventDescriptorsLow, SeverityError, true, "1016", "File descriptors exhausted",
-		"the sensor ran out of, or refused to hand out more, file descriptors", details[DescriptorsExhaustedDetails]()},
+		"the sensor ran out of, or refused to hand out more, file descriptors", details[DescriptorsExhaustedDetails](), OwnedByHolder},
 	{EventSensorStalled, SeverityNotice, true, "1017", "Sensor stalled",
-		"the sensor itself did not run for a while: no endpoint is judged on that silence", details[SensorStalledDetails]()},
+		"the sensor itself did not run for a while: no endpoint is judged on that silence", details[SensorStalledDetails](), OwnedByHolder},
 	{EventFleetDegraded, SeverityError, true, "1030", "Sensor fleet degraded",
-		"the sensor lost the fleet's shared state: verdicts on MACs it cannot vouch for are withheld", details[FleetDetails]()},
+		"the sensor lost the fleet's shared state: verdicts on MACs it cannot vouch for are withheld", details[FleetDetails](), OwnedByHolder},
 	{EventFleetRestored, SeverityNotice, true, "1031", "Sensor fleet restored",
-		"the sensor has the fleet's shared state again", details[FleetDetails]()},
+		"the sensor has the fleet's shared state again", details[FleetDetails](), OwnedByHolder},
 	{EventEndpointHello, SeverityInfo, false, "1101", "Endpoint hello",
-		"an endpoint (re)declared its interfaces and users", details[HelloDetails]()},
+		"an endpoint (re)declared its interfaces and users", details[HelloDetails](), OwnedByHolder},
 	{EventEndpointDisconnected, SeverityInfo, false, "1102", "Endpoint disconnected",
-		"an endpoint's LAN-zone connection closed, and how", details[EndpointDisconnectedDetails]()},
+		"an endpoint's LAN-zone connection closed, and how", details[EndpointDisconnectedDetails](), OwnedByHolder},
 	{EventEndpointRemoved, SeverityNotice, true, "1103", "Endpoint removed",
-		"an endpoint's certificate was revoked", nil},
+		"an endpoint's certificate was revoked", nil, OwnedByHolder},
 	{EventAgentStopped, SeverityInfo, false, "1104", "Agent stopped",
-		"an endpoint's agent said goodbye: stopped on purpose", details[AgentStoppedDetails]()},
+		"an endpoint's agent said goodbye: stopped on purpose", details[AgentStoppedDetails](), OwnedByHolder},
 	{EventAgentRestarted, SeverityInfo, false, "1105", "Agent restarted",
-		"a new agent process came back after a dropped connection", details[AgentRestartedDetails]()},
+		"a new agent process came back after a dropped connection", details[AgentRestartedDetails](), OwnedByHolder},
 	{EventNewStation, SeverityNotice, true, "1050", "New station",
-		"a MAC was seen for the first time after the learning period", details[NewStationDetails]()},
+		"a MAC was seen for the first time after the learning period", details[NewStationDetails](), OwnedByObserver},
 	{EventIPMACChanged, SeverityWarning, true, "1051", "IP address moved to another MAC",
-		"an IP address claimed by one MAC is now claimed by another (flip flop; a spoofing hint)", details[IPMACChangedDetails]()},
+		"an IP address claimed by one MAC is now claimed by another (flip flop; a spoofing hint)", details[IPMACChangedDetails](), OwnedByObserver},
 	{EventOperatorAudit, SeverityNotice, true, "1150", "Operator change",
-		"an operator changed something through the console or its API: who, what, from where", details[OperatorDetails]()},
+		"an operator changed something through the console or its API: who, what, from where", details[OperatorDetails](), OwnedByHolder},
 }
 
 var typeIndex = func() map[EventType]int {

@@ -117,7 +117,7 @@ func newConsole(t *testing.T) *console {
 	}
 	srv, err = New(Options{
 		AdminVerifier: verify,
-		Live: c.engine, History: c.store, Access: c.users, Triage: c.triage,
+		Live:          c.engine, History: c.store, Access: c.users, Triage: c.triage,
 		OpenAuthority: func() (Enroller, error) { return pki.Open(c.dir) },
 		Enrolled:      func() ([]pki.Entry, error) { _, err := ts.Refresh(); return ts.Entries(), err },
 		Record:        c.engine.Record,
