@@ -172,10 +172,11 @@ func (c Config) plan(now time.Time) State {
 		Namespace: namespace(c.Name, HostSensor),
 		Mirror:    MirrorInterface,
 		LAN: Interface{
-			Name: SensorLAN,
-			Port: sensorPort,
-			MAC:  sensorMAC.String(),
-			Addr: addr(1),
+			Name:   SensorLAN,
+			Port:   sensorPort,
+			Switch: st.Switch.Namespace,
+			MAC:    sensorMAC.String(),
+			Addr:   addr(1),
 		},
 	}
 	st.Sensor.LAN.LinkLocal = linkLocal(sensorMAC)
@@ -191,7 +192,8 @@ func (c Config) plan(now time.Time) State {
 			mac := makeMAC(base, i+1, j)
 			ep.Interfaces = append(ep.Interfaces, Interface{
 				Name:      "eth" + strconv.Itoa(j),
-				Port:      host + "p" + strconv.Itoa(j),
+				Port:      homePort(host, j),
+				Switch:    st.Switch.Namespace,
 				MAC:       mac.String(),
 				Addr:      addr(n),
 				LinkLocal: linkLocal(mac),
@@ -204,6 +206,15 @@ func (c Config) plan(now time.Time) State {
 }
 
 func namespace(lab, host string) string { return lab + "-" + host }
+
+// homePort names the bridge port of a host's interface (counting from 0)
+// in its own lab's switch.
+func homePort(host string, iface int) string {
+	if host == HostSensor {
+		return sensorPort
+	}
+	return host + "p" + strconv.Itoa(iface)
+}
 
 // macBase derives three bytes from the lab name so different labs get
 // different (locally administered, unicast) MACs, which keeps captures from

@@ -30,13 +30,22 @@
 // cable or a host's port (SetMirrorLink, SetPortLink), and checks that the
 // mirror copies every frame exactly once (VerifyMirror).
 //
+// Several labs make a network of sites, each with its own switch and
+// sensor: Join links their switches in a line with trunk ports that carry
+// no mirror filter, so a frame is mirrored only on the switch where it
+// entered from a host, and routes every lab's subnet on-link in every
+// host, so any host reaches any other (the labs need distinct subnets).
+// MovePort moves a host's cable to another lab's switch and back;
+// Partition cuts a host off from given addresses with nftables, as when a
+// WAN link between sites goes down, until its heal function runs.
+//
 // Up creates a lab, writes a state file describing everything it made,
 // and returns once every switch port forwards and every link has its
 // carrier, so the first frame sent crosses the switch. Teardown and
 // (*Lab).Down remove it again, from the state file or, when that is gone,
 // from the name prefix alone. Every operation needs root, the ip, tc and
 // bridge programs (iproute2) and ethtool; ping (iputils) is used for pings,
-// dnsmasq and busybox for DHCP.
+// dnsmasq and busybox for DHCP, nft (nftables) for partitions.
 //
 // Lab names contain no '-', so "NAME-" is a prefix no other lab's
 // namespaces share.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -31,6 +32,10 @@ type Lab struct {
 
 	mu    sync.Mutex
 	procs map[*Process]struct{}
+
+	// netMu serialises the changes Join and MovePort make to the lab's
+	// links and the reads of where a port is plugged in.
+	netMu sync.Mutex
 }
 
 // Up creates the lab cfg describes: its namespaces, the switch with its
@@ -289,16 +294,41 @@ func (l *Lab) SetMirrorLink(ctx context.Context, up bool) error {
 
 // SetPortLink takes the bridge port of a host's interface (iface counts
 // from 0) down or up: the host's interface loses or regains its carrier.
+// It acts on the switch the port is plugged into now (see MovePort).
 func (l *Lab) SetPortLink(ctx context.Context, host string, iface int, up bool) error {
-	ifs, err := l.Interfaces(host)
+	l.netMu.Lock()
+	defer l.netMu.Unlock()
+	ifc, err := l.hostInterface(host, iface)
 	if err != nil {
 		return err
 	}
-	if iface < 0 || iface >= len(ifs) {
-		return fmt.Errorf("lab %s: host %s has %d interfaces, no interface %d", l.Name, host, len(ifs), iface)
-	}
-	_, err = run(ctx, "ip", "-n", l.Switch.Namespace, "link", "set", ifs[iface].Port, upDown(up))
+	_, err = run(ctx, "ip", "-n", l.PortSwitch(*ifc), "link", "set", ifc.Port, upDown(up))
 	return err
+}
+
+// hostInterface returns the state's record of a host's interface (counting
+// from 0), to read or update.
+func (l *Lab) hostInterface(host string, iface int) (*Interface, error) {
+	var ifs []Interface
+	switch host {
+	case HostSensor:
+		ifs = []Interface{l.Sensor.LAN}
+	case HostSwitch:
+		return nil, fmt.Errorf("lab %s: the switch has no host interfaces", l.Name)
+	default:
+		e, err := l.Endpoint(host)
+		if err != nil {
+			return nil, err
+		}
+		ifs = e.Interfaces
+	}
+	if iface < 0 || iface >= len(ifs) {
+		return nil, fmt.Errorf("lab %s: host %s has %d interfaces, no interface %d", l.Name, host, len(ifs), iface)
+	}
+	if host == HostSensor {
+		return &l.Sensor.LAN, nil
+	}
+	return &ifs[iface], nil
 }
 
 func upDown(up bool) string {
@@ -421,7 +451,13 @@ func runAll(ctx context.Context, cmds [][]string) error {
 // run runs a program and returns its trimmed output; the error carries
 // the command line and its output.
 func run(ctx context.Context, name string, args ...string) (string, error) {
+	return runInput(ctx, nil, name, args...)
+}
+
+// runInput is run with stdin as the program's standard input.
+func runInput(ctx context.Context, stdin io.Reader, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Stdin = stdin
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out

@@ -36,13 +36,20 @@ func (l *Lab) waitSwitching(ctx context.Context) error {
 			hosts[e.Namespace] = append(hosts[e.Namespace], ifc.Name)
 		}
 	}
+	return waitPorts(ctx, l.Name, l.Switch.Namespace, ports, hosts)
+}
+
+// waitPorts returns once every bridge port in ports of the switch in
+// namespace sw forwards and every interface in hosts (by namespace) has
+// its carrier.
+func waitPorts(ctx context.Context, lab, sw string, ports []string, hosts map[string][]string) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, linkSettle)
 	defer cancel()
 	var waiting []string
 	var lastErr error
 	for {
-		w, err := l.linksNotUp(ctx, ports, hosts)
+		w, err := linksNotUp(ctx, sw, ports, hosts)
 		switch {
 		case err == nil && len(w) == 0:
 			return nil
@@ -60,17 +67,18 @@ func (l *Lab) waitSwitching(ctx context.Context) error {
 			if why == nil {
 				why = ctx.Err()
 			}
-			return fmt.Errorf("lab %s: wait for the switch to forward: %w after %s; check `dmesg` for veth or bridge errors", l.Name, why, time.Since(start).Round(time.Millisecond))
+			return fmt.Errorf("lab %s: wait for the switch %s to forward: %w after %s; check `dmesg` for veth or bridge errors", lab, sw, why, time.Since(start).Round(time.Millisecond))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-// linksNotUp names the bridge ports in ports that do not forward and the
-// interfaces in hosts (by namespace) that have no carrier.
-func (l *Lab) linksNotUp(ctx context.Context, ports []string, hosts map[string][]string) ([]string, error) {
+// linksNotUp names the bridge ports in ports of the switch in namespace sw
+// that do not forward and the interfaces in hosts (by namespace) that have
+// no carrier.
+func linksNotUp(ctx context.Context, sw string, ports []string, hosts map[string][]string) ([]string, error) {
 	var waiting []string
-	bridge, err := readLinks(ctx, "bridge", "-n", l.Switch.Namespace, "-j", "link", "show")
+	bridge, err := readLinks(ctx, "bridge", "-n", sw, "-j", "link", "show")
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,26 @@ type State struct {
 	Sensor Sensor `json:"sensor"`
 	// Endpoints are the endpoint namespaces, ep1 first.
 	Endpoints []Endpoint `json:"endpoints"`
+	// Trunks are the links Join made from this lab's switch to other labs'
+	// switches.
+	Trunks []Trunk `json:"trunks,omitempty"`
+	// Routes are the other labs' subnets Join routed on-link in this lab's
+	// hosts.
+	Routes []netip.Prefix `json:"routes,omitempty"`
+}
+
+// Trunk describes a switch-to-switch link made by Join: a veth pair whose
+// ends are bridge ports without a mirror filter, so frames crossing it
+// are never copied to a span port.
+type Trunk struct {
+	// Port is the trunk's bridge port in this lab's switch.
+	Port string `json:"port"`
+	// Peer names the lab at the other end.
+	Peer string `json:"peer"`
+	// PeerNamespace is that lab's switch namespace.
+	PeerNamespace string `json:"peer_namespace"`
+	// PeerPort is the trunk's bridge port in that switch.
+	PeerPort string `json:"peer_port"`
 }
 
 // Switch describes the switch namespace.
@@ -72,14 +92,27 @@ type Endpoint struct {
 type Interface struct {
 	// Name is the interface name inside the host's namespace.
 	Name string `json:"name"`
-	// Port is the bridge port (in the switch namespace) it is plugged into.
+	// Port is the bridge port it is plugged into.
 	Port string `json:"port"`
+	// Switch is the namespace of the switch holding Port: the lab's own
+	// switch, or another lab's after MovePort. Empty (in state files
+	// written before ports could move) means the lab's own switch.
+	Switch string `json:"switch,omitempty"`
 	// MAC is the interface's hardware address.
 	MAC string `json:"mac"`
 	// Addr is its IPv4 address with the subnet's prefix length.
 	Addr netip.Prefix `json:"addr"`
 	// LinkLocal is its IPv6 link-local address, zero when IPv6 is off.
 	LinkLocal netip.Addr `json:"link_local,omitzero"`
+}
+
+// PortSwitch returns the namespace of the switch the interface's port is
+// plugged into.
+func (s *State) PortSwitch(i Interface) string {
+	if i.Switch == "" {
+		return s.Switch.Namespace
+	}
+	return i.Switch
 }
 
 // HardwareAddr returns the interface's MAC parsed.
