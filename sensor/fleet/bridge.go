@@ -41,8 +41,16 @@ type Bridge struct {
 	e      Engine
 	local  map[string]held // endpoints whose connection this sensor holds
 	remote map[string]fed  // endpoints held elsewhere, as fed to the engine
-	ready  bool            // the remote state was fed once since the fleet became healthy
+	ready  bool            // the fleet's whole heartbeat state is here (Fleet.Vouchable)
 	lost   map[string]bool // endpoints whose heartbeat_missing another sensor claimed
+	// removed are revoked endpoints: their shared records are never fed
+	// again, even while a record's deletion is on its way.
+	removed map[string]bool
+	// withheld are no_heartbeat events raised before the fleet's state
+	// could be vouched for; they are judged again once it can (publish is
+	// the filtered publisher they go through then).
+	withheld []schema.Event
+	publish  func([]schema.Event)
 }
 
 // held is a locally held endpoint: its hello and its latest health.
@@ -60,7 +68,7 @@ type fed struct {
 
 // NewBridge returns a bridge for f; SetEngine completes it.
 func NewBridge(f *Fleet) *Bridge {
-	return &Bridge{f: f, local: map[string]held{}, remote: map[string]fed{}, lost: map[string]bool{}}
+	return &Bridge{f: f, local: map[string]held{}, remote: map[string]fed{}, lost: map[string]bool{}, removed: map[string]bool{}}
 }
 
 // SetEngine sets the engine the bridge feeds.
@@ -176,13 +184,21 @@ func (b *Bridge) Disconnect(d schema.Disconnect) {
 	}
 }
 
-// Remove passes a revocation on.
+// Remove passes a revocation on and deletes the endpoint's shared record
+// (every sensor applies the revocation; the first deletion wins).
 func (b *Bridge) Remove(id string) {
 	b.engine().Remove(id)
 	b.mu.Lock()
 	delete(b.local, id)
 	delete(b.remote, id)
+	b.removed[id] = true
+	f := b.f
 	b.mu.Unlock()
+	go func() {
+		if err := f.DeleteEndpoint(context.Background(), id); err != nil {
+			f.log.Debug("fleet: delete a revoked endpoint's record", "endpoint", id, "err", err)
+		}
+	}()
 }
 
 // Record passes an event on.
@@ -196,7 +212,8 @@ func (b *Bridge) AtRisk() schema.AtRiskList { return b.engine().AtRisk() }
 // does not own (see Bridge), and appends the rest to the fleet's event
 // stream.
 func (b *Bridge) Filter(next func([]schema.Event)) func([]schema.Event) {
-	return func(evs []schema.Event) {
+	var publish func([]schema.Event)
+	publish = func(evs []schema.Event) {
 		f := b.fleet()
 		degraded := f.isDegraded()
 		out := evs[:0:0]
@@ -217,6 +234,10 @@ func (b *Bridge) Filter(next func([]schema.Event)) func([]schema.Event) {
 			next(out)
 		}
 	}
+	b.mu.Lock()
+	b.publish = publish
+	b.mu.Unlock()
+	return publish
 }
 
 // owns decides whether this sensor raises ev.
@@ -232,7 +253,10 @@ func (b *Bridge) owns(f *Fleet, ev schema.Event, degraded bool) bool {
 		return false
 	}
 	if ev.Type == schema.EventNoHeartbeat && (degraded || !ready) {
-		f.log.Info("fleet: no_heartbeat withheld: the fleet's heartbeat state is not available", "macs", ev.MACs)
+		f.log.Info("fleet: no_heartbeat withheld until the fleet's heartbeat state is available", "macs", ev.MACs)
+		b.mu.Lock()
+		b.withheld = append(b.withheld, ev)
+		b.mu.Unlock()
 		return false
 	}
 	if ev.Type == schema.EventHeartbeatRestored && lost {
@@ -309,9 +333,9 @@ func (b *Bridge) feed() {
 	var gone []schema.Disconnect
 	b.mu.Lock()
 	listed := make(map[string]bool, len(recs)) // records held elsewhere, present in the shared state
-	unvouched := map[string]bool{}             // of those, connected but not vouched for now
+	keepAlive := map[string]bool{}             // of those, connected and not to be judged missing now
 	for _, r := range recs {
-		if r.Sensor == f.Name() {
+		if r.Sensor == f.Name() || b.removed[r.ID] {
 			continue
 		}
 		if _, mine := b.local[r.ID]; mine {
@@ -326,8 +350,11 @@ func (b *Bridge) feed() {
 		case r.Connected && r.revision != prev.rec.revision:
 			beats = append(beats, schema.Heartbeat{EndpointID: r.ID, Health: r.Health, Reasons: r.Reasons})
 			b.remote[r.ID] = fed{rec: r, connected: true, fedAt: now}
-		case r.Connected && (degraded || !f.heard(r.Sensor, now)):
-			unvouched[r.ID] = true
+		case r.Connected && (degraded || !f.heard(r.Sensor, now) || now.Sub(r.Received) <= f.Refresh()+f.opts.Interval):
+			// Refreshed within its bound, or not to be judged now: kept
+			// alive below. A record its holder stopped refreshing while
+			// the holder is heard is left to the correlator's deadline.
+			keepAlive[r.ID] = true
 		case !r.Connected && known && prev.connected:
 			gone = append(gone, schema.Disconnect{EndpointID: r.ID, Cause: schema.DisconnectCause(r.Cause), Goodbye: r.Goodbye,
 				Message: "released by sensor " + r.Sensor})
@@ -336,26 +363,45 @@ func (b *Bridge) feed() {
 			b.remote[r.ID] = fed{rec: r, connected: false, fedAt: now}
 		}
 	}
-	// Cannot vouch either way while degraded, while the holder is cut off
-	// (its agents may still be connected to it), or while a new membership
-	// has not received the record yet: the last shared state stands, so
-	// the correlator does not call the endpoint missing. A holder that
-	// died loses its agents to other sensors within 2 intervals, and their
-	// new records take over.
+	// A fresh record vouches for its endpoint. Without a fresh record, this
+	// sensor cannot vouch either way while degraded, while the holder is cut
+	// off (its agents may still be connected to it), or while a new
+	// membership has not received the record yet: the last shared state
+	// stands, so the correlator does not call the endpoint missing. A
+	// holder that died loses its agents to other sensors within 2
+	// intervals, and their new records take over. The holder itself
+	// releases an endpoint whose connection dropped or went idle: that is
+	// the disconnect the correlator judges.
 	for id, prev := range b.remote {
 		if !prev.connected || now.Sub(prev.fedAt) < f.opts.Interval {
 			continue
 		}
-		if unvouched[id] || (!listed[id] && (degraded || !b.ready)) {
+		if keepAlive[id] || (!listed[id] && (degraded || !b.ready)) {
 			beats = append(beats, schema.Heartbeat{EndpointID: id, Health: prev.rec.Health, Reasons: prev.rec.Reasons})
 			prev.fedAt = now
 			b.remote[id] = prev
 		}
 	}
-	if !degraded {
-		b.ready = true
+	var rejudge []schema.Event
+	var reput []held
+	if vouchable := f.Vouchable(); vouchable != b.ready {
+		b.ready = vouchable
+		if vouchable {
+			// Shared at once, not at their next heartbeats: other sensors
+			// judge the MACs they see against these records.
+			for _, h := range b.local {
+				reput = append(reput, h)
+			}
+		}
 	}
+	if b.ready {
+		rejudge, b.withheld = b.withheld, nil
+	}
+	publish := b.publish
 	b.mu.Unlock()
+	for _, h := range reput {
+		b.put(h)
+	}
 	for _, h := range hellos {
 		if err := e.Hello(h); err != nil {
 			f.log.Debug("fleet: feed hello", "endpoint", h.EndpointID, "err", err)
@@ -366,6 +412,17 @@ func (b *Bridge) feed() {
 	}
 	for _, d := range gone {
 		e.Disconnect(d)
+	}
+	// A withheld no_heartbeat stands only for MACs no endpoint of the
+	// fleet declares; the correlator judges the others as endpoints now.
+	var stands []schema.Event
+	for _, ev := range rejudge {
+		if !slices.ContainsFunc(ev.MACs, f.declared) {
+			stands = append(stands, ev)
+		}
+	}
+	if len(stands) > 0 && publish != nil {
+		publish(stands)
 	}
 }
 
@@ -391,11 +448,22 @@ func (f *Fleet) isDegraded() bool {
 	return f.degraded
 }
 
-// heard reports whether sensor wrote its registry record within
-// DegradeAfter (as received here).
+// heard reports whether sensor's registry records reach this sensor
+// (the last within silentAfter), and have for long enough that its
+// endpoint records were rewritten since they resumed (Refresh plus one
+// interval): until then a sensor back from a partition or a restart
+// cannot be told from one whose endpoints stopped.
 func (f *Fleet) heard(sensor string, now time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.peers[sensor]
-	return ok && now.Sub(r.Received) <= f.opts.DegradeAfter
+	return ok && now.Sub(r.Received) <= f.silentAfter() && now.Sub(r.HeardSince) >= f.Refresh()+f.opts.Interval
+}
+
+// silentAfter is how long a sensor's registry record may go unreceived
+// before its endpoints' records stop being judged: under two intervals,
+// so an endpoint record's freshness bound (Refresh + one interval) never
+// runs out first, and at least three registry writes.
+func (f *Fleet) silentAfter() time.Duration {
+	return max(3*registryEvery, min(f.opts.DegradeAfter, 2*f.opts.Interval))
 }

@@ -75,6 +75,7 @@ type Fleet struct {
 	written   map[string]writtenRecord  // what this sensor last wrote per endpoint
 	peers     map[string]SensorRecord
 	degraded  bool
+	synced    bool // the endpoint records present when the watch began were all received
 	why       string
 	changes   chan Change
 	startedAt time.Time
@@ -255,27 +256,38 @@ func (f *Fleet) ensure(ctx context.Context, r int) error {
 			Duplicates: 10 * time.Minute, MaxAge: 30 * 24 * time.Hour, MaxBytes: 1 << 30,
 			Description: "every sensor's events; Msg-Id sensor/seq drops duplicates"},
 	}
+	// A new replicated asset waits for its first leader election (several
+	// seconds): create them side by side.
 	got := make([]jetstream.KeyValue, len(kvs))
-	for i, c := range kvs {
-		actx, cancel := context.WithTimeout(ctx, assetTimeout)
-		kv, err := f.js.CreateOrUpdateKeyValue(actx, c)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("bucket %s (R%d): %w", c.Bucket, r, err)
-		}
-		got[i] = kv
-	}
 	var evs jetstream.Stream
-	for _, c := range streams {
-		actx, cancel := context.WithTimeout(ctx, assetTimeout)
-		st, err := f.js.CreateOrUpdateStream(actx, c)
-		cancel()
-		if err != nil {
-			return fmt.Errorf("stream %s (R%d): %w", c.Name, r, err)
-		}
-		if c.Name == StreamEvents {
-			evs = st
-		}
+	errs := make([]error, len(kvs)+len(streams))
+	var wg sync.WaitGroup
+	for i, c := range kvs {
+		wg.Go(func() {
+			actx, cancel := context.WithTimeout(ctx, assetTimeout)
+			defer cancel()
+			kv, err := f.js.CreateOrUpdateKeyValue(actx, c)
+			if err != nil {
+				errs[i] = fmt.Errorf("bucket %s (R%d): %w", c.Bucket, r, err)
+			}
+			got[i] = kv
+		})
+	}
+	for i, c := range streams {
+		wg.Go(func() {
+			actx, cancel := context.WithTimeout(ctx, assetTimeout)
+			defer cancel()
+			st, err := f.js.CreateOrUpdateStream(actx, c)
+			if err != nil {
+				errs[len(kvs)+i] = fmt.Errorf("stream %s (R%d): %w", c.Name, r, err)
+			} else if c.Name == StreamEvents {
+				evs = st
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	f.endpoints, f.sensors, f.claims, f.events = got[0], got[1], got[2], evs
@@ -283,8 +295,9 @@ func (f *Fleet) ensure(ctx context.Context, r int) error {
 	return nil
 }
 
-// assetTimeout bounds the creation or update of one stream or bucket.
-const assetTimeout = 5 * time.Second
+// assetTimeout bounds the creation or update of one stream or bucket: a
+// new replicated one waits for its first leader election.
+const assetTimeout = 10 * time.Second
 
 // run keeps the fleet in step: assets, watches, journal sync, registry,
 // health. Every step retries on its own; nothing here stops the sensor.
@@ -301,10 +314,16 @@ func (f *Fleet) run(ctx context.Context) {
 		stopWatch context.CancelFunc
 	)
 	for {
-		if !f.isReady() || time.Since(lastEns) > 30*time.Second || f.replicas() > ensured {
+		if !f.isReady() || f.replicas() > ensured && time.Since(lastEns) > 5*time.Second {
 			r := f.replicas()
-			if err := f.ensure(ctx, r); err != nil {
+			if err := f.ensure(ctx, r); err != nil && !f.isReady() {
 				f.setHealth(true, "fleet streams unavailable: "+shortErr(err))
+			} else if err != nil {
+				// The assets exist and serve; scaling them up waits for the
+				// cluster (a node catching up after a partition answers
+				// "temporarily unavailable" for a while).
+				f.log.Debug("fleet: scale the streams", "replicas", r, "err", err)
+				lastEns = time.Now()
 			} else {
 				f.mu.Lock()
 				f.ready = true

@@ -73,6 +73,9 @@ type SensorRecord struct {
 	// shared: computed by the reader).
 	Skew     time.Duration `json:"-"`
 	Received time.Time     `json:"-"`
+	// HeardSince is when this sensor's records started reaching here
+	// without a gap longer than silentAfter (local clock; not shared).
+	HeardSince time.Time `json:"-"`
 }
 
 // Refresh bounds how long an unchanged endpoint record goes unwritten: two
@@ -93,15 +96,13 @@ func (f *Fleet) PutEndpoint(r EndpointRecord) {
 	// an interval apart, every second one, so the watching sensors see a
 	// refresh at least every 2 intervals, one interval inside the missing
 	// deadline (3 intervals).
-	if ok && w.rec.same(r) && now.Sub(w.at) < f.Refresh()-f.opts.Interval/2 {
+	// Nothing is written, nor counted as written, before the bucket exists.
+	if kv == nil || ok && w.rec.same(r) && now.Sub(w.at) < f.Refresh()-f.opts.Interval/2 {
 		f.mu.Unlock()
 		return
 	}
 	f.written[r.ID] = writtenRecord{rec: r, at: now}
 	f.mu.Unlock()
-	if kv == nil {
-		return
-	}
 	r.Written = now
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -147,6 +148,74 @@ func (f *Fleet) ReleaseEndpoint(ctx context.Context, d schema.Disconnect) error 
 	return nil
 }
 
+// DeleteEndpoint deletes a revoked endpoint's shared record.
+func (f *Fleet) DeleteEndpoint(ctx context.Context, id string) error {
+	f.mu.Lock()
+	kv := f.endpoints
+	delete(f.written, id)
+	f.mu.Unlock()
+	if kv == nil {
+		return errors.New("fleet: the endpoints bucket is not available")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := kv.Delete(ctx, id); err != nil {
+		return fmt.Errorf("fleet: delete %s: %w", id, err)
+	}
+	return nil
+}
+
+// goneAfter is how long a registered sensor may stay silent before it no
+// longer holds back no_heartbeat verdicts: by then its agents have failed
+// over (2 intervals) and every endpoint that was connected to it has a
+// record. Only an endpoint that first connects to a sensor partitioned
+// from this one for longer could be judged without its record.
+const goneAfter = 2 * time.Minute
+
+// Vouchable reports whether this sensor has the fleet's whole heartbeat
+// state: the fleet is healthy, the endpoint records are all in, and every
+// registered sensor (other than one silent for goneAfter) has been heard
+// long enough to have shared its endpoints, so a MAC no record declares
+// is declared by no endpoint.
+func (f *Fleet) Vouchable() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.degraded || !f.synced {
+		return false
+	}
+	now := f.now()
+	for _, r := range f.peers {
+		if r.Name == f.Name() {
+			continue
+		}
+		silent := now.Sub(r.Received)
+		if silent >= goneAfter {
+			continue
+		}
+		// A sensor heard only lately may not have rewritten the records of
+		// the endpoints it holds yet.
+		if silent > f.silentAfter() || now.Sub(r.HeardSince) < f.Refresh()+f.opts.Interval {
+			return false
+		}
+	}
+	return true
+}
+
+// declared reports whether any endpoint record of the fleet (connected or
+// not, this sensor's included) declares m.
+func (f *Fleet) declared(m schema.MAC) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.state {
+		for _, itf := range r.Interfaces {
+			if itf.MAC == m {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // FlushWrites waits until the asynchronous writes are acknowledged.
 func (f *Fleet) FlushWrites(ctx context.Context) error {
 	select {
@@ -176,6 +245,10 @@ func (f *Fleet) watch(ctx context.Context) error {
 		defer f.wg.Done()
 		for e := range ew.Updates() {
 			if e == nil {
+				// The bucket's current records are all in.
+				f.mu.Lock()
+				f.synced = true
+				f.mu.Unlock()
 				continue
 			}
 			f.applyEndpoint(e)
@@ -229,6 +302,10 @@ func (f *Fleet) applySensor(e jetstream.KeyValueEntry) {
 			"fix", "synchronise every sensor's clock with NTP; shared times from it are not trusted")
 	}
 	f.mu.Lock()
+	r.HeardSince = r.Received
+	if prev, ok := f.peers[r.Name]; ok && r.Received.Sub(prev.Received) <= f.silentAfter() {
+		r.HeardSince = prev.HeardSince
+	}
 	f.peers[r.Name] = r
 	f.mu.Unlock()
 }

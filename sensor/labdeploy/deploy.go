@@ -115,7 +115,9 @@ func (d *Deployment) BundlePath(host string) string {
 func (d *Deployment) EndpointName(host string) string { return d.Opts.EndpointPrefix + host }
 
 // Enroll issues a certificate for the endpoint host.
-func (d *Deployment) Enroll(ctx context.Context, host string) error { return d.EnrollWith(ctx, d, host) }
+func (d *Deployment) Enroll(ctx context.Context, host string) error {
+	return d.EnrollWith(ctx, d, host)
+}
 
 // EnrollWith has issuer's sensor issue the certificate for this
 // deployment's endpoint host (another sensor of a fleet: the bundle names
@@ -160,6 +162,23 @@ func (d *Deployment) StopSensor() error {
 		return nil
 	}
 	return p.Stop()
+}
+
+// KillSensor kills the sensor (SIGKILL), as a crash or a power cut would,
+// and waits for it.
+func (d *Deployment) KillSensor() error {
+	d.mu.Lock()
+	p := d.sensor
+	d.sensor = nil
+	d.mu.Unlock()
+	if p == nil {
+		return errors.New("the sensor is not running")
+	}
+	if err := p.Cmd.Process.Kill(); err != nil {
+		return fmt.Errorf("kill the sensor: %w", err)
+	}
+	_ = p.Wait()
+	return nil
 }
 
 // SensorPID returns the running sensor's process id, 0 when it is stopped.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tapbeat/tapbeat/sensor/fleet"
@@ -26,16 +27,32 @@ type Fleet struct {
 // SiteName is the fleet name of site i's sensor.
 func SiteName(i int) string { return "s" + strconv.Itoa(i+1) }
 
+// FleetOptions describe a fleet deployment.
+type FleetOptions struct {
+	// Options apply to every site; Dir is ignored: site i keeps its sensor
+	// directory in Base/s<i+1>.
+	Options
+	Base string
+	// IssuedBy returns the site whose sensor enrolls site's endpoint host:
+	// its bundle names that sensor first, so the agent connects there
+	// (nil: every endpoint is enrolled at its own site).
+	IssuedBy func(site int, host string) int
+	// StartAgents starts every managed endpoint's agent as soon as the
+	// sensors run, before the fleet has formed, as on a network whose
+	// endpoints already run agents.
+	StartAgents bool
+}
+
 // DeployFleet makes the first lab's sensor the first sensor of a fleet
 // (`tapbeat init --fleet-addr`), adds one sensor per further lab (`tapbeat
-// fleet add`, then `tapbeat init --join` in its own directory under base),
-// enrolls every managed endpoint at its own site's sensor, starts every
-// sensor and waits until the fleet is healthy with all of them registered.
-// opts apply to every site (Dir is ignored: site i uses base/s<i+1>).
-func DeployFleet(ctx context.Context, labs []*lab.Lab, base string, opts Options) (*Fleet, error) {
+// fleet add`, then `tapbeat init --join` in its own directory), enrolls
+// every managed endpoint, starts every sensor and waits until the fleet is
+// healthy with all of them registered.
+func DeployFleet(ctx context.Context, labs []*lab.Lab, fo FleetOptions) (*Fleet, error) {
 	if len(labs) < 2 {
 		return nil, errors.New("a fleet needs two labs or more")
 	}
+	opts, base := fo.Options, fo.Base
 	if opts.HeartbeatInterval == 0 {
 		opts.HeartbeatInterval = 2 * time.Second
 	}
@@ -73,15 +90,20 @@ func DeployFleet(ctx context.Context, labs []*lab.Lab, base string, opts Options
 			return nil, err
 		}
 	}
-	for _, d := range fl.Sites {
+	for i, d := range fl.Sites {
 		if err := d.extendConfig(); err != nil {
 			return nil, err
 		}
 		for _, ep := range d.Lab.Endpoints {
-			if ep.Managed {
-				if err := d.Enroll(ctx, ep.Name); err != nil {
-					return nil, err
-				}
+			if !ep.Managed {
+				continue
+			}
+			issuer := d
+			if fo.IssuedBy != nil {
+				issuer = fl.Sites[fo.IssuedBy(i, ep.Name)]
+			}
+			if err := d.EnrollWith(ctx, issuer, ep.Name); err != nil {
+				return nil, err
 			}
 		}
 	}
@@ -95,6 +117,19 @@ func DeployFleet(ctx context.Context, labs []*lab.Lab, base string, opts Options
 			return nil, err
 		}
 	}
+	if fo.StartAgents {
+		for _, d := range fl.Sites {
+			for _, ep := range d.Lab.Endpoints {
+				if !ep.Managed {
+					continue
+				}
+				if err := d.StartAgent(ctx, ep.Name); err != nil {
+					fl.Stop()
+					return nil, err
+				}
+			}
+		}
+	}
 	if _, err := fl.WaitHealthy(ctx, 90*time.Second); err != nil {
 		fl.Stop()
 		return nil, err
@@ -106,9 +141,11 @@ func fleetAddr(host string) string { return host + ":" + strconv.Itoa(fleet.Defa
 
 // Status reads `tapbeat fleet status` from site i's sensor.
 func (fl *Fleet) Status(ctx context.Context, i int) (*fleet.Status, error) {
-	out, err := fl.Sites[i].tapbeat(ctx, "fleet", "status", "--dir", fl.Sites[i].Opts.Dir, "--format", "json")
+	// The node's client port is on the sensor namespace's loopback.
+	d := fl.Sites[i]
+	out, err := d.Lab.Run(ctx, lab.HostSensor, filepath.Join(d.Opts.Bin, "tapbeat"), "fleet", "status", "--dir", d.Opts.Dir, "--format", "json")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fleet status of %s: %w\n%s", SiteName(i), err, out)
 	}
 	var st fleet.Status
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
@@ -132,6 +169,7 @@ func (fl *Fleet) WaitHealthy(ctx context.Context, limit time.Duration) (time.Dur
 			}
 			if err != nil {
 				last, ok = fmt.Errorf("%s: %w", SiteName(i), err), false
+				fmt.Fprintf(os.Stderr, "DEBUG %v %v\n", time.Since(start).Round(100*time.Millisecond), last)
 				break
 			}
 		}
@@ -149,7 +187,7 @@ func (fl *Fleet) WaitHealthy(ctx context.Context, limit time.Duration) (time.Dur
 
 func healthy(st *fleet.Status, sensors int) error {
 	if !st.Healthy {
-		return errors.New("fleet not healthy")
+		return fmt.Errorf("fleet not healthy: %s", strings.Join(st.Problems, "; "))
 	}
 	if len(st.Sensors) != sensors {
 		return fmt.Errorf("%d sensors registered, want %d", len(st.Sensors), sensors)
