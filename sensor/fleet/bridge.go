@@ -44,7 +44,8 @@ type Bridge struct {
 	ready  bool            // the fleet's whole heartbeat state is here (Fleet.Vouchable)
 	lost   map[string]bool // endpoints whose heartbeat_missing another sensor claimed
 	// removed are revoked endpoints: their shared records are never fed
-	// again, even while a record's deletion is on its way.
+	// again, even while a record's deletion is on its way. The value says
+	// the endpoint was held elsewhere: its holder reports the removal.
 	removed map[string]bool
 	// withheld are no_heartbeat events raised before the fleet's state
 	// could be vouched for; they are judged again once it can (publish is
@@ -187,11 +188,14 @@ func (b *Bridge) Disconnect(d schema.Disconnect) {
 // Remove passes a revocation on and deletes the endpoint's shared record
 // (every sensor applies the revocation; the first deletion wins).
 func (b *Bridge) Remove(id string) {
+	b.mu.Lock()
+	_, held := b.local[id]
+	b.removed[id] = !held
+	b.mu.Unlock()
 	b.engine().Remove(id)
 	b.mu.Lock()
 	delete(b.local, id)
 	delete(b.remote, id)
-	b.removed[id] = true
 	f := b.f
 	b.mu.Unlock()
 	go func() {
@@ -246,6 +250,7 @@ func (b *Bridge) owns(f *Fleet, ev schema.Event, degraded bool) bool {
 	observer := info.Owner == schema.OwnedByObserver
 	b.mu.Lock()
 	_, remote := b.remote[ev.EndpointID]
+	remote = remote || b.removed[ev.EndpointID]
 	ready := b.ready
 	lost := b.lost[ev.EndpointID]
 	b.mu.Unlock()
@@ -335,7 +340,7 @@ func (b *Bridge) feed() {
 	listed := make(map[string]bool, len(recs)) // records held elsewhere, present in the shared state
 	keepAlive := map[string]bool{}             // of those, connected and not to be judged missing now
 	for _, r := range recs {
-		if r.Sensor == f.Name() || b.removed[r.ID] {
+		if _, gone := b.removed[r.ID]; gone || r.Sensor == f.Name() {
 			continue
 		}
 		if _, mine := b.local[r.ID]; mine {
@@ -386,6 +391,7 @@ func (b *Bridge) feed() {
 	var reput []held
 	if vouchable := f.Vouchable(); vouchable != b.ready {
 		b.ready = vouchable
+		f.log.Info("fleet: the whole fleet's heartbeat state is here", "vouchable", vouchable, "withheld", len(b.withheld))
 		if vouchable {
 			// Shared at once, not at their next heartbeats: other sensors
 			// judge the MACs they see against these records.
@@ -419,6 +425,8 @@ func (b *Bridge) feed() {
 	for _, ev := range rejudge {
 		if !slices.ContainsFunc(ev.MACs, f.declared) {
 			stands = append(stands, ev)
+		} else {
+			f.log.Info("fleet: withheld no_heartbeat dropped: an endpoint of the fleet declares the MAC", "macs", ev.MACs)
 		}
 	}
 	if len(stands) > 0 && publish != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -174,5 +175,139 @@ func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
 	time.Sleep(2 * interval)
 	if n := count(schema.EventHeartbeatMissing, m1, "ep-e1"); n != 1 {
 		t.Errorf("heartbeat_missing for E1: %d, want exactly 1", n)
+	}
+}
+
+// Two sensors see the same traffic (two bridges on one fleet member stand
+// for them): each fact is raised by the first to claim it, the other
+// drops its copy and the matching heartbeat_restored; a fact's claim
+// expires after its window.
+func TestClaimsRaiseEachFactOnce(t *testing.T) {
+	t.Parallel()
+	dirs := newFleetDirs(t, "Claims Org", 1)
+	cfg, err := Load(dirs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f, err := Start(ctx, Options{Dir: dirs[0], Config: cfg, Interval: time.Second, DegradeAfter: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	waitFor(t, "single-node fleet healthy", 20*time.Second, func() bool { ok, _ := f.Healthy(); return ok })
+	js, _ := jetstream.New(f.Conn())
+	kv, err := js.KeyValue(ctx, BucketEndpoints)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m1 := schema.MustParseMAC("02:00:00:00:00:e1")
+	raw, _ := json.Marshal(EndpointRecord{ID: "ep-e1", Name: "e1", Sensor: "s9", Connected: false,
+		Interfaces: []schema.Interface{{Name: "eth0", MAC: m1}}})
+	if _, err := kv.Put(ctx, "ep-e1", raw); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the record watched", 10*time.Second, func() bool { return f.revision("ep-e1") > 0 })
+
+	a, b := NewBridge(f), NewBridge(f)
+	missing := schema.Event{Type: schema.EventHeartbeatMissing, EndpointID: "ep-e1", MACs: []schema.MAC{m1}}
+	restored := schema.Event{Type: schema.EventHeartbeatRestored, EndpointID: "ep-e1", MACs: []schema.MAC{m1}}
+	if !a.owns(f, missing, false) {
+		t.Fatal("the first sensor to judge E1 missing did not raise it")
+	}
+	if b.owns(f, missing, false) {
+		t.Error("the second sensor raised the same heartbeat_missing")
+	}
+	if b.owns(f, restored, false) {
+		t.Error("the sensor that did not raise heartbeat_missing raised its end")
+	}
+	if !a.owns(f, restored, false) {
+		t.Error("the sensor that raised heartbeat_missing did not raise its end")
+	}
+	// A new episode (the record changed) is a new fact.
+	rev := f.revision("ep-e1")
+	if _, err := kv.Put(ctx, "ep-e1", raw); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new revision watched", 10*time.Second, func() bool { return f.revision("ep-e1") > rev })
+	if !b.owns(f, missing, false) || a.owns(f, missing, false) {
+		t.Error("the next missing episode of E1: want it raised once, by the first to claim it")
+	}
+
+	stranger := schema.MustParseMAC("02:00:00:00:00:99")
+	nohb := schema.Event{Type: schema.EventNoHeartbeat, MACs: []schema.MAC{stranger}}
+	a.ready, b.ready = true, true
+	if !a.owns(f, nohb, false) || b.owns(f, nohb, false) {
+		t.Error("no_heartbeat for one MAC seen by two sensors: want it raised once")
+	}
+	// Held events pass without a claim; sensor events too.
+	if !b.owns(f, schema.Event{Type: schema.EventStatusChanged, EndpointID: "ep-local"}, false) {
+		t.Error("a held-owned event about a local endpoint was dropped")
+	}
+	// A claim's window ends: the fact may be raised again.
+	c := claim{key: "test.window", window: time.Second}
+	if ok, err := f.Claim(ctx, c); !ok || err != nil {
+		t.Fatalf("first claim: %v %v", ok, err)
+	}
+	if ok, _ := f.Claim(ctx, c); ok {
+		t.Error("a claim taken twice within its window")
+	}
+	waitFor(t, "the claim's window to end", 10*time.Second, func() bool { ok, _ := f.Claim(ctx, c); return ok })
+}
+
+// A sensor whose clock is minutes off is flagged by name in fleet status
+// and in every sensor's registry view; its records are judged by when
+// they arrive, so its clock makes none of them look fresh or stale.
+func TestSkewedSensorFlagged(t *testing.T) {
+	t.Parallel()
+	dirs := newFleetDirs(t, "Skew Org", 1)
+	cfg, err := Load(dirs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f, err := Start(ctx, Options{Dir: dirs[0], Config: cfg, Interval: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	waitFor(t, "single-node fleet healthy", 20*time.Second, func() bool { ok, _ := f.Healthy(); return ok })
+	js, _ := jetstream.New(f.Conn())
+	sensors, err := js.KeyValue(ctx, BucketSensors)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(SensorRecord{Name: "late", Written: time.Now().Add(-7 * time.Minute)})
+	if _, err := sensors.Put(ctx, "late", raw); err != nil {
+		t.Fatal(err)
+	}
+	var late SensorRecord
+	waitFor(t, "the skewed sensor's record", 10*time.Second, func() bool {
+		for _, r := range f.Sensors() {
+			if r.Name == "late" {
+				late = r
+				return true
+			}
+		}
+		return false
+	})
+	if late.Skew > -6*time.Minute || time.Since(late.Received) > 5*time.Second {
+		t.Errorf("skewed sensor: skew %v, received %v ago; want about -7m, received just now", late.Skew, time.Since(late.Received))
+	}
+	if d := time.Since(late.HeardSince); d < 0 || d > 5*time.Second {
+		t.Errorf("the skewed sensor heard since %v ago by the local clock, want just now", d)
+	}
+	st, err := ReadStatus(ctx, f.Conn(), cfg.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flagged := false
+	for _, p := range st.Problems {
+		flagged = flagged || strings.Contains(p, "sensor late clock is off") && strings.Contains(p, "NTP")
+	}
+	if !flagged || st.Healthy {
+		t.Errorf("fleet status does not flag the skewed sensor: healthy=%v problems=%q", st.Healthy, st.Problems)
 	}
 }

@@ -53,6 +53,7 @@ type Deployment struct {
 
 	mu     sync.Mutex
 	sensor *lab.Process
+	ended  *lab.Process // the sensor process that ran last, once stopped
 	agents map[string]*lab.Process
 }
 
@@ -157,6 +158,9 @@ func (d *Deployment) StopSensor() error {
 	d.mu.Lock()
 	p := d.sensor
 	d.sensor = nil
+	if p != nil {
+		d.ended = p
+	}
 	d.mu.Unlock()
 	if p == nil {
 		return nil
@@ -170,6 +174,9 @@ func (d *Deployment) KillSensor() error {
 	d.mu.Lock()
 	p := d.sensor
 	d.sensor = nil
+	if p != nil {
+		d.ended = p
+	}
 	d.mu.Unlock()
 	if p == nil {
 		return errors.New("the sensor is not running")
@@ -250,14 +257,18 @@ func (d *Deployment) KeepTalking(ctx context.Context, period time.Duration, host
 	return c, nil
 }
 
-// SensorOutput returns what the sensor logged so far.
+// SensorOutput returns what the sensor logged so far (the last one to run,
+// once stopped).
 func (d *Deployment) SensorOutput() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.sensor == nil {
-		return ""
+	switch {
+	case d.sensor != nil:
+		return d.sensor.Output()
+	case d.ended != nil:
+		return d.ended.Output()
 	}
-	return d.sensor.Output()
+	return ""
 }
 
 // StartAgent starts tapbeat-agent in the endpoint's namespace with the

@@ -168,7 +168,8 @@ func noFalseVerdicts(t *testing.T, fl *Fleet, step string, missing int, revoked 
 			for _, m := range ev.MACs {
 				seen[m]++
 				if !slices.Contains(revoked, m) {
-					t.Errorf("%s: %s raised no_heartbeat for %s, a MAC of an enrolled, heartbeating endpoint", step, s, m)
+					t.Errorf("%s: %s raised no_heartbeat for %s, a MAC of an enrolled, heartbeating endpoint, at %s: %s",
+						step, s, m, ev.Time.Format("15:04:05.000"), ev.Reason)
 				}
 			}
 		}
