@@ -896,3 +896,26 @@ func details[T any](ev schema.Event) *T {
 	}
 	return new(T)
 }
+
+// A no_heartbeat that was never delivered (a fleet sensor withheld it and
+// then found the MAC declared by an endpoint) is raised again once the MAC
+// belongs to no endpoint: after the endpoint's revocation.
+func TestUnreportedNoHeartbeatJudgedAgain(t *testing.T) {
+	const mac = "02:00:00:00:00:01"
+	h := newHarness(t, Config{})
+	h.run(0, 20, func(int) { h.traffic(mac) })
+	if n := len(h.ofType(schema.EventNoHeartbeat)); n != 1 {
+		t.Fatalf("%d no_heartbeat before the endpoint declared the MAC, want 1", n)
+	}
+	h.c.Unreported([]schema.MAC{schema.MustParseMAC(mac)})
+	h.at(21).hello("e1", schema.HealthGreen, mac)
+	h.run(22, 30, func(int) { h.traffic(mac) })
+	if n := len(h.ofType(schema.EventNoHeartbeat)); n != 1 {
+		t.Fatalf("%d no_heartbeat while e1 declares the MAC, want still 1", n)
+	}
+	h.add(h.c.Remove("e1"))
+	h.run(31, 60, func(int) { h.traffic(mac) })
+	if n := len(h.ofType(schema.EventNoHeartbeat)); n != 2 {
+		t.Errorf("%d no_heartbeat after e1 was revoked and its MAC kept sending, want 2", n)
+	}
+}

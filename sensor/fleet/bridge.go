@@ -18,6 +18,7 @@ type Engine interface {
 	Remove(id string)
 	Record(schema.Event)
 	AtRisk() schema.AtRiskList
+	Unreported([]schema.MAC)
 }
 
 // Bridge joins a sensor's engine to the fleet. The LAN zone feeds it
@@ -426,7 +427,9 @@ func (b *Bridge) feed() {
 		if !slices.ContainsFunc(ev.MACs, f.declared) {
 			stands = append(stands, ev)
 		} else {
+			// Judged again if the endpoint ever lets the MAC go (revoked).
 			f.log.Info("fleet: withheld no_heartbeat dropped: an endpoint of the fleet declares the MAC", "macs", ev.MACs)
+			e.Unreported(ev.MACs)
 		}
 	}
 	if len(stands) > 0 && publish != nil {

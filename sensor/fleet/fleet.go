@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -75,7 +76,8 @@ type Fleet struct {
 	written   map[string]writtenRecord  // what this sensor last wrote per endpoint
 	peers     map[string]SensorRecord
 	degraded  bool
-	synced    bool // the endpoint records present when the watch began were all received
+	synced    bool     // the endpoint records present when the watch began were all received
+	routed    []string // names of the nodes this sensor's node has routes to
 	why       string
 	changes   chan Change
 	startedAt time.Time
@@ -150,7 +152,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		return nil, fmt.Errorf("fleet: connect to %s: %w", url, err)
 	}
 	f.nc = nc
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncErrHandler(f.asyncFailed))
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("fleet: %w", err)
@@ -375,6 +377,7 @@ func (f *Fleet) run(ctx context.Context) {
 		if !lastReg.IsZero() && time.Since(lastReg) > f.opts.DegradeAfter {
 			f.setHealth(true, lastErr)
 		}
+		f.followRoutes()
 		if f.nc.Status() != nats.CONNECTED {
 			f.setHealth(true, "not connected to the fleet node")
 		}
@@ -387,6 +390,38 @@ func (f *Fleet) run(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// asyncFailed handles an asynchronous write the fleet did not store (no
+// quorum, a leader election): an endpoint record is written again at the
+// endpoint's next heartbeat rather than after the refresh period.
+func (f *Fleet) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
+	if id, ok := strings.CutPrefix(m.Subject, "$KV."+BucketEndpoints+"."); ok {
+		f.mu.Lock()
+		delete(f.written, id)
+		f.mu.Unlock()
+		f.log.Debug("fleet: endpoint write not stored; written again at the next heartbeat", "endpoint", id, "err", err)
+	}
+}
+
+// followRoutes notes which nodes the embedded node has routes to.
+func (f *Fleet) followRoutes() {
+	if f.node == nil {
+		return
+	}
+	rz, err := f.node.srv.Routez(nil)
+	if err != nil {
+		return
+	}
+	var names []string
+	for _, r := range rz.Routes {
+		if r.RemoteName != "" && !slices.Contains(names, r.RemoteName) {
+			names = append(names, r.RemoteName)
+		}
+	}
+	f.mu.Lock()
+	f.routed = names
+	f.mu.Unlock()
 }
 
 func (f *Fleet) isReady() bool {

@@ -184,6 +184,18 @@ func (f *Fleet) Vouchable() bool {
 		return false
 	}
 	now := f.now()
+	// Sensors not registered yet hold endpoints too: while the fleet forms,
+	// wait for every sensor this one is configured with or routed to.
+	if now.Sub(f.startedAt) < goneAfter {
+		if len(f.peers) < len(f.opts.Config.Peers)+1 {
+			return false
+		}
+		for _, name := range f.routed {
+			if _, ok := f.peers[name]; !ok {
+				return false
+			}
+		}
+	}
 	for _, r := range f.peers {
 		if r.Name == f.Name() {
 			continue

@@ -169,7 +169,6 @@ func (fl *Fleet) WaitHealthy(ctx context.Context, limit time.Duration) (time.Dur
 			}
 			if err != nil {
 				last, ok = fmt.Errorf("%s: %w", SiteName(i), err), false
-				fmt.Fprintf(os.Stderr, "DEBUG %v %v\n", time.Since(start).Round(100*time.Millisecond), last)
 				break
 			}
 		}
