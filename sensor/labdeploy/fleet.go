@@ -154,15 +154,20 @@ func (fl *Fleet) Status(ctx context.Context, i int) (*fleet.Status, error) {
 	return &st, nil
 }
 
-// WaitHealthy waits until every site's sensor reports a healthy fleet with
-// every sensor registered and every stream replicated with a leader, and
-// returns how long that took.
-func (fl *Fleet) WaitHealthy(ctx context.Context, limit time.Duration) (time.Duration, error) {
+// WaitHealthy waits until the given sites' sensors (every site's when none
+// is given) report a healthy fleet with every sensor registered and every
+// stream replicated with a leader, and returns how long that took.
+func (fl *Fleet) WaitHealthy(ctx context.Context, limit time.Duration, sites ...int) (time.Duration, error) {
+	if len(sites) == 0 {
+		for i := range fl.Sites {
+			sites = append(sites, i)
+		}
+	}
 	start := time.Now()
 	var last error
 	for time.Since(start) < limit {
 		ok := true
-		for i := range fl.Sites {
+		for _, i := range sites {
 			st, err := fl.Status(ctx, i)
 			if err == nil {
 				err = healthy(st, len(fl.Sites))

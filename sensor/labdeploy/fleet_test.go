@@ -295,17 +295,31 @@ func TestFleetOneVerdict(t *testing.T) {
 	if err := heal(ctx); err != nil {
 		t.Fatal(err)
 	}
-	took, err = fl.WaitHealthy(ctx, 30*time.Second)
+	healed := time.Now()
+	// Converged: s3 has the shared state again (fleet_restored) and the
+	// majority's view of the fleet is whole (s3 registered and current,
+	// every stream led).
+	ev, err = s3.WaitAlert(ctx, 30*time.Second, func(ev schema.Event) bool {
+		return ev.Type == schema.EventFleetRestored && ev.Time.After(healed.Add(-time.Second))
+	})
 	if err != nil {
+		t.Fatalf("s3 healed: no fleet_restored: %v", err)
+	}
+	restored := ev.Time.Sub(healed)
+	if _, err := fl.WaitHealthy(ctx, 30*time.Second, 0, 1); err != nil {
 		t.Fatalf("after healing: %v", err)
 	}
-	t.Logf("partition healed: the fleet healthy on every sensor after %v", took.Round(time.Millisecond))
+	took = time.Since(healed)
+	t.Logf("partition healed: fleet_restored on s3 after %v, s1 and s2 see the whole fleet after %v",
+		restored.Round(time.Millisecond), took.Round(time.Millisecond))
 	if took > 10*time.Second {
 		t.Errorf("the fleet converged %v after healing, want within 10 s", took)
 	}
-	if _, err := s3.WaitAlert(ctx, time.Second, func(ev schema.Event) bool { return ev.Type == schema.EventFleetRestored }); err != nil {
-		t.Errorf("s3 healed: no fleet_restored: %v", err)
+	// s3's own view returns once its node has caught up.
+	if _, err := fl.WaitHealthy(ctx, 30*time.Second); err != nil {
+		t.Fatalf("after healing: %v", err)
 	}
+	t.Logf("s3's own fleet status healthy %v after healing", time.Since(healed).Round(time.Millisecond))
 	// E1, revoked before the partition and still sending, is a station
 	// without heartbeat: held back while the fleet could not vouch for its
 	// MAC, raised once after healing.
