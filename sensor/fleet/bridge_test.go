@@ -24,21 +24,11 @@ import (
 // s2 owns (hello, status) are not raised here.
 func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
 	t.Parallel()
-	dirs := newFleetDirs(t, "Bridge Org", 1)
-	cfg, err := Load(dirs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	const interval = time.Second
+	f := startSolo(t, "Bridge Org", Options{Interval: interval, DegradeAfter: interval,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	const interval = time.Second
-	f, err := Start(ctx, Options{Dir: dirs[0], Config: cfg, Interval: interval, DegradeAfter: interval,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	waitFor(t, "single-node fleet healthy", 20*time.Second, func() bool { ok, _ := f.Healthy(); return ok })
 
 	scfg := sensor.DefaultConfig()
 	scfg.HeartbeatInterval, scfg.StartupGrace, scfg.NoHeartbeatAfter = interval, 0, 2*interval
@@ -184,19 +174,8 @@ func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
 // expires after its window.
 func TestClaimsRaiseEachFactOnce(t *testing.T) {
 	t.Parallel()
-	dirs := newFleetDirs(t, "Claims Org", 1)
-	cfg, err := Load(dirs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	f, err := Start(ctx, Options{Dir: dirs[0], Config: cfg, Interval: time.Second, DegradeAfter: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	waitFor(t, "single-node fleet healthy", 20*time.Second, func() bool { ok, _ := f.Healthy(); return ok })
+	f := startSolo(t, "Claims Org", Options{Interval: time.Second, DegradeAfter: time.Second})
+	ctx := context.Background()
 	js, _ := jetstream.New(f.Conn())
 	kv, err := js.KeyValue(ctx, BucketEndpoints)
 	if err != nil {
@@ -261,19 +240,8 @@ func TestClaimsRaiseEachFactOnce(t *testing.T) {
 // they arrive, so its clock makes none of them look fresh or stale.
 func TestSkewedSensorFlagged(t *testing.T) {
 	t.Parallel()
-	dirs := newFleetDirs(t, "Skew Org", 1)
-	cfg, err := Load(dirs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	f, err := Start(ctx, Options{Dir: dirs[0], Config: cfg, Interval: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	waitFor(t, "single-node fleet healthy", 20*time.Second, func() bool { ok, _ := f.Healthy(); return ok })
+	f := startSolo(t, "Skew Org", Options{Interval: time.Second})
+	ctx := context.Background()
 	js, _ := jetstream.New(f.Conn())
 	sensors, err := js.KeyValue(ctx, BucketSensors)
 	if err != nil {
@@ -299,7 +267,7 @@ func TestSkewedSensorFlagged(t *testing.T) {
 	if d := time.Since(late.HeardSince); d < 0 || d > 5*time.Second {
 		t.Errorf("the skewed sensor heard since %v ago by the local clock, want just now", d)
 	}
-	st, err := ReadStatus(ctx, f.Conn(), cfg.Name)
+	st, err := ReadStatus(ctx, f.Conn(), f.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,4 +278,25 @@ func TestSkewedSensorFlagged(t *testing.T) {
 	if !flagged || st.Healthy {
 		t.Errorf("fleet status does not flag the skewed sensor: healthy=%v problems=%q", st.Healthy, st.Problems)
 	}
+}
+
+// startSolo starts a one-sensor fleet (a real embedded node) for org and
+// waits until it is healthy.
+func startSolo(t *testing.T, org string, opts Options) *Fleet {
+	t.Helper()
+	dirs := newFleetDirs(t, org, 1)
+	cfg, err := Load(dirs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	opts.Dir, opts.Config = dirs[0], cfg
+	f, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(f.Close)
+	waitFor(t, "single-node fleet healthy", 20*time.Second, func() bool { ok, _ := f.Healthy(); return ok })
+	return f
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -219,7 +218,7 @@ func TestMultiHomedEndpointFailsOverWhenAPortGoesDown(t *testing.T) {
 	if err := l.SetPortLink(ctx, "ep1", 0, false); err != nil {
 		t.Fatal(err)
 	}
-	waitRunning(t, l, "ep1", "eth0", false)
+	lab.WaitCarrier(t, l, "ep1", "eth0", false)
 	if err := l.Ping(ctx, "ep2", eth0, 1); err == nil {
 		t.Error("ep1's eth0 answered with its port down")
 	}
@@ -229,39 +228,12 @@ func TestMultiHomedEndpointFailsOverWhenAPortGoesDown(t *testing.T) {
 	if err := l.SetPortLink(ctx, "ep1", 0, true); err != nil {
 		t.Fatal(err)
 	}
-	waitRunning(t, l, "ep1", "eth0", true)
+	lab.WaitCarrier(t, l, "ep1", "eth0", true)
 	if err := l.Ping(ctx, "ep2", eth0, 1); err != nil {
 		t.Errorf("ep1's eth0 after its port came back: %v", err)
 	}
 	if err := l.SetPortLink(ctx, "ep1", 2, false); err == nil {
 		t.Error("SetPortLink accepted interface 2 of a two-interface endpoint")
-	}
-}
-
-// waitRunning waits until host's interface has (or has lost) its carrier.
-func waitRunning(t *testing.T, l *lab.Lab, host, ifname string, want bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var running bool
-		err := l.Do(host, func() error {
-			ifi, err := net.InterfaceByName(ifname)
-			if err != nil {
-				return err
-			}
-			running = ifi.Flags&net.FlagRunning != 0
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if running == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s %s: carrier still %v after 5 s", host, ifname, running)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -272,7 +244,7 @@ func TestMirrorLinkDownAndUp(t *testing.T) {
 	if err := l.SetMirrorLink(ctx, false); err != nil {
 		t.Fatal(err)
 	}
-	waitRunning(t, l, "sensor", lab.MirrorInterface, false)
+	lab.WaitCarrier(t, l, "sensor", lab.MirrorInterface, false)
 	// The endpoints still talk, but nothing reaches the sensor.
 	rep, err := l.VerifyMirror(ctx, "ep1", "ep2", 2)
 	if err == nil || rep.Mirrored != 0 || rep.Sent == 0 {
@@ -281,7 +253,7 @@ func TestMirrorLinkDownAndUp(t *testing.T) {
 	if err := l.SetMirrorLink(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	waitRunning(t, l, "sensor", lab.MirrorInterface, true)
+	lab.WaitCarrier(t, l, "sensor", lab.MirrorInterface, true)
 	if _, err := l.VerifyMirror(ctx, "ep1", "ep2", 2); err != nil {
 		t.Errorf("after the mirror link came back: %v", err)
 	}

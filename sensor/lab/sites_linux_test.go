@@ -168,7 +168,7 @@ func TestJoinedSitesMirrorOnlyWhereFramesEnter(t *testing.T) {
 	if err := l2.SetPortLink(ctx, "ep2", 0, false); err != nil {
 		t.Fatal(err)
 	}
-	waitCarrier(t, l2, "ep2", "eth0", false)
+	WaitCarrier(t, l2, "ep2", "eth0", false)
 	if err := l1.Ping(ctx, HostSensor, l2.Endpoints[1].Interfaces[1].Addr.Addr(), 1); err != nil {
 		t.Errorf("multi-homed endpoint's eth1 with eth0 down: %v", err)
 	}
@@ -214,11 +214,11 @@ func TestJoinedSitesMirrorOnlyWhereFramesEnter(t *testing.T) {
 	if err := l2.SetPortLink(ctx, "ep1", 0, false); err != nil {
 		t.Fatal(err)
 	}
-	waitCarrier(t, l2, "ep1", "eth0", false)
+	WaitCarrier(t, l2, "ep1", "eth0", false)
 	if err := l2.SetPortLink(ctx, "ep1", 0, true); err != nil {
 		t.Fatal(err)
 	}
-	waitCarrier(t, l2, "ep1", "eth0", true)
+	WaitCarrier(t, l2, "ep1", "eth0", true)
 	if err := l2.MovePort(ctx, "ep1", 0, l3); err == nil {
 		t.Error("a move to the switch the port is already on succeeded")
 	}
@@ -319,8 +319,9 @@ func TestJoinedSitesMirrorOnlyWhereFramesEnter(t *testing.T) {
 	}
 }
 
-// waitCarrier waits until host's interface has (or has lost) its carrier.
-func waitCarrier(t *testing.T, l *Lab, host, ifname string, want bool) {
+// WaitCarrier waits until host's interface has (or has lost) its carrier.
+// Exported for the package's external tests too.
+func WaitCarrier(t *testing.T, l *Lab, host, ifname string, want bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

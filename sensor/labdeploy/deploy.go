@@ -155,29 +155,30 @@ func (d *Deployment) StartSensor(ctx context.Context) error {
 
 // StopSensor stops the sensor gracefully (SIGTERM) and waits for it.
 func (d *Deployment) StopSensor() error {
-	d.mu.Lock()
-	p := d.sensor
-	d.sensor = nil
-	if p != nil {
-		d.ended = p
-	}
-	d.mu.Unlock()
+	p := d.takeSensor()
 	if p == nil {
 		return nil
 	}
 	return p.Stop()
 }
 
-// KillSensor kills the sensor (SIGKILL), as a crash or a power cut would,
-// and waits for it.
-func (d *Deployment) KillSensor() error {
+// takeSensor returns the running sensor process, if any, and forgets it
+// (its output stays readable).
+func (d *Deployment) takeSensor() *lab.Process {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	p := d.sensor
 	d.sensor = nil
 	if p != nil {
 		d.ended = p
 	}
-	d.mu.Unlock()
+	return p
+}
+
+// KillSensor kills the sensor (SIGKILL), as a crash or a power cut would,
+// and waits for it.
+func (d *Deployment) KillSensor() error {
+	p := d.takeSensor()
 	if p == nil {
 		return errors.New("the sensor is not running")
 	}
