@@ -158,6 +158,26 @@ func (fl *Fleet) Status(ctx context.Context, i int) (*fleet.Status, error) {
 // is given) report a healthy fleet with every sensor registered and every
 // stream replicated with a leader, and returns how long that took.
 func (fl *Fleet) WaitHealthy(ctx context.Context, limit time.Duration, sites ...int) (time.Duration, error) {
+	return fl.waitStatus(ctx, limit, sites, func(st *fleet.Status) error { return healthy(st, len(fl.Sites)) })
+}
+
+// WaitReachable waits until the given sites' sensors (every site's when
+// none is given) see every sensor of the fleet registered and current.
+func (fl *Fleet) WaitReachable(ctx context.Context, limit time.Duration, sites ...int) (time.Duration, error) {
+	return fl.waitStatus(ctx, limit, sites, func(st *fleet.Status) error {
+		if len(st.Sensors) != len(fl.Sites) {
+			return fmt.Errorf("%d sensors registered, want %d", len(st.Sensors), len(fl.Sites))
+		}
+		for _, ss := range st.Sensors {
+			if !ss.Reachable {
+				return fmt.Errorf("sensor %s not current (last seen %s)", ss.Name, ss.LastSeen.Format(time.RFC3339))
+			}
+		}
+		return nil
+	})
+}
+
+func (fl *Fleet) waitStatus(ctx context.Context, limit time.Duration, sites []int, check func(*fleet.Status) error) (time.Duration, error) {
 	if len(sites) == 0 {
 		for i := range fl.Sites {
 			sites = append(sites, i)
@@ -170,7 +190,7 @@ func (fl *Fleet) WaitHealthy(ctx context.Context, limit time.Duration, sites ...
 		for _, i := range sites {
 			st, err := fl.Status(ctx, i)
 			if err == nil {
-				err = healthy(st, len(fl.Sites))
+				err = check(st)
 			}
 			if err != nil {
 				last, ok = fmt.Errorf("%s: %w", SiteName(i), err), false
@@ -186,7 +206,7 @@ func (fl *Fleet) WaitHealthy(ctx context.Context, limit time.Duration, sites ...
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
-	return time.Since(start), fmt.Errorf("the fleet was not healthy within %s: %v", limit, last)
+	return time.Since(start), fmt.Errorf("the fleet was not as wanted within %s: %v", limit, last)
 }
 
 func healthy(st *fleet.Status, sensors int) error {
