@@ -468,6 +468,20 @@ func TestMetricsAndReload(t *testing.T) {
 		}
 		return out
 	}
+	// A sensor without [fleet] runs no fleet node: only the LAN zone and
+	// the metrics listen.
+	listening, err := d.Lab.Run(ctx, lab.HostSensor, "ss", "-ltnH")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, port := range []string{":7422", ":7423"} {
+		if strings.Contains(listening, port+" ") {
+			t.Errorf("a sensor without a fleet listens on %s:\n%s", port, listening)
+		}
+	}
+	if !strings.Contains(listening, ":8347 ") {
+		t.Errorf("ss shows no LAN-zone listener, so it cannot show the absence of others:\n%s", listening)
+	}
 	metrics := get("/metrics")
 	for end := time.Now().Add(5 * time.Second); !strings.Contains(metrics, "tapbeat_capture_packets_total") && time.Now().Before(end); {
 		time.Sleep(200 * time.Millisecond)
