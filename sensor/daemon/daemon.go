@@ -62,6 +62,7 @@ type Sensor struct {
 	metrics  *metrics
 	inv      *inventoryParts
 	web      atomic.Pointer[web.Server]
+	fleet    atomic.Pointer[fleet.Fleet] // nil without a [fleet] table
 
 	applyMu sync.Mutex // one configuration change at a time
 
@@ -157,6 +158,8 @@ func Run(ctx context.Context, opts Options) error {
 			return fmt.Errorf("fleet: %w", err)
 		}
 		defer f.Close()
+		s.fleet.Store(f)
+		defer s.fleet.Store(nil)
 		bridge = fleet.NewBridge(f)
 		publish = bridge.Filter(s.queue.push)
 		if err := serveFleetQueries(f, api.Local{Store: store}); err != nil {
