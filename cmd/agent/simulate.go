@@ -25,9 +25,17 @@ import (
 
 // SimConfig configures Simulate.
 type SimConfig struct {
-	Dir      string        // sensor directory, for bulk enrollment
-	Count    int           // endpoints
-	Sensor   string        // sensor host:port
+	Dir    string // sensor directory, for bulk enrollment
+	Count  int    // endpoints
+	Sensor string // sensor host:port
+	// Sensors, when set, are the addresses tried in order after a lost or
+	// failed connection, as an agent tries those of its bundle and the
+	// sensor's config message (Sensor is then ignored).
+	Sensors []string
+	// First is the index of the first simulated endpoint: its source
+	// address and MAC (SimSource, 02:00:...) follow from it, so several
+	// simulator processes can run side by side without sharing either.
+	First    int
 	Prefix   string        // endpoint name prefix
 	Cache    string        // bundle cache file (default next to Dir)
 	Ramp     time.Duration // spread of the first connections
@@ -221,6 +229,7 @@ func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 		return
 	case <-time.After(delay):
 	}
+	i += s.cfg.First
 	src := SimSource(i)
 	hello := wire.Hello{
 		Health: schema.HealthGreen,
@@ -231,9 +240,16 @@ func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 		Agent: "tapbeat-agent simulate",
 	}
 	retry := &backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 30 * time.Second}
+	addrs := s.cfg.Sensors
+	if len(addrs) == 0 {
+		addrs = []string{s.cfg.Sensor}
+	}
 	for ctx.Err() == nil {
-		if s.session(ctx, src, tc, hello) {
-			retry.Reset()
+		for _, addr := range addrs {
+			if s.session(ctx, addr, src, tc, hello) {
+				retry.Reset()
+				break
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -244,14 +260,14 @@ func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 }
 
 // session runs one connection; it reports whether one was established.
-func (s *Simulator) session(ctx context.Context, src netip.Addr, tc *tls.Config, hello wire.Hello) bool {
+func (s *Simulator) session(ctx context.Context, addr string, src netip.Addr, tc *tls.Config, hello wire.Hello) bool {
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}, Config: tc}
 	select {
 	case s.dials <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
-	nc, err := d.DialContext(ctx, "tcp", s.cfg.Sensor)
+	nc, err := d.DialContext(ctx, "tcp", addr)
 	<-s.dials
 	if err != nil {
 		s.dialErrs.Add(1)
