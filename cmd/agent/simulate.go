@@ -35,14 +35,20 @@ type SimConfig struct {
 	// First is the index of the first simulated endpoint: its source
 	// address and MAC (SimSource, 02:00:...) follow from it, so several
 	// simulator processes can run side by side without sharing either.
-	First    int
-	Prefix   string        // endpoint name prefix
-	Cache    string        // bundle cache file (default next to Dir)
-	Ramp     time.Duration // spread of the first connections
-	Report   time.Duration // progress interval
-	Duration time.Duration // 0: until ctx ends
-	Out      io.Writer
-	Logger   *slog.Logger
+	First int
+	// RampByNetwork starts the endpoints of every /24 in turn over the
+	// ramp (the first address of each network, then the second, ...),
+	// instead of one network after the other: the sensor admits handshakes
+	// from a network whose addresses it does not know yet at a bounded
+	// rate (lanzone's admission), as a real site's hosts start spread out.
+	RampByNetwork bool
+	Prefix        string        // endpoint name prefix
+	Cache         string        // bundle cache file (default next to Dir)
+	Ramp          time.Duration // spread of the first connections
+	Report        time.Duration // progress interval
+	Duration      time.Duration // 0: until ctx ends
+	Out           io.Writer
+	Logger        *slog.Logger
 	// Bundles, when set, are used instead of enrolling Count endpoints.
 	Bundles []*pki.Bundle
 	// MaxDials bounds the simulator's concurrent TLS handshakes (default
@@ -169,6 +175,11 @@ func (s *Simulator) Run(ctx context.Context) error {
 		delay := time.Duration(0)
 		if s.cfg.Ramp > 0 {
 			delay = s.cfg.Ramp * time.Duration(i) / time.Duration(len(s.bundles))
+			if s.cfg.RampByNetwork {
+				nets := (len(s.bundles) + 253) / 254
+				slot := (i%254)*nets + i/254
+				delay = s.cfg.Ramp * time.Duration(slot) / time.Duration(254*nets)
+			}
 		}
 		wg.Add(1)
 		go func() {
