@@ -60,6 +60,7 @@ func main() {
 	restart := flag.String("restart", "term,kill", "restarts of sensor s1 to time: term, kill, both comma-separated, or none")
 	settle := flag.Duration("settle", 60*time.Second, "wait after each recovery before counting events (missing deadline is 3 intervals)")
 	keep := flag.Bool("keep", false, "keep the sensor directories (logs, alert logs)")
+	trustWait := flag.Duration("trust-wait", 5*time.Minute, "how long to wait for the trust-store journals to converge before connecting")
 	flag.Parse()
 	if *sim {
 		if err := runSim(*bundlesFile, *first, strings.Split(*addrs, ","), *ramp); err != nil {
@@ -79,7 +80,7 @@ func main() {
 			continue
 		}
 		r, err := runOnce(config{bin: absBin, n: n, interval: *interval, ramp: *ramp, steady: *steady,
-			restarts: strings.Split(*restart, ","), settle: *settle, keep: *keep})
+			restarts: strings.Split(*restart, ","), settle: *settle, keep: *keep, trustWait: *trustWait})
 		if r != nil {
 			r.print(os.Stdout)
 			results = append(results, r)
@@ -104,6 +105,7 @@ type config struct {
 	steady, settle time.Duration
 	restarts       []string
 	keep           bool
+	trustWait      time.Duration
 }
 
 // sensorResult is one sensor's figures over the steady window.
@@ -133,6 +135,7 @@ type result struct {
 	N                 int
 	Enroll            time.Duration
 	Form              time.Duration // sensors started to fleet healthy (3 sensors, R3)
+	TrustSync         time.Duration // fleet healthy to every journal holding every enrollment (-1: not within -trust-wait)
 	Connect           time.Duration
 	Sensors           [sensors]sensorResult
 	Window            time.Duration
@@ -171,8 +174,8 @@ func (r *result) maxP99() time.Duration {
 
 func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "\n== %d sensors x %d endpoints (%d fleet-wide) ==\n", sensors, r.N, sensors*r.N)
-	fmt.Fprintf(w, "enroll %v, fleet healthy %v after start, all connected %v after the simulators started\n",
-		r.Enroll.Round(time.Millisecond), r.Form.Round(time.Millisecond), r.Connect.Round(time.Millisecond))
+	fmt.Fprintf(w, "enroll %v, fleet healthy %v after start, trust-store journals in step %v later, all connected %v after the simulators started\n",
+		r.Enroll.Round(time.Millisecond), r.Form.Round(time.Millisecond), r.TrustSync.Round(time.Millisecond), r.Connect.Round(time.Millisecond))
 	for _, s := range r.Sensors {
 		fmt.Fprintf(w, "  %s: cpu=%.1f%% of one core, rss=%d MiB (peak %d), latency p50=%v p99=%v max<=%v, heartbeats=%d, route_out=%d B, connected=%d, simulator cpu=%.1f%%\n",
 			s.Name, s.CPU, s.RSSKB/1024, s.HWMKB/1024, s.P50, s.P99, s.Max, s.Beats, s.RouteOut, s.Connected, s.SimCPU)
@@ -392,6 +395,11 @@ func runOnce(cfg config) (*result, error) {
 	}
 	fmt.Fprintf(os.Stderr, "fleetload: fleet healthy %v after start; starting %d simulators over a %v ramp\n", time.Since(t0).Round(time.Millisecond), sensors, cfg.ramp)
 	res.Form = time.Since(t0)
+	if res.TrustSync, err = waitTrust(nodes, sensors*cfg.n, cfg.trustWait); err != nil {
+		res.Notes = append(res.Notes, err.Error()+": endpoints that fail over may be refused as not enrolled")
+		res.TrustSync = -1
+	}
+	fmt.Fprintf(os.Stderr, "fleetload: trust-store journals in step %v after the fleet was healthy\n", res.TrustSync.Round(time.Millisecond))
 
 	self, err := os.Executable()
 	if err != nil {
@@ -518,15 +526,13 @@ func restartS1(cfg config, nodes []*node, sig syscall.Signal, how string) (resta
 	}
 	rr.Recovery = time.Since(t0)
 	for i, nd := range nodes {
-		if m, err := scrape(nd.metrics); err == nil {
-			rr.Placement[i] = int(m.get("tapbeat_lanzone_connections"))
-		}
+		rr.Placement[i] = connections(nd)
 	}
 	fmt.Fprintf(os.Stderr, "fleetload: s1's %d endpoints back after %v (placement %v); settling %v\n", cfg.n, rr.Recovery.Round(time.Millisecond), rr.Placement, cfg.settle)
 	deadline := t0.Add(rr.Recovery + cfg.settle)
 	for time.Now().Before(deadline) {
 		if rr.Home == 0 {
-			if m, err := scrape(s1.metrics); err == nil && int(m.get("tapbeat_lanzone_connections")) >= cfg.n {
+			if connections(s1) >= cfg.n {
 				rr.Home = time.Since(t0)
 			}
 		}
@@ -541,6 +547,47 @@ func restartS1(cfg config, nodes []*node, sig syscall.Signal, how string) (resta
 	}
 	rr.Lost = totalLost(nodes) - lost0
 	return rr, nil
+}
+
+// connections returns the sensor's LAN-zone connections (-1: /metrics did
+// not answer within three tries).
+func connections(nd *node) int {
+	for range 3 {
+		if m, err := scrape(nd.metrics); err == nil {
+			return int(m.get("tapbeat_lanzone_connections"))
+		}
+		time.Sleep(time.Second)
+	}
+	return -1
+}
+
+// waitTrust waits until every sensor's trust-store journal holds want
+// records: until then an endpoint failing over to another sensor is
+// refused as not enrolled there.
+func waitTrust(nodes []*node, want int, within time.Duration) (time.Duration, error) {
+	start := time.Now()
+	lastLog := start
+	for {
+		var got []int
+		all := true
+		for _, nd := range nodes {
+			b, _ := os.ReadFile(filepath.Join(nd.dir, pki.TrustFile))
+			n := strings.Count(string(b), "\n")
+			got = append(got, n)
+			all = all && n >= want
+		}
+		if all {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > within {
+			return 0, fmt.Errorf("trust-store journals hold %v records, %d wanted, after %v", got, want, within)
+		}
+		if time.Since(lastLog) > 15*time.Second {
+			fmt.Fprintf(os.Stderr, "fleetload: trust-store journals hold %v of %d records after %v\n", got, want, time.Since(start).Round(time.Second))
+			lastLog = time.Now()
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // waitHealthy polls `tapbeat fleet status --format json` on dir until the
