@@ -177,15 +177,19 @@ func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "enroll %v, fleet healthy %v after start, trust-store journals in step %v later, all connected %v after the simulators started\n",
 		r.Enroll.Round(time.Millisecond), r.Form.Round(time.Millisecond), r.TrustSync.Round(time.Millisecond), r.Connect.Round(time.Millisecond))
 	for _, s := range r.Sensors {
-		fmt.Fprintf(w, "  %s: cpu=%.1f%% of one core, rss=%d MiB (peak %d), latency p50=%v p99=%v max<=%v, heartbeats=%d, route_out=%d B, connected=%d, simulator cpu=%.1f%%\n",
-			s.Name, s.CPU, s.RSSKB/1024, s.HWMKB/1024, s.P50, s.P99, s.Max, s.Beats, s.RouteOut, s.Connected, s.SimCPU)
+		fmt.Fprintf(w, "  %s: cpu=%.1f%% of one core, rss=%d MiB (peak %d), latency p50=%s p99=%s max<=%s, heartbeats=%d, route_out=%d B, connected=%d, simulator cpu=%.1f%%\n",
+			s.Name, s.CPU, s.RSSKB/1024, s.HWMKB/1024, latency(s.P50), latency(s.P99), latency(s.Max), s.Beats, s.RouteOut, s.Connected, s.SimCPU)
 	}
 	fmt.Fprintf(w, "  window %v: heartbeats %d (expected ~%.0f), route bytes %d: %.0f B per heartbeat on the routes, %.0f B per heartbeat through the nodes (routes + local clients, in+out)\n",
 		r.Window.Round(time.Millisecond), r.Beats, float64(sensors*r.N)*r.Window.Seconds()/15, r.RouteBytes, r.RouteBytesPerBeat, r.NodeBytesPerBeat)
 	fmt.Fprintf(w, "  events before the restarts: %v\n", r.EventsBefore)
 	for _, x := range r.Restarts {
-		fmt.Fprintf(w, "  restart s1 (%s): listening after %v, all %d back after %v (placement %v), all home after %v, simulator connections lost %d, events %v\n",
-			x.How, x.Startup.Round(time.Millisecond), r.N, x.Recovery.Round(time.Millisecond), x.Placement, x.Home.Round(time.Millisecond), x.Lost, x.Events)
+		home := "not within the settle"
+		if x.Home > 0 {
+			home = x.Home.Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(w, "  restart s1 (%s): listening after %v, all %d back after %v (placement %v), all home after %s, simulator connections lost %d, events %v\n",
+			x.How, x.Startup.Round(time.Millisecond), r.N, x.Recovery.Round(time.Millisecond), x.Placement, home, x.Lost, x.Events)
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "  note: %s\n", n)
@@ -788,6 +792,15 @@ func windowLatency(a, b metrics) (p50, p99, mx time.Duration, n uint64) {
 		}
 	}
 	return q(0.5), q(0.99), mx, uint64(total)
+}
+
+// latency prints a window percentile; past the histogram's last bound it
+// says so instead of printing the largest duration.
+func latency(d time.Duration) string {
+	if d == time.Duration(math.MaxInt64) {
+		return "over-last-bucket"
+	}
+	return d.String()
 }
 
 func secs(s float64) time.Duration {
