@@ -21,7 +21,7 @@ FUZZ_TIME    ?= 100000x
 RACE_PKGS ?= ./sensor/ ./sensor/alert/... ./sensor/history/ ./sensor/api/ ./sensor/lab/ \
              ./sensor/daemon/ ./lanzone/... ./capture/ ./cmd/...
 
-.PHONY: all build test race fuzz-short bench bench-capture bench-lanzone bench-history demo clean vet pgo FORCE packages
+.PHONY: all build test race fuzz-short bench bench-capture bench-lanzone bench-fleet bench-history demo clean vet pgo FORCE packages
 
 all: build
 
@@ -86,6 +86,12 @@ pgo:
 # Many agents from one process against a real sensor (root).
 bench-lanzone:
 	$(GO) run ./lanzone/loadtest -count 19000 -reference 1000
+
+# Three `tapbeat run` sensors forming a fleet on loopback, 17,000 simulated
+# endpoints each from one simulator process per sensor, restarts of one
+# sensor (root; about 15 minutes).
+bench-fleet: bin/tapbeat
+	$(GO) run ./sensor/fleet/internal/fleetload -bin bin/tapbeat -count 17000 -reference 1000
 
 # 90 days of synthetic history for 10,000 endpoints, then query latencies.
 bench-history: build

@@ -456,10 +456,24 @@ func (l *Listener) Stats() Stats {
 // state after warm-up).
 func (l *Listener) ResetLatency() { l.stats.latency.reset() }
 
+// LatencyHistogram returns the heartbeat-latency histogram since the start
+// (or the last ResetLatency), for metrics: counts[i] heartbeats took less
+// than bounds[i] and at least bounds[i-1]; the last count also holds every
+// slower one. sum is the total of all observed latencies.
+func (l *Listener) LatencyHistogram() (bounds []time.Duration, counts []uint64, sum time.Duration) {
+	h := &l.stats.latency
+	bounds, counts = make([]time.Duration, len(h.buckets)), make([]uint64, len(h.buckets))
+	for i := range h.buckets {
+		bounds[i], counts[i] = bucketUpper(i), h.buckets[i].Load()
+	}
+	return bounds, counts, time.Duration(h.sum.Load())
+}
+
 // histogram counts durations in buckets growing by 10 % from 10 µs.
 type histogram struct {
 	buckets [160]atomic.Uint64
 	max     atomic.Int64
+	sum     atomic.Int64
 }
 
 func bucketOf(d time.Duration) int {
@@ -479,6 +493,7 @@ func (h *histogram) observe(d time.Duration) {
 		d = 0
 	}
 	h.buckets[bucketOf(d)].Add(1)
+	h.sum.Add(int64(d))
 	for {
 		m := h.max.Load()
 		if int64(d) <= m || h.max.CompareAndSwap(m, int64(d)) {
@@ -492,6 +507,7 @@ func (h *histogram) reset() {
 		h.buckets[i].Store(0)
 	}
 	h.max.Store(0)
+	h.sum.Store(0)
 }
 
 func (h *histogram) summary() (p50, p99, max time.Duration, n uint64) {

@@ -25,16 +25,30 @@ import (
 
 // SimConfig configures Simulate.
 type SimConfig struct {
-	Dir      string        // sensor directory, for bulk enrollment
-	Count    int           // endpoints
-	Sensor   string        // sensor host:port
-	Prefix   string        // endpoint name prefix
-	Cache    string        // bundle cache file (default next to Dir)
-	Ramp     time.Duration // spread of the first connections
-	Report   time.Duration // progress interval
-	Duration time.Duration // 0: until ctx ends
-	Out      io.Writer
-	Logger   *slog.Logger
+	Dir    string // sensor directory, for bulk enrollment
+	Count  int    // endpoints
+	Sensor string // sensor host:port
+	// Sensors, when set, are the addresses tried in order after a lost or
+	// failed connection, as an agent tries those of its bundle and the
+	// sensor's config message (Sensor is then ignored).
+	Sensors []string
+	// First is the index of the first simulated endpoint: its source
+	// address and MAC (SimSource, 02:00:...) follow from it, so several
+	// simulator processes can run side by side without sharing either.
+	First int
+	// RampByNetwork starts the endpoints of every /24 in turn over the
+	// ramp (the first address of each network, then the second, ...),
+	// instead of one network after the other: the sensor admits handshakes
+	// from a network whose addresses it does not know yet at a bounded
+	// rate (lanzone's admission), as a real site's hosts start spread out.
+	RampByNetwork bool
+	Prefix        string        // endpoint name prefix
+	Cache         string        // bundle cache file (default next to Dir)
+	Ramp          time.Duration // spread of the first connections
+	Report        time.Duration // progress interval
+	Duration      time.Duration // 0: until ctx ends
+	Out           io.Writer
+	Logger        *slog.Logger
 	// Bundles, when set, are used instead of enrolling Count endpoints.
 	Bundles []*pki.Bundle
 	// MaxDials bounds the simulator's concurrent TLS handshakes (default
@@ -161,6 +175,11 @@ func (s *Simulator) Run(ctx context.Context) error {
 		delay := time.Duration(0)
 		if s.cfg.Ramp > 0 {
 			delay = s.cfg.Ramp * time.Duration(i) / time.Duration(len(s.bundles))
+			if s.cfg.RampByNetwork {
+				nets := (len(s.bundles) + 253) / 254
+				slot := (i%254)*nets + i/254
+				delay = s.cfg.Ramp * time.Duration(slot) / time.Duration(254*nets)
+			}
 		}
 		wg.Add(1)
 		go func() {
@@ -221,6 +240,7 @@ func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 		return
 	case <-time.After(delay):
 	}
+	i += s.cfg.First
 	src := SimSource(i)
 	hello := wire.Hello{
 		Health: schema.HealthGreen,
@@ -231,9 +251,16 @@ func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 		Agent: "tapbeat-agent simulate",
 	}
 	retry := &backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 30 * time.Second}
+	addrs := s.cfg.Sensors
+	if len(addrs) == 0 {
+		addrs = []string{s.cfg.Sensor}
+	}
 	for ctx.Err() == nil {
-		if s.session(ctx, src, tc, hello) {
-			retry.Reset()
+		for _, addr := range addrs {
+			if s.session(ctx, addr, src, tc, hello) {
+				retry.Reset()
+				break
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -244,14 +271,14 @@ func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 }
 
 // session runs one connection; it reports whether one was established.
-func (s *Simulator) session(ctx context.Context, src netip.Addr, tc *tls.Config, hello wire.Hello) bool {
+func (s *Simulator) session(ctx context.Context, addr string, src netip.Addr, tc *tls.Config, hello wire.Hello) bool {
 	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}, Config: tc}
 	select {
 	case s.dials <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
-	nc, err := d.DialContext(ctx, "tcp", s.cfg.Sensor)
+	nc, err := d.DialContext(ctx, "tcp", addr)
 	<-s.dials
 	if err != nil {
 		s.dialErrs.Add(1)

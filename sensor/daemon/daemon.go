@@ -66,7 +66,7 @@ type Sensor struct {
 	applyMu sync.Mutex // one configuration change at a time
 	// bridge joins the engine to the fleet (nil without a [fleet] table);
 	// fleetCtx bounds the fleet membership.
-	bridge   *fleet.Bridge
+	bridge   atomic.Pointer[fleet.Bridge]
 	fleetCtx context.Context
 
 	mu         sync.Mutex
@@ -164,7 +164,9 @@ func Run(ctx context.Context, opts Options) error {
 		bridge = fleet.NewBridge(f)
 		defer bridge.Close()
 		publish = bridge.Filter(s.queue.push)
-		s.bridge, s.fleetCtx = bridge, ctx
+		s.bridge.Store(bridge)
+		defer s.bridge.Store(nil)
+		s.fleetCtx = ctx
 	}
 	s.engine = sensor.NewEngine(corr, publish)
 	engine.Store(s.engine)

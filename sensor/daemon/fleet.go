@@ -20,7 +20,8 @@ func (s *Sensor) applyFleet(old, cur fleet.Config) {
 	if reflect.DeepEqual(old, cur) {
 		return
 	}
-	if s.bridge == nil || !cur.Enabled() {
+	bridge := s.bridge.Load()
+	if bridge == nil || !cur.Enabled() {
 		s.log.Warn("configuration: a changed setting takes effect at the next start", "setting", "fleet",
 			"fix", "restart the sensor (systemctl restart tapbeat)")
 		return
@@ -33,7 +34,7 @@ func (s *Sensor) applyFleet(old, cur fleet.Config) {
 		return
 	}
 	s.log.Info("fleet: the [fleet] table changed: joining again", "peers", cur.Peers, "addr", cur.Addr)
-	if err := s.bridge.Restart(s.fleetCtx, cur); err != nil {
+	if err := bridge.Restart(s.fleetCtx, cur); err != nil {
 		s.log.Error("fleet: could not join again with the changed [fleet] table; the sensor judges alone until it is fixed",
 			"err", err, "fix", "correct the [fleet] table, or restart the sensor")
 	}

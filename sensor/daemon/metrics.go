@@ -86,6 +86,9 @@ func newMetrics(s *Sensor) *metrics {
 		"tapbeat_endpoints", "Enrolled endpoints by status.", []string{"status"}, nil)})
 	m.reg.MustRegister(&endedCollector{s: s, desc: prometheus.NewDesc(
 		"tapbeat_lanzone_connections_ended_total", "Endpoint connections ended, by how they ended.", []string{"how"}, nil)})
+	m.reg.MustRegister(&latencyCollector{s: s, desc: prometheus.NewDesc(
+		"tapbeat_lanzone_heartbeat_latency_seconds", "Heartbeat latency from the agent's sent_at to the correlator's return.", nil, nil)})
+	m.reg.MustRegister(newFleetTrafficCollector(s))
 	return m
 }
 
@@ -217,4 +220,76 @@ func (c *endedCollector) Collect(ch chan<- prometheus.Metric) {
 	for how, n := range c.s.listener.Stats().Ended {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(n), how)
 	}
+}
+
+// latencyCollector exports the LAN zone's heartbeat-latency histogram
+// (buckets 10 % apart from 10 µs), so a scraper can take percentiles over
+// any window from two scrapes.
+type latencyCollector struct {
+	s    *Sensor
+	desc *prometheus.Desc
+}
+
+func (c *latencyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *latencyCollector) Collect(ch chan<- prometheus.Metric) {
+	if c.s.listener == nil {
+		return
+	}
+	bounds, counts, sum := c.s.listener.LatencyHistogram()
+	cum := make(map[float64]uint64, len(bounds))
+	var n uint64
+	for i := range counts {
+		n += counts[i]
+		if i < len(counts)-1 { // the last bucket is open-ended: +Inf
+			cum[bounds[i].Seconds()] = n
+		}
+	}
+	ch <- prometheus.MustNewConstHistogram(c.desc, n, sum.Seconds(), cum)
+}
+
+// fleetTrafficCollector exports the embedded fleet node's byte and message
+// counters (cluster routes, and every connection of the node).
+type fleetTrafficCollector struct {
+	s                        *Sensor
+	routeBytes, routeMsgs    *prometheus.Desc
+	nodeBytes, routesCurrent *prometheus.Desc
+}
+
+func newFleetTrafficCollector(s *Sensor) *fleetTrafficCollector {
+	dir := []string{"direction"}
+	return &fleetTrafficCollector{s: s,
+		routeBytes:    prometheus.NewDesc("tapbeat_fleet_route_bytes_total", "Bytes on the fleet node's open cluster routes to other sensors (NATS protocol level).", dir, nil),
+		routeMsgs:     prometheus.NewDesc("tapbeat_fleet_route_messages_total", "Messages on the fleet node's open cluster routes to other sensors.", dir, nil),
+		nodeBytes:     prometheus.NewDesc("tapbeat_fleet_node_bytes_total", "Bytes through the fleet node: routes and the sensor's own client.", dir, nil),
+		routesCurrent: prometheus.NewDesc("tapbeat_fleet_routes", "Open cluster routes of the fleet node.", nil, nil),
+	}
+}
+
+func (c *fleetTrafficCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.routeBytes
+	ch <- c.routeMsgs
+	ch <- c.nodeBytes
+	ch <- c.routesCurrent
+}
+
+func (c *fleetTrafficCollector) Collect(ch chan<- prometheus.Metric) {
+	b := c.s.bridge.Load()
+	if b == nil {
+		return
+	}
+	t, ok := b.Traffic()
+	if !ok {
+		return
+	}
+	counter := func(d *prometheus.Desc, v uint64, dir string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), dir)
+	}
+	counter(c.routeBytes, t.RouteInBytes, "in")
+	counter(c.routeBytes, t.RouteOutBytes, "out")
+	counter(c.routeMsgs, t.RouteInMsgs, "in")
+	counter(c.routeMsgs, t.RouteOutMsgs, "out")
+	counter(c.nodeBytes, t.InBytes, "in")
+	counter(c.nodeBytes, t.OutBytes, "out")
+	ch <- prometheus.MustNewConstMetric(c.routesCurrent, prometheus.GaugeValue, float64(t.Routes))
 }

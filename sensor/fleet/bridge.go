@@ -124,6 +124,10 @@ func (b *Bridge) Restart(ctx context.Context, cfg Config) error {
 // Close leaves the fleet.
 func (b *Bridge) Close() { b.fleet().Close() }
 
+// Traffic returns the current membership's node counters (see
+// Fleet.Traffic).
+func (b *Bridge) Traffic() (NodeTraffic, bool) { return b.fleet().Traffic() }
+
 // Hello passes a local endpoint's hello on and shares it.
 func (b *Bridge) Hello(h schema.Hello) error {
 	// Held here from now on: its events are this sensor's (an endpoint

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -253,4 +254,40 @@ func KnownSensors(ctx context.Context, nc *nats.Conn) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// NodeTraffic is what this sensor's embedded NATS node has carried since it
+// started, counted at the NATS protocol level (payloads and protocol lines,
+// without TLS record overhead).
+type NodeTraffic struct {
+	// Routes are the open cluster routes to other sensors: the fleet's
+	// traffic on the network. A closed route's counts leave the totals.
+	Routes                      int
+	RouteInBytes, RouteOutBytes uint64
+	RouteInMsgs, RouteOutMsgs   uint64
+	// InBytes and OutBytes count every connection of the node: routes and
+	// this sensor's own in-process client.
+	InBytes, OutBytes uint64
+}
+
+// Traffic returns the embedded node's counters; false when the fleet is an
+// external NATS cluster (its own monitoring reports them).
+func (f *Fleet) Traffic() (NodeTraffic, bool) {
+	if f.node == nil {
+		return NodeTraffic{}, false
+	}
+	var t NodeTraffic
+	if rz, err := f.node.srv.Routez(&server.RoutezOptions{}); err == nil {
+		t.Routes = len(rz.Routes)
+		for _, r := range rz.Routes {
+			t.RouteInBytes += uint64(r.InBytes)
+			t.RouteOutBytes += uint64(r.OutBytes)
+			t.RouteInMsgs += uint64(r.InMsgs)
+			t.RouteOutMsgs += uint64(r.OutMsgs)
+		}
+	}
+	if vz, err := f.node.srv.Varz(&server.VarzOptions{}); err == nil {
+		t.InBytes, t.OutBytes = uint64(vz.InBytes), uint64(vz.OutBytes)
+	}
+	return t, true
 }

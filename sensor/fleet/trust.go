@@ -28,6 +28,10 @@ type trustSync struct {
 	caughtUp bool            // the stream was read up to where it stood at start
 	pending  [][]byte
 	inStream map[string]bool // hashes the stream is known to hold
+	incoming [][]byte        // lines from the stream waiting for the flusher
+	wake     chan struct{}   // incoming has lines
+	quit     chan struct{}   // stop closes it
+	flushed  chan struct{}   // closed when the flusher has returned
 }
 
 func lineHash(l []byte) string {
@@ -36,7 +40,8 @@ func lineHash(l []byte) string {
 }
 
 func startTrustSync(ctx context.Context, f *Fleet) (*trustSync, error) {
-	t := &trustSync{f: f, known: map[string]bool{}, inStream: map[string]bool{}}
+	t := &trustSync{f: f, known: map[string]bool{}, inStream: map[string]bool{},
+		wake: make(chan struct{}, 1), quit: make(chan struct{}), flushed: make(chan struct{})}
 	lines, off, err := pki.JournalLines(f.opts.Dir, 0)
 	if err != nil {
 		return nil, err
@@ -76,10 +81,13 @@ func startTrustSync(ctx context.Context, f *Fleet) (*trustSync, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: consume: %w", StreamTrust, err)
 	}
+	go t.flush()
 	return t, nil
 }
 
-// receive appends a line from the fleet to the local journal.
+// receive queues a line from the fleet for the local journal; the flusher
+// appends what has queued in one write (one fsync per batch, not per line:
+// a bulk enrollment elsewhere arrives as thousands of lines).
 func (t *trustSync) receive(line []byte) {
 	h := lineHash(line)
 	t.mu.Lock()
@@ -89,25 +97,54 @@ func (t *trustSync) receive(line []byte) {
 		return
 	}
 	t.known[h] = true
+	t.incoming = append(t.incoming, line)
 	t.mu.Unlock()
-	if err := pki.AppendJournal(t.f.opts.Dir, [][]byte{line}); err != nil {
-		t.f.log.Warn("fleet: trust record refused", "err", err)
-		return
-	}
-	if t.f.opts.OnTrust != nil {
-		t.f.opts.OnTrust()
+	select {
+	case t.wake <- struct{}{}:
+	default:
 	}
 }
 
-// tail publishes the local journal's new lines.
+// flush appends the queued lines to the local journal until quit closes.
+func (t *trustSync) flush() {
+	defer close(t.flushed)
+	for {
+		select {
+		case <-t.quit:
+			return
+		case <-t.wake:
+		}
+		t.mu.Lock()
+		batch := t.incoming
+		t.incoming = nil
+		t.mu.Unlock()
+		if len(batch) == 0 {
+			continue
+		}
+		if err := pki.AppendJournal(t.f.opts.Dir, batch); err != nil {
+			// One bad record refuses the batch: append the others alone.
+			for _, l := range batch {
+				if err := pki.AppendJournal(t.f.opts.Dir, [][]byte{l}); err != nil {
+					t.f.log.Warn("fleet: trust record refused", "err", err)
+				}
+			}
+		}
+		if t.f.opts.OnTrust != nil {
+			t.f.opts.OnTrust()
+		}
+	}
+}
+
+// tail publishes the local journal's new lines, asynchronously in batches
+// (the Msg-Id drops a line the stream already holds, so a line whose
+// acknowledgement did not come is simply published again next time).
 func (t *trustSync) tail(ctx context.Context) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	lines, off, err := pki.JournalLines(t.f.opts.Dir, t.offset)
 	if err != nil {
 		t.f.log.Warn("fleet: read trust store", "err", err)
 		return
 	}
+	t.mu.Lock()
 	t.offset = off
 	for _, l := range lines {
 		if h := lineHash(l); !t.known[h] {
@@ -116,26 +153,57 @@ func (t *trustSync) tail(ctx context.Context) {
 		}
 	}
 	if !t.caughtUp || len(t.pending) == 0 {
+		t.mu.Unlock()
 		return
 	}
+	todo := make([][]byte, 0, len(t.pending))
+	for _, l := range t.pending {
+		if !t.inStream[lineHash(l)] {
+			todo = append(todo, l)
+		}
+	}
+	t.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	for len(t.pending) > 0 {
-		l := t.pending[0]
-		if t.inStream[lineHash(l)] {
-			t.pending = t.pending[1:]
-			continue
+	var retry [][]byte
+	for len(todo) > 0 && cctx.Err() == nil {
+		batch := todo[:min(len(todo), trustBatch)]
+		todo = todo[len(batch):]
+		futs := make([]jetstream.PubAckFuture, 0, len(batch))
+		for _, l := range batch {
+			fut, err := t.f.js.PublishAsync(subjTrust, l, jetstream.WithMsgID(lineHash(l)))
+			if err != nil {
+				retry = append(retry, l)
+				continue
+			}
+			futs = append(futs, fut)
 		}
-		if _, err := t.f.js.Publish(cctx, subjTrust, l, jetstream.WithMsgID(lineHash(l))); err != nil {
-			t.f.log.Warn("fleet: publish trust record; will retry", "err", err)
-			return
+		for _, fut := range futs {
+			select {
+			case <-fut.Ok():
+			case <-fut.Err():
+				retry = append(retry, fut.Msg().Data)
+			case <-cctx.Done():
+				retry = append(retry, fut.Msg().Data)
+			}
 		}
-		t.pending = t.pending[1:]
 	}
+	retry = append(retry, todo...)
+	if len(retry) > 0 {
+		t.f.log.Warn("fleet: publish trust records; will retry", "records", len(retry), "err", cctx.Err())
+	}
+	t.mu.Lock()
+	t.pending = retry
+	t.mu.Unlock()
 }
+
+// trustBatch is how many trust records are in flight at once.
+const trustBatch = 1000
 
 func (t *trustSync) stop() {
 	if t.cons != nil {
 		t.cons.Stop()
 	}
+	close(t.quit)
+	<-t.flushed
 }
