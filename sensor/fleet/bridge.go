@@ -44,6 +44,7 @@ type Bridge struct {
 	remote map[string]fed  // endpoints held elsewhere, as fed to the engine
 	ready  bool            // the fleet's whole heartbeat state is here (Fleet.Vouchable)
 	lost   map[string]bool // endpoints whose heartbeat_missing another sensor claimed
+	keptAt time.Time       // the last keep-alive pass
 	// removed are revoked endpoints: their shared records are never fed
 	// again, even while a record's deletion is on its way. The value says
 	// the endpoint was held elsewhere: its holder reports the removal.
@@ -328,7 +329,10 @@ func (b *Bridge) Run(ctx context.Context) {
 	}
 }
 
-// feed applies the fleet's records of endpoints held elsewhere.
+// feed applies the fleet's records of endpoints held elsewhere that
+// changed since the last call, and keeps alive the endpoints this sensor
+// cannot judge now. Its cost follows the changes, not the fleet's size;
+// the keep-alive pass runs once a second.
 func (b *Bridge) feed() {
 	e := b.engine()
 	if e == nil {
@@ -337,59 +341,64 @@ func (b *Bridge) feed() {
 	f := b.fleet()
 	now := f.now()
 	degraded := f.isDegraded()
-	recs := f.Endpoints()
+	changed := f.takeChanged()
 	var hellos []schema.Hello
 	var beats []schema.Heartbeat
 	var gone []schema.Disconnect
 	b.mu.Lock()
-	listed := make(map[string]bool, len(recs)) // records held elsewhere, present in the shared state
-	keepAlive := map[string]bool{}             // of those, connected and not to be judged missing now
-	for _, r := range recs {
-		if _, gone := b.removed[r.ID]; gone || r.Sensor == f.Name() {
+	for id, r := range changed {
+		if r == nil {
+			// Deleted: revoked; the revocation itself removes it from the
+			// engine.
+			delete(b.remote, id)
 			continue
 		}
-		if _, mine := b.local[r.ID]; mine {
+		if _, removed := b.removed[id]; removed || r.Sensor == f.Name() {
 			continue
 		}
-		listed[r.ID] = true
-		prev, known := b.remote[r.ID]
+		if _, mine := b.local[id]; mine {
+			continue
+		}
+		prev, known := b.remote[id]
 		switch {
-		case r.Connected && (!known || !prev.connected || !sameShape(prev.rec, r)):
-			hellos = append(hellos, helloOf(r))
-			b.remote[r.ID] = fed{rec: r, connected: true, fedAt: now}
-		case r.Connected && r.revision != prev.rec.revision:
-			beats = append(beats, schema.Heartbeat{EndpointID: r.ID, Health: r.Health, Reasons: r.Reasons})
-			b.remote[r.ID] = fed{rec: r, connected: true, fedAt: now}
-		case r.Connected && (degraded || !f.heard(r.Sensor, now) || now.Sub(r.Received) <= f.Refresh()+f.opts.Interval):
-			// Refreshed within its bound, or not to be judged now: kept
-			// alive below. A record its holder stopped refreshing while
-			// the holder is heard is left to the correlator's deadline.
-			keepAlive[r.ID] = true
-		case !r.Connected && known && prev.connected:
-			gone = append(gone, schema.Disconnect{EndpointID: r.ID, Cause: schema.DisconnectCause(r.Cause), Goodbye: r.Goodbye,
+		case r.Connected && (!known || !prev.connected || !sameShape(prev.rec, *r)):
+			hellos = append(hellos, helloOf(*r))
+			b.remote[id] = fed{rec: *r, connected: true, fedAt: now}
+		case r.Connected:
+			beats = append(beats, schema.Heartbeat{EndpointID: id, Health: r.Health, Reasons: r.Reasons})
+			b.remote[id] = fed{rec: *r, connected: true, fedAt: now}
+		case known && prev.connected:
+			gone = append(gone, schema.Disconnect{EndpointID: id, Cause: schema.DisconnectCause(r.Cause), Goodbye: r.Goodbye,
 				Message: "released by sensor " + r.Sensor})
-			b.remote[r.ID] = fed{rec: r, connected: false, fedAt: now}
-		case !r.Connected && !known:
-			b.remote[r.ID] = fed{rec: r, connected: false, fedAt: now}
+			b.remote[id] = fed{rec: *r, connected: false, fedAt: now}
+		default:
+			b.remote[id] = fed{rec: *r, connected: false, fedAt: now}
 		}
 	}
-	// A fresh record vouches for its endpoint. Without a fresh record, this
-	// sensor cannot vouch either way while degraded, while the holder is cut
-	// off (its agents may still be connected to it), or while a new
-	// membership has not received the record yet: the last shared state
-	// stands, so the correlator does not call the endpoint missing. A
-	// holder that died loses its agents to other sensors within 2
-	// intervals, and their new records take over. The holder itself
-	// releases an endpoint whose connection dropped or went idle: that is
-	// the disconnect the correlator judges.
-	for id, prev := range b.remote {
-		if !prev.connected || now.Sub(prev.fedAt) < f.opts.Interval {
-			continue
-		}
-		if keepAlive[id] || (!listed[id] && (degraded || !b.ready)) {
-			beats = append(beats, schema.Heartbeat{EndpointID: id, Health: prev.rec.Health, Reasons: prev.rec.Reasons})
-			prev.fedAt = now
-			b.remote[id] = prev
+	// A record refreshed within its bound (Refresh plus one interval)
+	// vouches for its endpoint. Without one, this sensor cannot vouch either
+	// way while degraded, while it lacks the whole fleet's state, or while
+	// the holder is cut off (its agents may still be connected to it): the
+	// last shared state stands, so the correlator does not call the
+	// endpoint missing. A holder that died loses its agents to other
+	// sensors within 2 intervals, and their new records take over. The
+	// holder itself releases an endpoint whose connection dropped or went
+	// idle: that is the disconnect the correlator judges; a record its
+	// holder, heard, stopped refreshing is left to the correlator's deadline.
+	if now.Sub(b.keptAt) >= time.Second {
+		b.keptAt = now
+		heard := f.heardSensors(now)
+		stale := f.opts.Interval + f.opts.Interval/2
+		for id, prev := range b.remote {
+			if !prev.connected || now.Sub(prev.fedAt) < stale {
+				continue
+			}
+			r := prev.rec
+			if degraded || !b.ready || !heard[r.Sensor] || now.Sub(r.Received) <= f.Refresh()+f.opts.Interval {
+				beats = append(beats, schema.Heartbeat{EndpointID: id, Health: r.Health, Reasons: r.Reasons})
+				prev.fedAt = now
+				b.remote[id] = prev
+			}
 		}
 	}
 	var rejudge []schema.Event
@@ -472,7 +481,11 @@ func (f *Fleet) heard(sensor string, now time.Time) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	r, ok := f.peers[sensor]
-	return ok && now.Sub(r.Received) <= f.silentAfter() && now.Sub(r.HeardSince) >= f.Refresh()+f.opts.Interval
+	return ok && f.heardLocked(r, now)
+}
+
+func (f *Fleet) heardLocked(r SensorRecord, now time.Time) bool {
+	return now.Sub(r.Received) <= f.silentAfter() && now.Sub(r.HeardSince) >= f.Refresh()+f.opts.Interval
 }
 
 // silentAfter is how long a sensor's registry record may go unreceived

@@ -72,8 +72,9 @@ type Fleet struct {
 	sensors   jetstream.KeyValue
 	claims    jetstream.KeyValue
 	events    jetstream.Stream
-	state     map[string]EndpointRecord // the fleet's heartbeat state, from the watch
-	written   map[string]writtenRecord  // what this sensor last wrote per endpoint
+	state     map[string]EndpointRecord  // the fleet's heartbeat state, from the watch
+	changed   map[string]*EndpointRecord // received since the bridge last fed them (nil: deleted)
+	written   map[string]writtenRecord   // what this sensor last wrote per endpoint
 	peers     map[string]SensorRecord
 	degraded  bool
 	synced    bool     // the endpoint records present when the watch began were all received
@@ -122,7 +123,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	f := &Fleet{
 		opts: opts, log: opts.Logger.With("part", "fleet"), now: opts.Now,
-		state: map[string]EndpointRecord{}, written: map[string]writtenRecord{},
+		state: map[string]EndpointRecord{}, changed: map[string]*EndpointRecord{}, written: map[string]writtenRecord{},
 		peers: map[string]SensorRecord{}, changes: make(chan Change, 16),
 		degraded: true, why: "joining the fleet", startedAt: opts.Now(),
 	}

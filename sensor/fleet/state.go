@@ -284,6 +284,7 @@ func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
 	defer f.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(f.state, e.Key())
+		f.changed[e.Key()] = nil
 		return
 	}
 	var r EndpointRecord
@@ -293,6 +294,32 @@ func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
 	}
 	r.Received, r.revision = f.now(), e.Revision()
 	f.state[r.ID] = r
+	f.changed[r.ID] = &r
+}
+
+// takeChanged returns the endpoint records received since the last call,
+// by id (nil: deleted).
+func (f *Fleet) takeChanged() map[string]*EndpointRecord {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.changed) == 0 {
+		return nil
+	}
+	c := f.changed
+	f.changed = map[string]*EndpointRecord{}
+	return c
+}
+
+// heardSensors returns, for every registered sensor, whether heard says
+// it is heard now.
+func (f *Fleet) heardSensors(now time.Time) map[string]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]bool, len(f.peers))
+	for name, r := range f.peers {
+		out[name] = f.heardLocked(r, now)
+	}
+	return out
 }
 
 func (f *Fleet) applySensor(e jetstream.KeyValueEntry) {

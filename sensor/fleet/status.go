@@ -85,12 +85,10 @@ func ReadStatus(ctx context.Context, nc *nats.Conn, self string) (*Status, error
 	problem := func(s string) { st.Problems = append(st.Problems, s); st.Healthy = false }
 	if kv, err := js.KeyValue(ctx, BucketSensors); err != nil {
 		problem("sensor registry unavailable: " + err.Error())
-	} else if keys, err := kv.ListKeys(ctx); err == nil {
-		for k := range keys.Keys() {
-			e, err := kv.Get(ctx, k)
-			if err != nil {
-				continue
-			}
+	} else if entries, err := latest(ctx, kv); err != nil {
+		problem("sensor registry unavailable: " + err.Error())
+	} else {
+		for _, e := range entries {
 			var r SensorRecord
 			if json.Unmarshal(e.Value(), &r) != nil {
 				continue
@@ -108,12 +106,8 @@ func ReadStatus(ctx context.Context, nc *nats.Conn, self string) (*Status, error
 		}
 	}
 	if kv, err := js.KeyValue(ctx, BucketEndpoints); err == nil {
-		if keys, err := kv.ListKeys(ctx); err == nil {
-			for k := range keys.Keys() {
-				e, err := kv.Get(ctx, k)
-				if err != nil {
-					continue
-				}
+		if entries, err := latest(ctx, kv); err == nil {
+			for _, e := range entries {
 				var r EndpointRecord
 				if json.Unmarshal(e.Value(), &r) == nil && r.Connected {
 					st.Endpoints[r.Sensor]++
@@ -151,6 +145,32 @@ func ReadStatus(ctx context.Context, nc *nats.Conn, self string) (*Status, error
 	}
 	slices.SortFunc(st.Sensors, func(a, b SensorStatus) int { return cmpString(a.Name, b.Name) })
 	return st, nil
+}
+
+// latest returns a bucket's current entries, read through an ordered
+// consumer from the stream's leader (a direct get may be answered by a
+// replica still catching up), in one pass rather than a get per key.
+func latest(ctx context.Context, kv jetstream.KeyValue) ([]jetstream.KeyValueEntry, error) {
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	var out []jetstream.KeyValueEntry
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return out, errors.New("the watch ended early")
+			}
+			if e == nil {
+				return out, nil
+			}
+			out = append(out, e)
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
 }
 
 // Handler answers a fleet query with this sensor's rows (JSON).
