@@ -375,8 +375,7 @@ func (b *Bridge) feed() {
 			b.remote[id] = fed{rec: *r, connected: false, fedAt: now}
 		}
 	}
-	// A record refreshed within its bound (Refresh plus one interval)
-	// vouches for its endpoint. Without one, this sensor cannot vouch either
+	// A record received within freshFor vouches for its endpoint. Without one, this sensor cannot vouch either
 	// way while degraded, while it lacks the whole fleet's state, or while
 	// the holder is cut off (its agents may still be connected to it): the
 	// last shared state stands, so the correlator does not call the
@@ -394,7 +393,7 @@ func (b *Bridge) feed() {
 				continue
 			}
 			r := prev.rec
-			if degraded || !b.ready || !heard[r.Sensor] || now.Sub(r.Received) <= f.Refresh()+f.opts.Interval {
+			if degraded || !b.ready || !heard[r.Sensor] || now.Sub(r.Received) <= f.freshFor() {
 				beats = append(beats, schema.Heartbeat{EndpointID: id, Health: r.Health, Reasons: r.Reasons})
 				prev.fedAt = now
 				b.remote[id] = prev
@@ -486,6 +485,14 @@ func (f *Fleet) heard(sensor string, now time.Time) bool {
 
 func (f *Fleet) heardLocked(r SensorRecord, now time.Time) bool {
 	return now.Sub(r.Received) <= f.silentAfter() && now.Sub(r.HeardSince) >= f.Refresh()+f.opts.Interval
+}
+
+// freshFor is how long a record vouches for its endpoint after it was
+// received: its refresh bound plus one interval, and never less than it
+// takes to notice that its holder went silent (silentAfter) plus one
+// interval, so no gap opens between the two with short intervals.
+func (f *Fleet) freshFor() time.Duration {
+	return max(f.Refresh(), f.silentAfter()) + f.opts.Interval
 }
 
 // silentAfter is how long a sensor's registry record may go unreceived

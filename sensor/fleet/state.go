@@ -448,7 +448,7 @@ func (f *Fleet) Vouch(m schema.MAC) (Verdict, EndpointRecord) {
 			if itf.MAC != m {
 				continue
 			}
-			if r.Connected && now.Sub(r.Received) <= f.Refresh()+f.opts.Interval {
+			if r.Connected && now.Sub(r.Received) <= f.freshFor() {
 				return HeldElsewhere, r
 			}
 			if r.Connected {
