@@ -29,6 +29,9 @@ type admission struct {
 	perPrefix int           // concurrent connections per prefix from unknown sources
 	knownFor  time.Duration // how long a completed handshake makes an address known
 	maxKeys   int
+	// declared reports addresses enrolled endpoints declared elsewhere
+	// (Options.KnownSource); nil: none.
+	declared func(netip.Addr) bool
 
 	shared  chan struct{} // slots any source may take
 	reserve chan struct{} // slots only known sources may take
@@ -59,6 +62,7 @@ func newAdmission(o *Options) *admission {
 		addrs:     map[netip.Addr]*rate.Limiter{},
 		nets:      map[netip.Prefix]*netState{},
 		known:     map[netip.Addr]time.Time{},
+		declared:  o.KnownSource,
 	}
 }
 
@@ -89,6 +93,8 @@ func (a *admission) enter(src netip.Addr, now time.Time) (*ticket, string) {
 	a.prune(now)
 	t := &ticket{a: a, prefix: prefixOf(src)}
 	if at, ok := a.known[src]; ok && now.Sub(at) < a.knownFor {
+		t.known = true
+	} else if a.declared != nil && a.declared(src) {
 		t.known = true
 	}
 	al := a.addrs[src]

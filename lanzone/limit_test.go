@@ -84,3 +84,27 @@ func TestAdmissionAddressRate(t *testing.T) {
 		t.Fatal("token not refilled after a second")
 	}
 }
+
+// An address an enrolled endpoint declared in the fleet's shared state is
+// admitted as known at a sensor it never handshook with (failover, or
+// this sensor's restart): not held to its network's share of unknown
+// handshakes.
+func TestAdmissionDeclaredSourceIsKnown(t *testing.T) {
+	declared := netip.MustParseAddr("10.1.2.77")
+	o := Options{MaxHandshakes: 8, KnownSource: func(a netip.Addr) bool { return a == declared }}
+	o.defaults()
+	a := newAdmission(&o)
+	now := time.Unix(1_000_000, 0)
+	for i := range o.HandshakesPerPrefix {
+		if tk, why := a.enter(netip.AddrFrom4([4]byte{10, 1, 2, byte(i + 1)}), now); tk == nil {
+			t.Fatalf("address %d refused: %s", i, why)
+		}
+	}
+	if tk, _ := a.enter(netip.MustParseAddr("10.1.2.99"), now); tk != nil {
+		t.Fatal("the network's share of unknown handshakes was not full")
+	}
+	tk, why := a.enter(declared, now)
+	if tk == nil || !tk.known {
+		t.Fatalf("declared address: ticket %+v, reason %q; want admitted as known", tk, why)
+	}
+}

@@ -57,6 +57,12 @@ type Options struct {
 	// with the other sensors' of its fleet in the config message agents
 	// receive; a change is sent to connected agents within a second.
 	FailoverAddresses func(own []string) []string
+	// KnownSource, when set, reports whether a source address is one an
+	// enrolled endpoint declared (a fleet's shared state): it is admitted
+	// as an address that completed a handshake here, so agents failing
+	// over from another sensor, or back after this one restarted, are not
+	// held to the limits on unknown networks. It must not block.
+	KnownSource func(netip.Addr) bool
 	// Logger for operational messages (default slog.Default()).
 	Logger *slog.Logger
 

@@ -246,7 +246,7 @@ func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 		Health: schema.HealthGreen,
 		Interfaces: []wire.Interface{{
 			Name: "eth0", MAC: schema.MACFromUint64(0x020000000000 | uint64(i)),
-			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})},
+			IPs: []netip.Addr{src}, // the address it connects from, as a real agent's interface
 		}},
 		Agent: "tapbeat-agent simulate",
 	}

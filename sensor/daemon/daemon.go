@@ -172,10 +172,11 @@ func Run(ctx context.Context, opts Options) error {
 	engine.Store(s.engine)
 	var lzCorr lanzone.Correlator = s.engine
 	var failover func([]string) []string
+	var knownSource func(netip.Addr) bool
 	if bridge != nil {
 		bridge.SetEngine(s.engine)
 		lzCorr = bridge
-		failover = bridge.FailoverAddresses
+		failover, knownSource = bridge.FailoverAddresses, bridge.KnownSource
 	}
 
 	if p := *cfg.Alerts.Log; p != "" {
@@ -201,7 +202,7 @@ func Run(ctx context.Context, opts Options) error {
 	lan := cfg.LANZone
 	s.listener, err = lanzone.New(lanzone.Options{
 		Dir: opts.Dir, Config: &lan, Listen: listen, Correlator: lzCorr, Logger: s.log.With("part", "lanzone"),
-		MaxConns: fds.lanConns, FailoverAddresses: failover,
+		MaxConns: fds.lanConns, FailoverAddresses: failover, KnownSource: knownSource,
 	})
 	if err != nil {
 		return err

@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -448,6 +449,10 @@ func (b *Bridge) feed() {
 		publish(stands)
 	}
 }
+
+// KnownSource reports whether an endpoint of the fleet declares ip: the
+// LAN zone admits such a source as known (lanzone.Options.KnownSource).
+func (b *Bridge) KnownSource(ip netip.Addr) bool { return b.fleet().DeclaresIP(ip) }
 
 // FailoverAddresses returns this sensor's LAN-zone addresses followed by
 // every other live sensor's, for the agents' config message.

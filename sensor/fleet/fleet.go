@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -74,6 +75,7 @@ type Fleet struct {
 	events    jetstream.Stream
 	state     map[string]EndpointRecord  // the fleet's heartbeat state, from the watch
 	changed   map[string]*EndpointRecord // received since the bridge last fed them (nil: deleted)
+	ips       map[netip.Addr]int         // addresses the records declare, with how many records declare each
 	written   map[string]writtenRecord   // what this sensor last wrote per endpoint
 	peers     map[string]SensorRecord
 	degraded  bool
@@ -123,7 +125,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	f := &Fleet{
 		opts: opts, log: opts.Logger.With("part", "fleet"), now: opts.Now,
-		state: map[string]EndpointRecord{}, changed: map[string]*EndpointRecord{}, written: map[string]writtenRecord{},
+		state: map[string]EndpointRecord{}, changed: map[string]*EndpointRecord{}, ips: map[netip.Addr]int{}, written: map[string]writtenRecord{},
 		peers: map[string]SensorRecord{}, changes: make(chan Change, 16),
 		degraded: true, why: "joining the fleet", startedAt: opts.Now(),
 	}

@@ -283,6 +283,7 @@ func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
+		f.index(f.state[e.Key()], -1)
 		delete(f.state, e.Key())
 		f.changed[e.Key()] = nil
 		return
@@ -293,8 +294,32 @@ func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
 		return
 	}
 	r.Received, r.revision = f.now(), e.Revision()
+	f.index(f.state[r.ID], -1)
+	f.index(r, +1)
 	f.state[r.ID] = r
 	f.changed[r.ID] = &r
+}
+
+// index counts the addresses a record declares in, or out of, the
+// declared-address index. f.mu is held.
+func (f *Fleet) index(r EndpointRecord, by int) {
+	for _, itf := range r.Interfaces {
+		for _, ip := range itf.IPs {
+			if n := f.ips[ip] + by; n > 0 {
+				f.ips[ip] = n
+			} else {
+				delete(f.ips, ip)
+			}
+		}
+	}
+}
+
+// DeclaresIP reports whether an endpoint record of the fleet declares ip
+// on one of its interfaces.
+func (f *Fleet) DeclaresIP(ip netip.Addr) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.ips[ip.Unmap()] > 0
 }
 
 // takeChanged returns the endpoint records received since the last call,
