@@ -223,8 +223,7 @@ func (b *Bridge) AtRisk() schema.AtRiskList { return b.engine().AtRisk() }
 // does not own (see Bridge), and appends the rest to the fleet's event
 // stream.
 func (b *Bridge) Filter(next func([]schema.Event)) func([]schema.Event) {
-	var publish func([]schema.Event)
-	publish = func(evs []schema.Event) {
+	publish := func(evs []schema.Event) {
 		f := b.fleet()
 		degraded := f.isDegraded()
 		out := evs[:0:0]
@@ -476,18 +475,11 @@ func (f *Fleet) isDegraded() bool {
 	return f.degraded
 }
 
-// heard reports whether sensor's registry records reach this sensor
+// heardLocked reports whether a sensor's registry records reach this sensor
 // (the last within silentAfter), and have for long enough that its
 // endpoint records were rewritten since they resumed (Refresh plus one
 // interval): until then a sensor back from a partition or a restart
-// cannot be told from one whose endpoints stopped.
-func (f *Fleet) heard(sensor string, now time.Time) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	r, ok := f.peers[sensor]
-	return ok && f.heardLocked(r, now)
-}
-
+// cannot be told from one whose endpoints stopped. f.mu is held.
 func (f *Fleet) heardLocked(r SensorRecord, now time.Time) bool {
 	return now.Sub(r.Received) <= f.silentAfter() && now.Sub(r.HeardSince) >= f.Refresh()+f.opts.Interval
 }
