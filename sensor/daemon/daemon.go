@@ -406,6 +406,10 @@ func (s *Sensor) pipeline(ctx context.Context) {
 			}
 			continue
 		}
+		if b := s.bridge.Load(); b != nil {
+			// Fleet-wide claims happen here, off the engine's lock.
+			evs = b.Claimed(evs)
+		}
 		s.storeAndForward(evs)
 	}
 }

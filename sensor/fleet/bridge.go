@@ -220,8 +220,10 @@ func (b *Bridge) Record(ev schema.Event) { b.engine().Record(ev) }
 func (b *Bridge) AtRisk() schema.AtRiskList { return b.engine().AtRisk() }
 
 // Filter wraps the engine's publisher: it drops the events this sensor
-// does not own (see Bridge), and appends the rest to the fleet's event
-// stream.
+// does not own (see Bridge) and holds back no_heartbeat while the fleet's
+// state is incomplete. It never waits on the fleet (the engine calls it
+// with its lock held); Claimed, in the daemon's pipeline, does what needs
+// the fleet.
 func (b *Bridge) Filter(next func([]schema.Event)) func([]schema.Event) {
 	publish := func(evs []schema.Event) {
 		f := b.fleet()
@@ -230,14 +232,6 @@ func (b *Bridge) Filter(next func([]schema.Event)) func([]schema.Event) {
 		for _, ev := range evs {
 			if b.owns(f, ev, degraded) {
 				out = append(out, ev)
-			}
-		}
-		for _, ev := range out {
-			if degraded {
-				break // the local history keeps them; the stream is unavailable
-			}
-			if err := f.PublishEvent(ev); err != nil {
-				f.log.Debug("fleet: event stream", "err", err)
 			}
 		}
 		if len(out) > 0 {
@@ -250,35 +244,63 @@ func (b *Bridge) Filter(next func([]schema.Event)) func([]schema.Event) {
 	return publish
 }
 
-// owns decides whether this sensor raises ev.
+// owns decides, without waiting on the fleet, whether this sensor may
+// raise ev.
 func (b *Bridge) owns(f *Fleet, ev schema.Event, degraded bool) bool {
 	info, _ := ev.Type.Info()
 	observer := info.Owner == schema.OwnedByObserver
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	_, remote := b.remote[ev.EndpointID]
 	remote = remote || b.removed[ev.EndpointID]
-	ready := b.ready
-	lost := b.lost[ev.EndpointID]
-	b.mu.Unlock()
 	if ev.EndpointID != "" && remote && !observer {
 		return false
 	}
-	if ev.Type == schema.EventNoHeartbeat && (degraded || !ready) {
+	if ev.Type == schema.EventNoHeartbeat && (degraded || !b.ready) {
 		f.log.Info("fleet: no_heartbeat withheld until the fleet's heartbeat state is available", "macs", ev.MACs)
-		b.mu.Lock()
 		b.withheld = append(b.withheld, ev)
-		b.mu.Unlock()
 		return false
 	}
+	return true
+}
+
+// Claimed runs in the daemon's pipeline, in sequence order, before events
+// are stored: it keeps the observer-owned events this sensor is the first
+// in the fleet to claim (and the end of a heartbeat_missing it raised),
+// drops the rest, and appends what it keeps to the fleet's event stream.
+// While the fleet is degraded, events are kept unclaimed: a duplicate
+// alert is better than a lost one.
+func (b *Bridge) Claimed(evs []schema.Event) []schema.Event {
+	f := b.fleet()
+	degraded := f.isDegraded()
+	out := evs[:0]
+	for _, ev := range evs {
+		if b.claim(f, ev, degraded) {
+			out = append(out, ev)
+		}
+	}
+	if !degraded {
+		for _, ev := range out {
+			if err := f.PublishEvent(ev); err != nil {
+				f.log.Debug("fleet: event stream", "err", err)
+			}
+		}
+	}
+	return out
+}
+
+func (b *Bridge) claim(f *Fleet, ev schema.Event, degraded bool) bool {
+	b.mu.Lock()
+	lost := b.lost[ev.EndpointID]
 	if ev.Type == schema.EventHeartbeatRestored && lost {
 		// Another sensor raised the heartbeat_missing: the end of it is
 		// that sensor's to report.
-		b.mu.Lock()
 		delete(b.lost, ev.EndpointID)
 		b.mu.Unlock()
 		return false
 	}
-	if !observer || degraded {
+	b.mu.Unlock()
+	if degraded {
 		return true
 	}
 	c, ok := f.claimOf(ev)

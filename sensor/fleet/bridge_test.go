@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -192,16 +193,16 @@ func TestClaimsRaiseEachFactOnce(t *testing.T) {
 	a, b := NewBridge(f), NewBridge(f)
 	missing := schema.Event{Type: schema.EventHeartbeatMissing, EndpointID: "ep-e1", MACs: []schema.MAC{m1}}
 	restored := schema.Event{Type: schema.EventHeartbeatRestored, EndpointID: "ep-e1", MACs: []schema.MAC{m1}}
-	if !a.owns(f, missing, false) {
+	if !a.claim(f, missing, false) {
 		t.Fatal("the first sensor to judge E1 missing did not raise it")
 	}
-	if b.owns(f, missing, false) {
+	if b.claim(f, missing, false) {
 		t.Error("the second sensor raised the same heartbeat_missing")
 	}
-	if b.owns(f, restored, false) {
+	if b.claim(f, restored, false) {
 		t.Error("the sensor that did not raise heartbeat_missing raised its end")
 	}
-	if !a.owns(f, restored, false) {
+	if !a.claim(f, restored, false) {
 		t.Error("the sensor that raised heartbeat_missing did not raise its end")
 	}
 	// A new episode (the record changed) is a new fact.
@@ -210,19 +211,24 @@ func TestClaimsRaiseEachFactOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the new revision watched", 10*time.Second, func() bool { return f.revision("ep-e1") > rev })
-	if !b.owns(f, missing, false) || a.owns(f, missing, false) {
+	if !b.claim(f, missing, false) || a.claim(f, missing, false) {
 		t.Error("the next missing episode of E1: want it raised once, by the first to claim it")
 	}
 
 	stranger := schema.MustParseMAC("02:00:00:00:00:99")
 	nohb := schema.Event{Type: schema.EventNoHeartbeat, MACs: []schema.MAC{stranger}}
-	a.ready, b.ready = true, true
-	if !a.owns(f, nohb, false) || b.owns(f, nohb, false) {
+	if !a.claim(f, nohb, false) || b.claim(f, nohb, false) {
 		t.Error("no_heartbeat for one MAC seen by two sensors: want it raised once")
 	}
 	// Held events pass without a claim; sensor events too.
-	if !b.owns(f, schema.Event{Type: schema.EventStatusChanged, EndpointID: "ep-local"}, false) {
+	if !b.claim(f, schema.Event{Type: schema.EventStatusChanged, EndpointID: "ep-local"}, false) {
 		t.Error("a held-owned event about a local endpoint was dropped")
+	}
+	// The pipeline's stage keeps one copy of a fact two sensors raise.
+	flow := schema.Event{Type: schema.EventLateralMovement, Details: &schema.FlowDetails{SrcMAC: m1, DstMAC: stranger,
+		DstIP: netip.MustParseAddr("10.0.0.9"), Proto: "tcp", DstPort: 445}}
+	if n := len(a.Claimed([]schema.Event{flow})) + len(b.Claimed([]schema.Event{flow})); n != 1 {
+		t.Errorf("one lateral movement seen by two sensors kept %d times, want once", n)
 	}
 	// A claim's window ends: the fact may be raised again.
 	c := claim{key: "test.window", window: time.Second}
