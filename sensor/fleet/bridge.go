@@ -65,9 +65,8 @@ type held struct {
 }
 
 type fed struct {
-	rec       EndpointRecord
-	connected bool
-	fedAt     time.Time
+	rec   EndpointRecord // the latest record received
+	fedAt time.Time      // when the engine was last fed for it
 }
 
 // NewBridge returns a bridge for f; SetEngine completes it.
@@ -383,18 +382,18 @@ func (b *Bridge) feed() {
 		}
 		prev, known := b.remote[id]
 		switch {
-		case r.Connected && (!known || !prev.connected || !sameShape(prev.rec, *r)):
+		case r.Connected && (!known || !prev.rec.Connected || !sameShape(prev.rec, *r)):
 			hellos = append(hellos, helloOf(*r))
-			b.remote[id] = fed{rec: *r, connected: true, fedAt: now}
+			b.remote[id] = fed{rec: *r, fedAt: now}
 		case r.Connected:
 			beats = append(beats, schema.Heartbeat{EndpointID: id, Health: r.Health, Reasons: r.Reasons})
-			b.remote[id] = fed{rec: *r, connected: true, fedAt: now}
-		case known && prev.connected:
+			b.remote[id] = fed{rec: *r, fedAt: now}
+		case known && prev.rec.Connected:
 			gone = append(gone, schema.Disconnect{EndpointID: id, Cause: schema.DisconnectCause(r.Cause), Goodbye: r.Goodbye,
 				Message: "released by sensor " + r.Sensor})
-			b.remote[id] = fed{rec: *r, connected: false, fedAt: now}
+			b.remote[id] = fed{rec: *r, fedAt: now}
 		default:
-			b.remote[id] = fed{rec: *r, connected: false, fedAt: now}
+			b.remote[id] = fed{rec: *r, fedAt: now}
 		}
 	}
 	// A record received within freshFor vouches for its endpoint. Without one, this sensor cannot vouch either
@@ -411,7 +410,7 @@ func (b *Bridge) feed() {
 		heard := f.heardSensors(now)
 		stale := f.opts.Interval + f.opts.Interval/2
 		for id, prev := range b.remote {
-			if !prev.connected || now.Sub(prev.fedAt) < stale {
+			if !prev.rec.Connected || now.Sub(prev.fedAt) < stale {
 				continue
 			}
 			r := prev.rec
