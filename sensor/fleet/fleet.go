@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/tapbeat/tapbeat/sensor/schema"
 )
 
 // Names of the fleet's streams and buckets.
@@ -76,6 +78,7 @@ type Fleet struct {
 	state     map[string]EndpointRecord  // the fleet's heartbeat state, from the watch
 	changed   map[string]*EndpointRecord // received since the bridge last fed them (nil: deleted)
 	ips       map[netip.Addr]int         // addresses the records declare, with how many records declare each
+	macs      map[schema.MAC]int         // MACs the records declare, likewise
 	written   map[string]writtenRecord   // what this sensor last wrote per endpoint
 	peers     map[string]SensorRecord
 	degraded  bool
@@ -125,7 +128,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	}
 	f := &Fleet{
 		opts: opts, log: opts.Logger.With("part", "fleet"), now: opts.Now,
-		state: map[string]EndpointRecord{}, changed: map[string]*EndpointRecord{}, ips: map[netip.Addr]int{}, written: map[string]writtenRecord{},
+		state: map[string]EndpointRecord{}, changed: map[string]*EndpointRecord{}, ips: map[netip.Addr]int{}, macs: map[schema.MAC]int{}, written: map[string]writtenRecord{},
 		peers: map[string]SensorRecord{}, changes: make(chan Change, 16),
 		degraded: true, why: "joining the fleet", startedAt: opts.Now(),
 	}

@@ -218,14 +218,7 @@ func (f *Fleet) Vouchable() bool {
 func (f *Fleet) declared(m schema.MAC) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, r := range f.state {
-		for _, itf := range r.Interfaces {
-			if itf.MAC == m {
-				return true
-			}
-		}
-	}
-	return false
+	return f.macs[m] > 0
 }
 
 // FlushWrites waits until the asynchronous writes are acknowledged.
@@ -300,10 +293,15 @@ func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
 	f.changed[r.ID] = &r
 }
 
-// index counts the addresses a record declares in, or out of, the
-// declared-address index. f.mu is held.
+// index counts the MACs and addresses a record declares in, or out of,
+// the declared indexes. f.mu is held.
 func (f *Fleet) index(r EndpointRecord, by int) {
 	for _, itf := range r.Interfaces {
+		if n := f.macs[itf.MAC] + by; n > 0 {
+			f.macs[itf.MAC] = n
+		} else {
+			delete(f.macs, itf.MAC)
+		}
 		for _, ip := range itf.IPs {
 			if n := f.ips[ip] + by; n > 0 {
 				f.ips[ip] = n
