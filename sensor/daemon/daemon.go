@@ -153,7 +153,6 @@ func Run(ctx context.Context, opts Options) error {
 	// A fleet sensor's engine is fed through the fleet bridge (see
 	// sensor/fleet); without a [fleet] table nothing of it runs.
 	var bridge *fleet.Bridge
-	publish := s.queue.push
 	if cfg.Fleet.Enabled() {
 		f, err := fleet.Start(ctx, fleet.Options{Dir: opts.Dir, Config: cfg.Fleet, Logger: s.log,
 			Interval: cfg.LANZone.WithDefaults().HeartbeatInterval, LAN: cfg.LANZone.AddrPorts(),
@@ -163,18 +162,17 @@ func Run(ctx context.Context, opts Options) error {
 		}
 		bridge = fleet.NewBridge(f)
 		defer bridge.Close()
-		publish = bridge.Filter(s.queue.push)
 		s.bridge.Store(bridge)
 		defer s.bridge.Store(nil)
 		s.fleetCtx = ctx
 	}
-	s.engine = sensor.NewEngine(corr, publish)
+	s.engine = sensor.NewEngine(corr, s.queue.push)
 	engine.Store(s.engine)
 	var lzCorr lanzone.Correlator = s.engine
 	var failover func([]string) []string
 	var knownSource func(netip.Addr) bool
 	if bridge != nil {
-		bridge.SetEngine(s.engine)
+		bridge.SetEngine(s.engine, s.queue.push)
 		lzCorr = bridge
 		failover, knownSource = bridge.FailoverAddresses, bridge.KnownSource
 	}
@@ -407,8 +405,8 @@ func (s *Sensor) pipeline(ctx context.Context) {
 			continue
 		}
 		if b := s.bridge.Load(); b != nil {
-			// Fleet-wide claims happen here, off the engine's lock.
-			evs = b.Claimed(evs)
+			// Ownership and fleet-wide claims, off the engine's lock.
+			evs = b.Own(evs)
 		}
 		s.storeAndForward(evs)
 	}

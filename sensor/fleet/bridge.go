@@ -40,7 +40,7 @@ type Engine interface {
 type Bridge struct {
 	mu     sync.Mutex
 	f      *Fleet
-	e      Engine
+	e      Engine // set once, before use
 	local  map[string]held // endpoints whose connection this sensor holds
 	remote map[string]fed  // endpoints held elsewhere, as fed to the engine
 	ready  bool            // the fleet's whole heartbeat state is here (Fleet.Vouchable)
@@ -51,8 +51,8 @@ type Bridge struct {
 	// the endpoint was held elsewhere: its holder reports the removal.
 	removed map[string]bool
 	// withheld are no_heartbeat events raised before the fleet's state
-	// could be vouched for; they are judged again once it can (publish is
-	// the filtered publisher they go through then).
+	// could be vouched for; they are judged again once it can, and go to
+	// publish if they stand.
 	withheld []schema.Event
 	publish  func([]schema.Event)
 }
@@ -74,18 +74,16 @@ func NewBridge(f *Fleet) *Bridge {
 	return &Bridge{f: f, local: map[string]held{}, remote: map[string]fed{}, lost: map[string]bool{}, removed: map[string]bool{}}
 }
 
-// SetEngine sets the engine the bridge feeds.
-func (b *Bridge) SetEngine(e Engine) {
-	b.mu.Lock()
-	b.e = e
-	b.mu.Unlock()
+// SetEngine sets the engine the bridge feeds and publish, where events
+// the bridge held back and raises later go (the engine's publisher). Call
+// it before the bridge is used.
+func (b *Bridge) SetEngine(e Engine, publish func([]schema.Event)) {
+	b.e, b.publish = e, publish
 }
 
-func (b *Bridge) engine() Engine {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.e
-}
+// engine returns the engine: set once before use, read without a lock on
+// every input.
+func (b *Bridge) engine() Engine { return b.e }
 
 // fleet returns the current membership (Restart replaces it).
 func (b *Bridge) fleet() *Fleet {
@@ -218,33 +216,8 @@ func (b *Bridge) Record(ev schema.Event) { b.engine().Record(ev) }
 // so every sensor pushes the same list.
 func (b *Bridge) AtRisk() schema.AtRiskList { return b.engine().AtRisk() }
 
-// Filter wraps the engine's publisher: it drops the events this sensor
-// does not own (see Bridge) and holds back no_heartbeat while the fleet's
-// state is incomplete. It never waits on the fleet (the engine calls it
-// with its lock held); Claimed, in the daemon's pipeline, does what needs
-// the fleet.
-func (b *Bridge) Filter(next func([]schema.Event)) func([]schema.Event) {
-	publish := func(evs []schema.Event) {
-		f := b.fleet()
-		degraded := f.isDegraded()
-		out := evs[:0:0]
-		for _, ev := range evs {
-			if b.owns(f, ev, degraded) {
-				out = append(out, ev)
-			}
-		}
-		if len(out) > 0 {
-			next(out)
-		}
-	}
-	b.mu.Lock()
-	b.publish = publish
-	b.mu.Unlock()
-	return publish
-}
-
-// owns decides, without waiting on the fleet, whether this sensor may
-// raise ev.
+// owns decides, from what the bridge knows, whether this sensor may raise
+// ev.
 func (b *Bridge) owns(f *Fleet, ev schema.Event, degraded bool) bool {
 	info, _ := ev.Type.Info()
 	observer := info.Owner == schema.OwnedByObserver
@@ -263,18 +236,20 @@ func (b *Bridge) owns(f *Fleet, ev schema.Event, degraded bool) bool {
 	return true
 }
 
-// Claimed runs in the daemon's pipeline, in sequence order, before events
-// are stored: it keeps the observer-owned events this sensor is the first
-// in the fleet to claim (and the end of a heartbeat_missing it raised),
-// drops the rest, and appends what it keeps to the fleet's event stream.
-// While the fleet is degraded, events are kept unclaimed: a duplicate
-// alert is better than a lost one.
-func (b *Bridge) Claimed(evs []schema.Event) []schema.Event {
+// Own runs in the daemon's pipeline, in sequence order, before events are
+// stored, never under the engine's lock: it keeps the events this sensor
+// owns (see Bridge), holds back no_heartbeat while the fleet's state is
+// incomplete, keeps the observer-owned events this sensor is the first in
+// the fleet to claim (and the end of a heartbeat_missing it raised), and
+// appends what it keeps to the fleet's event stream. While the fleet is
+// degraded, events are kept unclaimed: a duplicate alert is better than a
+// lost one.
+func (b *Bridge) Own(evs []schema.Event) []schema.Event {
 	f := b.fleet()
 	degraded := f.isDegraded()
 	out := evs[:0]
 	for _, ev := range evs {
-		if b.claim(f, ev, degraded) {
+		if b.owns(f, ev, degraded) && b.claim(f, ev, degraded) {
 			out = append(out, ev)
 		}
 	}

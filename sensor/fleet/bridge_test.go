@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -41,12 +42,20 @@ func TestBridgeOwnsTrafficVerdicts(t *testing.T) {
 	var mu sync.Mutex
 	var got []schema.Event
 	b := NewBridge(f)
-	eng := sensor.NewEngine(corr, b.Filter(func(evs []schema.Event) {
-		mu.Lock()
-		got = append(got, evs...)
-		mu.Unlock()
-	}))
-	b.SetEngine(eng)
+	// The daemon's pipeline, in short: the bridge decides what this sensor
+	// raises, outside the engine's lock.
+	queue := make(chan []schema.Event, 1024)
+	publish := func(evs []schema.Event) { queue <- slices.Clone(evs) }
+	go func() {
+		for evs := range queue {
+			kept := b.Own(evs)
+			mu.Lock()
+			got = append(got, kept...)
+			mu.Unlock()
+		}
+	}()
+	eng := sensor.NewEngine(corr, publish)
+	b.SetEngine(eng, publish)
 	go b.Run(ctx)
 	go eng.Run(ctx, 200*time.Millisecond)
 
@@ -227,7 +236,7 @@ func TestClaimsRaiseEachFactOnce(t *testing.T) {
 	// The pipeline's stage keeps one copy of a fact two sensors raise.
 	flow := schema.Event{Type: schema.EventLateralMovement, Details: &schema.FlowDetails{SrcMAC: m1, DstMAC: stranger,
 		DstIP: netip.MustParseAddr("10.0.0.9"), Proto: "tcp", DstPort: 445}}
-	if n := len(a.Claimed([]schema.Event{flow})) + len(b.Claimed([]schema.Event{flow})); n != 1 {
+	if n := len(a.Own([]schema.Event{flow})) + len(b.Own([]schema.Event{flow})); n != 1 {
 		t.Errorf("one lateral movement seen by two sensors kept %d times, want once", n)
 	}
 	// A claim's window ends: the fact may be raised again.
