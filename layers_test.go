@@ -34,7 +34,7 @@ var layers = []struct {
 	{"appliance", []string{"appliance/..."}},
 	{"tools", []string{"capture/internal/...", "lanzone/loadtest", "lanzone/internal/...",
 		"sensor/history/synth", "sensor/history/internal/...", "sensor/labdeploy/internal/...",
-		"sensor/inventory/internal/...", "sensor/web/internal/..."}},
+		"sensor/inventory/internal/...", "sensor/web/internal/...", "sensor/fleet/internal/..."}},
 }
 
 // onlyBadger is the one package that may import Badger, in its code or its
