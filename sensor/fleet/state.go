@@ -200,13 +200,9 @@ func (f *Fleet) Vouchable() bool {
 		if r.Name == f.Name() {
 			continue
 		}
-		silent := now.Sub(r.Received)
-		if silent >= goneAfter {
-			continue
-		}
 		// A sensor heard only lately may not have rewritten the records of
 		// the endpoints it holds yet.
-		if silent > f.silentAfter() || now.Sub(r.HeardSince) < f.Refresh()+f.opts.Interval {
+		if now.Sub(r.Received) < goneAfter && !f.heardLocked(r, now) {
 			return false
 		}
 	}
