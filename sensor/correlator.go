@@ -33,7 +33,7 @@ type Correlator struct {
 
 	pending    []schema.MAC                   // unclaimed senders waiting for the no-heartbeat verdict
 	unmanaged  map[schema.MAC]*schema.Station // the unmanaged inventory
-	alerted    map[schema.MAC]struct{}        // MACs reported as no_heartbeat, ever
+	alerted    map[schema.MAC]struct{}        // MACs reported as no_heartbeat since no endpoint declared them
 	hbChannel  map[schema.MAC]int64           // MAC -> last time it carried a heartbeat connection
 	hbSource   map[netip.Addr]schema.MAC      // source address -> the MAC its newest heartbeat connection came from
 	byRemote   map[netip.Addr]int32
@@ -340,6 +340,10 @@ func (c *Correlator) claim(out []schema.Event, e *endpoint, now int64) []schema.
 			e.owned = append(e.owned, mi)
 		}
 		delete(c.unmanaged, itf.MAC)
+		// Reported as a station without heartbeat, if it was: that ends
+		// here, and if the endpoint ever lets the MAC go (revoked, the
+		// interface gone) while it keeps sending, it is judged again.
+		delete(c.alerted, itf.MAC)
 		for _, ip := range itf.IPs {
 			ip = ip.Unmap()
 			if o, held := c.byIP[ip]; held && o != e.idx {

@@ -897,17 +897,18 @@ func details[T any](ev schema.Event) *T {
 	return new(T)
 }
 
-// A no_heartbeat that was never delivered (a fleet sensor withheld it and
-// then found the MAC declared by an endpoint) is raised again once the MAC
-// belongs to no endpoint: after the endpoint's revocation.
-func TestUnreportedNoHeartbeatJudgedAgain(t *testing.T) {
+// A station reported without heartbeat that an endpoint then declares is
+// reported again if the endpoint lets its MAC go (revoked) while it keeps
+// sending: the report ends when an endpoint declares the MAC. (A fleet
+// sensor relies on it: a no_heartbeat it held back and dropped because a
+// remote endpoint declares the MAC was raised in the correlator.)
+func TestNoHeartbeatAgainOnceNoEndpointDeclaresTheMAC(t *testing.T) {
 	const mac = "02:00:00:00:00:01"
 	h := newHarness(t, Config{})
 	h.run(0, 20, func(int) { h.traffic(mac) })
 	if n := len(h.ofType(schema.EventNoHeartbeat)); n != 1 {
 		t.Fatalf("%d no_heartbeat before the endpoint declared the MAC, want 1", n)
 	}
-	h.c.Unreported([]schema.MAC{schema.MustParseMAC(mac)})
 	h.at(21).hello("e1", schema.HealthGreen, mac)
 	h.run(22, 30, func(int) { h.traffic(mac) })
 	if n := len(h.ofType(schema.EventNoHeartbeat)); n != 1 {

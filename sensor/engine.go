@@ -67,15 +67,6 @@ func (e *Engine) Remove(id string) {
 	e.out(e.c.Remove(id))
 }
 
-// Unreported tells the correlator that the no_heartbeat it raised for
-// macs was not delivered (a fleet sensor withheld it until it could vouch
-// for them): each is judged again when it next sends without an endpoint.
-func (e *Engine) Unreported(macs []schema.MAC) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.c.Unreported(macs)
-}
-
 // Traffic passes a batch of per-MAC summaries to the correlator.
 func (e *Engine) Traffic(batch []schema.TrafficSummary) {
 	e.mu.Lock()

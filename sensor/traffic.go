@@ -80,14 +80,6 @@ func (c *Correlator) noteUnclaimed(s *schema.TrafficSummary, ms *macState) {
 	}
 }
 
-// Unreported forgets that no_heartbeat was raised for macs: the next
-// traffic of one that belongs to no endpoint is judged again.
-func (c *Correlator) Unreported(macs []schema.MAC) {
-	for _, m := range macs {
-		delete(c.alerted, m)
-	}
-}
-
 func (c *Correlator) judgeUnclaimed(out []schema.Event, now int64) []schema.Event {
 	keep := c.pending[:0]
 	for _, m := range c.pending {

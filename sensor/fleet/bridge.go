@@ -19,7 +19,6 @@ type Engine interface {
 	Remove(id string)
 	Record(schema.Event)
 	AtRisk() schema.AtRiskList
-	Unreported([]schema.MAC)
 }
 
 // Bridge joins a sensor's engine to the fleet. The LAN zone feeds it
@@ -40,7 +39,7 @@ type Engine interface {
 type Bridge struct {
 	mu     sync.Mutex
 	f      *Fleet
-	e      Engine // set once, before use
+	e      Engine          // set once, before use
 	local  map[string]held // endpoints whose connection this sensor holds
 	remote map[string]fed  // endpoints held elsewhere, as fed to the engine
 	ready  bool            // the fleet's whole heartbeat state is here (Fleet.Vouchable)
@@ -435,9 +434,9 @@ func (b *Bridge) feed() {
 		if !slices.ContainsFunc(ev.MACs, f.declared) {
 			stands = append(stands, ev)
 		} else {
-			// Judged again if the endpoint ever lets the MAC go (revoked).
+			// The correlator judges the MAC again if the endpoint ever lets
+			// it go (revoked): binding it ended the report.
 			f.log.Info("fleet: withheld no_heartbeat dropped: an endpoint of the fleet declares the MAC", "macs", ev.MACs)
-			e.Unreported(ev.MACs)
 		}
 	}
 	if len(stands) > 0 && publish != nil {
