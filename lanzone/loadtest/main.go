@@ -28,7 +28,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +39,7 @@ import (
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/schema"
+	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
 // report is what the sensor child prints every second.
@@ -212,37 +212,6 @@ func (c *child) waitConnected(n int, within time.Duration) (time.Duration, error
 	return 0, fmt.Errorf("only %d of %d endpoints connected after %v", c.report().Stats.Connected, n, within)
 }
 
-// procCPU returns the process's user+system CPU time.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
-}
-
-// procMem returns VmRSS and VmHWM in KiB.
-func procMem(pid int) (rss, hwm int) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		var v int
-		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &v); err == nil {
-			rss = v
-		}
-		if _, err := fmt.Sscanf(line, "VmHWM: %d kB", &v); err == nil {
-			hwm = v
-		}
-	}
-	return rss, hwm
-}
-
 func runOnce(n int, interval, ramp, steady time.Duration, restart bool, pprofAddr string) (result, error) {
 	res := result{N: n}
 	dir, err := os.MkdirTemp("", "tapbeat-loadtest")
@@ -296,13 +265,13 @@ func runOnce(n int, interval, ramp, steady time.Duration, restart bool, pprofAdd
 	c.cmd.Process.Signal(syscall.SIGUSR1) // reset the latency histogram
 	time.Sleep(1500 * time.Millisecond)
 	beats0 := c.report().Stats.Heartbeats
-	cpu0, w0 := procCPU(pid), time.Now()
+	cpu0, w0 := testenv.ProcCPU(pid), time.Now()
 	time.Sleep(steady)
-	cpu1, w1 := procCPU(pid), time.Now()
+	cpu1, w1 := testenv.ProcCPU(pid), time.Now()
 	time.Sleep(1100 * time.Millisecond) // one more report line
 	r := c.report()
 	res.CPU = 100 * (cpu1 - cpu0).Seconds() / w1.Sub(w0).Seconds()
-	res.RSSKB, res.PeakRSSKB = procMem(pid)
+	res.RSSKB, res.PeakRSSKB = testenv.ProcMem(pid)
 	res.HeapMiB, res.StackMiB, res.SysMiB = r.HeapMiB, r.StackMiB, r.SysMiB
 	res.P50, res.P99, res.Max = r.Stats.LatencyP50, r.Stats.LatencyP99, r.Stats.LatencyMax
 	res.Beats = r.Stats.Heartbeats - beats0
@@ -319,17 +288,17 @@ func runOnce(n int, interval, ramp, steady time.Duration, restart bool, pprofAdd
 		return res, err
 	}
 	res.Startup = time.Since(t1)
-	rc0 := procCPU(c.cmd.Process.Pid)
+	rc0 := testenv.ProcCPU(c.cmd.Process.Pid)
 	if _, err := c.waitConnected(n, 3*time.Minute); err != nil {
 		return res, err
 	}
 	res.Recovery = time.Since(t1)
-	res.RecCPU = 100 * (procCPU(c.cmd.Process.Pid) - rc0).Seconds() / (res.Recovery - res.Startup).Seconds()
+	res.RecCPU = 100 * (testenv.ProcCPU(c.cmd.Process.Pid) - rc0).Seconds() / (res.Recovery - res.Startup).Seconds()
 	time.Sleep(1100 * time.Millisecond)
 	r = c.report()
 	res.Missing += r.Events[string(schema.EventHeartbeatMissing)]
 	res.Handshakes, res.Resumed = r.Stats.Handshakes, r.Stats.Resumed
-	_, hwm := procMem(c.cmd.Process.Pid)
+	_, hwm := testenv.ProcMem(c.cmd.Process.Pid)
 	res.PeakRSSKB = max(res.PeakRSSKB, hwm)
 	return res, nil
 }

@@ -42,6 +42,7 @@ import (
 	"github.com/tapbeat/tapbeat/cmd/agent"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/sensor/fleet"
+	"github.com/tapbeat/tapbeat/sensor/testenv"
 )
 
 const sensors = 3
@@ -445,7 +446,7 @@ func runOnce(cfg config) (*result, error) {
 			if err != nil {
 				return s, time.Time{}, err
 			}
-			s[i] = snap{m: m, cpu: procCPU(nd.p.cmd.Process.Pid), simCPU: procCPU(nd.sim.cmd.Process.Pid)}
+			s[i] = snap{m: m, cpu: testenv.ProcCPU(nd.p.cmd.Process.Pid), simCPU: testenv.ProcCPU(nd.sim.cmd.Process.Pid)}
 		}
 		return s, time.Now(), nil
 	}
@@ -465,7 +466,7 @@ func runOnce(cfg config) (*result, error) {
 		sr.Name = nd.name
 		sr.CPU = 100 * (b[i].cpu - a[i].cpu).Seconds() / res.Window.Seconds()
 		sr.SimCPU = 100 * (b[i].simCPU - a[i].simCPU).Seconds() / res.Window.Seconds()
-		sr.RSSKB, sr.HWMKB = procMem(nd.p.cmd.Process.Pid)
+		sr.RSSKB, sr.HWMKB = testenv.ProcMem(nd.p.cmd.Process.Pid)
 		sr.P50, sr.P99, sr.Max, sr.Beats = windowLatency(a[i].m, b[i].m)
 		sr.RouteOut = uint64(b[i].m.get(`tapbeat_fleet_route_bytes_total{direction="out"}`) - a[i].m.get(`tapbeat_fleet_route_bytes_total{direction="out"}`))
 		sr.NodeInOut = uint64(b[i].m.sum("tapbeat_fleet_node_bytes_total") - a[i].m.sum("tapbeat_fleet_node_bytes_total"))
@@ -808,37 +809,6 @@ func secs(s float64) time.Duration {
 		return time.Duration(math.MaxInt64)
 	}
 	return time.Duration(s * float64(time.Second)).Round(time.Microsecond)
-}
-
-// procCPU returns the process's user+system CPU time.
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
-}
-
-// procMem returns VmRSS and VmHWM in KiB.
-func procMem(pid int) (rss, hwm int) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		var v int
-		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &v); err == nil {
-			rss = v
-		}
-		if _, err := fmt.Sscanf(line, "VmHWM: %d kB", &v); err == nil {
-			hwm = v
-		}
-	}
-	return rss, hwm
 }
 
 // runSim is a simulator process: its endpoints, with a JSON line of
