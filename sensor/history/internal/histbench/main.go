@@ -29,19 +29,6 @@ import (
 	"github.com/tapbeat/tapbeat/sensor/history/synth"
 )
 
-// genParamsFile records how a synthetic history was generated, so
-// histbench query knows the right answers.
-const genParamsFile = "history-gen.json"
-
-type genParams struct {
-	Endpoints       int       `json:"endpoints"`
-	Days            int       `json:"days"`
-	End             time.Time `json:"end"`
-	Seed            uint64    `json:"seed"`
-	TrafficMinutes  int       `json:"traffic_minutes"`
-	UnmanagedPerDay int       `json:"unmanaged_per_day"`
-}
-
 func main() {
 	app := &cli.App{
 		Name:     "histbench",
@@ -73,18 +60,18 @@ func historyGenCommand() *cli.Command {
 			if _, err := os.Stat(filepath.Join(hdir, "MANIFEST")); err == nil {
 				return fmt.Errorf("%s already holds a history: give a new --dir", hdir)
 			}
-			p := genParams{Endpoints: c.Int("endpoints"), Days: c.Int("days"), End: time.Now().UTC(), Seed: c.Uint64("seed"),
+			p := synth.Params{Endpoints: c.Int("endpoints"), Days: c.Int("days"), End: time.Now().UTC(), Seed: c.Uint64("seed"),
 				TrafficMinutes: c.Int("traffic-minutes"), UnmanagedPerDay: c.Int("unmanaged")}
 			st, err := history.Open(hdir, history.Options{Logger: quietLogger()})
 			if err != nil {
 				return err
 			}
-			cfg := synth.Config{Endpoints: p.Endpoints, Days: p.Days, End: p.End, Seed: p.Seed, TrafficMinutes: p.TrafficMinutes, UnmanagedPerDay: p.UnmanagedPerDay,
-				Progress: func(day int, s synth.Stats) {
-					if day%10 == 0 || day == p.Days {
-						fmt.Fprintf(c.App.ErrWriter, "day %d/%d: %d events, %d bindings, %d traffic rows, %s\n", day, p.Days, s.Events, s.Bindings, s.TrafficRows, s.Elapsed.Round(time.Second))
-					}
-				}}
+			cfg := p.Config()
+			cfg.Progress = func(day int, s synth.Stats) {
+				if day%10 == 0 || day == p.Days {
+					fmt.Fprintf(c.App.ErrWriter, "day %d/%d: %d events, %d bindings, %d traffic rows, %s\n", day, p.Days, s.Events, s.Bindings, s.TrafficRows, s.Elapsed.Round(time.Second))
+				}
+			}
 			sctx, stopSampling := context.WithCancel(c.Context)
 			peaks := sampleRSS(sctx, 250*time.Millisecond)
 			stats, err := synth.Generate(c.Context, st, cfg)
@@ -96,8 +83,7 @@ func historyGenCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			raw, _ := json.MarshalIndent(p, "", "  ")
-			if err := os.WriteFile(filepath.Join(dir, genParamsFile), raw, 0o644); err != nil {
+			if err := synth.WriteParams(dir, p); err != nil {
 				return err
 			}
 			disk := diskUsage(hdir)
@@ -207,12 +193,8 @@ func historyBenchCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			dir := c.String("dir")
-			raw, err := os.ReadFile(filepath.Join(dir, genParamsFile))
+			p, err := synth.ReadParams(dir)
 			if err != nil {
-				return fmt.Errorf("%w: run histbench gen --dir %s first", err, dir)
-			}
-			var p genParams
-			if err := json.Unmarshal(raw, &p); err != nil {
 				return err
 			}
 			st, err := history.Open(filepath.Join(dir, "history"), history.Options{Logger: quietLogger()})

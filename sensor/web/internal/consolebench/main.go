@@ -7,7 +7,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -30,16 +29,6 @@ import (
 	"github.com/tapbeat/tapbeat/sensor/web"
 )
 
-// genParamsFile is where histbench gen records how it generated a history.
-const genParamsFile = "history-gen.json"
-
-type genParams struct {
-	Endpoints int       `json:"endpoints"`
-	Days      int       `json:"days"`
-	End       time.Time `json:"end"`
-	Seed      uint64    `json:"seed"`
-}
-
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 }
@@ -54,12 +43,8 @@ func main() {
 		},
 		Action: func(c *cli.Context) error {
 			dir := c.String("dir")
-			raw, err := os.ReadFile(filepath.Join(dir, genParamsFile))
+			p, err := synth.ReadParams(dir)
 			if err != nil {
-				return fmt.Errorf("%w: run go run ./sensor/history/internal/histbench gen --dir %s first", err, dir)
-			}
-			var p genParams
-			if err := json.Unmarshal(raw, &p); err != nil {
 				return err
 			}
 			st, err := history.Open(filepath.Join(dir, "history"), history.Options{Logger: quietLogger()})
