@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tapbeat/tapbeat/sensor/history"
 )
 
 // ParamsFile is where WriteParams records, beside a generated history's
@@ -39,6 +41,21 @@ func WriteParams(dir string, p Params) error {
 		return fmt.Errorf("record the generated history's parameters: %w", err)
 	}
 	return nil
+}
+
+// HistoryDir is where a generated history's store lives inside its
+// directory.
+func HistoryDir(dir string) string { return filepath.Join(dir, "history") }
+
+// OpenGenerated reads the parameters recorded in dir and opens the history
+// generated there.
+func OpenGenerated(dir string, opts history.Options) (Params, *history.Store, error) {
+	p, err := ReadParams(dir)
+	if err != nil {
+		return p, nil, err
+	}
+	st, err := history.Open(HistoryDir(dir), opts)
+	return p, st, err
 }
 
 // ReadParams reads what WriteParams recorded in dir.

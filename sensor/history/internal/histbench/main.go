@@ -56,7 +56,7 @@ func historyGenCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			dir := c.String("dir")
-			hdir := filepath.Join(dir, "history")
+			hdir := synth.HistoryDir(dir)
 			if _, err := os.Stat(filepath.Join(hdir, "MANIFEST")); err == nil {
 				return fmt.Errorf("%s already holds a history: give a new --dir", hdir)
 			}
@@ -193,11 +193,7 @@ func historyBenchCommand() *cli.Command {
 		},
 		Action: func(c *cli.Context) error {
 			dir := c.String("dir")
-			p, err := synth.ReadParams(dir)
-			if err != nil {
-				return err
-			}
-			st, err := history.Open(filepath.Join(dir, "history"), history.Options{Logger: quietLogger()})
+			p, st, err := synth.OpenGenerated(dir, history.Options{Logger: quietLogger()})
 			if err != nil {
 				return err
 			}

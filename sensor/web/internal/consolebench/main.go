@@ -43,11 +43,7 @@ func main() {
 		},
 		Action: func(c *cli.Context) error {
 			dir := c.String("dir")
-			p, err := synth.ReadParams(dir)
-			if err != nil {
-				return err
-			}
-			st, err := history.Open(filepath.Join(dir, "history"), history.Options{Logger: quietLogger()})
+			p, st, err := synth.OpenGenerated(dir, history.Options{Logger: quietLogger()})
 			if err != nil {
 				return err
 			}
