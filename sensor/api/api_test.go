@@ -79,6 +79,18 @@ func fixture(t *testing.T) (*history.Store, *sensor.Engine) {
 	return s, eng
 }
 
+// serveTLS serves srv's admin API on a loopback port until the test ends
+// and returns its https URL.
+func serveTLS(t *testing.T, srv *Server, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.ServeTLS(t.Context(), ln, cfg)
+	return "https://" + ln.Addr().String()
+}
+
 func serveUnix(t *testing.T, srv *Server) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "tapbeat.sock")

@@ -1,8 +1,6 @@
 package api
 
 import (
-	"context"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -35,14 +33,8 @@ func TestEnrollWithCode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go srv.ServeTLS(ctx, ln, serverTLS)
-	url := "https://" + ln.Addr().String()
+	url := serveTLS(t, srv, serverTLS)
+	ctx := t.Context()
 
 	code, err := pki.IssueFirstAdminCode(dir, time.Now())
 	if err != nil {
