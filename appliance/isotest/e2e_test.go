@@ -72,6 +72,31 @@ func run(t testing.TB, name string, args ...string) string {
 
 // query asks the admin API through the forwarded port; it returns the
 // command's error instead of failing so callers can poll.
+// greenAndConnected asks the sensor's admin API whether host is green and
+// connected.
+func (e *endToEnd) greenAndConnected(adminPort int, host string) error {
+	out, err := e.query(adminPort, "endpoints")
+	if err != nil {
+		return err
+	}
+	var r struct {
+		Endpoints []struct {
+			Name      string `json:"name"`
+			Status    string `json:"status"`
+			Connected bool   `json:"connected"`
+		} `json:"endpoints"`
+	}
+	if err := json.Unmarshal(out, &r); err != nil {
+		return fmt.Errorf("endpoints answer %q: %w", out, err)
+	}
+	for _, ep := range r.Endpoints {
+		if ep.Name == host && ep.Status == "green" && ep.Connected {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s not green and connected: %s", host, out)
+}
+
 func (e *endToEnd) query(adminPort int, args ...string) ([]byte, error) {
 	full := append([]string{"query"}, args...)
 	full = append(full, "--server", fmt.Sprintf("https://127.0.0.1:%d", adminPort), "--bundle", e.adminBundle, "--format", "json")
@@ -148,28 +173,7 @@ func (e *endToEnd) check(t *testing.T, v *vm, lanPort, adminPort, capFrom int, a
 	}()
 
 	start := time.Now()
-	poll(t, "endpoint host1 green through the admin API", 90*time.Second, func() error {
-		out, err := e.query(adminPort, "endpoints")
-		if err != nil {
-			return err
-		}
-		var r struct {
-			Endpoints []struct {
-				Name      string `json:"name"`
-				Status    string `json:"status"`
-				Connected bool   `json:"connected"`
-			} `json:"endpoints"`
-		}
-		if err := json.Unmarshal(out, &r); err != nil {
-			return fmt.Errorf("endpoints answer %q: %w", out, err)
-		}
-		for _, ep := range r.Endpoints {
-			if ep.Name == "host1" && ep.Status == "green" && ep.Connected {
-				return nil
-			}
-		}
-		return fmt.Errorf("host1 not green and connected: %s", out)
-	})
+	poll(t, "endpoint host1 green through the admin API", 90*time.Second, func() error { return e.greenAndConnected(adminPort, "host1") })
 	t.Logf("agent heartbeating through the forwarded port, seen green after %.1f s", time.Since(start).Seconds())
 	v.waitFor("endpoints [green=1]", 30*time.Second)
 

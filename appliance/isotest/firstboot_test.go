@@ -1,7 +1,6 @@
 package isotest
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -107,28 +106,7 @@ func TestFirstBootEnrollsWithCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = agent.Process.Kill(); _ = agent.Wait() })
-	poll(t, "host1 green through the admin API", 90*time.Second, func() error {
-		out, err := e.query(adminPort, "endpoints")
-		if err != nil {
-			return err
-		}
-		var r struct {
-			Endpoints []struct {
-				Name      string `json:"name"`
-				Status    string `json:"status"`
-				Connected bool   `json:"connected"`
-			} `json:"endpoints"`
-		}
-		if err := json.Unmarshal(out, &r); err != nil {
-			return fmt.Errorf("endpoints answer %q: %w", out, err)
-		}
-		for _, ep := range r.Endpoints {
-			if ep.Name == "host1" && ep.Status == "green" && ep.Connected {
-				return nil
-			}
-		}
-		return fmt.Errorf("host1 not green and connected: %s", out)
-	})
+	poll(t, "host1 green through the admin API", 90*time.Second, func() error { return e.greenAndConnected(adminPort, "host1") })
 	v.powerButton()
 	v.waitExit(90 * time.Second)
 	if n := tx.count(); n != 0 {
