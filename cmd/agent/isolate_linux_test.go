@@ -1,13 +1,11 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"log/slog"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +15,6 @@ import (
 	"github.com/tapbeat/tapbeat/sensor/testenv"
 	"golang.org/x/sys/unix"
 )
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // isolationLab is two namespaces joined by a veth pair: "self" (10.77.0.1,
 // where the isolator works) and "peer" (10.77.0.2).
@@ -126,7 +106,7 @@ func TestAgentIsolatesRedPeer(t *testing.T) {
 
 	// The agent's netlink socket is opened inside the namespace; its TLS
 	// connection to the sensor stays on the host's loopback.
-	var logs syncBuffer
+	var logs testenv.Buffer
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("agent log:\n%s", logs.String())

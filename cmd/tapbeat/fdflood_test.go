@@ -31,7 +31,7 @@ func TestAdminDescriptorFlood(t *testing.T) {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
 	lan, admin, sock := freeAddr(t), freeAddr(t), filepath.Join(dir, "api.sock")
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd := exec.Command("prlimit", "--nofile=1024:1024", os.Args[0], "run", "--dir", dir, "--listen", lan,
 		"--admin-listen", admin, "--api", sock)
 	cmd.Env = append(os.Environ(), "TAPBEAT_TEST_MAIN=1")

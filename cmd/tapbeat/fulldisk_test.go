@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -122,11 +121,11 @@ func TestFullDiskAlertsAndStop(t *testing.T) {
 
 	lan, sock := freeAddr(t), filepath.Join(dir, "api.sock")
 	args := []string{"tapbeat", "run", "--dir", dir, "--listen", lan, "--api", sock, "--syslog", "tcp://" + collector.Addr().String() + "?format=json"}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	// The daemon runs as a process of its own (this test binary running
 	// main), so a stop is a real SIGTERM and history's lock goes with it.
 	start := func() (stop func() time.Duration) {
-		logs = &syncBuffer{}
+		logs = &testenv.Buffer{}
 		cmd := exec.Command(os.Args[0], args[1:]...)
 		cmd.Env = append(os.Environ(), "TAPBEAT_TEST_MAIN=1")
 		cmd.Stdout, cmd.Stderr = logs, logs
@@ -209,24 +208,6 @@ func TestFullDiskAlertsAndStop(t *testing.T) {
 		}
 	}
 	t.Fatalf("the spilled events were not stored at the next start: %v\n%s\nlog:\n%s", err, out, logs.String())
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestMain(m *testing.M) {
