@@ -263,16 +263,17 @@ func (b *Bridge) Own(evs []schema.Event) []schema.Event {
 }
 
 func (b *Bridge) claim(f *Fleet, ev schema.Event, degraded bool) bool {
-	b.mu.Lock()
-	lost := b.lost[ev.EndpointID]
-	if ev.Type == schema.EventHeartbeatRestored && lost {
-		// Another sensor raised the heartbeat_missing: the end of it is
-		// that sensor's to report.
-		delete(b.lost, ev.EndpointID)
-		b.mu.Unlock()
-		return false
+	if followsMissing(ev) {
+		// The end of a heartbeat_missing, and its escalations, are the
+		// report of the sensor that raised it.
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		lost := b.lost[ev.EndpointID]
+		if ev.Type == schema.EventHeartbeatRestored {
+			delete(b.lost, ev.EndpointID)
+		}
+		return !lost
 	}
-	b.mu.Unlock()
 	if degraded {
 		return true
 	}
@@ -451,6 +452,12 @@ func (b *Bridge) KnownSource(ip netip.Addr) bool { return b.fleet().DeclaresIP(i
 // FailoverAddresses returns this sensor's LAN-zone addresses followed by
 // every other live sensor's, for the agents' config message.
 func (b *Bridge) FailoverAddresses(own []string) []string { return b.fleet().LANAddresses(own) }
+
+// followsMissing reports whether ev continues a heartbeat_missing episode
+// (its escalation or its end) rather than starting one.
+func followsMissing(ev schema.Event) bool {
+	return ev.Type == schema.EventHeartbeatRestored || ev.Type == schema.EventHeartbeatMissing && !ev.Transition
+}
 
 func sameShape(a, b EndpointRecord) bool {
 	return a.Name == b.Name && a.Instance == b.Instance && slices.Equal(a.Users, b.Users) &&

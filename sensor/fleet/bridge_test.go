@@ -200,13 +200,25 @@ func TestClaimsRaiseEachFactOnce(t *testing.T) {
 	waitFor(t, "the record watched", 10*time.Second, func() bool { return f.revision("ep-e1") > 0 })
 
 	a, b := NewBridge(f), NewBridge(f)
-	missing := schema.Event{Type: schema.EventHeartbeatMissing, EndpointID: "ep-e1", MACs: []schema.MAC{m1}}
+	missing := schema.Event{Type: schema.EventHeartbeatMissing, EndpointID: "ep-e1", MACs: []schema.MAC{m1}, Transition: true}
+	escalated := missing
+	escalated.Transition = false
 	restored := schema.Event{Type: schema.EventHeartbeatRestored, EndpointID: "ep-e1", MACs: []schema.MAC{m1}}
 	if !a.claim(f, missing, false) {
 		t.Fatal("the first sensor to judge E1 missing did not raise it")
 	}
 	if b.claim(f, missing, false) {
 		t.Error("the second sensor raised the same heartbeat_missing")
+	}
+	// Its escalation (the same episode, the same record) is the claimant's
+	// to raise, however often the claimant raises it.
+	for range 2 {
+		if !a.claim(f, escalated, false) {
+			t.Error("the sensor that raised heartbeat_missing did not raise its escalation")
+		}
+		if b.claim(f, escalated, false) {
+			t.Error("the sensor that did not raise heartbeat_missing raised its escalation")
+		}
 	}
 	if b.claim(f, restored, false) {
 		t.Error("the sensor that did not raise heartbeat_missing raised its end")

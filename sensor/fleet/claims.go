@@ -32,11 +32,12 @@ type claim struct {
 }
 
 // claimOf returns the claim for an observer-owned event; ok is false for
-// an event that needs none (held-owned types, and heartbeat_restored,
-// which follows the sensor's own heartbeat_missing claim).
+// an event that needs none (held-owned types, and the escalations and end
+// of a heartbeat_missing, which follow the sensor's own claim of it).
 //
-//   - heartbeat_missing: the endpoint and the revision of its shared record
-//     (every sensor judges the same disconnect or the same last refresh);
+//   - heartbeat_missing (the transition): the endpoint and the revision of
+//     its shared record (every sensor judges the same disconnect or the
+//     same last refresh);
 //   - no_heartbeat, new_station: the MAC, for a day;
 //   - ip_mac_changed: the IP and its new MAC, for ten minutes;
 //   - mac_conflict: the MAC and the endpoint, for an hour;
@@ -53,6 +54,9 @@ func (f *Fleet) claimOf(ev schema.Event) (claim, bool) {
 		for _, m := range ev.MACs {
 			parts = append(parts, m.String())
 		}
+	}
+	if followsMissing(ev) {
+		return claim{}, false
 	}
 	switch ev.Type {
 	case schema.EventHeartbeatMissing:
