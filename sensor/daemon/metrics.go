@@ -168,6 +168,7 @@ func (m *metrics) serve(ctx context.Context, ln net.Listener, log *slog.Logger) 
 		}
 		_ = json.NewEncoder(w).Encode(h)
 	})
+	profiling(mux)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
