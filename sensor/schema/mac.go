@@ -3,7 +3,6 @@ package schema
 import (
 	"encoding/hex"
 	"fmt"
-	"strings"
 )
 
 // MAC is an IEEE 802 MAC-48 address. Unlike net.HardwareAddr it is a
@@ -15,11 +14,25 @@ type MAC [6]byte
 // "001122334455").
 func ParseMAC(s string) (MAC, error) {
 	var m MAC
-	clean := strings.NewReplacer(":", "", "-", "", ".", "").Replace(s)
-	if len(clean) != 12 {
+	// The hex digits without separators (':', '-', '.'), on the stack:
+	// every hello and every shared record parses its MACs.
+	var clean [12]byte
+	n := 0
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case ':', '-', '.':
+		default:
+			if n == len(clean) {
+				return m, fmt.Errorf("parse MAC %q: want six octets such as 00:11:22:33:44:55", s)
+			}
+			clean[n] = c
+			n++
+		}
+	}
+	if n != len(clean) {
 		return m, fmt.Errorf("parse MAC %q: want six octets such as 00:11:22:33:44:55", s)
 	}
-	if _, err := hex.Decode(m[:], []byte(clean)); err != nil {
+	if _, err := hex.Decode(m[:], clean[:]); err != nil {
 		return m, fmt.Errorf("parse MAC %q: %w", s, err)
 	}
 	return m, nil
