@@ -199,11 +199,10 @@ type Listener struct {
 	dupSeen map[string]time.Time    // endpoint id|refused address -> last duplicate_identity
 	raw     map[net.Conn]struct{}   // every accepted connection, closed on shutdown
 
-	riskMu    sync.Mutex
+	riskMu    sync.Mutex // held while the list is rebuilt
 	riskDirty atomic.Bool
-	riskGen   uint64
-	riskAt    time.Time
-	riskFrame [][]byte
+	riskGen   uint64 // under riskMu
+	risk      atomic.Pointer[riskList]
 	pushc     chan struct{}
 
 	stats     counters
@@ -743,13 +742,35 @@ func (l *Listener) Notify(evs []schema.Event) {
 
 func risky(s schema.Status) bool { return s == schema.StatusRed || s == schema.StatusMissing }
 
+// riskList is the encoded at-risk list and when it was built.
+type riskList struct {
+	frames [][]byte
+	at     time.Time
+}
+
+func (r *riskList) fresh(l *Listener, maxAge time.Duration) bool {
+	return r != nil && time.Since(r.at) < maxAge && !l.riskDirty.Load()
+}
+
 // atRiskFrames returns the encoded at-risk list, rebuilt if older than
-// maxAge.
+// maxAge. Every other heartbeat reads it: the current list is read
+// without a lock, and while one caller rebuilds it, a heartbeat's reply
+// (maxAge > 0) takes the list being replaced rather than wait.
 func (l *Listener) atRiskFrames(maxAge time.Duration) [][]byte {
-	l.riskMu.Lock()
+	cur := l.risk.Load()
+	if cur.fresh(l, maxAge) {
+		return cur.frames
+	}
+	if maxAge > 0 && cur != nil {
+		if !l.riskMu.TryLock() {
+			return cur.frames
+		}
+	} else {
+		l.riskMu.Lock()
+	}
 	defer l.riskMu.Unlock()
-	if l.riskFrame != nil && time.Since(l.riskAt) < maxAge && !l.riskDirty.Load() {
-		return l.riskFrame
+	if cur = l.risk.Load(); cur.fresh(l, maxAge) {
+		return cur.frames
 	}
 	l.riskDirty.Store(false)
 	list := l.corr.AtRisk()
@@ -757,9 +778,12 @@ func (l *Listener) atRiskFrames(maxAge time.Duration) [][]byte {
 	frames, err := wire.EncodeAtRisk(list, l.riskGen)
 	if err != nil {
 		l.log.Error("encode at-risk list", "err", err)
-		return l.riskFrame
+		if cur != nil {
+			return cur.frames
+		}
+		return nil
 	}
-	l.riskFrame, l.riskAt = frames, time.Now()
+	l.risk.Store(&riskList{frames: frames, at: time.Now()})
 	return frames
 }
 

@@ -53,6 +53,18 @@ func (e *Engine) Heartbeat(hb schema.Heartbeat) error {
 	return err
 }
 
+// Heartbeats passes several heartbeats under one hold of the lock (a
+// fleet's records of endpoints held elsewhere, fed in batches); one for an
+// unknown endpoint is skipped.
+func (e *Engine) Heartbeats(hbs []schema.Heartbeat) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, hb := range hbs {
+		evs, _ := e.c.Heartbeat(hb)
+		e.out(evs)
+	}
+}
+
 // Disconnect records that an endpoint's connection ended, and how.
 func (e *Engine) Disconnect(d schema.Disconnect) {
 	e.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tapbeat/tapbeat/sensor/schema"
@@ -15,6 +16,8 @@ import (
 type Engine interface {
 	Hello(schema.Hello) error
 	Heartbeat(schema.Heartbeat) error
+	// Heartbeats passes a batch at once, skipping unknown endpoints.
+	Heartbeats([]schema.Heartbeat)
 	Disconnect(schema.Disconnect)
 	Remove(id string)
 	Record(schema.Event)
@@ -37,10 +40,14 @@ type Engine interface {
 //     shared state (unknown to the fleet, never missing), and no_heartbeat
 //     is withheld: the sensor cannot vouch for MACs another sensor may hold.
 type Bridge struct {
+	f atomic.Pointer[Fleet] // the current membership (Restart replaces it)
+	e Engine                // set once, before use
+	// lmu guards local, which every heartbeat reads: apart from mu, which
+	// the feed holds while it walks the records of the whole fleet.
+	lmu   sync.RWMutex
+	local map[string]held // endpoints whose connection this sensor holds
+
 	mu     sync.Mutex
-	f      *Fleet
-	e      Engine          // set once, before use
-	local  map[string]held // endpoints whose connection this sensor holds
 	remote map[string]fed  // endpoints held elsewhere, as fed to the engine
 	ready  bool            // the fleet's whole heartbeat state is here (Fleet.Vouchable)
 	lost   map[string]bool // endpoints whose heartbeat_missing another sensor claimed
@@ -70,7 +77,9 @@ type fed struct {
 
 // NewBridge returns a bridge for f; SetEngine completes it.
 func NewBridge(f *Fleet) *Bridge {
-	return &Bridge{f: f, local: map[string]held{}, remote: map[string]fed{}, lost: map[string]bool{}, removed: map[string]bool{}}
+	b := &Bridge{local: map[string]held{}, remote: map[string]fed{}, lost: map[string]bool{}, removed: map[string]bool{}}
+	b.f.Store(f)
+	return b
 }
 
 // SetEngine sets the engine the bridge feeds and publish, where events
@@ -85,11 +94,7 @@ func (b *Bridge) SetEngine(e Engine, publish func([]schema.Event)) {
 func (b *Bridge) engine() Engine { return b.e }
 
 // fleet returns the current membership (Restart replaces it).
-func (b *Bridge) fleet() *Fleet {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.f
-}
+func (b *Bridge) fleet() *Fleet { return b.f.Load() }
 
 // Restart leaves the fleet and joins it again with cfg, keeping the
 // engine's state: a changed [fleet] table (the first peer added by
@@ -107,12 +112,15 @@ func (b *Bridge) Restart(ctx context.Context, cfg Config) error {
 		return err
 	}
 	b.mu.Lock()
-	b.f, b.ready = nf, false
+	b.f.Store(nf)
+	b.ready = false
+	b.mu.Unlock()
+	b.lmu.RLock()
 	local := make([]held, 0, len(b.local))
 	for _, h := range b.local {
 		local = append(local, h)
 	}
-	b.mu.Unlock()
+	b.lmu.RUnlock()
 	for _, h := range local {
 		b.put(h)
 	}
@@ -130,14 +138,16 @@ func (b *Bridge) Traffic() (NodeTraffic, bool) { return b.fleet().Traffic() }
 func (b *Bridge) Hello(h schema.Hello) error {
 	// Held here from now on: its events are this sensor's (an endpoint
 	// failing over from another sensor included).
-	b.mu.Lock()
+	b.lmu.Lock()
 	b.local[h.EndpointID] = held{hello: h, health: h.Health, reasons: h.Reasons}
+	b.lmu.Unlock()
+	b.mu.Lock()
 	delete(b.remote, h.EndpointID)
 	b.mu.Unlock()
 	if err := b.engine().Hello(h); err != nil {
-		b.mu.Lock()
+		b.lmu.Lock()
 		delete(b.local, h.EndpointID)
-		b.mu.Unlock()
+		b.lmu.Unlock()
 		return err
 	}
 	b.put(held{hello: h, health: h.Health, reasons: h.Reasons})
@@ -149,13 +159,17 @@ func (b *Bridge) Heartbeat(hb schema.Heartbeat) error {
 	if err := b.engine().Heartbeat(hb); err != nil {
 		return err
 	}
-	b.mu.Lock()
+	b.lmu.RLock()
 	h, ok := b.local[hb.EndpointID]
-	if ok {
+	b.lmu.RUnlock()
+	if ok && (h.health != hb.Health || !slices.Equal(h.reasons, hb.Reasons)) {
 		h.health, h.reasons = hb.Health, hb.Reasons
-		b.local[hb.EndpointID] = h
+		b.lmu.Lock()
+		if _, still := b.local[hb.EndpointID]; still {
+			b.local[hb.EndpointID] = h
+		}
+		b.lmu.Unlock()
 	}
-	b.mu.Unlock()
 	if ok {
 		b.put(h)
 	}
@@ -174,11 +188,11 @@ func (b *Bridge) put(h held) {
 func (b *Bridge) Disconnect(d schema.Disconnect) {
 	id := d.EndpointID
 	b.engine().Disconnect(d)
-	b.mu.Lock()
+	b.lmu.Lock()
 	_, ok := b.local[id]
 	delete(b.local, id)
-	f := b.f
-	b.mu.Unlock()
+	b.lmu.Unlock()
+	f := b.fleet()
 	if ok {
 		go func() {
 			if err := f.ReleaseEndpoint(context.Background(), d); err != nil {
@@ -191,16 +205,18 @@ func (b *Bridge) Disconnect(d schema.Disconnect) {
 // Remove passes a revocation on and deletes the endpoint's shared record
 // (every sensor applies the revocation; the first deletion wins).
 func (b *Bridge) Remove(id string) {
-	b.mu.Lock()
+	b.lmu.Lock()
 	_, held := b.local[id]
+	delete(b.local, id)
+	b.lmu.Unlock()
+	b.mu.Lock()
 	b.removed[id] = !held
 	b.mu.Unlock()
 	b.engine().Remove(id)
 	b.mu.Lock()
-	delete(b.local, id)
 	delete(b.remote, id)
-	f := b.f
 	b.mu.Unlock()
+	f := b.fleet()
 	go func() {
 		if err := f.DeleteEndpoint(context.Background(), id); err != nil {
 			f.log.Debug("fleet: delete a revoked endpoint's record", "endpoint", id, "err", err)
@@ -325,6 +341,10 @@ func (b *Bridge) Run(ctx context.Context) {
 	}
 }
 
+// feedChunk is how many heartbeats of endpoints held elsewhere the feed
+// passes to the engine at once.
+const feedChunk = 256
+
 // feed applies the fleet's records of endpoints held elsewhere that
 // changed since the last call, and keeps alive the endpoints this sensor
 // cannot judge now. Its cost follows the changes, not the fleet's size;
@@ -342,6 +362,7 @@ func (b *Bridge) feed() {
 	var beats []schema.Heartbeat
 	var gone []schema.Disconnect
 	b.mu.Lock()
+	b.lmu.RLock()
 	for id, r := range changed {
 		if r == nil {
 			// Deleted: revoked; the revocation itself removes it from the
@@ -371,6 +392,7 @@ func (b *Bridge) feed() {
 			b.remote[id] = fed{rec: *r, fedAt: now}
 		}
 	}
+	b.lmu.RUnlock()
 	// A record received within freshFor vouches for its endpoint. Without one, this sensor cannot vouch either
 	// way while degraded, while it lacks the whole fleet's state, or while
 	// the holder is cut off (its agents may still be connected to it): the
@@ -404,9 +426,11 @@ func (b *Bridge) feed() {
 		if vouchable {
 			// Shared at once, not at their next heartbeats: other sensors
 			// judge the MACs they see against these records.
+			b.lmu.RLock()
 			for _, h := range b.local {
 				reput = append(reput, h)
 			}
+			b.lmu.RUnlock()
 		}
 	}
 	if b.ready {
@@ -422,8 +446,10 @@ func (b *Bridge) feed() {
 			f.log.Debug("fleet: feed hello", "endpoint", h.EndpointID, "err", err)
 		}
 	}
-	for _, hb := range beats {
-		_ = e.Heartbeat(hb)
+	// In chunks: one hold of the engine's lock per chunk, short enough
+	// for the heartbeats of local agents waiting behind it.
+	for chunk := range slices.Chunk(beats, feedChunk) {
+		e.Heartbeats(chunk)
 	}
 	for _, d := range gone {
 		e.Disconnect(d)

@@ -69,6 +69,12 @@ type Fleet struct {
 	nc   *nats.Conn
 	js   jetstream.JetStream
 
+	// wmu guards what the heartbeat path writes, apart from the shared
+	// state the watch applies under mu.
+	wmu     sync.Mutex
+	written map[string]writtenRecord // what this sensor last wrote per endpoint
+	writeTo jetstream.KeyValue       // the endpoints bucket, once it exists
+
 	mu        sync.Mutex
 	ready     bool // streams and buckets exist and answer
 	endpoints jetstream.KeyValue
@@ -79,7 +85,6 @@ type Fleet struct {
 	changed   map[string]*EndpointRecord // received since the bridge last fed them (nil: deleted)
 	ips       map[netip.Addr]int         // addresses the records declare, with how many records declare each
 	macs      map[schema.MAC]int         // MACs the records declare, likewise
-	written   map[string]writtenRecord   // what this sensor last wrote per endpoint
 	peers     map[string]SensorRecord
 	degraded  bool
 	synced    bool     // the endpoint records present when the watch began were all received
@@ -299,6 +304,9 @@ func (f *Fleet) ensure(ctx context.Context, r int) error {
 	}
 	f.mu.Lock()
 	f.endpoints, f.sensors, f.claims, f.events = got[0], got[1], got[2], evs
+	f.wmu.Lock()
+	f.writeTo = got[0]
+	f.wmu.Unlock()
 	f.mu.Unlock()
 	return nil
 }
@@ -403,9 +411,9 @@ func (f *Fleet) run(ctx context.Context) {
 // endpoint's next heartbeat rather than after the refresh period.
 func (f *Fleet) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 	if id, ok := strings.CutPrefix(m.Subject, "$KV."+BucketEndpoints+"."); ok {
-		f.mu.Lock()
+		f.wmu.Lock()
 		delete(f.written, id)
-		f.mu.Unlock()
+		f.wmu.Unlock()
 		f.log.Debug("fleet: endpoint write not stored; written again at the next heartbeat", "endpoint", id, "err", err)
 	}
 }

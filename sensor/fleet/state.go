@@ -89,20 +89,20 @@ func (f *Fleet) Refresh() time.Duration { return 2 * f.opts.Interval }
 func (f *Fleet) PutEndpoint(r EndpointRecord) {
 	now := f.now()
 	r.Sensor = f.Name()
-	f.mu.Lock()
+	f.wmu.Lock()
 	w, ok := f.written[r.ID]
-	kv := f.endpoints
+	kv := f.writeTo
 	// Rewritten at the first heartbeat past 1.5 intervals: with heartbeats
 	// an interval apart, every second one, so the watching sensors see a
 	// refresh at least every 2 intervals, one interval inside the missing
 	// deadline (3 intervals).
 	// Nothing is written, nor counted as written, before the bucket exists.
 	if kv == nil || ok && w.rec.same(r) && now.Sub(w.at) < f.Refresh()-f.opts.Interval/2 {
-		f.mu.Unlock()
+		f.wmu.Unlock()
 		return
 	}
 	f.written[r.ID] = writtenRecord{rec: r, at: now}
-	f.mu.Unlock()
+	f.wmu.Unlock()
 	r.Written = now
 	b, err := json.Marshal(r)
 	if err != nil {
@@ -110,9 +110,9 @@ func (f *Fleet) PutEndpoint(r EndpointRecord) {
 	}
 	if _, err := f.js.PublishAsync("$KV."+BucketEndpoints+"."+r.ID, b); err != nil {
 		f.log.Debug("fleet: endpoint write", "endpoint", r.ID, "err", err)
-		f.mu.Lock()
+		f.wmu.Lock()
 		delete(f.written, r.ID) // try again at the next call
-		f.mu.Unlock()
+		f.wmu.Unlock()
 	}
 }
 
@@ -121,11 +121,11 @@ func (f *Fleet) PutEndpoint(r EndpointRecord) {
 // set on the record's revision).
 func (f *Fleet) ReleaseEndpoint(ctx context.Context, d schema.Disconnect) error {
 	id := d.EndpointID
-	f.mu.Lock()
-	kv := f.endpoints
+	f.wmu.Lock()
+	kv := f.writeTo
 	w, ok := f.written[id]
 	delete(f.written, id)
-	f.mu.Unlock()
+	f.wmu.Unlock()
 	if kv == nil || !ok {
 		return nil
 	}
@@ -150,10 +150,10 @@ func (f *Fleet) ReleaseEndpoint(ctx context.Context, d schema.Disconnect) error 
 
 // DeleteEndpoint deletes a revoked endpoint's shared record.
 func (f *Fleet) DeleteEndpoint(ctx context.Context, id string) error {
-	f.mu.Lock()
-	kv := f.endpoints
+	f.wmu.Lock()
+	kv := f.writeTo
 	delete(f.written, id)
-	f.mu.Unlock()
+	f.wmu.Unlock()
 	if kv == nil {
 		return errors.New("fleet: the endpoints bucket is not available")
 	}
@@ -269,20 +269,23 @@ func (f *Fleet) watch(ctx context.Context) error {
 }
 
 func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if e.Operation() != jetstream.KeyValuePut {
+		f.mu.Lock()
+		defer f.mu.Unlock()
 		f.index(f.state[e.Key()], -1)
 		delete(f.state, e.Key())
 		f.changed[e.Key()] = nil
 		return
 	}
+	// Decoded before taking the lock the heartbeat path's readers share.
 	var r EndpointRecord
 	if err := json.Unmarshal(e.Value(), &r); err != nil || r.ID != e.Key() {
 		f.log.Warn("fleet: endpoint record refused", "key", e.Key(), "err", err)
 		return
 	}
 	r.Received, r.revision = f.now(), e.Revision()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.index(f.state[r.ID], -1)
 	f.index(r, +1)
 	f.state[r.ID] = r
