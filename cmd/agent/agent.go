@@ -54,7 +54,8 @@ type Config struct {
 	Logger *slog.Logger
 	// DiscoverEvery is how often interfaces and users are re-read (default 10s).
 	DiscoverEvery time.Duration
-	// BackoffMin and BackoffMax bound reconnect delays (default 1s, 30s).
+	// BackoffMin and BackoffMax bound reconnect delays (default
+	// ReconnectMin, ReconnectMax).
 	BackoffMin, BackoffMax time.Duration
 	// DialTimeout bounds connecting to one address (default 5s).
 	DialTimeout time.Duration
@@ -112,10 +113,10 @@ func New(cfg Config) (*Agent, error) {
 		cfg.DiscoverEvery = 10 * time.Second
 	}
 	if cfg.BackoffMin <= 0 {
-		cfg.BackoffMin = time.Second
+		cfg.BackoffMin = ReconnectMin
 	}
 	if cfg.BackoffMax <= 0 {
-		cfg.BackoffMax = 30 * time.Second
+		cfg.BackoffMax = ReconnectMax
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = 5 * time.Second
@@ -193,6 +194,22 @@ func (a *Agent) Addresses() []string {
 	return slices.Clone(a.addrs)
 }
 
+// ReconnectMin and ReconnectMax bound the delay before an agent tries its
+// sensors again. The cap is what a sensor's restart costs its agents on
+// top of the restart itself: 10 s keeps a restarted sensor's endpoints
+// back within a minute, while a dead sensor's port costs its agents one
+// refused connection each per 5-15 s.
+const (
+	ReconnectMin = time.Second
+	ReconnectMax = 10 * time.Second
+)
+
+// reconnectBackoff doubles the delay from min to max, with jitter of half
+// the delay either way, so agents do not reconnect in step.
+func reconnectBackoff(min, max time.Duration) *backoff.ExponentialBackOff {
+	return &backoff.ExponentialBackOff{InitialInterval: min, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: max}
+}
+
 // Run runs the agent until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	defer func() {
@@ -209,8 +226,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	go func() { defer wg.Done(); a.checkLoop(ctx) }()
 	go func() { defer wg.Done(); a.hookLoop(ctx) }()
 	defer wg.Wait()
-	// Jitter of half the delay either way, so a fleet does not reconnect in step.
-	retry := &backoff.ExponentialBackOff{InitialInterval: a.cfg.BackoffMin, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: a.cfg.BackoffMax}
+	retry := reconnectBackoff(a.cfg.BackoffMin, a.cfg.BackoffMax)
 	for ctx.Err() == nil {
 		established := false
 		for _, addr := range a.Addresses() {

@@ -17,7 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
 	"github.com/tapbeat/tapbeat/lanzone/wire"
 	"github.com/tapbeat/tapbeat/sensor/schema"
@@ -250,7 +249,7 @@ func (s *Simulator) endpoint(ctx context.Context, i int, tc *tls.Config, delay t
 		}},
 		Agent: "tapbeat-agent simulate",
 	}
-	retry := &backoff.ExponentialBackOff{InitialInterval: time.Second, RandomizationFactor: 0.5, Multiplier: 2, MaxInterval: 30 * time.Second}
+	retry := reconnectBackoff(ReconnectMin, ReconnectMax)
 	addrs := s.cfg.Sensors
 	if len(addrs) == 0 {
 		addrs = []string{s.cfg.Sensor}

@@ -70,10 +70,14 @@ type Fleet struct {
 	js   jetstream.JetStream
 
 	// wmu guards what the heartbeat path writes, apart from the shared
-	// state the watch applies under mu.
+	// state the watch applies under mu. The heartbeat path only queues a
+	// record (pending); writeLoop sends it, so no heartbeat waits on the
+	// client connection.
 	wmu     sync.Mutex
 	written map[string]writtenRecord // what this sensor last wrote per endpoint
 	writeTo jetstream.KeyValue       // the endpoints bucket, once it exists
+	pending map[string]EndpointRecord
+	wake    chan struct{}
 
 	mu        sync.Mutex
 	ready     bool // streams and buckets exist and answer
@@ -134,6 +138,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	f := &Fleet{
 		opts: opts, log: opts.Logger.With("part", "fleet"), now: opts.Now,
 		state: map[string]EndpointRecord{}, changed: map[string]*EndpointRecord{}, ips: map[netip.Addr]int{}, macs: map[schema.MAC]int{}, written: map[string]writtenRecord{},
+		pending: map[string]EndpointRecord{}, wake: make(chan struct{}, 1),
 		peers: map[string]SensorRecord{}, changes: make(chan Change, 16),
 		degraded: true, why: "joining the fleet", startedAt: opts.Now(),
 	}
@@ -188,8 +193,9 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		}
 	}
 	ctx, f.cancel = context.WithCancel(ctx)
-	f.wg.Add(1)
+	f.wg.Add(2)
 	go func() { defer f.wg.Done(); f.run(ctx) }()
+	go func() { defer f.wg.Done(); f.writeLoop(ctx) }()
 	return f, nil
 }
 

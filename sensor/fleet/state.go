@@ -84,68 +84,107 @@ type SensorRecord struct {
 func (f *Fleet) Refresh() time.Duration { return 2 * f.opts.Interval }
 
 // PutEndpoint shares a locally held endpoint's state if it changed or its
-// last write is older than Refresh. It never blocks on the fleet: writes
-// are asynchronous.
+// last write is older than Refresh. It never blocks on the fleet: the
+// record is queued for writeLoop, which writes asynchronously.
 func (f *Fleet) PutEndpoint(r EndpointRecord) {
 	now := f.now()
 	r.Sensor = f.Name()
 	f.wmu.Lock()
+	defer f.wmu.Unlock()
 	w, ok := f.written[r.ID]
-	kv := f.writeTo
 	// Rewritten at the first heartbeat past 1.5 intervals: with heartbeats
 	// an interval apart, every second one, so the watching sensors see a
 	// refresh at least every 2 intervals, one interval inside the missing
 	// deadline (3 intervals).
 	// Nothing is written, nor counted as written, before the bucket exists.
-	if kv == nil || ok && w.rec.same(r) && now.Sub(w.at) < f.Refresh()-f.opts.Interval/2 {
-		f.wmu.Unlock()
+	if f.writeTo == nil || ok && w.rec.same(r) && now.Sub(w.at) < f.Refresh()-f.opts.Interval/2 {
 		return
 	}
 	f.written[r.ID] = writtenRecord{rec: r, at: now}
-	f.wmu.Unlock()
 	r.Written = now
-	b, err := json.Marshal(r)
-	if err != nil {
-		return
+	f.pending[r.ID] = r
+	select {
+	case f.wake <- struct{}{}:
+	default:
 	}
-	if _, err := f.js.PublishAsync("$KV."+BucketEndpoints+"."+r.ID, b); err != nil {
-		f.log.Debug("fleet: endpoint write", "endpoint", r.ID, "err", err)
+}
+
+// writeLoop writes the queued endpoint records until ctx ends. A record
+// queued again before it was sent is sent once, in its latest state.
+func (f *Fleet) writeLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.wake:
+		}
 		f.wmu.Lock()
-		delete(f.written, r.ID) // try again at the next call
+		batch := f.pending
+		if len(batch) > 0 {
+			f.pending = make(map[string]EndpointRecord, len(batch))
+		}
 		f.wmu.Unlock()
+		for id, r := range batch {
+			f.wmu.Lock()
+			w, ok := f.written[id]
+			f.wmu.Unlock()
+			if !ok || !w.at.Equal(r.Written) {
+				continue // released or deleted since it was queued
+			}
+			b, err := json.Marshal(r)
+			if err == nil {
+				_, err = f.js.PublishAsync("$KV."+BucketEndpoints+"."+id, b)
+			}
+			if err != nil {
+				f.log.Debug("fleet: endpoint write", "endpoint", id, "err", err)
+				f.wmu.Lock()
+				delete(f.written, id) // try again at the next heartbeat
+				f.wmu.Unlock()
+			}
+		}
 	}
 }
 
 // ReleaseEndpoint records that this sensor no longer holds the endpoint's
 // connection, unless another sensor took it over meanwhile (compare and
-// set on the record's revision).
+// set on the record's revision; a write of this sensor's own landing in
+// between is read again).
 func (f *Fleet) ReleaseEndpoint(ctx context.Context, d schema.Disconnect) error {
 	id := d.EndpointID
 	f.wmu.Lock()
 	kv := f.writeTo
 	w, ok := f.written[id]
 	delete(f.written, id)
+	delete(f.pending, id)
 	f.wmu.Unlock()
 	if kv == nil || !ok {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	e, err := kv.Get(ctx, id)
-	if err != nil {
-		return fmt.Errorf("fleet: release %s: %w", id, err)
-	}
-	var cur EndpointRecord
-	if err := json.Unmarshal(e.Value(), &cur); err != nil || cur.Sensor != f.Name() {
-		return nil // another sensor holds it now
-	}
 	r := w.rec
-	r.Connected, r.Written, r.Cause, r.Goodbye = false, f.now(), uint8(d.Cause), d.Goodbye
-	b, _ := json.Marshal(r)
-	if _, err := kv.Update(ctx, id, b, e.Revision()); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
-		return fmt.Errorf("fleet: release %s: %w", id, err)
+	r.Connected, r.Cause, r.Goodbye = false, uint8(d.Cause), d.Goodbye
+	for {
+		e, err := kv.Get(ctx, id)
+		if err != nil {
+			return fmt.Errorf("fleet: release %s: %w", id, err)
+		}
+		var cur EndpointRecord
+		if err := json.Unmarshal(e.Value(), &cur); err != nil || cur.Sensor != f.Name() {
+			return nil // another sensor holds it now
+		}
+		r.Written = f.now()
+		b, _ := json.Marshal(r)
+		_, err = kv.Update(ctx, id, b, e.Revision())
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return fmt.Errorf("fleet: release %s: %w", id, err)
+		}
+		// The record changed since it was read: again, unless another
+		// sensor took the endpoint over.
 	}
-	return nil
 }
 
 // DeleteEndpoint deletes a revoked endpoint's shared record.
