@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -125,23 +126,36 @@ func (a *Authority) fleetCert(name, host string, pub *ecdsa.PublicKey, now time.
 }
 
 // JournalLines returns the trust store journal's complete lines from byte
-// offset on, and the offset after the last complete line.
+// offset on, and the offset after the last complete line. It reads only
+// what follows offset (the journal is read again every second), from the
+// start if the journal is shorter than offset (replaced).
 func JournalLines(dir string, offset int64) ([][]byte, int64, error) {
-	raw, err := os.ReadFile(filepath.Join(dir, TrustFile))
+	f, err := os.Open(filepath.Join(dir, TrustFile))
 	if err != nil {
 		return nil, offset, fmt.Errorf("read trust store: %w", err)
 	}
-	if int64(len(raw)) < offset {
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, offset, fmt.Errorf("read trust store: %w", err)
+	}
+	if st.Size() < offset {
 		offset = 0
 	}
+	if st.Size() == offset {
+		return nil, offset, nil
+	}
+	rest, err := io.ReadAll(io.NewSectionReader(f, offset, st.Size()-offset))
+	if err != nil {
+		return nil, offset, fmt.Errorf("read trust store: %w", err)
+	}
 	var out [][]byte
-	rest := raw[offset:]
 	for {
 		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
 			break
 		}
-		out = append(out, append([]byte(nil), rest[:i]...))
+		out = append(out, rest[:i:i])
 		rest = rest[i+1:]
 		offset += int64(i + 1)
 	}
