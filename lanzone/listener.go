@@ -58,7 +58,8 @@ type Options struct {
 	// receive; a change is sent to connected agents within a second.
 	FailoverAddresses func(own []string) []string
 	// KnownSource, when set, reports whether a source address is one an
-	// enrolled endpoint declared (a fleet's shared state): it is admitted
+	// enrolled endpoint declared (the sensor's saved state, a fleet's
+	// shared state): it is admitted
 	// as an address that completed a handshake here, so agents failing
 	// over from another sensor, or back after this one restarted, are not
 	// held to the limits on unknown networks. It must not block.
@@ -446,9 +447,7 @@ func (l *Listener) Serve(ctx context.Context) error {
 		b.ln.Close()
 	}
 	l.lnMu.Unlock()
-	for _, c := range l.snapshotConns() {
-		c.closeWith(wire.CodeShutdown, "the sensor is stopping")
-	}
+	forEach(l.snapshotConns(), func(c *conn) { c.closeWith(wire.CodeShutdown, "the sensor is stopping") })
 	l.mu.Lock()
 	for nc := range l.raw {
 		nc.Close()
@@ -799,7 +798,17 @@ func (l *Listener) snapshotConns() []*conn {
 
 // broadcast writes frames to every connected agent with a few workers.
 func (l *Listener) broadcast(frames [][]byte) {
-	conns := l.snapshotConns()
+	forEach(l.snapshotConns(), func(c *conn) {
+		if err := c.write(frames...); err != nil {
+			c.setCause(c.causeOf(err))
+			c.nc.Close()
+		}
+	})
+}
+
+// forEach runs do for every connection with a few workers: one slow
+// agent's write does not hold up the others.
+func forEach(conns []*conn, do func(*conn)) {
 	work := make(chan *conn)
 	var wg sync.WaitGroup
 	for range min(32, len(conns)) {
@@ -807,10 +816,7 @@ func (l *Listener) broadcast(frames [][]byte) {
 		go func() {
 			defer wg.Done()
 			for c := range work {
-				if err := c.write(frames...); err != nil {
-					c.setCause(c.causeOf(err))
-					c.nc.Close()
-				}
+				do(c)
 			}
 		}()
 	}

@@ -176,6 +176,7 @@ func Run(ctx context.Context, opts Options) error {
 		lzCorr = bridge
 		failover, knownSource = bridge.FailoverAddresses, bridge.KnownSource
 	}
+	knownSource = knownAtStart(snap, knownSource)
 
 	if p := *cfg.Alerts.Log; p != "" {
 		if !filepath.IsAbs(p) {
@@ -368,6 +369,28 @@ func Run(ctx context.Context, opts Options) error {
 	outputs.Wait()
 	s.log.Info("sensor stopped", "last_seq", s.stored.Load())
 	return runErr
+}
+
+// knownAtStart extends known (nil: none) with the addresses the saved
+// state's endpoints declared: after a restart every agent comes back at
+// once, from addresses the new process has not seen complete a handshake
+// yet, and those of enrolled endpoints are admitted as known rather than
+// held to the limits on unknown networks.
+func knownAtStart(snap sensor.Snapshot, known func(netip.Addr) bool) func(netip.Addr) bool {
+	ips := map[netip.Addr]bool{}
+	for _, e := range snap.Endpoints {
+		for _, itf := range e.Interfaces {
+			for _, ip := range itf.IPs {
+				ips[ip.Unmap()] = true
+			}
+		}
+	}
+	if len(ips) == 0 {
+		return known
+	}
+	return func(ip netip.Addr) bool {
+		return ips[ip.Unmap()] || known != nil && known(ip)
+	}
 }
 
 // tickEvery is how often the correlator's time rules run. A verdict comes

@@ -184,7 +184,12 @@ func (b *Bridge) put(h held) {
 }
 
 // Disconnect passes a local disconnect on and releases the endpoint in the
-// fleet unless another sensor took it over.
+// fleet unless another sensor took it over. A connection this sensor
+// closes because it is stopping is not released: its record stays with a
+// holder that is about to go silent, which other sensors judge as unknown
+// (never missing) until the agent is back, here or elsewhere, as after a
+// crash. Released, its endpoint would be judged on the missing deadline
+// while its agent waits for a seat.
 func (b *Bridge) Disconnect(d schema.Disconnect) {
 	id := d.EndpointID
 	b.engine().Disconnect(d)
@@ -193,7 +198,7 @@ func (b *Bridge) Disconnect(d schema.Disconnect) {
 	delete(b.local, id)
 	b.lmu.Unlock()
 	f := b.fleet()
-	if ok {
+	if ok && d.Cause != schema.CauseSensorShutdown {
 		go func() {
 			if err := f.ReleaseEndpoint(context.Background(), d); err != nil {
 				f.log.Debug("fleet: release", "endpoint", id, "err", err)
