@@ -64,6 +64,9 @@ type SimStats struct {
 	Heartbeats int64
 	DialErrors int64
 	Lost       int64
+	// LastDialError is the latest failed connection attempt: the address
+	// and what failed.
+	LastDialError string `json:",omitempty"`
 }
 
 // SimSource returns the loopback source address of simulated endpoint i:
@@ -118,6 +121,13 @@ type Simulator struct {
 	bundles                                    []*pki.Bundle
 	dials                                      chan struct{}
 	connected, sessions, beats, dialErrs, lost atomic.Int64
+	lastDialErr                                atomic.Pointer[string]
+}
+
+func (s *Simulator) dialFailed(addr string, err error) {
+	s.dialErrs.Add(1)
+	msg := addr + ": " + err.Error()
+	s.lastDialErr.Store(&msg)
 }
 
 // NewSimulator enrolls the endpoints (or reloads them from the cache).
@@ -193,7 +203,11 @@ func (s *Simulator) Run(ctx context.Context) error {
 
 // Stats returns the totals so far.
 func (s *Simulator) Stats() SimStats {
-	return SimStats{Connected: s.connected.Load(), Sessions: s.sessions.Load(), Heartbeats: s.beats.Load(), DialErrors: s.dialErrs.Load(), Lost: s.lost.Load()}
+	st := SimStats{Connected: s.connected.Load(), Sessions: s.sessions.Load(), Heartbeats: s.beats.Load(), DialErrors: s.dialErrs.Load(), Lost: s.lost.Load()}
+	if e := s.lastDialErr.Load(); e != nil {
+		st.LastDialError = *e
+	}
+	return st
 }
 
 func (s *Simulator) report(ctx context.Context, n int) {
@@ -280,7 +294,7 @@ func (s *Simulator) session(ctx context.Context, addr string, src netip.Addr, tc
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	<-s.dials
 	if err != nil {
-		s.dialErrs.Add(1)
+		s.dialFailed(addr, err)
 		return false
 	}
 	c := nc.(*tls.Conn)
@@ -288,7 +302,7 @@ func (s *Simulator) session(ctx context.Context, addr string, src netip.Addr, tc
 	hf, _ := wire.Marshal(wire.TypeHello, hello)
 	c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(hf); err != nil {
-		s.dialErrs.Add(1)
+		s.dialFailed(addr, fmt.Errorf("send hello: %w", err))
 		return false
 	}
 	s.sessions.Add(1)
