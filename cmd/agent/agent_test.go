@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/tapbeat/tapbeat/lanzone"
 	"github.com/tapbeat/tapbeat/lanzone/config"
 	"github.com/tapbeat/tapbeat/lanzone/pki"
+	"github.com/tapbeat/tapbeat/lanzone/wire"
 	"github.com/tapbeat/tapbeat/sensor"
 	"github.com/tapbeat/tapbeat/sensor/schema"
 )
@@ -307,5 +309,24 @@ func TestAgentRefusesWrongSensor(t *testing.T) {
 	time.Sleep(700 * time.Millisecond)
 	if a.Connected() != "" || a.Sessions() != 0 {
 		t.Fatalf("agent talked to a sensor with the wrong pin")
+	}
+}
+
+// The simulator stamps a heartbeat's sent_at when it writes the frame,
+// not when it encodes it.
+func TestStampedHeartbeat(t *testing.T) {
+	frame := stampedHeartbeat(7)
+	time.Sleep(20 * time.Millisecond)
+	before := time.Now().UnixNano()
+	f, err := wire.ReadFrame(bytes.NewReader(frame()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, err := wire.DecodeHeartbeat(f.Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hb.Seq != 7 || hb.SentAt < before || hb.SentAt > time.Now().UnixNano() {
+		t.Errorf("heartbeat seq %d sent_at %d, want seq 7 stamped at the write (after %d)", hb.Seq, hb.SentAt, before)
 	}
 }
