@@ -97,6 +97,13 @@ func (s *Server) ServeUnix(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
+	return s.ServeLocal(ctx, ln, path)
+}
+
+// ServeLocal serves the API on ln, a socket from ListenUnix at path, until
+// ctx ends, then removes the socket. A daemon listens first and serves
+// after, so that the socket answers as soon as it says it is ready.
+func (s *Server) ServeLocal(ctx context.Context, ln net.Listener, path string) error {
 	defer os.Remove(path)
 	return s.Serve(ctx, newGuard(ln, nil, s.limits, s.log, "local API"))
 }

@@ -235,10 +235,14 @@ func Run(ctx context.Context, opts Options) error {
 		return s.setConfig(key, value, record)
 	})
 	srv.HandleEnrollmentCodes(opts.Dir, time.Now)
+	apiLn, err := api.ListenUnix(cfg.API.Socket)
+	if err != nil {
+		return fmt.Errorf("local API: %w", err)
+	}
 	outputs.Add(1)
 	go func() {
 		defer outputs.Done()
-		if err := srv.ServeUnix(outCtx, cfg.API.Socket); err != nil && outCtx.Err() == nil {
+		if err := srv.ServeLocal(outCtx, apiLn, cfg.API.Socket); err != nil && outCtx.Err() == nil {
 			s.log.Error("local API stopped", "socket", cfg.API.Socket, "err", err)
 		}
 	}()
