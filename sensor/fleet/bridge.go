@@ -361,7 +361,6 @@ func (b *Bridge) feed() {
 	}
 	f := b.fleet()
 	now := f.now()
-	degraded := f.isDegraded()
 	changed := f.takeChanged()
 	var hellos []schema.Hello
 	var beats []schema.Heartbeat
@@ -398,29 +397,27 @@ func (b *Bridge) feed() {
 		}
 	}
 	b.lmu.RUnlock()
-	// A record received within freshFor vouches for its endpoint. Without one, this sensor cannot vouch either
-	// way while degraded, while it lacks the whole fleet's state, or while
-	// the holder is cut off (its agents may still be connected to it): the
+	// A connected record held elsewhere keeps its endpoint alive. While
+	// its holder is heard, the holder vouches for it: the holder releases
+	// an endpoint whose connection dropped or went idle (that disconnect
+	// is what the correlator judges) and mends its records against the
+	// bucket (Fleet.reconcile). While the holder is not heard, this
+	// sensor cannot vouch either way (its agents may still be connected
+	// to it), nor while degraded or lacking the whole fleet's state: the
 	// last shared state stands, so the correlator does not call the
 	// endpoint missing. A holder that died loses its agents to other
-	// sensors within 2 intervals, and their new records take over. The
-	// holder itself releases an endpoint whose connection dropped or went
-	// idle: that is the disconnect the correlator judges; a record its
-	// holder, heard, stopped refreshing is left to the correlator's deadline.
+	// sensors within 2 intervals, and their new records take over.
 	if now.Sub(b.keptAt) >= time.Second {
 		b.keptAt = now
-		heard := f.heardSensors(now)
 		stale := f.opts.Interval + f.opts.Interval/2
 		for id, prev := range b.remote {
 			if !prev.rec.Connected || now.Sub(prev.fedAt) < stale {
 				continue
 			}
 			r := prev.rec
-			if degraded || !b.ready || !heard[r.Sensor] || now.Sub(r.Received) <= f.freshFor() {
-				beats = append(beats, schema.Heartbeat{EndpointID: id, Health: r.Health, Reasons: r.Reasons})
-				prev.fedAt = now
-				b.remote[id] = prev
-			}
+			beats = append(beats, schema.Heartbeat{EndpointID: id, Health: r.Health, Reasons: r.Reasons})
+			prev.fedAt = now
+			b.remote[id] = prev
 		}
 	}
 	var rejudge []schema.Event
@@ -509,26 +506,18 @@ func (f *Fleet) isDegraded() bool {
 }
 
 // heardLocked reports whether a sensor's registry records reach this sensor
-// (the last within silentAfter), and have for long enough that its
-// endpoint records were rewritten since they resumed (Refresh plus one
-// interval): until then a sensor back from a partition or a restart
-// cannot be told from one whose endpoints stopped. f.mu is held.
+// (the last within silentAfter), and have for rejoinAfter: until then a
+// sensor back from a partition or a restart may not have mended its
+// endpoint records yet. A heard sensor vouches for the connected records
+// it holds. f.mu is held.
 func (f *Fleet) heardLocked(r SensorRecord, now time.Time) bool {
-	return now.Sub(r.Received) <= f.silentAfter() && now.Sub(r.HeardSince) >= f.Refresh()+f.opts.Interval
-}
-
-// freshFor is how long a record vouches for its endpoint after it was
-// received: its refresh bound plus one interval, and never less than it
-// takes to notice that its holder went silent (silentAfter) plus one
-// interval, so no gap opens between the two with short intervals.
-func (f *Fleet) freshFor() time.Duration {
-	return max(f.Refresh(), f.silentAfter()) + f.opts.Interval
+	return !r.Received.IsZero() && now.Sub(r.Received) <= f.silentAfter() && now.Sub(r.HeardSince) >= f.rejoinAfter()
 }
 
 // silentAfter is how long a sensor's registry record may go unreceived
-// before its endpoints' records stop being judged: under two intervals,
-// so an endpoint record's freshness bound (Refresh + one interval) never
-// runs out first, and at least three registry writes.
+// before it no longer vouches for its endpoints' records: two intervals
+// (the agents' failover bound), at most DegradeAfter, and at least three
+// registry writes.
 func (f *Fleet) silentAfter() time.Duration {
 	return max(3*registryEvery, min(f.opts.DegradeAfter, 2*f.opts.Interval))
 }

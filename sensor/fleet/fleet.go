@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -78,6 +79,13 @@ type Fleet struct {
 	writeTo jetstream.KeyValue       // the endpoints bucket, once it exists
 	pending map[string]EndpointRecord
 	wake    chan struct{}
+	// unreleased are releases the fleet did not store; orphanSince is
+	// when reconcile first saw a record saying this sensor holds an
+	// endpoint it does not. releasing is set while reconcile's releases
+	// run.
+	unreleased  map[string]schema.Disconnect
+	orphanSince map[string]time.Time
+	releasing   atomic.Bool
 
 	mu        sync.Mutex
 	ready     bool // streams and buckets exist and answer
@@ -86,6 +94,7 @@ type Fleet struct {
 	claims    jetstream.KeyValue
 	events    jetstream.Stream
 	state     map[string]EndpointRecord  // the fleet's heartbeat state, from the watch
+	mine      map[string]struct{}        // ids of the records in state that name this sensor as holder
 	changed   map[string]*EndpointRecord // received since the bridge last fed them (nil: deleted)
 	ips       map[netip.Addr]int         // addresses the records declare, with how many records declare each
 	macs      map[schema.MAC]int         // MACs the records declare, likewise
@@ -139,6 +148,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		opts: opts, log: opts.Logger.With("part", "fleet"), now: opts.Now,
 		state: map[string]EndpointRecord{}, changed: map[string]*EndpointRecord{}, ips: map[netip.Addr]int{}, macs: map[schema.MAC]int{}, written: map[string]writtenRecord{},
 		pending: map[string]EndpointRecord{}, wake: make(chan struct{}, 1),
+		unreleased: map[string]schema.Disconnect{}, orphanSince: map[string]time.Time{}, mine: map[string]struct{}{},
 		peers: map[string]SensorRecord{}, changes: make(chan Change, 16),
 		degraded: true, why: "joining the fleet", startedAt: opts.Now(),
 	}
@@ -168,7 +178,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		return nil, fmt.Errorf("fleet: connect to %s: %w", url, err)
 	}
 	f.nc = nc
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncErrHandler(f.asyncFailed))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncErrHandler(f.asyncFailed), jetstream.WithPublishAsyncTimeout(publishTimeout))
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("fleet: %w", err)
@@ -414,7 +424,8 @@ func (f *Fleet) run(ctx context.Context) {
 
 // asyncFailed handles an asynchronous write the fleet did not store (no
 // quorum, a leader election): an endpoint record is written again at the
-// endpoint's next heartbeat rather than after the refresh period.
+// endpoint's next heartbeat (reconcile catches a write that failed with no
+// answer at all).
 func (f *Fleet) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 	if id, ok := strings.CutPrefix(m.Subject, "$KV."+BucketEndpoints+"."); ok {
 		f.wmu.Lock()

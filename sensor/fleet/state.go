@@ -78,10 +78,41 @@ type SensorRecord struct {
 	HeardSince time.Time `json:"-"`
 }
 
-// Refresh bounds how long an unchanged endpoint record goes unwritten: two
-// heartbeat intervals. A change (connect, disconnect, health, interfaces,
-// users) is written at once.
-func (f *Fleet) Refresh() time.Duration { return 2 * f.opts.Interval }
+// Refresh bounds how long an unchanged endpoint record goes unwritten: 20
+// heartbeat intervals (5 min at 15 s), so the shared last heartbeat is
+// never older than that. A change (connect, disconnect, health,
+// interfaces, users) is written at once. Freshness does not rest on it:
+// the holder's registry record, rewritten every 2 s, vouches for the
+// connected records it holds (see heldBy), and the holder mends its
+// records against the bucket every reconcileEvery.
+func (f *Fleet) Refresh() time.Duration { return 20 * f.opts.Interval }
+
+// reconcileEvery is how often a sensor compares the records it holds
+// with the bucket's.
+const reconcileEvery = 2 * time.Second
+
+// lostAfter is how long a write may take to come back through the watch
+// before reconcile writes the record again. A write the fleet refused or
+// left unanswered for publishTimeout is written again at the endpoint's
+// next heartbeat (asyncFailed); this catches what is left.
+const lostAfter = 30 * time.Second
+
+// publishTimeout bounds the wait for an asynchronous write's answer.
+const publishTimeout = 10 * time.Second
+
+// rejoinAfter is how long a sensor heard again after a gap (a partition,
+// a restart) must be heard before its records vouch for their endpoints:
+// by then it has mended them against the bucket (released what it stopped
+// holding while cut off, rewritten what was lost).
+func (f *Fleet) rejoinAfter() time.Duration { return 3 * f.opts.Interval }
+
+// reclaimAfter is how long a record the bucket says this sensor holds,
+// with no connection here (left by a restart of this sensor), stays
+// connected before this sensor releases it: long enough for its agent,
+// retrying every 15 s at most, to come back to a sensor restarting under
+// load. Released with CauseSensorShutdown, it is judged on the missing
+// deadline, not as a dropped connection.
+func (f *Fleet) reclaimAfter() time.Duration { return 8 * f.opts.Interval }
 
 // PutEndpoint shares a locally held endpoint's state if it changed or its
 // last write is older than Refresh. It never blocks on the fleet: the
@@ -92,12 +123,8 @@ func (f *Fleet) PutEndpoint(r EndpointRecord) {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
 	w, ok := f.written[r.ID]
-	// Rewritten at the first heartbeat past 1.5 intervals: with heartbeats
-	// an interval apart, every second one, so the watching sensors see a
-	// refresh at least every 2 intervals, one interval inside the missing
-	// deadline (3 intervals).
 	// Nothing is written, nor counted as written, before the bucket exists.
-	if f.writeTo == nil || ok && w.rec.same(r) && now.Sub(w.at) < f.Refresh()-f.opts.Interval/2 {
+	if f.writeTo == nil || ok && w.rec.same(r) && now.Sub(w.at) < f.Refresh() {
 		return
 	}
 	f.written[r.ID] = writtenRecord{rec: r, at: now}
@@ -112,10 +139,15 @@ func (f *Fleet) PutEndpoint(r EndpointRecord) {
 // writeLoop writes the queued endpoint records until ctx ends. A record
 // queued again before it was sent is sent once, in its latest state.
 func (f *Fleet) writeLoop(ctx context.Context) {
+	tick := time.NewTicker(reconcileEvery)
+	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-tick.C:
+			f.reconcile(ctx)
+			continue
 		case <-f.wake:
 		}
 		f.wmu.Lock()
@@ -146,33 +178,51 @@ func (f *Fleet) writeLoop(ctx context.Context) {
 }
 
 // ReleaseEndpoint records that this sensor no longer holds the endpoint's
-// connection, unless another sensor took it over meanwhile (compare and
-// set on the record's revision; a write of this sensor's own landing in
-// between is read again).
+// connection, unless another sensor took it over meanwhile. A release the
+// fleet did not store (no quorum) is tried again by reconcile.
 func (f *Fleet) ReleaseEndpoint(ctx context.Context, d schema.Disconnect) error {
 	id := d.EndpointID
 	f.wmu.Lock()
 	kv := f.writeTo
-	w, ok := f.written[id]
+	_, ok := f.written[id]
 	delete(f.written, id)
 	delete(f.pending, id)
 	f.wmu.Unlock()
 	if kv == nil || !ok {
 		return nil
 	}
+	err := f.release(ctx, kv, d)
+	if err != nil {
+		f.wmu.Lock()
+		if _, back := f.written[id]; !back {
+			f.unreleased[id] = d
+		}
+		f.wmu.Unlock()
+	}
+	return err
+}
+
+// release marks the bucket's record of d's endpoint disconnected, with
+// d's cause, if it still says this sensor holds the connection (compare
+// and set on the record's revision; a write landing in between is read
+// again).
+func (f *Fleet) release(ctx context.Context, kv jetstream.KeyValue, d schema.Disconnect) error {
+	id := d.EndpointID
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	r := w.rec
-	r.Connected, r.Cause, r.Goodbye = false, uint8(d.Cause), d.Goodbye
 	for {
 		e, err := kv.Get(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return nil // deleted: revoked
+		}
 		if err != nil {
 			return fmt.Errorf("fleet: release %s: %w", id, err)
 		}
-		var cur EndpointRecord
-		if err := json.Unmarshal(e.Value(), &cur); err != nil || cur.Sensor != f.Name() {
-			return nil // another sensor holds it now
+		var r EndpointRecord
+		if err := json.Unmarshal(e.Value(), &r); err != nil || r.Sensor != f.Name() || !r.Connected {
+			return nil // another sensor holds it now, or it is released already
 		}
+		r.Connected, r.Cause, r.Goodbye = false, uint8(d.Cause), d.Goodbye
 		r.Written = f.now()
 		b, _ := json.Marshal(r)
 		_, err = kv.Update(ctx, id, b, e.Revision())
@@ -182,9 +232,108 @@ func (f *Fleet) ReleaseEndpoint(ctx context.Context, d schema.Disconnect) error 
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return fmt.Errorf("fleet: release %s: %w", id, err)
 		}
-		// The record changed since it was read: again, unless another
-		// sensor took the endpoint over.
 	}
+}
+
+// reconcile mends the bucket's records against what this sensor holds,
+// so the records it holds can be vouched for by its registry record
+// alone: a held endpoint whose record is missing, differs, or says
+// disconnected (a write the fleet lost, a release that raced a
+// reconnection) is written again; a release that failed is tried again;
+// a record that says this sensor holds an endpoint it does not (left by
+// its restart) is released once reclaimAfter has passed. It waits for the
+// whole bucket after a (re)join, and does nothing while degraded.
+func (f *Fleet) reconcile(ctx context.Context) {
+	now := f.now()
+	var rewrite int
+	var releases []schema.Disconnect
+	f.mu.Lock()
+	if f.degraded || !f.synced {
+		f.mu.Unlock()
+		return
+	}
+	f.wmu.Lock()
+	kv := f.writeTo
+	for id, w := range f.written {
+		if _, queued := f.pending[id]; queued {
+			continue
+		}
+		m, ok := f.state[id]
+		switch {
+		case ok && m.Connected && m.Sensor != f.Name():
+			continue // another sensor holds it: this connection is about to go
+		case ok && m.Connected && m.same(w.rec):
+			continue
+		case (!ok || !m.Received.After(w.at)) && now.Sub(w.at) < lostAfter:
+			continue // the write has not come back yet
+		}
+		r := w.rec
+		r.Written = now
+		f.written[id] = writtenRecord{rec: r, at: now}
+		f.pending[id] = r
+		rewrite++
+	}
+	for id := range f.orphanSince {
+		if _, still := f.mine[id]; !still {
+			delete(f.orphanSince, id)
+		}
+	}
+	for id := range f.unreleased {
+		if _, still := f.mine[id]; !still {
+			delete(f.unreleased, id)
+		}
+	}
+	for id := range f.mine {
+		m := f.state[id]
+		if _, held := f.written[id]; held || !m.Connected {
+			delete(f.orphanSince, id)
+			delete(f.unreleased, id)
+			continue
+		}
+		if d, ok := f.unreleased[id]; ok {
+			releases = append(releases, d)
+			continue
+		}
+		since, seen := f.orphanSince[id]
+		if !seen {
+			f.orphanSince[id] = now
+		} else if now.Sub(since) >= f.reclaimAfter() {
+			releases = append(releases, schema.Disconnect{EndpointID: id, Cause: schema.CauseSensorShutdown,
+				Message: "not reconnected after a restart of sensor " + f.Name()})
+		}
+	}
+	f.wmu.Unlock()
+	f.mu.Unlock()
+	if rewrite > 0 {
+		f.log.Info("fleet: endpoint records written again: the bucket differed from what this sensor holds", "records", rewrite)
+		select {
+		case f.wake <- struct{}{}:
+		default:
+		}
+	}
+	if len(releases) == 0 || kv == nil || !f.releasing.CompareAndSwap(false, true) {
+		return
+	}
+	f.log.Info("fleet: releasing endpoints this sensor no longer holds", "records", len(releases))
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		defer f.releasing.Store(false)
+		for _, d := range releases {
+			err := f.release(ctx, kv, d)
+			f.wmu.Lock()
+			if err == nil {
+				delete(f.unreleased, d.EndpointID)
+				delete(f.orphanSince, d.EndpointID)
+			} else if _, back := f.written[d.EndpointID]; !back {
+				f.unreleased[d.EndpointID] = d
+			}
+			f.wmu.Unlock()
+			if ctx.Err() != nil {
+				return
+			}
+		}
+	}()
 }
 
 // DeleteEndpoint deletes a revoked endpoint's shared record.
@@ -313,6 +462,7 @@ func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
 		defer f.mu.Unlock()
 		f.index(f.state[e.Key()], -1)
 		delete(f.state, e.Key())
+		delete(f.mine, e.Key())
 		f.changed[e.Key()] = nil
 		return
 	}
@@ -328,6 +478,11 @@ func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
 	f.index(f.state[r.ID], -1)
 	f.index(r, +1)
 	f.state[r.ID] = r
+	if r.Sensor == f.Name() {
+		f.mine[r.ID] = struct{}{}
+	} else {
+		delete(f.mine, r.ID)
+	}
 	f.changed[r.ID] = &r
 }
 
@@ -369,18 +524,6 @@ func (f *Fleet) takeChanged() map[string]*EndpointRecord {
 	c := f.changed
 	f.changed = map[string]*EndpointRecord{}
 	return c
-}
-
-// heardSensors returns, for every registered sensor, whether heard says
-// it is heard now.
-func (f *Fleet) heardSensors(now time.Time) map[string]bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := make(map[string]bool, len(f.peers))
-	for name, r := range f.peers {
-		out[name] = f.heardLocked(r, now)
-	}
-	return out
 }
 
 func (f *Fleet) applySensor(e jetstream.KeyValueEntry) {
@@ -482,10 +625,10 @@ func (f *Fleet) Endpoints() []EndpointRecord {
 type Verdict uint8
 
 const (
-	// Unvouched: the fleet is degraded or holds no current record: judge the
-	// MAC as unknown, raise no no_heartbeat or missing for it.
+	// Unvouched: the fleet is degraded, or the record's holder is not heard
+	// now: judge the MAC as unknown, raise no no_heartbeat or missing for it.
 	Unvouched Verdict = iota
-	// HeldElsewhere: another sensor holds a current, connected record for an
+	// HeldElsewhere: another sensor, heard now, holds the connection of an
 	// endpoint with this MAC: it is heartbeating.
 	HeldElsewhere
 	// NotHeld: the fleet is current and no sensor holds a connected endpoint
@@ -509,11 +652,11 @@ func (f *Fleet) Vouch(m schema.MAC) (Verdict, EndpointRecord) {
 			if itf.MAC != m {
 				continue
 			}
-			if r.Connected && now.Sub(r.Received) <= f.freshFor() {
+			if r.Connected && f.heardLocked(f.peers[r.Sensor], now) {
 				return HeldElsewhere, r
 			}
 			if r.Connected {
-				return Unvouched, r // held, but its record is late: cannot vouch either way
+				return Unvouched, r // held by a sensor not heard now: cannot vouch either way
 			}
 		}
 	}
