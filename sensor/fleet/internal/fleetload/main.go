@@ -62,6 +62,7 @@ func main() {
 	settle := flag.Duration("settle", 60*time.Second, "wait after each recovery before counting events (missing deadline is 3 intervals)")
 	keep := flag.Bool("keep", false, "keep the sensor directories (logs, alert logs)")
 	trustWait := flag.Duration("trust-wait", 5*time.Minute, "how long to wait for the trust-store journals to converge before connecting")
+	sensorEnv := flag.String("sensor-env", "", "space-separated `NAME=VALUE` pairs added to the sensors' environment (e.g. GOGC=off GOMEMLIMIT=3GiB)")
 	flag.Parse()
 	if *sim {
 		if err := runSim(*bundlesFile, *first, strings.Split(*addrs, ","), *ramp); err != nil {
@@ -81,7 +82,7 @@ func main() {
 			continue
 		}
 		r, err := runOnce(config{bin: absBin, n: n, interval: *interval, ramp: *ramp, steady: *steady,
-			restarts: strings.Split(*restart, ","), settle: *settle, keep: *keep, trustWait: *trustWait})
+			restarts: strings.Split(*restart, ","), settle: *settle, keep: *keep, trustWait: *trustWait, sensorEnv: strings.Fields(*sensorEnv)})
 		if r != nil {
 			r.print(os.Stdout)
 			results = append(results, r)
@@ -107,6 +108,7 @@ type config struct {
 	restarts       []string
 	keep           bool
 	trustWait      time.Duration
+	sensorEnv      []string // added to the sensors' environment
 }
 
 // sensorResult is one sensor's figures over the steady window.
@@ -206,8 +208,11 @@ type proc struct {
 	last string
 }
 
-func startProc(name string, logf io.Writer, bin string, args ...string) (*proc, error) {
+func startProc(name string, logf io.Writer, env []string, bin string, args ...string) (*proc, error) {
 	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	if len(env) > 0 {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	p.cmd.Stderr = logf
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -261,8 +266,8 @@ type node struct {
 	sim            *proc
 }
 
-func (nd *node) start(bin string) error {
-	p, err := startProc(nd.name, nd.log, bin, "run", "--dir", nd.dir, "--metrics", nd.metrics, "--log-format", "text")
+func (nd *node) start(bin string, env []string) error {
+	p, err := startProc(nd.name, nd.log, env, bin, "run", "--dir", nd.dir, "--metrics", nd.metrics, "--log-format", "text")
 	if err != nil {
 		return err
 	}
@@ -373,7 +378,7 @@ func runOnce(cfg config) (*result, error) {
 
 	t0 = time.Now()
 	for _, nd := range nodes {
-		if err := nd.start(cfg.bin); err != nil {
+		if err := nd.start(cfg.bin, cfg.sensorEnv); err != nil {
 			return nil, err
 		}
 	}
@@ -421,7 +426,7 @@ func runOnce(cfg config) (*result, error) {
 			return res, err
 		}
 		defer sl.Close()
-		if nd.sim, err = startProc(nd.name+"-sim", sl, self, "-sim", "-bundles", bundleFiles[i], "-first", strconv.Itoa(i*cfg.n),
+		if nd.sim, err = startProc(nd.name+"-sim", sl, nil, self, "-sim", "-bundles", bundleFiles[i], "-first", strconv.Itoa(i*cfg.n),
 			"-sensors", strings.Join(order, ","), "-ramp", cfg.ramp.String()); err != nil {
 			return res, err
 		}
@@ -518,7 +523,7 @@ func restartS1(cfg config, nodes []*node, sig syscall.Signal, how string) (resta
 	t0 := time.Now()
 	s1.p.stop(sig, 60*time.Second)
 	stopped := time.Now()
-	if err := s1.start(cfg.bin); err != nil {
+	if err := s1.start(cfg.bin, cfg.sensorEnv); err != nil {
 		return rr, err
 	}
 	if err := s1.waitMetrics(60 * time.Second); err != nil {
