@@ -80,11 +80,13 @@ type Fleet struct {
 	pending map[string]EndpointRecord
 	wake    chan struct{}
 	// unreleased are releases the fleet did not store; orphanSince is
-	// when reconcile first saw a record saying this sensor holds an
-	// endpoint it does not. releasing is set while reconcile's releases
-	// run.
+	// when the watch first brought a record saying this sensor holds an
+	// endpoint it does not; suspect are held endpoints whose record came
+	// back different. reconcile works through them. releasing is set
+	// while reconcile's releases run.
 	unreleased  map[string]schema.Disconnect
 	orphanSince map[string]time.Time
+	suspect     map[string]struct{}
 	releasing   atomic.Bool
 
 	mu        sync.Mutex
@@ -94,7 +96,6 @@ type Fleet struct {
 	claims    jetstream.KeyValue
 	events    jetstream.Stream
 	state     map[string]EndpointRecord  // the fleet's heartbeat state, from the watch
-	mine      map[string]struct{}        // ids of the records in state that name this sensor as holder
 	changed   map[string]*EndpointRecord // received since the bridge last fed them (nil: deleted)
 	ips       map[netip.Addr]int         // addresses the records declare, with how many records declare each
 	macs      map[schema.MAC]int         // MACs the records declare, likewise
@@ -148,7 +149,7 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 		opts: opts, log: opts.Logger.With("part", "fleet"), now: opts.Now,
 		state: map[string]EndpointRecord{}, changed: map[string]*EndpointRecord{}, ips: map[netip.Addr]int{}, macs: map[schema.MAC]int{}, written: map[string]writtenRecord{},
 		pending: map[string]EndpointRecord{}, wake: make(chan struct{}, 1),
-		unreleased: map[string]schema.Disconnect{}, orphanSince: map[string]time.Time{}, mine: map[string]struct{}{},
+		unreleased: map[string]schema.Disconnect{}, orphanSince: map[string]time.Time{}, suspect: map[string]struct{}{},
 		peers: map[string]SensorRecord{}, changes: make(chan Change, 16),
 		degraded: true, why: "joining the fleet", startedAt: opts.Now(),
 	}

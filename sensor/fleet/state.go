@@ -91,11 +91,12 @@ func (f *Fleet) Refresh() time.Duration { return 20 * f.opts.Interval }
 // with the bucket's.
 const reconcileEvery = 2 * time.Second
 
-// lostAfter is how long a write may take to come back through the watch
-// before reconcile writes the record again. A write the fleet refused or
-// left unanswered for publishTimeout is written again at the endpoint's
-// next heartbeat (asyncFailed); this catches what is left.
-const lostAfter = 30 * time.Second
+// writeSettle is how long a held endpoint's record may disagree with what
+// this sensor holds before reconcile writes it again: a write of its own
+// may be on its way. A write the fleet refused or left unanswered for
+// publishTimeout is written again at the endpoint's next heartbeat
+// (asyncFailed).
+const writeSettle = 5 * time.Second
 
 // publishTimeout bounds the wait for an asynchronous write's answer.
 const publishTimeout = 10 * time.Second
@@ -237,12 +238,13 @@ func (f *Fleet) release(ctx context.Context, kv jetstream.KeyValue, d schema.Dis
 
 // reconcile mends the bucket's records against what this sensor holds,
 // so the records it holds can be vouched for by its registry record
-// alone: a held endpoint whose record is missing, differs, or says
-// disconnected (a write the fleet lost, a release that raced a
-// reconnection) is written again; a release that failed is tried again;
-// a record that says this sensor holds an endpoint it does not (left by
-// its restart) is released once reclaimAfter has passed. It waits for the
-// whole bucket after a (re)join, and does nothing while degraded.
+// alone. The watch notes what to look at (noteRecord): a held endpoint
+// whose record came back disconnected or different (a release that raced
+// a reconnection, a write overtaken by an older one) is written again if
+// it still differs after writeSettle; a release that failed is tried
+// again; a record that says this sensor holds an endpoint it does not
+// (left by its restart) is released once reclaimAfter has passed. It
+// does nothing while degraded or before the whole bucket is in.
 func (f *Fleet) reconcile(ctx context.Context) {
 	now := f.now()
 	var rewrite int
@@ -254,53 +256,41 @@ func (f *Fleet) reconcile(ctx context.Context) {
 	}
 	f.wmu.Lock()
 	kv := f.writeTo
-	for id, w := range f.written {
-		if _, queued := f.pending[id]; queued {
-			continue
-		}
+	for id := range f.suspect {
+		w, held := f.written[id]
 		m, ok := f.state[id]
-		switch {
-		case ok && m.Connected && m.Sensor != f.Name():
-			continue // another sensor holds it: this connection is about to go
-		case ok && m.Connected && m.same(w.rec):
+		if !held || ok && m.Connected && (m.Sensor != f.Name() || m.same(w.rec)) {
+			delete(f.suspect, id) // let go here, taken over elsewhere, or mended
 			continue
-		case (!ok || !m.Received.After(w.at)) && now.Sub(w.at) < lostAfter:
-			continue // the write has not come back yet
 		}
+		if _, queued := f.pending[id]; queued || now.Sub(w.at) < writeSettle {
+			continue // a write of its own may be on its way
+		}
+		delete(f.suspect, id)
 		r := w.rec
 		r.Written = now
 		f.written[id] = writtenRecord{rec: r, at: now}
 		f.pending[id] = r
 		rewrite++
 	}
-	for id := range f.orphanSince {
-		if _, still := f.mine[id]; !still {
-			delete(f.orphanSince, id)
-		}
-	}
-	for id := range f.unreleased {
-		if _, still := f.mine[id]; !still {
-			delete(f.unreleased, id)
-		}
-	}
-	for id := range f.mine {
-		m := f.state[id]
-		if _, held := f.written[id]; held || !m.Connected {
+	for id, since := range f.orphanSince {
+		m, ok := f.state[id]
+		if _, held := f.written[id]; held || !ok || !m.Connected || m.Sensor != f.Name() {
 			delete(f.orphanSince, id)
 			delete(f.unreleased, id)
 			continue
 		}
-		if d, ok := f.unreleased[id]; ok {
-			releases = append(releases, d)
-			continue
-		}
-		since, seen := f.orphanSince[id]
-		if !seen {
-			f.orphanSince[id] = now
-		} else if now.Sub(since) >= f.reclaimAfter() {
+		if _, failed := f.unreleased[id]; !failed && now.Sub(since) >= f.reclaimAfter() {
 			releases = append(releases, schema.Disconnect{EndpointID: id, Cause: schema.CauseSensorShutdown,
 				Message: "not reconnected after a restart of sensor " + f.Name()})
 		}
+	}
+	for id, d := range f.unreleased {
+		if _, held := f.written[id]; held {
+			delete(f.unreleased, id)
+			continue
+		}
+		releases = append(releases, d)
 	}
 	f.wmu.Unlock()
 	f.mu.Unlock()
@@ -334,6 +324,29 @@ func (f *Fleet) reconcile(ctx context.Context) {
 			}
 		}
 	}()
+}
+
+// noteRecord tells reconcile about a record the watch received (nil:
+// deleted) that disagrees with what this sensor holds. f.mu is held.
+func (f *Fleet) noteRecord(id string, r *EndpointRecord) {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	if r == nil {
+		delete(f.suspect, id)
+		delete(f.orphanSince, id)
+		return
+	}
+	w, held := f.written[id]
+	switch {
+	case held && !(r.Connected && (r.Sensor != f.Name() || r.same(w.rec))):
+		f.suspect[id] = struct{}{}
+	case !held && r.Connected && r.Sensor == f.Name():
+		if _, seen := f.orphanSince[id]; !seen {
+			f.orphanSince[id] = r.Received
+		}
+	default:
+		delete(f.orphanSince, id)
+	}
 }
 
 // DeleteEndpoint deletes a revoked endpoint's shared record.
@@ -462,7 +475,7 @@ func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
 		defer f.mu.Unlock()
 		f.index(f.state[e.Key()], -1)
 		delete(f.state, e.Key())
-		delete(f.mine, e.Key())
+		f.noteRecord(e.Key(), nil)
 		f.changed[e.Key()] = nil
 		return
 	}
@@ -478,11 +491,7 @@ func (f *Fleet) applyEndpoint(e jetstream.KeyValueEntry) {
 	f.index(f.state[r.ID], -1)
 	f.index(r, +1)
 	f.state[r.ID] = r
-	if r.Sensor == f.Name() {
-		f.mine[r.ID] = struct{}{}
-	} else {
-		delete(f.mine, r.ID)
-	}
+	f.noteRecord(r.ID, &r)
 	f.changed[r.ID] = &r
 }
 
