@@ -425,8 +425,8 @@ func (f *Fleet) run(ctx context.Context) {
 
 // asyncFailed handles an asynchronous write the fleet did not store (no
 // quorum, a leader election): an endpoint record is written again at the
-// endpoint's next heartbeat (reconcile catches a write that failed with no
-// answer at all).
+// endpoint's next heartbeat. A write left unanswered for publishTimeout
+// has failed too.
 func (f *Fleet) asyncFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
 	if id, ok := strings.CutPrefix(m.Subject, "$KV."+BucketEndpoints+"."); ok {
 		f.wmu.Lock()

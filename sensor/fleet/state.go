@@ -83,7 +83,7 @@ type SensorRecord struct {
 // never older than that. A change (connect, disconnect, health,
 // interfaces, users) is written at once. Freshness does not rest on it:
 // the holder's registry record, rewritten every 2 s, vouches for the
-// connected records it holds (see heldBy), and the holder mends its
+// connected records it holds (see heardLocked), and the holder mends its
 // records against the bucket every reconcileEvery.
 func (f *Fleet) Refresh() time.Duration { return 20 * f.opts.Interval }
 
