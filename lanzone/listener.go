@@ -59,10 +59,10 @@ type Options struct {
 	FailoverAddresses func(own []string) []string
 	// KnownSource, when set, reports whether a source address is one an
 	// enrolled endpoint declared (the sensor's saved state, a fleet's
-	// shared state): it is admitted
-	// as an address that completed a handshake here, so agents failing
-	// over from another sensor, or back after this one restarted, are not
-	// held to the limits on unknown networks. It must not block.
+	// shared state): it is admitted as an address that completed a
+	// handshake here, so agents failing over from another sensor, or back
+	// after this one restarted, are not held to the limits on unknown
+	// networks. It must not block.
 	KnownSource func(netip.Addr) bool
 	// Logger for operational messages (default slog.Default()).
 	Logger *slog.Logger

@@ -193,14 +193,21 @@ func (f *Fleet) ReleaseEndpoint(ctx context.Context, d schema.Disconnect) error 
 		return nil
 	}
 	err := f.release(ctx, kv, d)
-	if err != nil {
-		f.wmu.Lock()
-		if _, back := f.written[id]; !back {
-			f.unreleased[id] = d
-		}
-		f.wmu.Unlock()
-	}
+	f.released(d, err)
 	return err
+}
+
+// released records how a release ended: a failed one is left to
+// reconcile, unless the endpoint came back here meanwhile.
+func (f *Fleet) released(d schema.Disconnect, err error) {
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	if err == nil {
+		delete(f.unreleased, d.EndpointID)
+		delete(f.orphanSince, d.EndpointID)
+	} else if _, back := f.written[d.EndpointID]; !back {
+		f.unreleased[d.EndpointID] = d
+	}
 }
 
 // release marks the bucket's record of d's endpoint disconnected, with
@@ -310,15 +317,7 @@ func (f *Fleet) reconcile(ctx context.Context) {
 		defer f.wg.Done()
 		defer f.releasing.Store(false)
 		for _, d := range releases {
-			err := f.release(ctx, kv, d)
-			f.wmu.Lock()
-			if err == nil {
-				delete(f.unreleased, d.EndpointID)
-				delete(f.orphanSince, d.EndpointID)
-			} else if _, back := f.written[d.EndpointID]; !back {
-				f.unreleased[d.EndpointID] = d
-			}
-			f.wmu.Unlock()
+			f.released(d, f.release(ctx, kv, d))
 			if ctx.Err() != nil {
 				return
 			}
