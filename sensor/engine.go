@@ -174,11 +174,14 @@ func (e *Engine) AtRisk() schema.AtRiskList {
 	return e.c.AtRisk()
 }
 
-// Endpoints returns every endpoint's state.
+// Endpoints returns every endpoint's state, ordered by id. Heartbeats wait
+// only for the copy, not for the ordering.
 func (e *Engine) Endpoints() []schema.EndpointState {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.c.Endpoints()
+	out := e.c.endpointStates()
+	e.mu.Unlock()
+	sortStates(out)
+	return out
 }
 
 // StatusCounts returns how many endpoints are in each status.
@@ -195,11 +198,14 @@ func (e *Engine) Unmanaged() []schema.Station {
 	return e.c.Unmanaged()
 }
 
-// Snapshot returns the state worth keeping across a restart.
+// Snapshot returns the state worth keeping across a restart, ordered as
+// Correlator.Snapshot orders it. Heartbeats wait only for the copy.
 func (e *Engine) Snapshot() Snapshot {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.c.Snapshot()
+	s := e.c.snapshot()
+	e.mu.Unlock()
+	s.sort()
+	return s
 }
 
 // Config returns the rules in force.

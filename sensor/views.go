@@ -1,10 +1,12 @@
 package sensor
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/tapbeat/tapbeat/sensor/schema"
@@ -54,14 +56,24 @@ func (c *Correlator) AtRisk() schema.AtRiskList {
 
 // Endpoints returns every enrolled endpoint's state, ordered by id.
 func (c *Correlator) Endpoints() []schema.EndpointState {
+	out := c.endpointStates()
+	sortStates(out)
+	return out
+}
+
+// endpointStates returns every enrolled endpoint's state, unordered.
+func (c *Correlator) endpointStates() []schema.EndpointState {
 	out := make([]schema.EndpointState, 0, len(c.byID))
 	for _, e := range c.endpoints {
 		if e != nil {
 			out = append(out, c.stateOf(e))
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+func sortStates(s []schema.EndpointState) {
+	slices.SortFunc(s, func(a, b schema.EndpointState) int { return strings.Compare(a.ID, b.ID) })
 }
 
 // Endpoint returns one endpoint's state.
@@ -102,14 +114,27 @@ func (c *Correlator) Unmanaged() []schema.Station {
 	return out
 }
 
-// Snapshot returns the state worth keeping across a restart.
+// Snapshot returns the state worth keeping across a restart: endpoints
+// ordered by id, alerted MACs by value.
 func (c *Correlator) Snapshot() Snapshot {
-	s := Snapshot{NextSeq: c.nextSeq, Endpoints: c.Endpoints(), HeartbeatInterval: c.cfg.HeartbeatInterval}
+	s := c.snapshot()
+	s.sort()
+	return s
+}
+
+// snapshot is Snapshot unordered.
+func (c *Correlator) snapshot() Snapshot {
+	s := Snapshot{NextSeq: c.nextSeq, Endpoints: c.endpointStates(), HeartbeatInterval: c.cfg.HeartbeatInterval}
+	s.Alerted = make([]schema.MAC, 0, len(c.alerted))
 	for m := range c.alerted {
 		s.Alerted = append(s.Alerted, m)
 	}
-	sort.Slice(s.Alerted, func(i, j int) bool { return s.Alerted[i].Uint64() < s.Alerted[j].Uint64() })
 	return s
+}
+
+func (s *Snapshot) sort() {
+	sortStates(s.Endpoints)
+	slices.SortFunc(s.Alerted, func(a, b schema.MAC) int { return cmp.Compare(a.Uint64(), b.Uint64()) })
 }
 
 // Restore loads a snapshot into a fresh correlator, before any input. The

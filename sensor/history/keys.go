@@ -42,6 +42,7 @@ const (
 	prefixState     = "s/state/"
 	prefixName      = "s/name/"
 	prefixAlerted   = "s/um/"
+	prefixBeats     = "s/beats/" // last heartbeats newer than the states (beats.go)
 	keyNextSeq      = "s/meta/nextseq"
 	keyStateSeq     = "s/meta/stateseq" // the persisted states reflect events up to this seq
 	keySnapshotTime = "s/meta/snapshot"

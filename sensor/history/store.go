@@ -129,6 +129,11 @@ type Store struct {
 	nextSeq    uint64
 	states     map[string]*schema.EndpointState
 	dirty      map[string]bool // states changed since persisted; false: removed
+	// beaten: states whose last heartbeat is newer in memory than in their
+	// stored record; the beat records carry it (beats.go).
+	beaten      map[string]struct{}
+	beatRecords int                 // beat records stored
+	inSnapshot  map[string]struct{} // SaveSnapshot's scratch set, kept to reuse its memory
 	// lastEvent is the newest event time appended.
 	lastEvent time.Time
 	// alerted: MACs reported as no_heartbeat; true while still unmanaged,
@@ -190,6 +195,8 @@ func Open(dir string, opts Options) (*Store, error) {
 		db: db, opts: opts, log: opts.Logger, nextSeq: 1,
 		states:     map[string]*schema.EndpointState{},
 		dirty:      map[string]bool{},
+		beaten:     map[string]struct{}{},
+		inSnapshot: map[string]struct{}{},
 		alerted:    map[schema.MAC]bool{},
 		checkpoint: map[string]uint32{},
 		bindings:   map[netip.Addr]*openBinding{},
@@ -208,6 +215,7 @@ func Open(dir string, opts Options) (*Store, error) {
 func (s *Store) load() error {
 	var stateSeq uint64
 	var stateTime time.Time
+	var beats [][]byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		if item, err := txn.Get([]byte(keyStateSeq)); err == nil {
 			_ = item.Value(func(v []byte) error {
@@ -242,6 +250,13 @@ func (s *Store) load() error {
 					return fmt.Errorf("decode %s: %w", k, err)
 				}
 				s.states[st.ID] = &st
+			case strings.HasPrefix(k, prefixBeats):
+				s.beatRecords++
+				v, err := item.ValueCopy(nil)
+				if err != nil {
+					return fmt.Errorf("read %q: %w", k, err)
+				}
+				beats = append(beats, v)
 			case strings.HasPrefix(k, prefixAlerted):
 				m, err := schema.ParseMAC(k[len(prefixAlerted):])
 				if err != nil {
@@ -254,8 +269,17 @@ func (s *Store) load() error {
 		}
 		return nil
 	})
-	if err != nil || stateSeq+1 >= s.nextSeq {
+	if err != nil {
 		return err
+	}
+	for _, v := range beats {
+		// A damaged beat record costs only the newest last heartbeats.
+		if err := decodeBeats(v, s.applyBeat); err != nil {
+			s.log.Warn("history: a record of last heartbeats is damaged; the endpoints' states keep their older ones", "err", err)
+		}
+	}
+	if stateSeq+1 >= s.nextSeq {
+		return nil
 	}
 	return s.replayStates(stateSeq, stateTime)
 }
@@ -408,6 +432,7 @@ func (s *Store) Append(evs []schema.Event, stage func(*Batch) error) error {
 func (s *Store) stageStates(wb *badger.WriteBatch) error {
 	for id, present := range s.dirty {
 		k := []byte(prefixState + id)
+		delete(s.beaten, id)
 		if !present {
 			if err := wb.Delete(k); err != nil {
 				return fmt.Errorf("persist states: %w", err)
@@ -714,7 +739,9 @@ func (s *Store) writeRegistration(wb *badger.WriteBatch, day uint32, reg *Regist
 
 // SaveSnapshot persists the correlator's state: the latest state of every
 // endpoint (last heartbeat times included) and the next sequence number. The
-// daemon calls it periodically, not per heartbeat. The first snapshot of each
+// daemon calls it periodically, not per heartbeat. A state is rewritten only
+// when it changed; a state that changed only by a newer heartbeat keeps its
+// record, and the heartbeat goes into the packed beat records (beats.go). The first snapshot of each
 // UTC day also writes a registry checkpoint per endpoint, so that forensic
 // lookups find who owned what within a day of any instant.
 func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
@@ -730,20 +757,33 @@ func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
 	day := dayOf(now)
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	keep := map[string]bool{}
+	clear(s.inSnapshot)
 	for i := range snap.Endpoints {
-		st := snap.Endpoints[i]
-		keep[st.ID] = true
-		b, err := encodeState(&st)
-		if err != nil {
-			return fmt.Errorf("save snapshot: encode %s: %w", st.ID, err)
+		st := &snap.Endpoints[i]
+		s.inSnapshot[st.ID] = struct{}{}
+		old := s.states[st.ID]
+		_, dirty := s.dirty[st.ID]
+		switch {
+		case old != nil && !dirty && sameButBeat(old, st):
+			if st.LastHeartbeat.After(old.LastHeartbeat) {
+				old.LastHeartbeat = st.LastHeartbeat
+				s.beaten[st.ID] = struct{}{}
+			}
+		default:
+			b, err := encodeState(st)
+			if err != nil {
+				return fmt.Errorf("save snapshot: encode %s: %w", st.ID, err)
+			}
+			if err := wb.Set([]byte(prefixState+st.ID), b); err != nil {
+				return fmt.Errorf("save snapshot: %w", err)
+			}
+			c := *st
+			c.Interfaces = slices.Clone(st.Interfaces)
+			c.Users = slices.Clone(st.Users)
+			c.Reasons = slices.Clone(st.Reasons)
+			s.states[st.ID] = &c
+			delete(s.beaten, st.ID)
 		}
-		if err := wb.Set([]byte(prefixState+st.ID), b); err != nil {
-			return fmt.Errorf("save snapshot: %w", err)
-		}
-		st.Interfaces = slices.Clone(st.Interfaces)
-		st.Users = slices.Clone(st.Users)
-		s.states[st.ID] = &st
 		if s.checkpoint[st.ID] != day {
 			reg := Registration{EndpointID: st.ID, Name: st.Name, Org: st.Org, Interfaces: st.Interfaces, Users: st.Users, Time: now.UTC()}
 			if err := s.writeRegistration(wb, day, &reg, nil); err != nil {
@@ -753,12 +793,20 @@ func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
 	}
 	clear(s.dirty)
 	for id := range s.states {
-		if !keep[id] {
+		if _, ok := s.inSnapshot[id]; !ok {
 			delete(s.states, id)
+			delete(s.beaten, id)
 			if err := wb.Delete([]byte(prefixState + id)); err != nil {
 				return fmt.Errorf("save snapshot: %w", err)
 			}
 		}
+	}
+	beats := make([]beat, 0, len(s.beaten))
+	for id := range s.beaten {
+		beats = append(beats, beat{id, s.states[id].LastHeartbeat})
+	}
+	if err := s.stageBeats(wb, beats); err != nil {
+		return fmt.Errorf("save snapshot: %w", err)
 	}
 	for _, m := range snap.Alerted {
 		if _, ok := s.alerted[m]; !ok {
