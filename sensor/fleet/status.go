@@ -88,6 +88,9 @@ func ReadStatus(ctx context.Context, nc *nats.Conn, self string) (*Status, error
 	} else if entries, err := latest(ctx, kv); err != nil {
 		problem("sensor registry unavailable: " + err.Error())
 	} else {
+		if len(entries) == 0 {
+			problem("the sensor registry read back empty: its stream has no leader, or this node is still catching up")
+		}
 		for _, e := range entries {
 			var r SensorRecord
 			if json.Unmarshal(e.Value(), &r) != nil {
@@ -130,7 +133,7 @@ func ReadStatus(ctx context.Context, nc *nats.Conn, self string) (*Status, error
 		if info.Cluster != nil {
 			a.Leader = info.Cluster.Leader
 			if a.Leader == "" {
-				problem(fmt.Sprintf("stream %s has no leader (no quorum)", name))
+				problem(fmt.Sprintf("stream %s has no leader: no quorum, or an election under way (a sensor that rejoins after a partition starts one; it takes up to about 10 s)", name))
 			}
 			for _, p := range info.Cluster.Replicas {
 				a.MaxLag = max(a.MaxLag, p.Lag)
