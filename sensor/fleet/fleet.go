@@ -103,6 +103,7 @@ type Fleet struct {
 	degraded  bool
 	synced    bool     // the endpoint records present when the watch began were all received
 	routed    []string // names of the nodes this sensor's node has routes to
+	cutOffWhy string   // why this node's JetStream is held (hold.go); "" while it runs
 	why       string
 	changes   chan Change
 	startedAt time.Time
@@ -207,6 +208,10 @@ func Start(ctx context.Context, opts Options) (*Fleet, error) {
 	f.wg.Add(2)
 	go func() { defer f.wg.Done(); f.run(ctx) }()
 	go func() { defer f.wg.Done(); f.writeLoop(ctx) }()
+	if f.node != nil && len(cfg.Peers) > 0 {
+		f.wg.Add(1)
+		go func() { defer f.wg.Done(); f.holdJetStream(ctx) }()
+	}
 	return f, nil
 }
 
@@ -398,6 +403,9 @@ func (f *Fleet) run(ctx context.Context) {
 		if f.isReady() && time.Since(lastReg) >= registryEvery {
 			if err := f.register(ctx); err != nil {
 				lastErr = "fleet registry unavailable: " + shortErr(err)
+				if why := f.cutOff(); why != "" {
+					lastErr = why
+				}
 			} else {
 				lastReg = time.Now()
 				f.setHealth(false, "")

@@ -175,6 +175,10 @@ func TestFleetTwoSensorsSurvivor(t *testing.T) {
 	m2.kill()
 	took := waitFor(t, "s1 degraded after losing s2", 20*time.Second, func() bool { return strings.HasPrefix(m1.last("HEALTH"), "HEALTH degraded") })
 	t.Logf("survivor degraded %v after its peer died: %s", took.Round(time.Millisecond), m1.last("HEALTH"))
+	// Alone it holds its JetStream (its Raft terms stay put) and says so.
+	if h := m1.last("HEALTH"); !strings.Contains(h, "cut off from the majority of the fleet (routes to 0 of the other 1 sensors)") {
+		t.Errorf("survivor's reason: %q, want it cut off from the majority", h)
+	}
 	n := len(m1.lines())
 	time.Sleep(time.Second)
 	seen := 0

@@ -22,10 +22,17 @@ import (
 
 // node is the sensor's embedded NATS server.
 type node struct {
-	srv   *server.Server
-	token string
-	url   string
+	srv      *server.Server
+	token    string
+	url      string
+	storeDir string // JetStream's, as in the server's options
 }
+
+// The fleet carries small records; keep the node's reservations small.
+const (
+	jsMaxMemory = 64 << 20
+	jsMaxStore  = 4 << 30
+)
 
 // ClusterTLS returns the mutual-TLS configuration of cluster routes: this
 // sensor's fleet certificate, and only peers whose certificate the
@@ -95,17 +102,16 @@ func startNode(dir string, cfg Config, log *slog.Logger) (*node, error) {
 		org = c.Subject.Organization[0]
 	}
 	opts := &server.Options{
-		ServerName:    cfg.Name,
-		Host:          "127.0.0.1",
-		Port:          cfg.ClientPort,
-		Authorization: token,
-		NoSigs:        true,
-		NoLog:         log == nil,
-		JetStream:     true,
-		StoreDir:      filepath.Join(dir, StoreDir),
-		// The fleet carries small records; keep the node's reservations small.
-		JetStreamMaxMemory: 64 << 20,
-		JetStreamMaxStore:  4 << 30,
+		ServerName:         cfg.Name,
+		Host:               "127.0.0.1",
+		Port:               cfg.ClientPort,
+		Authorization:      token,
+		NoSigs:             true,
+		NoLog:              log == nil,
+		JetStream:          true,
+		StoreDir:           filepath.Join(dir, StoreDir),
+		JetStreamMaxMemory: jsMaxMemory,
+		JetStreamMaxStore:  jsMaxStore,
 		Cluster: server.ClusterOpts{
 			Name:           clusterName(org),
 			Host:           listenHost(host),
@@ -115,9 +121,10 @@ func startNode(dir string, cfg Config, log *slog.Logger) (*node, error) {
 			TLSTimeout:     3,
 			ConnectRetries: 0,
 			// A route cut off without a reset (a partition) is noticed in
-			// about 3 s and dialled afresh, instead of waiting for TCP's
-			// retransmission backoff once the link is back.
-			PingInterval: time.Second,
+			// about 2 s and dialled afresh, instead of waiting for TCP's
+			// retransmission backoff once the link is back; 2 s is also
+			// well before a node cut off alone would campaign (hold.go).
+			PingInterval: 500 * time.Millisecond,
 			MaxPingsOut:  3,
 		},
 		Routes: routes,
@@ -142,7 +149,7 @@ func startNode(dir string, cfg Config, log *slog.Logger) (*node, error) {
 		srv.Shutdown()
 		return nil, fmt.Errorf("fleet node: not ready after 10 s (is %s or 127.0.0.1:%d taken?)", cfg.Addr, cfg.ClientPort)
 	}
-	return &node{srv: srv, token: token, url: srv.ClientURL()}, nil
+	return &node{srv: srv, token: token, url: srv.ClientURL(), storeDir: opts.StoreDir}, nil
 }
 
 // clusterName derives the NATS cluster name from the organisation, so two

@@ -307,9 +307,13 @@ func TestFleetOneVerdict(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s3.WaitAlert(ctx, 30*time.Second, func(ev schema.Event) bool { return ev.Type == schema.EventFleetDegraded }); err != nil {
+	ev, err = s3.WaitAlert(ctx, 30*time.Second, func(ev schema.Event) bool { return ev.Type == schema.EventFleetDegraded })
+	if err != nil {
 		heal(ctx)
 		t.Fatalf("s3 cut off: no fleet_degraded: %v", err)
+	}
+	if !strings.Contains(ev.Reason, "cut off from the majority of the fleet") {
+		t.Errorf("s3's fleet_degraded says %q, want it cut off from the majority", ev.Reason)
 	}
 	time.Sleep(4 * fleetInterval)
 	noFalseVerdicts(t, fl, "s3 partitioned", 1, e1)
@@ -336,12 +340,17 @@ func TestFleetOneVerdict(t *testing.T) {
 	if took > 10*time.Second {
 		t.Errorf("the fleet converged %v after healing, want within 10 s", took)
 	}
-	// s3's return starts stream leader elections (its Raft terms moved on
-	// while it was alone): recorded, bounded loosely.
+	// s3 stopped its JetStream while cut off, so its Raft terms did not
+	// move on: its return leaves the majority's stream leaders in place,
+	// and every stream is led and every status healthy within the bound.
 	if _, err := fl.WaitHealthy(ctx, 30*time.Second); err != nil {
 		t.Fatalf("after healing: %v", err)
 	}
-	t.Logf("every stream led again and every sensor's status healthy %v after healing", time.Since(healed).Round(time.Millisecond))
+	took = time.Since(healed)
+	t.Logf("every stream led again and every sensor's status healthy %v after healing", took.Round(time.Millisecond))
+	if took > 10*time.Second {
+		t.Errorf("streams led and every status healthy %v after healing, want within 10 s", took)
+	}
 	// E1, revoked before the partition and still sending, is a station
 	// without heartbeat: held back while the fleet could not vouch for its
 	// MAC, raised once after healing.
