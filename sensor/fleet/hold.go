@@ -16,7 +16,8 @@ import (
 // (5-11 s measured). The embedded node therefore stops its JetStream while it
 // is cut off (its Raft state stays on disk) and starts it again once the
 // majority is routed: it comes back at the terms it left with and follows
-// the leaders the majority kept.
+// the leaders the majority kept. A fleet of two has no majority to protect
+// and keeps campaigning.
 
 // holdEvery is how often the node's routes are checked. A cut route is
 // closed after about 2 s without an answer to its pings (node.go), so the
@@ -41,7 +42,10 @@ func (f *Fleet) holdJetStream(ctx context.Context) {
 			continue
 		}
 		routed, nodes, ok := f.routedNodes()
-		if !ok {
+		// Two nodes cut apart leave no majority anywhere to protect, and a
+		// node that keeps campaigning gets the pair a leader soonest once
+		// they meet again.
+		if !ok || nodes < 3 {
 			continue
 		}
 		majority := 2*(routed+1) > nodes

@@ -133,7 +133,7 @@ func ReadStatus(ctx context.Context, nc *nats.Conn, self string) (*Status, error
 		if info.Cluster != nil {
 			a.Leader = info.Cluster.Leader
 			if a.Leader == "" {
-				problem(fmt.Sprintf("stream %s has no leader: no quorum, or an election under way (a sensor that rejoins after a partition starts one; it takes up to about 10 s)", name))
+				problem(fmt.Sprintf("stream %s has no leader: no quorum, or an election under way (after a sensor is lost, it takes up to about 10 s)", name))
 			}
 			for _, p := range info.Cluster.Replicas {
 				a.MaxLag = max(a.MaxLag, p.Lag)
