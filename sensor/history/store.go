@@ -757,6 +757,21 @@ func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
 	day := dayOf(now)
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
+	// A state written whole is not compared again until it changes: if
+	// this save does not reach the disk, the next one must write it.
+	var wrote, removed []string
+	saved := false
+	defer func() {
+		if saved {
+			return
+		}
+		for _, id := range wrote {
+			s.dirty[id] = true
+		}
+		for _, id := range removed {
+			s.dirty[id] = false
+		}
+	}()
 	clear(s.inSnapshot)
 	for i := range snap.Endpoints {
 		st := &snap.Endpoints[i]
@@ -783,6 +798,7 @@ func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
 			c.Reasons = slices.Clone(st.Reasons)
 			s.states[st.ID] = &c
 			delete(s.beaten, st.ID)
+			wrote = append(wrote, st.ID)
 		}
 		if s.checkpoint[st.ID] != day {
 			reg := Registration{EndpointID: st.ID, Name: st.Name, Org: st.Org, Interfaces: st.Interfaces, Users: st.Users, Time: now.UTC()}
@@ -796,6 +812,7 @@ func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
 		if _, ok := s.inSnapshot[id]; !ok {
 			delete(s.states, id)
 			delete(s.beaten, id)
+			removed = append(removed, id)
 			if err := wb.Delete([]byte(prefixState + id)); err != nil {
 				return fmt.Errorf("save snapshot: %w", err)
 			}
@@ -835,6 +852,7 @@ func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
 	if err := s.db.Sync(); err != nil {
 		return fmt.Errorf("save snapshot: sync: %w", err)
 	}
+	saved = true
 	return nil
 }
 
