@@ -66,6 +66,14 @@ func loaded(t *testing.T, s *Store) map[string]schema.EndpointState {
 	return out
 }
 
+// save saves a snapshot of eps, failing the test if it is not saved.
+func save(t *testing.T, s *Store, eps ...schema.EndpointState) {
+	t.Helper()
+	if err := s.SaveSnapshot(sensor.Snapshot{NextSeq: 1, Endpoints: eps}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func green(id string, since, hb time.Time) schema.EndpointState {
 	return schema.EndpointState{ID: id, Name: "host-" + id, Org: "Example", Health: schema.HealthGreen,
 		Status: schema.StatusGreen, StatusSince: since, LastHeartbeat: hb, Connected: true,
@@ -82,16 +90,12 @@ func TestSnapshotWritesWhatChanged(t *testing.T) {
 	t0 := at(9, 0)
 	s := openTest(t, dir, t0)
 	a, b, c := green("ep-a", t0, t0), green("ep-b", t0, t0), green("ep-c", t0, t0)
-	if err := s.SaveSnapshot(sensor.Snapshot{NextSeq: 1, Endpoints: []schema.EndpointState{a, b, c}}); err != nil {
-		t.Fatal(err)
-	}
+	save(t, s, a, b, c)
 	// A minute on: A only heartbeated, B turned yellow, C was removed.
 	t1 := t0.Add(time.Minute)
 	a.LastHeartbeat = t1
 	b.LastHeartbeat, b.Health, b.Status, b.StatusSince = t1, schema.HealthYellow, schema.StatusYellow, t1
-	if err := s.SaveSnapshot(sensor.Snapshot{NextSeq: 1, Endpoints: []schema.EndpointState{a, b}}); err != nil {
-		t.Fatal(err)
-	}
+	save(t, s, a, b)
 	if rec, _ := storedRecord(t, s, "ep-a"); !rec.LastHeartbeat.Equal(t0) {
 		t.Errorf("A's record was rewritten for a heartbeat alone: last heartbeat %v, want the first save's %v", rec.LastHeartbeat, t0)
 	}
@@ -103,9 +107,7 @@ func TestSnapshotWritesWhatChanged(t *testing.T) {
 	}
 	// Another minute with nothing new: A's beat must survive the rewrite
 	// of the beat records.
-	if err := s.SaveSnapshot(sensor.Snapshot{NextSeq: 1, Endpoints: []schema.EndpointState{a, b}}); err != nil {
-		t.Fatal(err)
-	}
+	save(t, s, a, b)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -115,9 +117,7 @@ func TestSnapshotWritesWhatChanged(t *testing.T) {
 		t.Fatalf("reopened: %+v, want A heartbeating at %v and B yellow, no C", got, t1)
 	}
 	// Reopened, a snapshot that brings nothing new keeps A's beat too.
-	if err := s.SaveSnapshot(sensor.Snapshot{NextSeq: 1, Endpoints: []schema.EndpointState{a, b}}); err != nil {
-		t.Fatal(err)
-	}
+	save(t, s, a, b)
 	s.Close()
 	s = openTest(t, dir, t1)
 	if got := loaded(t, s)["ep-a"]; !got.LastHeartbeat.Equal(t1) {
@@ -179,9 +179,7 @@ func TestDamagedBeatRecord(t *testing.T) {
 	t0 := at(9, 0)
 	s := openTest(t, dir, t0)
 	a := green("ep-a", t0, t0)
-	if err := s.SaveSnapshot(sensor.Snapshot{NextSeq: 1, Endpoints: []schema.EndpointState{a}}); err != nil {
-		t.Fatal(err)
-	}
+	save(t, s, a)
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(beatKey(0), []byte{1, 2, 3}) }); err != nil {
 		t.Fatal(err)
 	}
@@ -234,18 +232,14 @@ func TestSnapshotNotSavedIsWrittenAgain(t *testing.T) {
 	t0 := at(9, 0)
 	s := openTest(t, dir, t0)
 	a := green("ep-a", t0, t0)
-	if err := s.SaveSnapshot(sensor.Snapshot{NextSeq: 1, Endpoints: []schema.EndpointState{a}}); err != nil {
-		t.Fatal(err)
-	}
+	save(t, s, a)
 	a.Status, a.StatusSince = schema.StatusYellow, t0.Add(time.Minute)
 	// An id longer than Badger takes as a key fails the save after A.
 	bad := green(strings.Repeat("x", 70000), t0, t0)
 	if err := s.SaveSnapshot(sensor.Snapshot{NextSeq: 1, Endpoints: []schema.EndpointState{a, bad}}); err == nil {
 		t.Fatal("a save with a 70,000-byte key succeeded")
 	}
-	if err := s.SaveSnapshot(sensor.Snapshot{NextSeq: 1, Endpoints: []schema.EndpointState{a}}); err != nil {
-		t.Fatal(err)
-	}
+	save(t, s, a)
 	if rec, _ := storedRecord(t, s, "ep-a"); rec.Status != schema.StatusYellow {
 		t.Errorf("A's record after a failed save and a good one: %s, want yellow", rec.Status)
 	}
