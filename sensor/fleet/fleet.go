@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -449,15 +448,9 @@ func (f *Fleet) followRoutes() {
 	if f.node == nil {
 		return
 	}
-	rz, err := f.node.srv.Routez(nil)
+	names, err := f.node.routedNames()
 	if err != nil {
 		return
-	}
-	var names []string
-	for _, r := range rz.Routes {
-		if r.RemoteName != "" && !slices.Contains(names, r.RemoteName) {
-			names = append(names, r.RemoteName)
-		}
 	}
 	f.mu.Lock()
 	f.routed = names

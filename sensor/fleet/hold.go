@@ -80,15 +80,9 @@ func (f *Fleet) holdJetStream(ctx context.Context) {
 // its registry knows, itself included (the Raft groups count a node that is
 // down until it is removed).
 func (f *Fleet) routedNodes() (routed, nodes int, ok bool) {
-	rz, err := f.node.srv.Routez(nil)
+	names, err := f.node.routedNames()
 	if err != nil {
 		return 0, 0, false
-	}
-	names := map[string]bool{}
-	for _, r := range rz.Routes {
-		if r.RemoteName != "" {
-			names[r.RemoteName] = true
-		}
 	}
 	known := map[string]bool{f.Name(): true}
 	for _, r := range f.Sensors() {

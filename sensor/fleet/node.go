@@ -152,6 +152,22 @@ func startNode(dir string, cfg Config, log *slog.Logger) (*node, error) {
 	return &node{srv: srv, token: token, url: srv.ClientURL(), storeDir: opts.StoreDir}, nil
 }
 
+// routedNames returns the names of the nodes the node has routes to, each
+// once (a peer has several pooled routes).
+func (n *node) routedNames() ([]string, error) {
+	rz, err := n.srv.Routez(nil)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, r := range rz.Routes {
+		if r.RemoteName != "" && !slices.Contains(names, r.RemoteName) {
+			names = append(names, r.RemoteName)
+		}
+	}
+	return names, nil
+}
+
 // clusterName derives the NATS cluster name from the organisation, so two
 // organisations' nodes never merge even if routes reach each other.
 func clusterName(org string) string {

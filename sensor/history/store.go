@@ -741,9 +741,10 @@ func (s *Store) writeRegistration(wb *badger.WriteBatch, day uint32, reg *Regist
 // endpoint (last heartbeat times included) and the next sequence number. The
 // daemon calls it periodically, not per heartbeat. A state is rewritten only
 // when it changed; a state that changed only by a newer heartbeat keeps its
-// record, and the heartbeat goes into the packed beat records (beats.go). The first snapshot of each
-// UTC day also writes a registry checkpoint per endpoint, so that forensic
-// lookups find who owned what within a day of any instant.
+// record, and the heartbeat goes into the packed beat records (beats.go).
+// The first snapshot of each UTC day also writes a registry checkpoint per
+// endpoint, so that forensic lookups find who owned what within a day of any
+// instant.
 func (s *Store) SaveSnapshot(snap sensor.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
